@@ -1,0 +1,218 @@
+"""After the pass: detectors, per-sample suspicion, what the report shows, summary.json, report.
+
+Reads the merged run directory (never holds more than the per-sample table and the
+feature-resolution maps of the readable samples, float32 [N, h, w]).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import platform
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from auditor import __version__
+from auditor.detect.attention import attention_flags, class_statistics
+from auditor.detect.location import fixed_location_flags
+from auditor.detect.probes import run_probes
+from auditor.detect.suspicion import sample_flag_codes, suspicion_scores
+from auditor.store import RunReader, _atomic_write_bytes, _parquet_bytes, write_class_means, write_json, write_thumb
+
+if TYPE_CHECKING:
+    from auditor.audit import PhaseTimer
+    from auditor.data import AuditDataset
+
+log = logging.getLogger("auditor")
+
+#: Samples per class whose inputs are averaged into the report's mean image.
+MEAN_IMAGE_SAMPLES = 64
+
+
+def analyse_run(run_dir: Path, context: dict[str, Any], timer: PhaseTimer) -> dict[str, Any]:
+    """Run the detectors on a merged run directory, write summary.json and report.html."""
+    config = context["config"]
+    index = context["index"]
+    classes: list[str] = index.classes
+    reader = RunReader(run_dir)
+    samples = reader.samples().copy()
+    ok = samples[samples["status"] == "ok"]
+    primary = config.primary_method
+    with timer.phase("detect"):
+        maps = reader.load_maps(ok["index"].tolist(), primary)
+        flags = attention_flags(samples, classes)
+        flags += fixed_location_flags(samples, maps, classes)
+        probes = probe_samples(samples, reader, classes, config.border, config.seed)
+        if probes is not None:
+            flags += probes.flags
+        if config.interventions and context.get("model") is not None:
+            from auditor.detect.interventions import run_interventions
+
+            found = run_interventions(samples, flags, context)
+            flags += found.flags
+            interventions = found.records
+        else:
+            interventions = None
+    samples["suspicion"] = suspicion_scores(samples)
+    samples["flags"] = sample_flag_codes(samples, flags)
+    _atomic_write_bytes(run_dir / "samples.parquet", _parquet_bytes(samples))
+    with timer.phase("figures"):
+        _write_class_means(run_dir, samples, maps, context["dataset"], len(classes))
+        _write_thumbs(run_dir, samples, context["dataset"], config.gallery_size)
+    summary = {
+        "auditor_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": context.get("command") or "",
+        "config": config.to_dict(),
+        "versions": versions(),
+        "model": model_facts(context),
+        "data": data_facts(samples, index, config.data),
+        "methods": list(config.methods),
+        "primary": primary,
+        "accuracy": accuracy(samples, classes),
+        "class_stats": class_statistics(samples, classes),
+        "probes": probes.to_dict() if probes is not None else None,
+        "interventions": interventions,
+        "flags": [f.to_dict() for f in sorted(flags, key=_flag_order)],
+        "pass": context.get("pass", {}),
+        "timings": timer.timings,
+    }
+    write_json(run_dir / "summary.json", summary)
+    with timer.phase("report"):
+        from auditor.report import render_report, write_samples_csv
+
+        render_report(run_dir, gallery_size=config.gallery_size)
+        write_samples_csv(run_dir)
+    summary["timings"] = timer.timings
+    write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def _flag_order(flag: Any) -> tuple[int, float]:
+    rank = {"high": 0, "medium": 1, "low": 2}[flag.severity]
+    return rank, -abs(flag.score) if np.isfinite(flag.score) else 0.0
+
+
+def probe_samples(
+    samples: pd.DataFrame, reader: RunReader, classes: list[str], border: float, seed: int
+) -> Any:
+    """The model-free probes on the file fingerprints and border thumbnails of readable rows."""
+    ok = samples[(samples["status"] == "ok") & (samples["label_index"] >= 0)]
+    if ok.empty:
+        return None
+    props = ok[[c for c in ok.columns if c.startswith("file_")]]
+    props = props.rename(columns=lambda c: c[len("file_"):]).reset_index(drop=True)
+    thumbs = reader.load_rows(ok["index"].tolist(), "probe/thumb16")
+    result = run_probes(
+        props, ok["label_index"].to_numpy(), classes, thumbs if thumbs.size else None,
+        border=border, seed=seed,
+    )
+    paths = ok["rel_path"].tolist()
+    for flag in result.flags:
+        flag.samples = [paths[i] if isinstance(i, int | np.integer) else i for i in flag.samples]
+    return result
+
+
+def accuracy(samples: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
+    """Top-1 accuracy over readable, labelled samples, overall and per class (NaN: none)."""
+    ok = samples[(samples["status"] == "ok") & (samples["label_index"] >= 0)]
+    per_class = {
+        name: float(ok.loc[ok["label_index"] == k, "correct"].mean())
+        if (ok["label_index"] == k).any() else float("nan")
+        for k, name in enumerate(classes)
+    }
+    return {"overall": float(ok["correct"].mean()) if len(ok) else float("nan"), "per_class": per_class}
+
+
+def versions() -> dict[str, str]:
+    import torch
+    import torchvision
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "auditor": __version__,
+    }
+
+
+def model_facts(context: dict[str, Any]) -> dict[str, Any]:
+    loaded = context["loaded"]
+    config = context["config"]
+    return {
+        "spec": loaded.spec,
+        "weights": loaded.weights,
+        "weights_sha256": loaded.weights_sha256,
+        "parameters": loaded.parameters,
+        "outputs": context.get("num_outputs"),
+        "target_layers": list(context["layers"]),
+        "input_size": list(config.image_size),
+        "device": str(context["device"]),
+    }
+
+
+def data_facts(samples: pd.DataFrame, index: Any, data: str) -> dict[str, Any]:
+    """The data section of summary.json: root, source kind, counts, errors, foreground."""
+    counts = samples["label"].value_counts()
+    sources = samples.loc[samples["status"] == "ok", "foreground_source"].value_counts()
+    return {
+        "root": index.root,
+        "source": "manifest" if str(data).lower().endswith(".csv") else "folder",
+        "classes": list(index.classes),
+        "counts": {c: int(counts.get(c, 0)) for c in index.classes},
+        "n_samples": len(samples),
+        "n_ok": int((samples["status"] == "ok").sum()),
+        "n_errors": int((samples["status"] == "error").sum()),
+        "has_masks": bool(samples["has_mask"].any()),
+        "foreground_source": sources.index[0] if len(sources) else "none",
+        "foreground_sources": {k: int(v) for k, v in sources.items()},
+        "warnings": list(index.warnings)[:50],
+    }
+
+
+def _write_class_means(
+    run_dir: Path, samples: pd.DataFrame, maps: np.ndarray, dataset: AuditDataset, k: int
+) -> None:
+    """Mean max-normalised primary map per class (all readable samples) over the mean input of
+    up to MEAN_IMAGE_SAMPLES samples of the class."""
+    ok = samples[samples["status"] == "ok"].reset_index(drop=True)
+    if ok.empty or maps.size == 0:
+        return
+    peak = np.nanmax(maps.reshape(len(maps), -1), axis=1)
+    norm = np.where(peak[:, None, None] > 0, maps / np.where(peak > 0, peak, 1)[:, None, None], 0.0)
+    norm = np.nan_to_num(norm, nan=0.0)
+    mean_map = np.zeros((k, *maps.shape[1:]), dtype=np.float32)
+    images = None
+    for c in range(k):
+        rows = np.flatnonzero(ok["label_index"].to_numpy() == c)
+        if rows.size == 0:
+            continue
+        mean_map[c] = norm[rows].mean(axis=0)
+        acc = None
+        for r in rows[:MEAN_IMAGE_SAMPLES]:
+            item = dataset[int(ok.at[r, "index"])]
+            if item["ok"]:
+                img = item["image"].numpy().astype(np.float64)
+                acc = img if acc is None else acc + img
+        if acc is not None:
+            mean = (acc / min(rows.size, MEAN_IMAGE_SAMPLES)).transpose(1, 2, 0)
+            if images is None:
+                images = np.zeros((k, *mean.shape), dtype=np.uint8)
+            images[c] = np.clip(mean.round(), 0, 255).astype(np.uint8)
+    if images is not None:
+        write_class_means(run_dir, images, mean_map)
+
+
+def _write_thumbs(run_dir: Path, samples: pd.DataFrame, dataset: AuditDataset, n: int) -> None:
+    """Store the inputs the report shows: the top-n suspects and a few samples per class."""
+    ok = samples[samples["status"] == "ok"]
+    chosen = set(ok.nlargest(n, "suspicion")["index"].tolist())
+    for _, group in ok.groupby("label"):
+        chosen.update(group["index"].head(4).tolist())
+    for position in sorted(chosen):
+        item = dataset[int(position)]
+        if item["ok"]:
+            write_thumb(run_dir, int(position), item["image"].permute(1, 2, 0).numpy())

@@ -1,0 +1,210 @@
+"""`run_audit`: the whole audit of one model on one data set, from options to report.
+
+prepare (data index, model, target layer, run directory) -> the pass (pipeline.run_pass)
+-> analysis (detectors, summary, report; auditor.analysis). Each phase's duration is logged and
+stored in summary.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from auditor.config import AuditConfig
+from auditor.data import AuditDataset, DatasetIndex, open_source
+from auditor.detect.flags import at_or_above
+from auditor.errors import DataError, ModelLoadError
+from auditor.models.layers import find_target_layer, get_module
+from auditor.models.loading import LoadedModel, load_model
+from auditor.pipeline import PassSettings, run_pass
+from auditor.runtime import autocast_dtype, select_device
+from auditor.store import RunLock, RunReader, RunWriter
+
+log = logging.getLogger("auditor")
+
+
+@dataclass
+class AuditResult:
+    """A finished run: its directory and summary. Shows a compact summary in notebooks."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+
+    @property
+    def flags(self) -> list[dict[str, Any]]:
+        return list(self.summary.get("flags", []))
+
+    @property
+    def report_path(self) -> Path:
+        return self.run_dir / "report.html"
+
+    def samples(self) -> pd.DataFrame:
+        """samples.parquet of the run."""
+        return RunReader(self.run_dir).samples()
+
+    def exit_code(self, fail_on: str | None) -> int:
+        """0, or 3 when a flag at or above `fail_on` was raised (the CI gate)."""
+        return 3 if fail_on and at_or_above(self.flags, fail_on) else 0
+
+    def _repr_html_(self) -> str:
+        from auditor.report.notebook import summary_html
+
+        return summary_html(self.summary)
+
+
+class PhaseTimer:
+    """Logs one line per phase with its duration and keeps the durations for summary.json."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - started
+        self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 3)
+        log.info("%s: %.2f s", name, seconds)
+
+
+def run_audit(
+    config: AuditConfig,
+    model: nn.Module | None = None,
+    command: str | None = None,
+) -> AuditResult:
+    """Audit `config.model` (or the given `model`) on `config.data`; write `config.out`.
+
+    Raises UsageError subclasses (exit 2) for input that cannot be audited, RunDirectoryError
+    for an unusable run directory, AuditInterrupted when stopped (resume by calling again).
+    """
+    from auditor.analysis import analyse_run
+
+    timer = PhaseTimer()
+    with timer.phase("index"):
+        index = open_source(
+            config.data, classes=list(config.classes) if config.classes else None,
+            masks_dir=config.masks, allow_outside=config.allow_outside,
+        )
+        for warning in index.warnings:
+            log.warning("%s", warning)
+        if not index.samples:
+            raise DataError(f"no images found in {config.data}")
+    with timer.phase("model"):
+        loaded = _prepare_model(config, model)
+        device = select_device(config.device)
+        module = loaded.module.to(device)
+        if device.type == "cuda":
+            module = module.to(memory_format=torch.channels_last)
+        num_outputs = _output_size(module, config, device)
+        _check_labels(index, num_outputs)
+        layers = list(config.target_layers) or [
+            find_target_layer(module, (1, 3, *config.image_size))
+        ]
+        for name in layers:
+            get_module(module, name)
+    fingerprint = {
+        "config": config.fingerprint(),
+        "model": _model_fingerprint(loaded),
+        "data": data_fingerprint(index),
+    }
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out):
+        writer = RunWriter(out, fingerprint, overwrite=config.overwrite)
+        dataset = AuditDataset(
+            index, image_size=config.image_size, border=config.border,
+            max_pixels=config.max_pixels,
+        )
+        settings = PassSettings(
+            methods=config.methods, primary=config.primary_method, target_layers=layers,
+            explain=config.explain, mean=config.mean, std=config.std, border=config.border,
+            batch_size=config.batch_size, workers=config.workers,
+            amp_dtype=autocast_dtype(device, config.amp), progress=not config.quiet,
+        )
+        with timer.phase("pass"):
+            pass_stats = run_pass(module, index, dataset, writer, settings, device)
+        with timer.phase("merge"):
+            writer.merge()
+        context = {
+            "config": config, "index": index, "dataset": dataset, "model": module,
+            "loaded": loaded, "layers": layers, "device": device, "pass": pass_stats,
+            "command": command, "num_outputs": num_outputs,
+        }
+        summary = analyse_run(out, context, timer)
+        writer.mark_complete()
+    return AuditResult(run_dir=out, summary=summary)
+
+
+def _prepare_model(config: AuditConfig, model: nn.Module | None) -> LoadedModel:
+    if model is None:
+        return load_model(config.model, config.weights, config.num_classes, config.trust_pickle)
+    model.eval()
+    return LoadedModel(
+        module=model, spec=config.model, weights=None, weights_sha256=None,
+        parameters=sum(p.numel() for p in model.parameters()), scripted=False,
+    )
+
+
+def _output_size(module: nn.Module, config: AuditConfig, device: torch.device) -> int:
+    """Number of model outputs, from one forward of a dummy batch of 2 (eval mode)."""
+    dummy = torch.zeros((2, 3, *config.image_size), device=device)
+    try:
+        with torch.inference_mode():
+            logits = module(dummy)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"the model fails on a batch of {config.image_size[0]}x{config.image_size[1]} RGB "
+            f"images ({type(exc).__name__}: {str(exc)[:300]}); check --image-size and --model"
+        ) from exc
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        raise ModelLoadError(
+            "the model must return logits of shape [batch, classes]; got "
+            f"{type(logits).__name__} {tuple(getattr(logits, 'shape', ()))}"
+        )
+    return int(logits.shape[1])
+
+
+def _check_labels(index: DatasetIndex, num_outputs: int) -> None:
+    if len(index.classes) > num_outputs:
+        beyond = index.classes[num_outputs:]
+        raise DataError(
+            f"the data has {len(index.classes)} classes but the model has {num_outputs} outputs; "
+            f"classes beyond the model's outputs: {', '.join(beyond[:5])}. Use --classes to give "
+            "the model's output order, or --num-classes for its head size."
+        )
+
+
+def _model_fingerprint(loaded: LoadedModel) -> str:
+    if loaded.weights_sha256:
+        return f"{loaded.spec}|{loaded.weights_sha256}"
+    digest = hashlib.sha256(loaded.spec.encode())
+    for name, tensor in loaded.module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def data_fingerprint(index: DatasetIndex) -> str:
+    """sha256 over (relative path, label, size, mtime) of every sample: resume refuses when the
+    data changed."""
+    digest = hashlib.sha256("\x00".join(index.classes).encode())
+    for ref in index.samples:
+        try:
+            st = os.stat(ref.path)
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        digest.update(f"{ref.rel_path}\x00{ref.label}\x00{ref.mask_path}\x00{ref.box}\x00{stamp}\n".encode(
+            "utf-8", "surrogateescape"))
+    return digest.hexdigest()

@@ -1,0 +1,257 @@
+"""The `auditor` command: parse options, call the library, turn the outcome into an exit code.
+
+Exit codes: 0 done; 1 failed; 2 bad usage or input that cannot be audited at all;
+3 done, and a flag at or above --fail-on was raised; 130 interrupted (resume by rerunning).
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from auditor import __version__
+from auditor.errors import AuditorError
+
+log = logging.getLogger("auditor")
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="auditor: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Our errors become one clear line on stderr and their exit code, never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AuditorError as exc:
+            click.echo(f"auditor: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("auditor: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _floats3(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected three numbers like 0.5,0.5,0.5, got {value!r}") from None
+    if len(parts) != 3:
+        raise click.BadParameter(f"expected three comma-separated numbers, got {value!r}")
+    return parts  # type: ignore[return-value]
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
+    try:
+        parts = [int(v) for v in value.lower().replace("x", ",").split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected N or HxW, got {value!r}") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2:
+        raise click.BadParameter(f"expected N or HxW, got {value!r}")
+    return parts[0], parts[1]
+
+
+def _csv_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not items:
+        raise click.BadParameter("expected a comma-separated list")
+    return items
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="auditor")
+def main() -> None:
+    """Audit image classifiers and their data sets for shortcut learning."""
+
+
+def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by every command that reads a data set."""
+    options = [
+        click.option("--classes", callback=_csv_list,
+                     help="Class names in the model's output order, comma-separated "
+                          "(default: sorted folder names / manifest labels)."),
+        click.option("--masks", type=click.Path(exists=True, file_okay=False),
+                     help="Folder of foreground masks at the same relative paths as the images "
+                          "(any image extension; nonzero = foreground)."),
+        click.option("--image-size", default="224", show_default=True, callback=_size,
+                     help="Model input size, N or HxW pixels (images are resized, not cropped)."),
+        click.option("--border", default=0.1, show_default=True, type=float,
+                     help="Width of the border band, as a fraction of each side."),
+        click.option("--workers", type=int, default=None,
+                     help="DataLoader worker processes (default: from the core count)."),
+        click.option("--allow-outside", is_flag=True,
+                     help="Allow manifest paths outside the manifest's folder."),
+        click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@main.command()
+@click.argument("data", type=click.Path(exists=True))
+@click.option("--model", "model_spec", required=True,
+              help="torchvision:NAME, module.path:factory, path/file.py:factory, or a "
+                   "TorchScript file.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Run directory to write (an unfinished one is resumed).")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False),
+              help="Weights: a state_dict (.pt/.pth, loaded with weights_only) or .safetensors.")
+@click.option("--num-classes", type=int, help="Head size, when the weights do not say it.")
+@data_options
+@click.option("--target-layer", "target_layers", multiple=True,
+              help="Dotted module name of the layer to explain; repeat to average several "
+                   "(default: the last layer with a spatial feature map).")
+@click.option("--methods", default="gradcam", show_default=True, callback=_csv_list,
+              help="Map methods computed in the pass, comma-separated "
+                   "(gradcam, gradcam++, xgradcam, layercam, hirescam, counterfactual, cam, "
+                   "eigencam).")
+@click.option("--primary", help="The method whose maps feed the measures and flags "
+                                "(default: the first of --methods).")
+@click.option("--explain", type=click.Choice(["label", "predicted"]), default="label",
+              show_default=True, help="Which class the maps explain.")
+@click.option("--mean", default="0.485,0.456,0.406", show_default=True, callback=_floats3,
+              help="Normalisation mean (RGB, 0-1 units).")
+@click.option("--std", default="0.229,0.224,0.225", show_default=True, callback=_floats3,
+              help="Normalisation std (RGB, 0-1 units).")
+@click.option("--foreground", type=click.Choice(["mask", "estimate"]), default="mask",
+              show_default=True,
+              help="Where there is no mask: 'estimate' finds the object from the image "
+                   "(flood fill of a uniform border, else GrabCut); estimates are marked.")
+@click.option("--batch-size", default=64, show_default=True, type=int, help="Images per batch.")
+@click.option("--device", default="auto", show_default=True,
+              help="auto, cpu, cuda or cuda:N.")
+@click.option("--amp", type=click.Choice(["auto", "on", "off"]), default="auto",
+              show_default=True,
+              help="Mixed precision for the forward pass (auto: on for CUDA, off on the CPU).")
+@click.option("--trust-pickle", is_flag=True,
+              help="Allow loading full pickled models/weights (unpickling can run code).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+@click.option("--fail-on", type=click.Choice(["high", "medium", "low"]),
+              help="Exit with code 3 when a flag at or above this severity is raised.")
+@click.option("--gallery-size", default=48, show_default=True, type=int,
+              help="Suspect samples shown in the report.")
+@click.option("--no-interventions", is_flag=True,
+              help="Skip the confirmation runs on edited inputs.")
+@_handle_errors
+def audit(data: str, model_spec: str, out: str, **opts: Any) -> None:
+    """Audit a model on DATA (a class-per-folder tree or a CSV manifest)."""
+    from auditor.audit import run_audit
+    from auditor.config import AuditConfig
+
+    _setup_logging(opts["quiet"])
+    config = AuditConfig(
+        data=data, model=model_spec, out=out, weights=opts["weights"],
+        num_classes=opts["num_classes"], classes=opts["classes"], masks=opts["masks"],
+        target_layers=tuple(opts["target_layers"]), methods=opts["methods"],
+        primary=opts["primary"], explain=opts["explain"], image_size=opts["image_size"],
+        mean=opts["mean"], std=opts["std"], border=opts["border"],
+        foreground=opts["foreground"], batch_size=opts["batch_size"], workers=opts["workers"],
+        device=opts["device"], amp=opts["amp"], trust_pickle=opts["trust_pickle"],
+        allow_outside=opts["allow_outside"], quiet=opts["quiet"], overwrite=opts["overwrite"],
+        fail_on=opts["fail_on"], gallery_size=opts["gallery_size"],
+        interventions=not opts["no_interventions"],
+    )
+    result = run_audit(config, command=_command_line())
+    _print_outcome(result.summary, result.report_path)
+    sys.exit(result.exit_code(config.fail_on))
+
+
+@main.command()
+@click.argument("data", type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Directory for probe.json, samples.parquet and report.html.")
+@data_options
+@click.option("--fail-on", type=click.Choice(["high", "medium", "low"]),
+              help="Exit with code 3 when a flag at or above this severity is raised.")
+@_handle_errors
+def probe(data: str, out: str, **opts: Any) -> None:
+    """Model-free checks of DATA: do file properties or border pixels predict the label?"""
+    from auditor.probe import run_probe
+
+    _setup_logging(opts["quiet"])
+    result = run_probe(
+        data, out, classes=opts["classes"], masks=opts["masks"],
+        image_size=opts["image_size"], border=opts["border"], workers=opts["workers"],
+        allow_outside=opts["allow_outside"], quiet=opts["quiet"], command=_command_line(),
+    )
+    _print_outcome(result.summary, result.report_path)
+    sys.exit(result.exit_code(opts["fail_on"]))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--output", type=click.Path(dir_okay=False),
+              help="Where to write the HTML (default: RUN_DIR/report.html).")
+@click.option("--format", "fmt", type=click.Choice(["html", "json"]), default="html",
+              show_default=True, help="html renders the report; json prints summary.json.")
+@click.option("--gallery-size", default=48, show_default=True, type=int,
+              help="Suspect samples shown.")
+@_handle_errors
+def report(run_dir: str, output: str | None, fmt: str, gallery_size: int) -> None:
+    """(Re)render the report of RUN_DIR, without the model."""
+    from auditor.report import render_report, summary_json, write_samples_csv
+
+    if fmt == "json":
+        click.echo(summary_json(run_dir))
+        return
+    path = render_report(run_dir, output=output, gallery_size=gallery_size)
+    write_samples_csv(run_dir)
+    click.echo(str(path))
+
+
+@main.command()
+@click.option("--out", default="auditor-demo", show_default=True, type=click.Path(file_okay=False),
+              help="Where to write the generated data, the model and the run.")
+@click.option("--per-class", default=150, show_default=True, type=int,
+              help="Images generated per class.")
+@click.option("--epochs", default=4, show_default=True, type=int, help="Training epochs.")
+@click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
+@_handle_errors
+def demo(out: str, per_class: int, epochs: int, quiet: bool) -> None:
+    """Generate a Pokemon/Digimon-style shortcut data set, train a small CNN, audit it."""
+    from auditor.demo import run_demo
+
+    _setup_logging(quiet)
+    result = run_demo(out, per_class=per_class, epochs=epochs, quiet=quiet)
+    _print_outcome(result.summary, result.report_path)
+
+
+def _command_line() -> str:
+    return shlex.join(["auditor", *sys.argv[1:]])
+
+
+def _print_outcome(summary: dict[str, Any], report_path: Any) -> None:
+    flags = summary.get("flags", [])
+    acc = summary.get("accuracy", {}).get("overall")
+    data = summary.get("data", {})
+    line = f"{data.get('n_ok', 0)} of {data.get('n_samples', 0)} images audited"
+    if acc is not None:
+        line += f", accuracy {acc:.1%}"
+    click.echo(line)
+    for flag in flags:
+        where = f" [{flag['class']}]" if flag.get("class") else ""
+        click.echo(f"  {flag['severity'].upper():6} {flag['kind']}{where}: {flag['message']}")
+    if not flags:
+        click.echo("  no shortcut flags raised")
+    click.echo(f"report: {report_path}")

@@ -1,0 +1,111 @@
+"""AuditConfig: every knob of an audit in one validated, hashable dataclass.
+
+The CLI builds one from its options; Python users build one directly. `fingerprint()` is what
+resume compares: two runs with the same fingerprint compute the same numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from auditor.errors import UsageError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Options that change how fast or how loudly a run goes, never its numbers: resume ignores them.
+RUNTIME_ONLY = frozenset(
+    {"batch_size", "workers", "device", "quiet", "overwrite", "fail_on", "out", "compile",
+     "gallery_size", "trust_pickle"}
+)
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Every option of `auditor audit`. Units: image_size in pixels (height, width), border as a
+    fraction of each side, mean/std in [0, 1] RGB units."""
+
+    data: str
+    model: str
+    out: str
+    weights: str | None = None
+    num_classes: int | None = None
+    classes: tuple[str, ...] | None = None
+    masks: str | None = None
+    target_layers: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ("gradcam",)
+    primary: str | None = None
+    explain: Literal["label", "predicted"] = "label"
+    image_size: tuple[int, int] = (224, 224)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    border: float = 0.1
+    foreground: Literal["mask", "estimate"] = "mask"
+    batch_size: int = 64
+    workers: int | None = None
+    device: str = "auto"
+    amp: Literal["auto", "on", "off"] = "auto"
+    compile: bool = False
+    trust_pickle: bool = False
+    allow_outside: bool = False
+    max_pixels: int = 89_478_485
+    quiet: bool = False
+    overwrite: bool = False
+    fail_on: Literal["high", "medium", "low"] | None = None
+    gallery_size: int = 48
+    interventions: bool = True
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.explain not in ("label", "predicted"):
+            raise UsageError(f"--explain must be 'label' or 'predicted', not {self.explain!r}")
+        if self.foreground not in ("mask", "estimate"):
+            raise UsageError(f"--foreground must be 'mask' or 'estimate', not {self.foreground!r}")
+        if not 0.0 < self.border < 0.5:
+            raise UsageError(f"--border must be a fraction in (0, 0.5), not {self.border}")
+        if len(self.image_size) != 2 or min(self.image_size) < 8:
+            raise UsageError(f"--image-size must be at least 8 pixels, not {self.image_size}")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise UsageError("--mean and --std take three numbers (R, G, B)")
+        if min(self.std) <= 0:
+            raise UsageError(f"--std values must be positive, not {self.std}")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, not {self.batch_size}")
+        if self.workers is not None and self.workers < 0:
+            raise UsageError(f"--workers must be 0 or more, not {self.workers}")
+        if self.num_classes is not None and self.num_classes < 1:
+            raise UsageError(f"--num-classes must be at least 1, not {self.num_classes}")
+        if not self.methods:
+            raise UsageError("--methods needs at least one method")
+        if self.primary is not None and self.primary not in self.methods:
+            raise UsageError(
+                f"--primary {self.primary!r} is not among --methods ({', '.join(self.methods)})"
+            )
+        if self.amp not in ("auto", "on", "off"):
+            raise UsageError(f"--amp must be auto, on or off, not {self.amp!r}")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise UsageError(f"--device must be auto, cpu or cuda[:N], not {self.device!r}")
+
+    @property
+    def primary_method(self) -> str:
+        """The method whose maps feed the measures and flags."""
+        return self.primary or self.methods[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (for summary.json)."""
+        out = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    def fingerprint(self) -> str:
+        """sha256 of the options that change results (runtime-only options left out)."""
+        relevant = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in RUNTIME_ONLY and f.name != "extra"
+        }
+        text = json.dumps(relevant, sort_keys=True, default=list)
+        return hashlib.sha256(text.encode()).hexdigest()

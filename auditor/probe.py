@@ -1,0 +1,116 @@
+"""`auditor probe DATA`: the model-free checks alone, for a data set nobody has trained on yet.
+
+One decoding pass (fingerprints and 16x16 border thumbnails, no model), then the probes of
+auditor.detect.probes; writes samples.parquet, summary.json and a report in the run layout.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from auditor import __version__
+from auditor.analysis import data_facts, probe_samples, versions
+from auditor.audit import AuditResult, PhaseTimer, data_fingerprint
+from auditor.data import AuditDataset, make_loader, open_source
+from auditor.errors import DataError
+from auditor.store import RunLock, RunReader, RunWriter, write_json
+
+
+def run_probe(
+    data: str,
+    out: str,
+    classes: tuple[str, ...] | None = None,
+    masks: str | None = None,
+    image_size: tuple[int, int] = (224, 224),
+    border: float = 0.1,
+    workers: int | None = None,
+    allow_outside: bool = False,
+    quiet: bool = False,
+    command: str | None = None,
+    seed: int = 0,
+    batch_size: int = 128,
+) -> AuditResult:
+    """Run the model-free probes on DATA and write OUT (summary.json, report.html, ...)."""
+    from tqdm.auto import tqdm
+
+    timer = PhaseTimer()
+    with timer.phase("index"):
+        index = open_source(data, classes=list(classes) if classes else None,
+                            masks_dir=masks, allow_outside=allow_outside)
+        if not index.samples:
+            raise DataError(f"no images found in {data}")
+    run_dir = Path(out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = {
+        "config": f"probe|{image_size}|{border}",
+        "model": "none",
+        "data": data_fingerprint(index),
+    }
+    with RunLock(run_dir):
+        writer = RunWriter(run_dir, fingerprint, overwrite=True)
+        dataset = AuditDataset(index, image_size=image_size, border=border)
+        loader = make_loader(dataset, batch_size, workers, "cpu")
+        with timer.phase("decode"):
+            bar = tqdm(total=len(dataset), unit="img", desc="probe", disable=quiet)
+            for batch in loader:
+                rows, map_rows, arrays = _probe_rows(batch, index)
+                writer.write_chunk(writer.next_part_name(), rows, map_rows, arrays)
+                bar.update(len(rows))
+            bar.close()
+        samples = writer.merge()
+        with timer.phase("probes"):
+            probes = probe_samples(samples, RunReader(run_dir), index.classes, border, seed)
+        flags = probes.flags if probes is not None else []
+        summary: dict[str, Any] = {
+            "auditor_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": command or "",
+            "config": {"data": data, "image_size": list(image_size), "border": border,
+                       "classes": list(classes) if classes else None, "masks": masks},
+            "versions": versions(),
+            "model": None,
+            "data": data_facts(samples, index, data),
+            "methods": [],
+            "primary": None,
+            "accuracy": None,
+            "class_stats": None,
+            "probes": probes.to_dict() if probes is not None else None,
+            "flags": [f.to_dict() for f in flags],
+            "timings": timer.timings,
+        }
+        write_json(run_dir / "summary.json", summary)
+        from auditor.report import render_report, write_samples_csv
+
+        render_report(run_dir)
+        write_samples_csv(run_dir)
+        writer.mark_complete()
+    return AuditResult(run_dir=run_dir, summary=summary)
+
+
+def _probe_rows(batch: dict[str, Any], index: Any) -> tuple[pd.DataFrame, Any, dict[str, Any]]:
+    ok = batch["ok"].bool().numpy()
+    refs = [index.samples[int(i)] for i in batch["index"]]
+    frame = pd.DataFrame({
+        "index": [r.index for r in refs],
+        "path": [r.path for r in refs],
+        "rel_path": [r.rel_path for r in refs],
+        "label": [index.classes[r.label] if r.label >= 0 else "" for r in refs],
+        "label_index": [r.label for r in refs],
+        "status": np.where(ok, "ok", "error"),
+        "error": list(batch["error"]),
+        "warning": list(batch["warning"]),
+        "has_mask": batch["has_mask"].bool().numpy() & ok,
+        "foreground_source": "none",
+    })
+    props = pd.DataFrame(list(batch["props"])).add_prefix("file_")
+    if not props.empty:
+        frame = pd.concat([frame, props.reset_index(drop=True)], axis=1)
+    map_rows = np.full(len(refs), -1, dtype=np.int64)
+    map_rows[ok] = np.arange(int(ok.sum()))
+    return frame, map_rows, {"probe/thumb16": batch["thumb16"][torch.from_numpy(ok)].numpy()}
