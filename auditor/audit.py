@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from auditor import distributed
 from auditor.config import AuditConfig
 from auditor.data import AuditDataset, DatasetIndex, open_source
 from auditor.detect.flags import at_or_above
@@ -100,9 +101,11 @@ def run_audit(
             log.warning("%s", warning)
         if not index.samples:
             raise DataError(f"no images found in {config.data}")
+    ranks = distributed.ranks_from_env()
     with timer.phase("model"):
         loaded = _prepare_model(config, model)
-        device = select_device(config.device)
+        device = distributed.rank_device(select_device(config.device), ranks)
+        distributed.init(ranks, device)
         module = loaded.module.to(device)
         if device.type == "cuda":
             module = module.to(memory_format=torch.channels_last)
@@ -119,9 +122,15 @@ def run_audit(
         "data": data_fingerprint(index),
     }
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with RunLock(out):
-        writer = RunWriter(out, fingerprint, overwrite=config.overwrite)
+    lock = RunLock(out)
+    try:
+        if ranks.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+            writer = RunWriter(out, fingerprint, overwrite=config.overwrite)
+        distributed.barrier(ranks)
+        if not ranks.is_main:
+            writer = RunWriter(out, fingerprint, overwrite=False)
         dataset = AuditDataset(
             index, image_size=config.image_size, border=config.border,
             max_pixels=config.max_pixels,
@@ -131,18 +140,27 @@ def run_audit(
             explain=config.explain, mean=config.mean, std=config.std, border=config.border,
             batch_size=config.batch_size, workers=config.workers,
             amp_dtype=autocast_dtype(device, config.amp), progress=not config.quiet,
+            rank=ranks.rank, world_size=ranks.world_size,
         )
         with timer.phase("pass"):
             pass_stats = run_pass(module, index, dataset, writer, settings, device)
-        with timer.phase("merge"):
-            writer.merge()
-        context = {
-            "config": config, "index": index, "dataset": dataset, "model": module,
-            "loaded": loaded, "layers": layers, "device": device, "pass": pass_stats,
-            "command": command, "num_outputs": num_outputs,
-        }
-        summary = analyse_run(out, context, timer)
-        writer.mark_complete()
+        distributed.barrier(ranks)
+        summary: dict[str, Any] = {}
+        if ranks.is_main:
+            with timer.phase("merge"):
+                writer.merge()
+            context = {
+                "config": config, "index": index, "dataset": dataset, "model": module,
+                "loaded": loaded, "layers": layers, "device": device, "pass": pass_stats,
+                "command": command, "num_outputs": num_outputs,
+                "world_size": ranks.world_size,
+            }
+            summary = analyse_run(out, context, timer)
+            writer.mark_complete()
+        distributed.barrier(ranks)
+    finally:
+        lock.release()
+        distributed.close(ranks)
     return AuditResult(run_dir=out, summary=summary)
 
 

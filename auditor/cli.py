@@ -173,7 +173,8 @@ def audit(data: str, model_spec: str, out: str, **opts: Any) -> None:
         interventions=not opts["no_interventions"],
     )
     result = run_audit(config, command=_command_line())
-    _print_outcome(result.summary, result.report_path)
+    if result.summary:  # empty on the non-zero ranks of a torchrun job: rank 0 reports
+        _print_outcome(result.summary, result.report_path)
     sys.exit(result.exit_code(config.fail_on))
 
 

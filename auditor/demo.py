@@ -107,9 +107,14 @@ def generate_dataset(root: str | Path, per_class: int = 150, seed: int = 0) -> P
 
 
 def train_demo_model(
-    data_root: str | Path, epochs: int = 4, seed: int = 0, batch_size: int = 32
-) -> DemoNet:
-    """Train DemoNet on the generated data (CPU, seconds). Inputs normalised with 0.5/0.5."""
+    data_root: str | Path,
+    epochs: int = 4,
+    seed: int = 0,
+    batch_size: int = 32,
+    model: nn.Module | None = None,
+) -> nn.Module:
+    """Train `model` (default: a new DemoNet) on the generated data, class-per-folder under
+    `data_root` (CPU, seconds). Inputs normalised with mean 0.5, std 0.5; returns it in eval mode."""
     torch.manual_seed(seed)
     images, labels = [], []
     for k, name in enumerate(CLASSES):
@@ -119,7 +124,7 @@ def train_demo_model(
             labels.append(k)
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.5)
     y = torch.tensor(labels)
-    model = DemoNet(len(CLASSES))
+    model = model if model is not None else DemoNet(len(CLASSES))
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     generator = torch.Generator().manual_seed(seed)
     model.train()
@@ -132,7 +137,7 @@ def train_demo_model(
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         log.info("demo training epoch %d: loss %.4f", epoch + 1, total / len(x))
     return model.eval()
 

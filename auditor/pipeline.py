@@ -211,9 +211,8 @@ def _audit_batch(
         has_mask = batch["has_mask"][sel].to(device).bool()
         boxes = batch["box"][sel].to(device, non_blocking=True).float()
         measures = attention_measures(primary, masks, has_mask, boxes, border=settings.border)
-        flat = primary.flatten(1)
-        bad = ~torch.isfinite(flat).all(dim=1) | (flat.abs().amax(dim=1) == 0)
-        bad |= ~torch.isfinite(logits).all(dim=1)
+        # No peak means an all-zero or non-finite map: the measures are NaN for it.
+        bad = ~torch.isfinite(measures["peak_x"]) | ~torch.isfinite(logits).all(dim=1)
         sel_np = sel.numpy()
         for name in MEASURES:
             values[name][sel_np] = measures[name].float().cpu().numpy()

@@ -1,0 +1,334 @@
+"""Class-level attention flags from the per-sample measures: `background_attention`,
+`border_attention`, `degenerate_maps`; and the per-class statistics of summary.json.
+
+Input is the samples.parquet table (one row per file; see docs/architecture.md). Only rows with
+status "ok" and a finite measure count. A sample's key is its `rel_path` when the table has one,
+else its `path`.
+
+Background attention tests each class's `fg_enrichment` (share of attention on the object /
+share of the image the object covers; 1.0 = chance). Border attention tests `border_lift`
+(share on the border band / share of the image the band covers; 1.0 = chance). Both use the same
+rule; "off" means below chance for enrichment and above chance for border lift:
+
+| step | rule |
+|---|---|
+| against chance | Wilcoxon signed-rank of log(value) vs 0, one-sided towards "off": p_chance |
+| chance effect | matched-pairs rank-biserial, +1 = every sample off chance: effect_chance |
+| against the rest | Mann-Whitney U, class vs all other classes, one-sided: p_rest |
+| rest effect | rank-biserial, +1 = every sample more off than every other: effect_rest |
+| raised when | n >= 8, median off chance, p_chance < 0.01 and effect_chance >= 0.3 |
+| high | median enrichment <= 0.5 (border lift >= 2.0) and effect_chance >= 0.8 |
+| medium | median enrichment <= 0.8 (border lift >= 1.5) and effect_chance >= 0.5 |
+| low | any other raised flag |
+| one level up | p_rest < 0.01 and effect_rest >= 0.5 (the class is worse than the others) |
+| at most medium | n < 20 |
+
+Chance, not the other classes, decides whether a flag is raised: when every class relies on its
+background (the Pokemon/Digimon case) no class differs from the rest, yet all are off chance.
+Coarse maps (7x7 upsampled) spill mass off a small object, but a map centred on the object still
+puts more than its area's share on it (enrichment > 1), so it is not flagged.
+
+`score` is 1 - median enrichment (border: median lift - 1), clipped to [0, 1]: how far below
+(above) chance the class sits.
+
+Degenerate maps: a sample's map is degenerate when it is all zero or not finite (column
+`map_degenerate`; without it, an ok row whose `peak_x` is NaN). Flagged when more than 10
+samples or more than 5% of the ok samples are degenerate; severity high above 50%, medium above
+20%, else low.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from auditor.detect.flags import Flag, Severity
+from auditor.errors import UsageError
+
+MIN_SAMPLES = 8
+FULL_SEVERITY_SAMPLES = 20
+ALPHA = 0.01
+MIN_EFFECT = 0.3
+MAX_SAMPLES_LISTED = 12
+LOG_FLOOR = 1e-3  # enrichment 0 (no mass on the object) is logged as log(1e-3)
+DEGENERATE_COUNT = 10
+DEGENERATE_SHARE = 0.05
+
+SUMMARY_MEASURES: tuple[str, ...] = (
+    "fg_energy", "fg_enrichment", "bg_energy", "border_energy", "border_lift", "wsol_iou",
+)
+_LEVELS: tuple[Severity, ...] = ("low", "medium", "high")
+
+
+@dataclass(frozen=True)
+class _Rule:
+    kind: str
+    column: str
+    direction: str  # "less": off = below chance; "greater": off = above chance
+    high: float
+    medium: float
+
+
+_BACKGROUND = _Rule("background_attention", "fg_enrichment", "less", high=0.5, medium=0.8)
+_BORDER = _Rule("border_attention", "border_lift", "greater", high=2.0, medium=1.5)
+
+
+def sample_keys(samples: pd.DataFrame) -> pd.Series:
+    """The key each sample is listed by in flags: `rel_path` when present, else `path`."""
+    for column in ("rel_path", "path"):
+        if column in samples.columns:
+            return samples[column].astype(str)
+    raise UsageError("samples table has neither a 'rel_path' nor a 'path' column; "
+                     "pass the samples.parquet table")
+
+
+def _require(samples: pd.DataFrame, columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in samples.columns]
+    if missing:
+        raise UsageError(f"samples table lacks column(s) {', '.join(missing)}; "
+                         "pass the samples.parquet table written by the audit")
+
+
+def _ok(samples: pd.DataFrame) -> pd.DataFrame:
+    return samples[samples["status"] == "ok"]
+
+
+def _float(value: Any) -> float | None:
+    """JSON-ready float: None for NaN / inf."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _quartiles(values: np.ndarray) -> tuple[float, float, float]:
+    if values.size == 0:
+        return math.nan, math.nan, math.nan
+    q1, median, q3 = np.quantile(values, [0.25, 0.5, 0.75])
+    return float(median), float(q1), float(q3)
+
+
+def _signed_rank_effect(logs: np.ndarray) -> float:
+    """Matched-pairs rank-biserial of logs vs 0: (R- - R+) / (R- + R+); +1 = all negative."""
+    nonzero = logs[logs != 0]
+    if nonzero.size == 0:
+        return 0.0
+    ranks = stats.rankdata(np.abs(nonzero))
+    negative = ranks[nonzero < 0].sum()
+    positive = ranks[nonzero > 0].sum()
+    return float((negative - positive) / (negative + positive))
+
+
+def _chance_test(values: np.ndarray, direction: str) -> tuple[float, float, float]:
+    """(statistic, p, effect) of log(values) vs 0; effect > 0 points towards `direction`."""
+    logs = np.log(np.maximum(values, LOG_FLOOR))
+    effect = _signed_rank_effect(logs)
+    if direction == "greater":
+        effect = -effect
+    if not np.any(logs != 0):
+        return math.nan, 1.0, 0.0
+    result = stats.wilcoxon(logs, alternative=direction)
+    return float(result.statistic), float(result.pvalue), effect
+
+
+def _rest_test(values: np.ndarray, rest: np.ndarray, direction: str) -> tuple[float, float, float]:
+    """(U, p, effect) of the class vs the rest; effect = rank-biserial towards `direction`."""
+    if rest.size == 0:
+        return math.nan, math.nan, math.nan
+    result = stats.mannwhitneyu(values, rest, alternative=direction)
+    u = float(result.statistic)
+    # U counts pairs where the class value is larger (ties half): P(class > rest).
+    effect = 2.0 * u / (values.size * rest.size) - 1.0
+    if direction == "less":
+        effect = -effect
+    return u, float(result.pvalue), effect
+
+
+def _severity(rule: _Rule, median: float, n: int, effect_chance: float, p_rest: float,
+              effect_rest: float) -> Severity:
+    off = (lambda m, bound: m <= bound) if rule.direction == "less" else (
+        lambda m, bound: m >= bound)
+    if off(median, rule.high) and effect_chance >= 0.8:
+        level = 2
+    elif off(median, rule.medium) and effect_chance >= 0.5:
+        level = 1
+    else:
+        level = 0
+    if math.isfinite(p_rest) and p_rest < ALPHA and effect_rest >= 0.5:
+        level += 1
+    if n < FULL_SEVERITY_SAMPLES:
+        level = min(level, 1)
+    return _LEVELS[min(level, 2)]
+
+
+def _class_flag(rule: _Rule, ok: pd.DataFrame, keys: pd.Series, name: str) -> Flag | None:
+    finite = ok[np.isfinite(ok[rule.column].to_numpy(dtype=float))]
+    mine = finite[finite["label"] == name]
+    values = mine[rule.column].to_numpy(dtype=float)
+    n = values.size
+    if n < MIN_SAMPLES:
+        return None
+    median, q1, q3 = _quartiles(values)
+    is_off = median < 1.0 if rule.direction == "less" else median > 1.0
+    statistic, p_chance, effect_chance = _chance_test(values, rule.direction)
+    if not (is_off and p_chance < ALPHA and effect_chance >= MIN_EFFECT):
+        return None
+    rest = finite.loc[finite["label"] != name, rule.column].to_numpy(dtype=float)
+    u, p_rest, effect_rest = _rest_test(values, rest, rule.direction)
+    severity = _severity(rule, median, n, effect_chance, p_rest, effect_rest)
+    score = 1.0 - median if rule.direction == "less" else median - 1.0
+
+    correct = mine[mine["correct"].fillna(False).astype(bool)]
+    off_samples = correct[correct[rule.column] < 1.0] if rule.direction == "less" else (
+        correct[correct[rule.column] > 1.0])
+    off_samples = off_samples.sort_values(rule.column, ascending=rule.direction == "less")
+    listed = keys.loc[off_samples.index[:MAX_SAMPLES_LISTED]].tolist()
+
+    source = mine["foreground_source"].mode() if "foreground_source" in mine else pd.Series([])
+    estimated = len(source) > 0 and source.iloc[0] == "estimate"
+    evidence: dict[str, Any] = {
+        "rule": "Wilcoxon signed-rank of log(value) vs chance 1.0 (one-sided), Mann-Whitney U "
+                "vs the other classes; see auditor.detect.attention",
+        "measure": rule.column,
+        "n": int(n),
+        "median": _float(median),
+        "q1": _float(q1),
+        "q3": _float(q3),
+        "chance": 1.0,
+        "wilcoxon_statistic": _float(statistic),
+        "p_chance": _float(p_chance),
+        "effect_chance": _float(effect_chance),
+        "rest_median": _float(np.median(rest)) if rest.size else None,
+        "n_rest": int(rest.size),
+        "mannwhitney_u": _float(u),
+        "p_rest": _float(p_rest),
+        "effect_rest": _float(effect_rest),
+        "foreground_estimated": bool(estimated),
+        "score_meaning": "how far the class median sits from chance (1 - median enrichment, "
+                         "or median border lift - 1), clipped to [0, 1]",
+    }
+    if rule is _BACKGROUND:
+        energy = mine["fg_energy"].to_numpy(dtype=float)
+        area = np.divide(energy, values, out=np.full_like(energy, np.nan), where=values > 0)
+        energy_median = float(np.median(energy))
+        area_median = float(np.nanmedian(area)) if np.isfinite(area).any() else math.nan
+        evidence.update(fg_energy_median=_float(energy_median),
+                        fg_area_median=_float(area_median))
+        message = (f"class {name}: median {energy_median:.0%} of attention on the object, which "
+                   f"covers {area_median:.0%} of the image (enrichment {median:.2f}, "
+                   "chance = 1.0)")
+        if estimated:
+            message += "; the object outlines are estimated, not given"
+    else:
+        energy = mine["border_energy"].to_numpy(dtype=float)
+        band = np.divide(energy, values, out=np.full_like(energy, np.nan), where=values > 0)
+        energy_median = float(np.median(energy))
+        band_share = float(np.nanmedian(band)) if np.isfinite(band).any() else math.nan
+        evidence.update(border_energy_median=_float(energy_median),
+                        band_area=_float(band_share))
+        message = (f"class {name}: median {energy_median:.0%} of attention on the image border, "
+                   f"which covers {band_share:.0%} of the image (lift {median:.2f}, "
+                   "chance = 1.0)")
+    return Flag(kind=rule.kind, severity=severity, class_name=name,
+                score=float(np.clip(score, 0.0, 1.0)), message=message, evidence=evidence,
+                samples=listed)
+
+
+def background_attention_flags(samples: pd.DataFrame, classes: list[str]) -> list[Flag]:
+    """`background_attention` flags: classes whose attention sits off the object (module rule)."""
+    _require(samples, ("label", "status", "correct", "fg_energy", "fg_enrichment"))
+    ok = _ok(samples)
+    keys = sample_keys(samples)
+    flags = (_class_flag(_BACKGROUND, ok, keys, name) for name in classes)
+    return [f for f in flags if f is not None]
+
+
+def border_attention_flags(samples: pd.DataFrame, classes: list[str]) -> list[Flag]:
+    """`border_attention` flags: classes whose attention sits on the image border."""
+    _require(samples, ("label", "status", "correct", "border_energy", "border_lift"))
+    ok = _ok(samples)
+    keys = sample_keys(samples)
+    flags = (_class_flag(_BORDER, ok, keys, name) for name in classes)
+    return [f for f in flags if f is not None]
+
+
+def degenerate_mask(samples: pd.DataFrame) -> pd.Series:
+    """Bool per row: an ok sample whose map is all zero or non-finite."""
+    ok = samples["status"] == "ok"
+    if "map_degenerate" in samples.columns:
+        return ok & samples["map_degenerate"].fillna(False).astype(bool)
+    _require(samples, ("peak_x",))
+    return ok & samples["peak_x"].isna()
+
+
+def degenerate_maps_flags(samples: pd.DataFrame, classes: list[str]) -> list[Flag]:
+    """A data-set-wide `degenerate_maps` flag when many maps are all zero or non-finite."""
+    _require(samples, ("label", "status"))
+    degenerate = degenerate_mask(samples)
+    n_ok = int((samples["status"] == "ok").sum())
+    count = int(degenerate.sum())
+    if n_ok == 0 or count == 0:
+        return []
+    share = count / n_ok
+    if not (count > DEGENERATE_COUNT or share > DEGENERATE_SHARE):
+        return []
+    severity: Severity = "high" if share > 0.5 else "medium" if share > 0.2 else "low"
+    per_class = {name: int((degenerate & (samples["label"] == name)).sum()) for name in classes}
+    message = (f"{count} of {n_ok} maps ({share:.0%}) are all zero or not finite: their "
+               "attention measures are undefined. Check the target layer (a layer after the "
+               "last ReLU, or one the target class does not depend on, gives zero maps) and "
+               "the model's numerical stability")
+    return [Flag(kind="degenerate_maps", severity=severity, class_name=None, score=share,
+                 message=message,
+                 evidence={"n_degenerate": count, "n_ok": n_ok, "share": share,
+                           "per_class": per_class,
+                           "rule": f"> {DEGENERATE_COUNT} samples or > "
+                                   f"{DEGENERATE_SHARE:.0%} of ok samples",
+                           "score_meaning": "share of ok samples with a degenerate map"},
+                 samples=sample_keys(samples)[degenerate].tolist()[:MAX_SAMPLES_LISTED])]
+
+
+def attention_flags(samples: pd.DataFrame, classes: list[str]) -> list[Flag]:
+    """Every flag of this module: background, border and degenerate-map flags."""
+    return (background_attention_flags(samples, classes)
+            + border_attention_flags(samples, classes)
+            + degenerate_maps_flags(samples, classes))
+
+
+def class_statistics(samples: pd.DataFrame, classes: list[str]) -> dict[str, dict[str, Any]]:
+    """Per-class statistics for summary.json `class_stats` (None where undefined).
+
+    Keys per class: n, n_ok, accuracy, n_degenerate, `<measure>_median/_q1/_q3` for each of
+    SUMMARY_MEASURES, pointing_hit_rate, wsol_iou_mean, wsol_iou_at_least_half (share of
+    samples with a localisation IoU >= 0.5).
+    """
+    _require(samples, ("label", "status", "correct", *SUMMARY_MEASURES, "pointing_hit"))
+    degenerate = degenerate_mask(samples)
+    out: dict[str, dict[str, Any]] = {}
+    for name in classes:
+        rows = samples[samples["label"] == name]
+        ok = rows[rows["status"] == "ok"]
+        entry: dict[str, Any] = {
+            "n": len(rows),
+            "n_ok": len(ok),
+            "accuracy": _float(ok["correct"].astype(float).mean()) if len(ok) else None,
+            "n_degenerate": int(degenerate[rows.index].sum()),
+        }
+        for measure in SUMMARY_MEASURES:
+            values = ok[measure].to_numpy(dtype=float)
+            median, q1, q3 = _quartiles(values[np.isfinite(values)])
+            entry[f"{measure}_median"] = _float(median)
+            entry[f"{measure}_q1"] = _float(q1)
+            entry[f"{measure}_q3"] = _float(q3)
+        hits = ok["pointing_hit"].to_numpy(dtype=float)
+        hits = hits[np.isfinite(hits)]
+        iou = ok["wsol_iou"].to_numpy(dtype=float)
+        iou = iou[np.isfinite(iou)]
+        entry["pointing_hit_rate"] = _float(hits.mean()) if hits.size else None
+        entry["wsol_iou_mean"] = _float(iou.mean()) if iou.size else None
+        entry["wsol_iou_at_least_half"] = _float((iou >= 0.5).mean()) if iou.size else None
+        out[name] = entry
+    return out

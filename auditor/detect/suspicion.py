@@ -1,0 +1,93 @@
+"""Per-sample suspicion ("right for the wrong reasons") and per-sample flag codes.
+
+Suspicion, in [0, 1], is the product of three factors:
+
+| factor | value |
+|---|---|
+| off-object, foreground known | clip(1 - fg_enrichment, 0, 1): 0 at or above chance, 1 with |
+| | no mass on the object |
+| off-object, no foreground | clip((border_energy - a) / (1 - a), 0, 1) with a = band area = |
+| | border_energy / border_lift: 0 at chance, 1 with all mass on the border |
+| confidence | `confidence` (softmax probability of the prediction); missing counts as 1 |
+| correctness | 1.0 for a correct prediction (or an unknown one), 0.5 for a wrong one |
+
+so a correct, confident prediction whose map sits off the object scores near 1. The score is NaN
+where the off-object factor is undefined: error rows and degenerate (all-zero) maps.
+
+Flag codes per sample (comma-joined, in this order):
+
+| code | when |
+|---|---|
+| off_object | fg_enrichment < 0.5 (under half the chance share on the object), or listed |
+| | by a `background_attention` flag |
+| border | border_lift > 2.0, or listed by a `border_attention` flag |
+| <kind> | listed by a flag of any other kind, e.g. fixed_location, intervention_sensitive |
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from auditor.detect.attention import sample_keys
+from auditor.detect.flags import FLAG_KINDS, Flag
+from auditor.errors import UsageError
+
+OFF_OBJECT_ENRICHMENT = 0.5
+BORDER_LIFT = 2.0
+WRONG_PREDICTION_WEIGHT = 0.5
+_CODE_OF_KIND = {"background_attention": "off_object", "border_attention": "border"}
+
+
+def _column(samples: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in samples.columns:
+        return np.full(len(samples), np.nan)
+    return pd.to_numeric(samples[name], errors="coerce").to_numpy(dtype=float)
+
+
+def suspicion_scores(samples: pd.DataFrame) -> pd.Series:
+    """Per-sample suspicion in [0, 1] (module formula), NaN where undefined; samples' index."""
+    if not {"fg_enrichment", "border_lift"} & set(samples.columns):
+        raise UsageError("suspicion needs the fg_enrichment or border_energy/border_lift "
+                         "columns of samples.parquet")
+    enrichment = _column(samples, "fg_enrichment")
+    border = _column(samples, "border_energy")
+    lift = _column(samples, "border_lift")
+    off_fg = np.clip(1.0 - enrichment, 0.0, 1.0)
+    band = np.divide(border, lift, out=np.full_like(border, np.nan), where=lift > 0)
+    off_border = np.clip(np.divide(border - band, 1.0 - band, out=np.full_like(border, np.nan),
+                                   where=band < 1.0), 0.0, 1.0)
+    off = np.where(np.isfinite(enrichment), off_fg, off_border)
+
+    confidence = np.clip(np.nan_to_num(_column(samples, "confidence"), nan=1.0), 0.0, 1.0)
+    if "correct" in samples.columns:
+        wrong = samples["correct"].astype("boolean").eq(False).fillna(False).to_numpy(bool)
+    else:
+        wrong = np.zeros(len(samples), dtype=bool)
+    weight = np.where(wrong, WRONG_PREDICTION_WEIGHT, 1.0)
+    score = off * confidence * weight
+    if "status" in samples.columns:
+        score = np.where(samples["status"].to_numpy() == "ok", score, np.nan)
+    return pd.Series(score, index=samples.index, name="suspicion", dtype=float)
+
+
+def sample_flag_codes(samples: pd.DataFrame, flags: list[Flag]) -> pd.Series:
+    """Comma-joined flag codes per sample (module table), "" for none; indexed as `samples`."""
+    keys = sample_keys(samples)
+    enrichment = _column(samples, "fg_enrichment")
+    lift = _column(samples, "border_lift")
+    listed: dict[str, set[str]] = {}
+    for flag in flags:
+        code = _CODE_OF_KIND.get(flag.kind, flag.kind)
+        for key in flag.samples:
+            listed.setdefault(key, set()).add(code)
+    order = ["off_object", "border"] + [k for k in FLAG_KINDS if k not in _CODE_OF_KIND]
+    codes = []
+    for key, enr, lft in zip(keys, enrichment, lift, strict=True):
+        mine = set(listed.get(key, ()))
+        if enr < OFF_OBJECT_ENRICHMENT:
+            mine.add("off_object")
+        if lft > BORDER_LIFT:
+            mine.add("border")
+        codes.append(",".join(c for c in order if c in mine))
+    return pd.Series(codes, index=samples.index, name="flags", dtype=object)

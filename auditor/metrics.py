@@ -1,0 +1,263 @@
+"""Attention measures: where a class-activation map puts its mass, batched on the maps' device.
+
+Every measure is computed per sample from the map upsampled (bilinear, align_corners=False) to
+the model's input size and clamped at 0, in float32. "Mass" is the sum of map values; a measure
+that is a share of mass is a fraction of the map's total.
+
+| measure | definition | chance |
+|---|---|---|
+| fg_energy | mass on the foreground / total mass | fg area fraction |
+| fg_enrichment | fg_energy / fg area fraction | 1.0 |
+| bg_energy | 1 - fg_energy | |
+| border_energy | mass in the border band (`border` of each side) / total | band area fraction |
+| border_lift | border_energy / band area fraction | 1.0 |
+| pointing_hit | 1.0 if the arg-max pixel is foreground, else 0.0 | |
+| wsol_iou | IoU of the true box and the box of the largest 8-connected blob >= 15% of max | |
+| peak_x, peak_y | arg-max pixel centre as a fraction of width / height, (col + 0.5) / W | |
+
+Undefined values are NaN, never 0: an all-zero or non-finite map makes every measure NaN; a
+sample without a mask has NaN foreground measures (fg_*, bg_energy, pointing_hit, wsol_iou) but
+defined border measures and peaks; an empty mask makes the foreground measures NaN.
+
+Boxes are continuous pixel coordinates: pixel (row r, col c) covers [c, c+1) x [r, r+1), so the
+box of a set of pixels is (min col, min row, max col + 1, max row + 1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from auditor.data.regions import border_band
+from auditor.errors import UsageError
+
+MEASURES: tuple[str, ...] = (
+    "fg_energy",
+    "fg_enrichment",
+    "bg_energy",
+    "border_energy",
+    "border_lift",
+    "pointing_hit",
+    "wsol_iou",
+    "peak_x",
+    "peak_y",
+)
+
+#: Share of the map's max above which a pixel belongs to the localisation (Grad-CAM paper).
+WSOL_THRESHOLD = 0.15
+
+
+def upsample_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear upsampling (align_corners=False) of maps [B, h, w] to [B, H, W], clamped >= 0.
+
+    Returns float32 on the maps' device. Maps already at `size` are returned as float32 copies.
+    """
+    if maps.dim() != 3:
+        raise UsageError(f"maps must have shape [B, h, w], got {tuple(maps.shape)}")
+    height, width = int(size[0]), int(size[1])
+    if height < 1 or width < 1:
+        raise UsageError(f"size must be positive (height, width), got {size!r}")
+    out = maps.to(torch.float32)
+    if tuple(out.shape[1:]) != (height, width):
+        out = F.interpolate(
+            out[:, None], size=(height, width), mode="bilinear", align_corners=False
+        )[:, 0]
+    # Bilinear weights are >= 0, but a caller may hand negative values (signed maps): the
+    # measures are shares of non-negative mass.
+    return out.clamp(min=0.0)
+
+
+def normalise_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Maps [B, ...] divided by their per-sample max, so each peaks at 1.0.
+
+    Samples whose max is not a positive finite number (all-zero or non-finite maps) come back
+    as all zeros, never NaN or inf. Returns float32 on the maps' device.
+    """
+    flat = maps.to(torch.float32).reshape(maps.shape[0], -1)
+    finite = torch.isfinite(flat).all(dim=1)
+    peak = flat.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0).amax(dim=1)
+    usable = finite & (peak > 0)
+    scale = torch.where(usable, peak, torch.ones_like(peak))
+    out = torch.where(usable[:, None], flat / scale[:, None], torch.zeros_like(flat))
+    return out.reshape(maps.shape)
+
+
+def label_components(binary: torch.Tensor) -> torch.Tensor:
+    """8-connected component labels of binary images [B, H, W], batched on their device.
+
+    Returns long [B, H, W]: 0 for background; every pixel of a component carries the same label,
+    1 + the largest flat index (row * W + col) of the component's pixels, so labels are unique
+    within an image.
+
+    Each foreground pixel keeps a parent: a pixel of its own component with a flat index no
+    smaller than its own (a union-find forest over the max index). Each round takes the largest
+    parent among the 8 neighbours (a 3x3 max-pool), hooks it onto the pixel's own root as well
+    as the pixel (so whole trees merge at once, not one pixel ring per round), then compresses
+    paths by pointer jumping. Rounds grow roughly with the log of the component size.
+    """
+    if binary.dim() != 3:
+        raise UsageError(f"binary must have shape [B, H, W], got {tuple(binary.shape)}")
+    batch, height, width = binary.shape
+    n_pixels = height * width
+    fg = binary.bool().reshape(batch, n_pixels)
+    # Parents go through max_pool2d as floats: float32 is exact up to 2**24 pixels.
+    pool_dtype = torch.float32 if n_pixels < 2**24 else torch.float64
+    index = torch.arange(1, n_pixels + 1, device=binary.device).expand(batch, n_pixels)
+    parent = torch.where(fg, index, 0)
+    for _ in range(n_pixels):
+        grid = parent.to(pool_dtype).reshape(batch, 1, height, width)
+        neighbour = F.max_pool2d(grid, kernel_size=3, stride=1, padding=1)
+        neighbour = torch.where(fg, neighbour.reshape(batch, n_pixels).long(), 0)
+        if torch.equal(neighbour, parent):
+            break
+        hooked = parent.scatter_reduce(1, (parent - 1).clamp(min=0), neighbour, reduce="amax")
+        parent = torch.maximum(hooked, neighbour)
+        while True:
+            jumped = torch.where(fg, parent.gather(1, (parent - 1).clamp(min=0)), 0)
+            if torch.equal(jumped, parent):
+                break
+            parent = jumped
+    return parent.reshape(batch, height, width)
+
+
+def _largest_component_boxes(binary: torch.Tensor) -> torch.Tensor:
+    """Box (x0, y0, x1, y1) in pixels of the largest 8-connected component of each image.
+
+    binary: bool [B, H, W], each image with at least one True pixel. Returns float32 [B, 4].
+    Ties between equally large components go to the one with the smallest label.
+    """
+    batch, height, width = binary.shape
+    n_bins = height * width + 1
+    labels = label_components(binary).reshape(batch, -1)
+    offsets = torch.arange(batch, device=binary.device)[:, None] * n_bins
+    # scatter_add_ rather than bincount: bincount has no deterministic CUDA kernel.
+    flat = (labels + offsets).reshape(-1)
+    sizes = torch.zeros(batch * n_bins, dtype=torch.long, device=binary.device)
+    sizes = sizes.scatter_add_(0, flat, torch.ones_like(flat)).reshape(batch, n_bins)
+    sizes[:, 0] = 0
+    largest = sizes.argmax(dim=1)
+    component = (labels == largest[:, None]).reshape(batch, height, width)
+    return _mask_boxes(component)
+
+
+def _mask_boxes(mask: torch.Tensor) -> torch.Tensor:
+    """Bounding box (x0, y0, x1, y1) in pixels of each mask [B, H, W]; NaN rows for empty masks."""
+    height, width = mask.shape[1:]
+    cols = mask.any(dim=1).to(torch.uint8)
+    rows = mask.any(dim=2).to(torch.uint8)
+    x0 = cols.argmax(dim=1)
+    x1 = width - cols.flip(dims=(1,)).argmax(dim=1)
+    y0 = rows.argmax(dim=1)
+    y1 = height - rows.flip(dims=(1,)).argmax(dim=1)
+    boxes = torch.stack((x0, y0, x1, y1), dim=1).to(torch.float32)
+    empty = ~cols.bool().any(dim=1)
+    return torch.where(empty[:, None], torch.full_like(boxes, math.nan), boxes)
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of paired boxes a, b: float [B, 4] (x0, y0, x1, y1). NaN where either box is NaN."""
+    inter_w = (torch.minimum(a[:, 2], b[:, 2]) - torch.maximum(a[:, 0], b[:, 0])).clamp(min=0)
+    inter_h = (torch.minimum(a[:, 3], b[:, 3]) - torch.maximum(a[:, 1], b[:, 1])).clamp(min=0)
+    inter = inter_w * inter_h
+    area_a = (a[:, 2] - a[:, 0]).clamp(min=0) * (a[:, 3] - a[:, 1]).clamp(min=0)
+    area_b = (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
+    union = area_a + area_b - inter
+    iou = inter / union.clamp(min=torch.finfo(torch.float32).tiny)
+    return torch.where(union > 0, iou, torch.full_like(iou, math.nan))
+
+
+def _validate(maps: torch.Tensor, masks: torch.Tensor, has_mask: torch.Tensor,
+              boxes: torch.Tensor, border: float) -> None:
+    if maps.dim() != 3:
+        raise UsageError(f"maps must have shape [B, h, w], got {tuple(maps.shape)}")
+    batch = maps.shape[0]
+    if masks.dim() != 3 or masks.shape[0] != batch:
+        raise UsageError(f"masks must have shape [{batch}, H, W] to match the maps, "
+                         f"got {tuple(masks.shape)}")
+    if tuple(has_mask.shape) != (batch,):
+        raise UsageError(f"has_mask must have shape [{batch}], got {tuple(has_mask.shape)}")
+    if tuple(boxes.shape) != (batch, 4):
+        raise UsageError(f"boxes must have shape [{batch}, 4] (x0, y0, x1, y1; NaN row for no "
+                         f"box), got {tuple(boxes.shape)}")
+    if not 0.0 <= border <= 0.5:
+        raise UsageError(f"border must be a fraction of each side in [0, 0.5], got {border!r}")
+
+
+def attention_measures(
+    maps: torch.Tensor,
+    masks: torch.Tensor,
+    has_mask: torch.Tensor,
+    boxes: torch.Tensor,
+    border: float = 0.1,
+) -> dict[str, torch.Tensor]:
+    """Per-sample attention measures (see the module table).
+
+    Args:
+        maps: float [B, h, w] >= 0 at feature resolution, unnormalised.
+        masks: bool or uint8 [B, H, W] at the model input size, nonzero = foreground.
+        has_mask: bool [B], False where the sample has no mask (its `masks` row is ignored).
+        boxes: float [B, 4] x0, y0, x1, y1 in input pixels; a NaN row means no box, and then
+            wsol_iou uses the mask's bounding box.
+        border: width of the border band as a fraction of each side, in [0, 0.5]
+            (auditor.data.regions.border_band).
+
+    Returns:
+        {measure: float32 [B]} on the maps' device, NaN where undefined.
+    """
+    _validate(maps, masks, has_mask, boxes, border)
+    device = maps.device
+    batch, height, width = masks.shape
+    nan = torch.full((batch,), math.nan, dtype=torch.float32, device=device)
+
+    finite = torch.isfinite(maps.reshape(batch, -1)).all(dim=1)
+    # Zero out non-finite maps so they cannot poison shared reductions; they end up NaN below.
+    clean = torch.where(finite[:, None, None], maps.to(torch.float32), 0.0)
+    heat = upsample_maps(clean, (height, width))
+    flat = heat.reshape(batch, -1)
+    total = flat.sum(dim=1)
+    valid = finite & (total > 0)
+    safe_total = torch.where(valid, total, torch.ones_like(total))
+
+    fg = masks.to(device).bool() & has_mask.to(device).bool()[:, None, None]
+    fg_flat = fg.reshape(batch, -1)
+    fg_area = fg_flat.to(torch.float32).mean(dim=1)
+    fg_valid = valid & (fg_area > 0)
+    fg_energy = (flat * fg_flat).sum(dim=1) / safe_total
+    fg_energy = torch.where(fg_valid, fg_energy, nan)
+    fg_enrichment = torch.where(fg_valid, fg_energy / fg_area.clamp(min=1e-12), nan)
+
+    band = border_band(height, width, border, device=device).reshape(-1)
+    band_area = band.to(torch.float32).mean()
+    border_energy = torch.where(valid, (flat * band).sum(dim=1) / safe_total, nan)
+    border_lift = border_energy / band_area if band_area > 0 else nan.clone()
+
+    peak = flat.argmax(dim=1)
+    peak_x = torch.where(valid, ((peak % width).to(torch.float32) + 0.5) / width, nan)
+    peak_y = torch.where(valid, ((peak // width).to(torch.float32) + 0.5) / height, nan)
+    hit = fg_flat.gather(1, peak[:, None])[:, 0].to(torch.float32)
+    pointing_hit = torch.where(fg_valid, hit, nan)
+
+    wsol_iou = nan.clone()
+    truth = torch.where(torch.isfinite(boxes.to(device)).all(dim=1, keepdim=True),
+                        boxes.to(device=device, dtype=torch.float32), _mask_boxes(fg))
+    wsol_rows = valid & has_mask.to(device).bool() & torch.isfinite(truth).all(dim=1)
+    if bool(wsol_rows.any()):
+        sub = heat[wsol_rows]
+        peak_value = sub.reshape(sub.shape[0], -1).amax(dim=1)
+        located = sub >= WSOL_THRESHOLD * peak_value[:, None, None]
+        predicted = _largest_component_boxes(located)
+        wsol_iou[wsol_rows] = box_iou(predicted, truth[wsol_rows])
+
+    return {
+        "fg_energy": fg_energy,
+        "fg_enrichment": fg_enrichment,
+        "bg_energy": 1.0 - fg_energy,
+        "border_energy": border_energy,
+        "border_lift": border_lift,
+        "pointing_hit": pointing_hit,
+        "wsol_iou": wsol_iou,
+        "peak_x": peak_x,
+        "peak_y": peak_y,
+    }

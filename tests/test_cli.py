@@ -1,0 +1,127 @@
+"""The `auditor` command end to end: outputs, error rows, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from auditor.cli import main
+
+DEMO_OPTS = ["--model", "auditor.demo:build_demo_model", "--image-size", "64",
+             "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--workers", "0", "--quiet"]
+
+
+def _audit(args: list[str]) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["audit", *args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def folder_run(demo_set: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("data") / "data"
+    shutil.copytree(demo_set / "data", data)
+    (data / "pokemon" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    out = tmp_path_factory.mktemp("runs") / "run"
+    code, output = _audit([str(data), "--out", str(out), "--weights",
+                           str(demo_set / "demo_model.pt"), "--masks", str(demo_set / "masks"),
+                           "--methods", "gradcam,cam", *DEMO_OPTS])
+    assert code == 0, output
+    return out
+
+
+def test_audit_writes_every_output(folder_run: Path) -> None:
+    for name in ("samples.parquet", "samples.csv", "summary.json", "report.html"):
+        assert (folder_run / name).is_file(), name
+    assert list((folder_run / "maps" / "gradcam").glob("*.npy"))
+    assert list((folder_run / "maps" / "cam").glob("*.npy"))
+    summary = json.loads((folder_run / "summary.json").read_text())
+    assert summary["model"]["target_layers"] == ["features.6"]
+    assert summary["data"]["classes"] == ["digimon", "pokemon"]
+    assert summary["data"]["n_samples"] == 81
+
+
+def test_corrupt_file_is_an_error_row_and_the_run_goes_on(folder_run: Path) -> None:
+    samples = pd.read_parquet(folder_run / "samples.parquet")
+    bad = samples[samples["rel_path"].str.endswith("corrupt.png")]
+    assert len(bad) == 1
+    assert bad.iloc[0]["status"] == "error"
+    assert bad.iloc[0]["error"]
+    assert (samples["status"] == "ok").sum() == 80
+    assert samples.loc[samples["status"] == "ok", "fg_energy"].notna().all()
+
+
+def test_manifest_with_masks_and_boxes(demo_set: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    with open(manifest, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "mask", "x0", "y0", "x1", "y1"])
+        for label in ("digimon", "pokemon"):
+            for image in sorted((demo_set / "data" / label).iterdir())[:6]:
+                mask = demo_set / "masks" / label / f"{image.stem}.png"
+                writer.writerow([image, label, mask, 8, 8, 56, 56])
+    out = tmp_path / "run"
+    code, output = _audit([str(manifest), "--out", str(out), "--allow-outside",
+                           "--weights", str(demo_set / "demo_model.pt"), *DEMO_OPTS])
+    assert code == 0, output
+    samples = pd.read_parquet(out / "samples.parquet")
+    assert len(samples) == 12
+    assert samples["wsol_iou"].notna().all()
+    assert set(samples["foreground_source"]) == {"mask"}
+
+
+def test_report_rerenders_and_prints_json(folder_run: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["report", str(folder_run), "--format", "json"])
+    assert result.exit_code == 0
+    assert json.loads(result.output)["primary"] == "gradcam"
+    target = tmp_path / "again.html"
+    result = runner.invoke(main, ["report", str(folder_run), "--output", str(target)])
+    assert result.exit_code == 0, result.output
+    assert target.stat().st_size > 10_000
+
+
+def test_fail_on_gives_exit_3_when_the_shortcut_is_flagged(demo_set: Path, tmp_path: Path) -> None:
+    code, output = _audit([str(demo_set / "data"), "--out", str(tmp_path / "run"),
+                           "--weights", str(demo_set / "demo_model.pt"),
+                           "--masks", str(demo_set / "masks"), "--fail-on", "medium",
+                           "--no-interventions", *DEMO_OPTS])
+    assert code == 3, output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--model", "torchvision:not_a_model"], "torchvision has no model"),
+        (["--model", "auditor.demo:build_demo_model", "--target-layer", "nope"], "nope"),
+        (["--model", "auditor.demo:build_demo_model", "--classes", "digimon,pokemon,extra"], "3 classes"),
+        (["--model", "auditor.demo:build_demo_model", "--border", "0.7"], "--border"),
+    ],
+)
+def test_bad_usage_exits_2_with_a_message(
+    demo_set: Path, tmp_path: Path, extra: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(
+        main, ["audit", str(demo_set / "data"), "--out", str(tmp_path / "r"), "--workers", "0",
+               "--image-size", "64", *extra],
+    )
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_probe_needs_no_model(demo_set: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["probe", str(demo_set / "data"), "--out", str(tmp_path / "p"), "--workers", "0",
+               "--image-size", "64", "--quiet"],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "p" / "summary.json").read_text())
+    kinds = {f["kind"] for f in summary["flags"]}
+    assert "metadata_shortcut" in kinds
+    assert (tmp_path / "p" / "report.html").is_file()

@@ -1,0 +1,138 @@
+"""fixed_location flags: a planted corner hot-spot is found, a centred object is not."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from auditor.detect.location import fixed_location_flags, peak_grid_counts
+from auditor.errors import UsageError
+from auditor.metrics import attention_measures
+
+SIZE = 28
+
+
+def spot_maps(cells: list[tuple[int, int]], gen: torch.Generator) -> torch.Tensor:
+    """7x7 maps with weak noise and a hot cell at each (row, col)."""
+    maps = 0.1 * torch.rand(len(cells), 7, 7, generator=gen)
+    for i, (r, c) in enumerate(cells):
+        maps[i, r, c] += 1.0
+    return maps
+
+
+def rows(name: str, maps: torch.Tensor, masks: torch.Tensor | None) -> pd.DataFrame:
+    n = maps.shape[0]
+    has = torch.full((n,), masks is not None)
+    masks = masks if masks is not None else torch.zeros(n, SIZE, SIZE, dtype=torch.bool)
+    out = attention_measures(maps, masks, has, torch.full((n, 4), math.nan))
+    frame = pd.DataFrame({k: v.numpy() for k, v in out.items()})
+    frame.insert(0, "rel_path", [f"{name}/{i:03d}.png" for i in range(n)])
+    frame.insert(1, "label", name)
+    frame["status"] = "ok"
+    return frame
+
+
+def centre_masks(n: int) -> torch.Tensor:
+    masks = torch.zeros(n, SIZE, SIZE, dtype=torch.bool)
+    masks[:, 8:20, 8:20] = True
+    return masks
+
+
+@pytest.fixture
+def gen() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+def spread_cells(n: int, gen: torch.Generator) -> list[tuple[int, int]]:
+    return [tuple(x) for x in torch.randint(0, 7, (n, 2), generator=gen).tolist()]
+
+
+def build(parts: list[tuple[str, torch.Tensor, torch.Tensor | None]]):
+    frames = [rows(name, maps, masks) for name, maps, masks in parts]
+    return pd.concat(frames, ignore_index=True), torch.cat([m for _, m, _ in parts])
+
+
+@pytest.mark.parametrize("with_masks", [False, True])
+def test_planted_top_right_hot_spot_is_flagged(gen, with_masks):
+    tag = [(0, 6)] * 17 + spread_cells(5, gen)  # 17 of 22 peak at the tag
+    horse = spot_maps(tag, gen)
+    zebra = spot_maps(spread_cells(22, gen), gen)
+    masks = centre_masks(22) if with_masks else None
+    samples, maps = build([("horse", horse, masks), ("zebra", zebra, masks)])
+    flags = fixed_location_flags(samples, maps, ["horse", "zebra"])
+    assert [f.class_name for f in flags] == ["horse"]
+    flag = flags[0]
+    x0, y0, x1, y1 = flag.evidence["region_box"]
+    # The tag cell (row 0, col 6 of 7) spans x in [6/7, 1], y in [0, 1/7].
+    assert x0 <= 6 / 7
+    assert x1 == 1.0
+    assert y0 == 0.0
+    assert y1 >= 1 / 7
+    assert flag.evidence["k"] >= 17
+    assert flag.score == pytest.approx(flag.evidence["k"] / 22)
+    assert flag.severity == "medium"  # share 0.77 < 0.8
+    assert flag.evidence["mean_map_share_in_region"] > 3 * flag.evidence["spread_share"]
+    assert "top-right corner" in flag.message
+    assert len(flag.samples) == flag.evidence["k"]
+    assert all(s.startswith("horse/") for s in flag.samples)
+    assert sum(map(sum, flag.evidence["grid_counts"])) == 22
+    if with_masks:
+        assert flag.evidence["off_object_share"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("with_masks", [False, True])
+def test_class_whose_objects_are_always_centred_is_not_flagged(gen, with_masks):
+    centred = spot_maps([(3, 3)] * 25, gen)
+    other = spot_maps(spread_cells(25, gen), gen)
+    masks = centre_masks(25) if with_masks else None
+    samples, maps = build([("ball", centred, masks), ("cup", other, masks)])
+    assert fixed_location_flags(samples, maps, ["ball", "cup"]) == []
+
+
+def test_object_always_in_a_corner_and_looked_at_is_not_flagged(gen):
+    masks = torch.zeros(25, SIZE, SIZE, dtype=torch.bool)
+    masks[:, :6, -6:] = True  # the object itself sits top-right
+    looked_at = spot_maps([(0, 6)] * 25, gen)
+    samples, maps = build([("kite", looked_at, masks)])
+    assert fixed_location_flags(samples, maps, ["kite"]) == []
+
+
+def test_spread_out_class_is_not_flagged(gen):
+    samples, maps = build([("a", spot_maps(spread_cells(40, gen), gen), None)])
+    assert fixed_location_flags(samples, maps, ["a"]) == []
+
+
+def test_high_severity_needs_a_large_share_and_enough_samples(gen):
+    samples, maps = build([("horse", spot_maps([(6, 0)] * 24, gen), None)])
+    flag = fixed_location_flags(samples, maps, ["horse"])[0]
+    assert flag.severity == "high"
+    assert "bottom-left corner" in flag.message
+    samples, maps = build([("horse", spot_maps([(6, 0)] * 10, gen), None)])
+    assert fixed_location_flags(samples, maps, ["horse"])[0].severity == "medium"
+
+
+def test_error_rows_are_skipped_and_maps_align_with_ok_rows(gen):
+    samples, maps = build([("horse", spot_maps([(0, 0)] * 12, gen), None)])
+    error = pd.DataFrame({"rel_path": ["horse/bad.png"], "label": ["horse"], "status": ["error"],
+                          "peak_x": [math.nan], "peak_y": [math.nan]})
+    samples = pd.concat([error, samples], ignore_index=True)
+    flags = fixed_location_flags(samples, maps, ["horse"])
+    assert flags[0].evidence["n"] == 12
+    assert "horse/bad.png" not in flags[0].samples
+    with pytest.raises(UsageError):
+        fixed_location_flags(samples, maps[:-1], ["horse"])
+
+
+def test_peak_grid_counts_by_hand():
+    samples = pd.DataFrame({
+        "label": ["a", "a", "a", "b", "a"],
+        "status": ["ok", "ok", "ok", "ok", "error"],
+        "peak_x": [0.1, 0.9, 0.99, 0.5, 0.1],
+        "peak_y": [0.1, 0.1, 0.6, 0.5, 0.1],
+    })
+    got = peak_grid_counts(samples, ["a", "b"], grid=4)
+    assert got["a"] == [[1, 0, 0, 1], [0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]]
+    assert got["b"] == [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]

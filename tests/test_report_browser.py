@@ -1,0 +1,176 @@
+"""The rendered report in a real browser (headless Chromium): no console error, no request to
+any host, working filters, alt text everywhere; full-page and phone-width screenshots.
+
+Needs chromium and chromedriver (Debian: apt-get install chromium chromium-driver) and
+selenium (pip install selenium). Screenshots go to $AUDITOR_SCREENSHOT_DIR when set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from run_fixtures import HOSTILE_CLASSES, full_run
+
+from auditor.report import render_report
+
+CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+DRIVER_PATHS = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
+
+
+def _first_existing(paths: tuple[str, ...], name: str) -> str | None:
+    return next((p for p in paths if Path(p).is_file()), None) or shutil.which(name)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.fail("selenium is missing: pip install selenium (the test extra installs it)")
+    binary = _first_existing(CHROMIUM_PATHS, "chromium")
+    driver_path = _first_existing(DRIVER_PATHS, "chromedriver")
+    if binary is None or driver_path is None:
+        pytest.fail(
+            "headless Chromium is needed for this test: install chromium and chromedriver "
+            "(Debian/Ubuntu: apt-get install chromium chromium-driver)"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-dev-shm-usage", "--window-size=1280,900"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def report_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    run = full_run(tmp_path_factory.mktemp("browser") / "run", classes=HOSTILE_CLASSES)
+    return render_report(run).resolve().as_uri()
+
+
+@pytest.fixture
+def screenshot_dir(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("AUDITOR_SCREENSHOT_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _requests(driver: object) -> list[str]:
+    urls = []
+    for entry in driver.get_log("performance"):  # type: ignore[attr-defined]
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+        if message["method"] == "Network.loadingFailed":
+            urls.append("FAILED " + message["params"].get("errorText", ""))
+    return urls
+
+
+def test_report_loads_without_console_errors_or_outside_requests(
+    browser: object, report_url: str
+) -> None:
+    browser.get_log("browser")  # type: ignore[attr-defined]
+    browser.get_log("performance")  # type: ignore[attr-defined]
+    browser.get(report_url)  # type: ignore[attr-defined]
+    severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]  # type: ignore[attr-defined]
+    assert severe == []
+    requests = _requests(browser)
+    outside = [u for u in requests if not (u.startswith("data:") or u == report_url)]
+    assert outside == []
+    assert report_url in requests
+
+
+def test_class_filter_leaves_only_that_class_visible(browser: object, report_url: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(report_url)  # type: ignore[attr-defined]
+    cards = browser.find_elements(By.CSS_SELECTOR, "#gallery-cards .card")  # type: ignore[attr-defined]
+    classes = {c.get_attribute("data-class") for c in cards}
+    assert len(classes) >= 2
+    button = browser.find_element(  # type: ignore[attr-defined]
+        By.CSS_SELECTOR, 'button[data-filter="cls"][data-value="class-0"]'
+    )
+    assert button.text == HOSTILE_CLASSES[0]  # the class name shows as text, not markup
+    button.click()
+    visible = [c for c in cards if c.is_displayed()]
+    assert visible
+    assert {c.get_attribute("data-class") for c in visible} == {"class-0"}
+    assert len(visible) < len(cards)
+    assert button.get_attribute("aria-pressed") == "true"
+    browser.find_element(  # type: ignore[attr-defined]
+        By.CSS_SELECTOR, 'button[data-filter="cls"][data-value="all"]'
+    ).click()
+    assert all(c.is_displayed() for c in cards)
+
+
+def test_flag_filter_keeps_cards_with_that_code(browser: object, report_url: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(report_url)  # type: ignore[attr-defined]
+    browser.find_element(  # type: ignore[attr-defined]
+        By.CSS_SELECTOR, 'button[data-filter="flag"][data-value="fixed_location"]'
+    ).click()
+    cards = browser.find_elements(By.CSS_SELECTOR, "#gallery-cards .card")  # type: ignore[attr-defined]
+    for card in cards:
+        has_code = "fixed_location" in card.get_attribute("data-flags").split()
+        assert card.is_displayed() == has_code
+
+
+def test_clicking_an_image_opens_it_enlarged(browser: object, report_url: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(report_url)  # type: ignore[attr-defined]
+    image = browser.find_element(By.CSS_SELECTOR, "#gallery-cards img.zoomable")  # type: ignore[attr-defined]
+    image.click()
+    dialog = browser.find_element(By.ID, "zoom")  # type: ignore[attr-defined]
+    assert dialog.get_attribute("open") is not None
+    shown = dialog.find_elements(By.TAG_NAME, "img")
+    assert shown
+    assert shown[0].size["width"] > image.size["width"]
+
+
+def test_every_image_has_alt_text(browser: object, report_url: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(report_url)  # type: ignore[attr-defined]
+    images = browser.find_elements(By.TAG_NAME, "img")  # type: ignore[attr-defined]
+    assert len(images) > 10
+    assert all((img.get_attribute("alt") or "").strip() for img in images)
+    # Every embedded image decodes (a broken data URI has naturalWidth 0).
+    broken = browser.execute_script(  # type: ignore[attr-defined]
+        "return Array.from(document.images).filter(i => i.naturalWidth === 0).length"
+    )
+    assert broken == 0
+
+
+def test_screenshots_full_page_and_phone_width(
+    browser: object, report_url: str, screenshot_dir: Path
+) -> None:
+    browser.set_window_size(1280, 900)  # type: ignore[attr-defined]
+    browser.get(report_url)  # type: ignore[attr-defined]
+    height = browser.execute_script("return document.documentElement.scrollHeight")  # type: ignore[attr-defined]
+    browser.set_window_size(1280, int(height) + 140)  # type: ignore[attr-defined]
+    full = screenshot_dir / "report_full.png"
+    assert browser.save_screenshot(str(full))  # type: ignore[attr-defined]
+    browser.set_window_size(400, 900)  # type: ignore[attr-defined]
+    overflow = browser.execute_script(  # type: ignore[attr-defined]
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    height = browser.execute_script("return document.documentElement.scrollHeight")  # type: ignore[attr-defined]
+    browser.set_window_size(400, int(height) + 140)  # type: ignore[attr-defined]
+    phone = screenshot_dir / "report_phone.png"
+    assert browser.save_screenshot(str(phone))  # type: ignore[attr-defined]
+    assert full.stat().st_size > 10_000
+    assert phone.stat().st_size > 10_000
+    assert overflow <= 0  # nothing wider than a phone screen: tables scroll inside their box

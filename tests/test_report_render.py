@@ -1,0 +1,341 @@
+"""The report rendered from synthetic run directories: every section, none flagged, nothing
+readable, escaping of user strings, no external reference, caps, CSV, JSON, notebook view."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from run_fixtures import HOSTILE_CLASSES, build_run, clean_run, full_run, unreadable_run
+
+from auditor.errors import RunDirectoryError, UsageError
+from auditor.report import render as render_module
+from auditor.report import render_report, summary_html, summary_json, write_samples_csv
+
+SECTION_IDS = ("verdict", "facts", "attention", "maps", "probes", "gallery", "clusters",
+               "interventions", "errors", "method")
+
+
+class _Page(HTMLParser):
+    """Collects the text, the tags with their attributes, and the URLs a page refers to."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+        self.tags: list[tuple[str, dict[str, str]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, {k: v or "" for k, v in attrs}))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def images(self) -> list[dict[str, str]]:
+        return [a for t, a in self.tags if t == "img"]
+
+    def with_attr(self, name: str, value: str) -> list[dict[str, str]]:
+        return [a for _, a in self.tags if a.get(name) == value]
+
+
+def _text(page: _Page) -> str:
+    """The page's text as a reader sees it: adjacent nodes joined, whitespace collapsed."""
+    return re.sub(r"\s+", " ", "".join(page.text))
+
+
+def _parse(html: str) -> _Page:
+    page = _Page()
+    page.feed(html)
+    return page
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    run = full_run(tmp_path_factory.mktemp("full") / "run", classes=HOSTILE_CLASSES)
+    return run, render_report(run).read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    run = clean_run(tmp_path_factory.mktemp("clean") / "run")
+    return run, render_report(run).read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def unreadable(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    run = unreadable_run(tmp_path_factory.mktemp("none") / "run")
+    return run, render_report(run).read_text(encoding="utf-8")
+
+
+def test_full_run_report_populates_every_section(full: tuple[Path, str]) -> None:
+    run, html = full
+    page = _parse(html)
+    ids = {a.get("id") for _, a in page.tags}
+    assert set(SECTION_IDS) <= ids
+    assert "Not run" not in html
+    text = _text(page)
+    assert "4 signs of shortcut learning found (2 high, 1 medium, 1 low)" in text
+    assert len([a for a in page.with_attr("class", "card")]) == 18  # every readable sample
+    assert "fixed-1" in ids  # the fixed_location flag's peak grid (second by severity)
+    assert "format by class" in text
+    assert "Cluster 0" in text
+    assert "blur_border" in text
+    assert "cannot identify image file" in text
+    assert "truncated file" in text
+    assert "passed" in text  # sanity check
+    assert (run / "report.html").is_file()
+
+
+def test_flags_link_down_to_their_evidence(full: tuple[Path, str]) -> None:
+    page = _parse(full[1])
+    ids = {a.get("id") for _, a in page.tags}
+    links = [a["href"] for t, a in page.tags if t == "a" and a.get("href", "").startswith("#")]
+    assert "#fixed-1" in links
+    assert "#class-0" in links
+    assert "#probes" in links
+    assert "#interventions" in links
+    assert {link[1:] for link in links} <= ids
+
+
+def test_report_with_no_flag_says_so_and_marks_absent_sections_not_run(
+    clean: tuple[Path, str],
+) -> None:
+    text = _text(_parse(clean[1]))
+    assert "No shortcut was flagged in the 18 audited images of 3 classes" in text
+    assert "Not run: this run has no model-free probe results." in text
+    assert "Not run: this run has no attention clusters." in text
+    assert "Not run: this run has no intervention results" in text
+    assert 'class="light high"' not in clean[1].split('id="facts"')[0]
+
+
+def test_report_with_zero_readable_files_says_nothing_was_audited(
+    unreadable: tuple[Path, str],
+) -> None:
+    page = _parse(unreadable[1])
+    text = _text(page)
+    assert "Nothing was audited: none of the 18 files could be read" in text
+    assert "Partial audit" in text
+    assert "No readable image: nothing to show." in text
+    assert "18 files could not be read" in text
+    assert page.images() == []
+
+
+def test_hostile_class_and_file_names_appear_as_text_never_as_markup(
+    full: tuple[Path, str],
+) -> None:
+    html = full[1]
+    page = _parse(html)
+    # Our one inline script is the only script element; the class name never opens one.
+    assert [t for t, _ in page.tags].count("script") == 1
+    assert [t for t, _ in page.tags].count("b") == 0
+    assert "<script>alert(1)</script>" not in html
+    text = "".join(page.text)
+    assert HOSTILE_CLASSES[0] in text
+    assert HOSTILE_CLASSES[1] in text
+    tricky = 'img 00003 "q" ‘é’ & <x>.png'
+    assert tricky in text
+    # In attributes too (filters, alt text): escaped in the source, intact once parsed.
+    assert any(tricky in a.get("alt", "") for a in page.images())
+    assert any(a.get("data-caption", "").endswith(tricky) for _, a in page.tags)
+
+
+def test_report_refers_to_no_other_host(full: tuple[Path, str], clean: tuple[Path, str]) -> None:
+    for _, html in (full, clean):
+        page = _parse(html)
+        refs = [a[k] for _, a in page.tags for k in ("src", "href") if k in a]
+        assert refs
+        assert all(r.startswith(("data:", "#")) for r in refs), [
+            r[:40] for r in refs if not r.startswith(("data:", "#"))
+        ]
+        css_urls = re.findall(r"url\(\s*['\"]?([^)'\"]*)", html)
+        assert all(u.startswith(("#", "data:")) for u in css_urls)
+        assert "@import" not in html
+        assert not re.search(r"(src|href|action)\s*=\s*['\"]?\s*(https?:)?//", html)
+
+
+def test_every_image_has_alt_text_and_tables_have_scoped_headers(
+    full: tuple[Path, str],
+) -> None:
+    page = _parse(full[1])
+    assert all(a.get("alt", "").strip() for a in page.images())
+    ths = [a for t, a in page.tags if t == "th"]
+    assert ths
+    assert all(a.get("scope") in ("col", "row") for a in ths)
+
+
+def test_mean_map_overlay_of_the_watermark_class_is_hot_in_the_top_left(
+    full: tuple[Path, str],
+) -> None:
+    page = _parse(full[1])
+    alt = f"Mean attention map of class {HOSTILE_CLASSES[0]} over its mean image"
+    src = next(a["src"] for a in page.images() if a.get("alt") == alt)
+    payload = base64.b64decode(src.split(",", 1)[1])
+    rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR),
+                       cv2.COLOR_BGR2RGB).astype(float)
+    h, w = rgb.shape[:2]
+    assert (h, w) == (48, 64)  # non-square input kept its orientation
+    hot = rgb[..., 0] + rgb[..., 1] - rgb[..., 2]
+    row, col = np.unravel_index(np.argmax(hot), hot.shape)
+    assert row < h / 4
+    assert col < w / 4
+
+
+def test_missing_thumbnail_shows_an_image_not_stored_box(full: tuple[Path, str]) -> None:
+    page = _parse(full[1])
+    card_texts = full[1].split('data-class="class-0"')
+    assert "image not stored" in _text(page)
+    assert any("Attention map alone (image not stored)" in a.get("alt", "")
+               for a in page.images())
+    assert len(card_texts) > 1
+
+
+def test_gallery_is_capped_and_says_how_many_were_left_out(tmp_path: Path) -> None:
+    run = full_run(tmp_path / "run")
+    html = render_report(run, gallery_size=5).read_text(encoding="utf-8")
+    page = _parse(html)
+    cards = page.with_attr("class", "card")
+    assert len(cards) == 5
+    text = _text(page)
+    assert "13 images are left out" in text
+    # The five most suspicious readable samples, in order.
+    samples = pd.read_parquet(run / "samples.parquet")
+    ok = samples[samples["status"] == "ok"]
+    top = ok.sort_values(["suspicion", "index"], ascending=[False, True]).head(5)
+    shown = [a["data-caption"] for _, a in page.tags if "data-caption" in a and "/" in
+             a["data-caption"]]
+    assert shown == top["rel_path"].tolist()
+
+
+def test_errors_are_grouped_by_kind_and_capped(tmp_path: Path) -> None:
+    run = build_run(tmp_path / "run", n_errors=60, optional_sections=False)
+    html = render_report(run).read_text(encoding="utf-8")
+    text = _text(_parse(html))
+    per_kind = 60 // 2
+    assert f"cannot identify image file: {per_kind} files" in text
+    left = per_kind - render_module.MAX_ERRORS_PER_KIND
+    assert f"{left} more files of this kind are left out" in text
+    assert "Partial audit" in text  # 60 of 78 files unreadable
+
+
+@pytest.mark.parametrize(
+    ("reason", "kind"),
+    [
+        ("cannot identify image file: /a/b.png", "cannot identify image file"),
+        ("truncated file (3 bytes)", "truncated file"),
+        ("image exceeds the pixel limit of 89478485 pixels", "image exceeds the pixel"),
+        ("", "unknown error"),
+    ],
+)
+def test_error_kind_is_the_reason_before_its_details(reason: str, kind: str) -> None:
+    assert render_module.error_kind(reason) == kind
+
+
+def test_output_argument_writes_the_report_elsewhere(tmp_path: Path) -> None:
+    run = clean_run(tmp_path / "run")
+    out = render_report(run, output=tmp_path / "elsewhere.html")
+    assert out == tmp_path / "elsewhere.html"
+    assert out.is_file()
+    assert not (run / "report.html").exists()
+
+
+def test_render_refuses_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(RunDirectoryError, match=r"samples\.parquet"):
+        render_report(tmp_path)
+    run = clean_run(tmp_path / "run")
+    with pytest.raises(UsageError, match="gallery_size"):
+        render_report(run, gallery_size=-1)
+
+
+def test_samples_csv_has_every_row_and_defuses_spreadsheet_formulas(tmp_path: Path) -> None:
+    run = clean_run(tmp_path / "run")
+    samples = pd.read_parquet(run / "samples.parquet")
+    samples.loc[0, "rel_path"] = "=HYPERLINK(\"http://x\")"
+    samples.to_parquet(run / "samples.parquet", index=False)
+    path = write_samples_csv(run)
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(samples)
+    assert rows[0]["rel_path"] == "'=HYPERLINK(\"http://x\")"
+    assert rows[1]["rel_path"] == samples.loc[1, "rel_path"]
+    assert "map_part" not in rows[0]
+
+
+def test_summary_json_is_the_run_summary(full: tuple[Path, str]) -> None:
+    run, _ = full
+    text = summary_json(run)
+    assert json.loads(text) == json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    assert "Mañana" in text  # non-ASCII kept readable, not \u-escaped
+
+
+def test_notebook_summary_shows_verdict_flags_and_accuracy_escaped(
+    full: tuple[Path, str],
+) -> None:
+    summary = json.loads((full[0] / "summary.json").read_text(encoding="utf-8"))
+    html = summary_html(summary)
+    page = _parse(html)
+    text = _text(page)
+    assert "4 signs of shortcut learning found" in text
+    assert "fixed_location" in text
+    assert "66.7%" in text
+    assert HOSTILE_CLASSES[0] in text
+    assert "<script>" not in html
+    assert len(html) < 10_000
+
+
+def test_verdict_level_is_the_worst_severity_and_warns_on_many_errors() -> None:
+    summary = {
+        "data": {"n_samples": 100, "n_ok": 90, "n_errors": 10, "classes": ["a", "b"]},
+        "flags": [{"severity": "low"}, {"severity": "medium"}],
+    }
+    verdict = render_module.verdict(summary)
+    assert verdict["level"] == "medium"
+    assert verdict["partial"]
+    assert verdict["error_share"] == pytest.approx(0.1)
+    summary["data"]["n_errors"] = 1
+    summary["data"]["n_ok"] = 99
+    assert not render_module.verdict(summary)["partial"]
+    assert render_module.verdict({"data": {"n_samples": 3, "n_ok": 3}})["level"] == "ok"
+
+
+def test_peak_grid_counts_cells_with_row_zero_at_the_top() -> None:
+    grid = render_module.peak_grid(
+        np.array([0.1, 0.9, 0.9, np.nan, 1.0]), np.array([0.1, 0.1, 0.1, 0.5, 1.0])
+    )
+    assert grid[0][0] == 1
+    assert grid[0][3] == 2
+    assert grid[3][3] == 1
+    assert sum(map(sum, grid)) == 4
+
+
+def test_fixed_location_grid_is_counted_from_peaks_when_evidence_has_none() -> None:
+    ok = pd.DataFrame({"label": ["a", "a", "b"], "peak_x": [0.05, 0.1, 0.9],
+                       "peak_y": [0.05, 0.1, 0.9]})
+    flags = [{"kind": "fixed_location", "class": "a", "evidence": {}}]
+    grids = render_module._fixed_location_grids(flags, ok)
+    texts = [c["text"] for c in grids[0]["layout"]["cells"]]
+    assert texts[0] == "2"
+    assert texts.count("0") == 15
+
+
+def test_property_table_marks_values_distinctive_of_a_class() -> None:
+    ok = pd.DataFrame({"label": ["a"] * 4 + ["b"] * 4,
+                       "file_format": ["PNG"] * 4 + ["JPEG"] * 4, "file_width": [64] * 8})
+    table = render_module.property_table(ok, "format")
+    assert table is not None
+    assert set(table["columns"]) == {"PNG", "JPEG"}
+    cells = {(r["label"], col): cell for r in table["rows"]
+             for col, cell in zip(table["columns"], r["cells"], strict=True)}
+    assert cells[("a", "PNG")]["count"] == 4
+    assert cells[("a", "PNG")]["distinctive"]
+    assert not cells[("a", "JPEG")]["distinctive"]
+    same = render_module.property_table(ok, "width")
+    assert same is not None
+    assert not any(c["distinctive"] for r in same["rows"] for c in r["cells"])
+    assert render_module.property_table(ok, "quality") is None
