@@ -215,4 +215,5 @@ def _write_thumbs(run_dir: Path, samples: pd.DataFrame, dataset: AuditDataset, n
     for position in sorted(chosen):
         item = dataset[int(position)]
         if item["ok"]:
-            write_thumb(run_dir, int(position), item["image"].permute(1, 2, 0).numpy())
+            mask = item["mask"].numpy().astype(bool) if item["has_mask"] else None
+            write_thumb(run_dir, int(position), item["image"].permute(1, 2, 0).numpy(), mask)

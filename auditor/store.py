@@ -313,6 +313,16 @@ class RunReader:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
+    def thumb_mask(self, index: int) -> np.ndarray | None:
+        """The stored foreground mask of a shown sample, bool [H, W], or None."""
+        import cv2
+
+        path = self.run_dir / "thumbs" / f"{index}.mask.png"
+        if not path.is_file():
+            return None
+        grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        return None if grey is None else grey > 127
+
     def class_means(self) -> dict[str, np.ndarray] | None:
         """{'mean_image': uint8 [K,H,W,3], 'mean_map': float32 [K,h,w]} or None."""
         path = self.run_dir / "class_means.npz"
@@ -322,8 +332,9 @@ class RunReader:
             return {k: data[k] for k in data.files}
 
 
-def write_thumb(run_dir: Path, index: int, rgb: np.ndarray) -> None:
-    """Store a sample's resized input (uint8 [H, W, 3] RGB) as PNG for the report."""
+def write_thumb(run_dir: Path, index: int, rgb: np.ndarray, mask: np.ndarray | None = None) -> None:
+    """Store a sample's resized input (uint8 [H, W, 3] RGB) as PNG for the report, and its
+    foreground mask (bool [H, W]) beside it when there is one."""
     import cv2
 
     folder = Path(run_dir) / "thumbs"
@@ -332,6 +343,10 @@ def write_thumb(run_dir: Path, index: int, rgb: np.ndarray) -> None:
     if not ok:
         raise RunDirectoryError(f"cannot encode the thumbnail of sample {index}")
     _atomic_write_bytes(folder / f"{index}.png", buf.tobytes())
+    if mask is not None:
+        ok, buf = cv2.imencode(".png", np.ascontiguousarray(mask, dtype=np.uint8) * 255)
+        if ok:
+            _atomic_write_bytes(folder / f"{index}.mask.png", buf.tobytes())
 
 
 def write_class_means(run_dir: Path, mean_image: np.ndarray, mean_map: np.ndarray) -> None:

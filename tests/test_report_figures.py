@@ -218,3 +218,15 @@ def test_interval_chart_marks_chance_and_interval() -> None:
     row = layout["rows"][0]
     assert row["low"] < row["x"] < row["high"]
     assert row["chance"] == pytest.approx((layout["plot_x0"] + layout["plot_x1"]) / 2, abs=0.1)
+
+
+def test_mask_outline_traces_the_mask_boundary_on_a_non_square_image() -> None:
+    image = np.zeros((20, 40, 3), dtype=np.uint8)
+    mask = np.zeros((10, 20), dtype=bool)  # half resolution: resized nearest-neighbour
+    mask[2:6, 12:18] = True  # right half of the image: x 24-35, y 4-11 at full size
+    out = figures.mask_outline(image, mask)
+    drawn = (out == np.array(figures.OUTLINE_RGB)).all(axis=2)
+    ys, xs = np.nonzero(drawn)
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (24, 35, 4, 11)
+    assert not drawn[6:10, 26:34].any()  # the inside stays untouched
+    assert (out[~drawn] == 0).all()

@@ -103,6 +103,26 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarr
     return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
 
 
+#: Outline colour of foreground masks: magenta, distinct from every viridis colour.
+OUTLINE_RGB = (230, 0, 230)
+
+
+def mask_outline(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The image with the boundary of `mask` drawn on it.
+
+    image: uint8 [H, W, 3] RGB; mask: bool [h, w] at any resolution (resized nearest-neighbour
+    to H x W). Returns uint8 [H, W, 3]; boundary pixels in OUTLINE_RGB, 1 px (2 px above 160 px).
+    """
+    img = np.array(image, dtype=np.uint8, copy=True)
+    height, width = img.shape[:2]
+    fg = cv2.resize(np.asarray(mask, dtype=np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+    thickness = 2 if max(height, width) > 160 else 1
+    kernel = np.ones((2 * thickness + 1, 2 * thickness + 1), np.uint8)
+    edge = (fg > 0) & (cv2.erode(fg, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) == 0)
+    img[edge] = OUTLINE_RGB
+    return img
+
+
 def fit_within(image: np.ndarray, max_side: int) -> np.ndarray:
     """Shrink uint8 [H, W, C] so its longer side is at most max_side (area filter); aspect kept."""
     height, width = image.shape[:2]

@@ -595,12 +595,15 @@ def _gallery(
         rec = row._asdict()
         thumb = reader.thumb(int(rec["index"]))
         cam = maps[i] if maps is not None and np.isfinite(maps[i]).any() else None
-        image = overlay = None
+        image = overlay = outline = None
         if thumb is not None:
             small = figures.fit_within(thumb, SAMPLE_SIDE)
             image = figures.jpeg_data_uri(small)
             if cam is not None:
                 overlay = figures.jpeg_data_uri(figures.overlay(small, cam))
+            mask = reader.thumb_mask(int(rec["index"]))
+            if mask is not None:
+                outline = figures.png_data_uri(figures.mask_outline(small, mask))
         elif cam is not None:
             size = _fit_size(input_size, SAMPLE_SIDE)
             overlay = figures.jpeg_data_uri(figures.heat_image(cam, size))
@@ -611,7 +614,7 @@ def _gallery(
             "label": label, "class_id": class_ids.get(label, "class-unknown"),
             "pred": str(rec.get("pred") or "–"), "correct": bool(rec.get("correct")),
             "confidence": rec.get("confidence"), "suspicion": rec.get("suspicion"),
-            "flags": codes, "image": image, "overlay": overlay,
+            "flags": codes, "image": image, "overlay": overlay, "outline": outline,
             "map_only": thumb is None and overlay is not None,
             "foreground_source": str(rec.get("foreground_source") or "none"),
             "measures": [(name, rec.get(name)) for name in MEASURE_COLUMNS if name in rec],
