@@ -17,6 +17,7 @@ import pandas as pd
 
 from auditor import __version__
 from auditor.detect.attention import attention_flags, class_statistics
+from auditor.detect.clusters import cluster_maps
 from auditor.detect.location import fixed_location_flags
 from auditor.detect.probes import run_probes
 from auditor.detect.suspicion import sample_flag_codes, suspicion_scores
@@ -45,6 +46,7 @@ def analyse_run(run_dir: Path, context: dict[str, Any], timer: PhaseTimer) -> di
         maps = reader.load_maps(ok["index"].tolist(), primary)
         flags = attention_flags(samples, classes)
         flags += fixed_location_flags(samples, maps, classes)
+        clusters = cluster_maps(samples, maps, classes, seed=config.seed)
         probes = probe_samples(samples, reader, classes, config.border, config.seed)
         if probes is not None:
             flags += probes.flags
@@ -76,6 +78,7 @@ def analyse_run(run_dir: Path, context: dict[str, Any], timer: PhaseTimer) -> di
         "class_stats": class_statistics(samples, classes),
         "probes": probes.to_dict() if probes is not None else None,
         "interventions": interventions,
+        "clusters": clusters,
         "flags": [f.to_dict() for f in sorted(flags, key=_flag_order)],
         "pass": context.get("pass", {}),
         "timings": timer.timings,

@@ -144,6 +144,11 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--amp", type=click.Choice(["auto", "on", "off"]), default="auto",
               show_default=True,
               help="Mixed precision for the forward pass (auto: on for CUDA, off on the CPU).")
+@click.option("--compile", "compile_model", is_flag=True,
+              help="torch.compile the model (checked against eager on the first batch; falls "
+                   "back with a warning). Pays off on GPUs for long runs.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=None, hidden=True,
+              help="Rows per stored chunk (default 2048): what an interruption can lose.")
 @click.option("--trust-pickle", is_flag=True,
               help="Allow loading full pickled models/weights (unpickling can run code).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
@@ -170,7 +175,8 @@ def audit(data: str, model_spec: str, out: str, **opts: Any) -> None:
         device=opts["device"], amp=opts["amp"], trust_pickle=opts["trust_pickle"],
         allow_outside=opts["allow_outside"], quiet=opts["quiet"], overwrite=opts["overwrite"],
         fail_on=opts["fail_on"], gallery_size=opts["gallery_size"],
-        interventions=not opts["no_interventions"],
+        interventions=not opts["no_interventions"], compile=opts["compile_model"],
+        extra={} if opts["chunk_size"] is None else {"chunk_size": opts["chunk_size"]},
     )
     result = run_audit(config, command=_command_line())
     if result.summary:  # empty on the non-zero ranks of a torchrun job: rank 0 reports
@@ -244,8 +250,8 @@ def _command_line() -> str:
 
 def _print_outcome(summary: dict[str, Any], report_path: Any) -> None:
     flags = summary.get("flags", [])
-    acc = summary.get("accuracy", {}).get("overall")
-    data = summary.get("data", {})
+    acc = (summary.get("accuracy") or {}).get("overall")
+    data = summary.get("data") or {}
     line = f"{data.get('n_ok', 0)} of {data.get('n_samples', 0)} images audited"
     if acc is not None:
         line += f", accuracy {acc:.1%}"
@@ -256,3 +262,130 @@ def _print_outcome(summary: dict[str, Any], report_path: Any) -> None:
     if not flags:
         click.echo("  no shortcut flags raised")
     click.echo(f"report: {report_path}")
+
+
+def _load_for_maps(opts: dict[str, Any]) -> Any:
+    """The model of --model/--weights/--num-classes/--trust-pickle, on --device, in eval mode."""
+    from auditor.models.loading import load_model
+    from auditor.runtime import select_device
+
+    device = select_device(opts["device"])
+    loaded = load_model(opts["model_spec"], opts["weights"], opts["num_classes"],
+                        opts["trust_pickle"])
+    return loaded.module.to(device)
+
+
+def map_model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by `explain` and `sanity`: the model, its input and the map methods."""
+    options = [
+        click.option("--model", "model_spec", required=True,
+                     help="torchvision:NAME, module.path:factory, path/file.py:factory, or a "
+                          "TorchScript file."),
+        click.option("--weights", type=click.Path(exists=True, dir_okay=False),
+                     help="Weights: a state_dict (.pt/.pth, loaded with weights_only) or "
+                          ".safetensors."),
+        click.option("--num-classes", type=int, help="Head size, when the weights do not say it."),
+        click.option("--classes", callback=_csv_list,
+                     help="Class names in the model's output order, comma-separated."),
+        click.option("--target-layer", "target_layers", multiple=True,
+                     help="Dotted module name of the layer to explain; repeat to average several "
+                          "(default: the last layer with a spatial feature map)."),
+        click.option("--image-size", default="224", show_default=True, callback=_size,
+                     help="Model input size, N or HxW pixels (images are resized, not cropped)."),
+        click.option("--mean", default="0.485,0.456,0.406", show_default=True,
+                     callback=_floats3, help="Normalisation mean (RGB, 0-1 units)."),
+        click.option("--std", default="0.229,0.224,0.225", show_default=True, callback=_floats3,
+                     help="Normalisation std (RGB, 0-1 units)."),
+        click.option("--occlusion-patch", type=click.IntRange(min=1),
+                     help="Occlusion patch side in pixels (default: 1/8 of the shorter side)."),
+        click.option("--scorecam-channels", type=click.IntRange(min=1),
+                     help="Score-CAM uses only the N most active channels (default: all)."),
+        click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1),
+                     help="Images per batch."),
+        click.option("--device", default="auto", show_default=True,
+                     help="auto, cpu, cuda or cuda:N."),
+        click.option("--trust-pickle", is_flag=True,
+                     help="Allow loading full pickled models/weights (unpickling can run code)."),
+        click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _layers(target_layers: tuple[str, ...]) -> str | list[str] | None:
+    return None if not target_layers else (
+        target_layers[0] if len(target_layers) == 1 else list(target_layers))
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for <stem>.png, <stem>.<method>.npy and <stem>.json.")
+@click.option("--methods", default="gradcam,gradcam++,layercam,occlusion,guided-gradcam",
+              show_default=True, callback=_csv_list,
+              help="Comma-separated: gradcam, gradcam++, xgradcam, layercam, hirescam, "
+                   "counterfactual, cam, eigencam, scorecam, occlusion, guided-backprop, "
+                   "guided-gradcam.")
+@click.option("--target", help="Class to explain, by index or by name (names need --classes); "
+                               "default: each image's predicted class.")
+@map_model_options
+@_handle_errors
+def explain(images: tuple[str, ...], out: str, methods: tuple[str, ...], target: str | None,
+            **opts: Any) -> None:
+    """Explain IMAGE files with several map methods side by side (exit 1 if any unreadable)."""
+    from auditor.explain import explain_images, write_explanations
+
+    _setup_logging(opts["quiet"])
+    model = _load_for_maps(opts)
+    results = explain_images(
+        list(images), model, methods, target=target, classes=opts["classes"],
+        target_layer=_layers(opts["target_layers"]), image_size=opts["image_size"],
+        mean=opts["mean"], std=opts["std"], batch_size=opts["batch_size"],
+        occlusion_patch=opts["occlusion_patch"], scorecam_channels=opts["scorecam_channels"],
+    )
+    written = write_explanations(results, out)
+    failed = [r for r in results if not r.ok]
+    for record in failed:
+        click.echo(f"auditor: cannot explain {record.path}: {record.error}", err=True)
+    click.echo(f"{len(written)} of {len(results)} images explained; files in {out}")
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.argument("data", type=click.Path(exists=True))
+@click.option("--out", type=click.Path(file_okay=False), help="Folder to write sanity.json to.")
+@click.option("--methods", default="gradcam", show_default=True, callback=_csv_list,
+              help="Map methods to check, comma-separated (as for `explain`).")
+@click.option("--n-samples", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Images drawn (seeded) from DATA.")
+@click.option("--steps", default=10, show_default=True, type=click.IntRange(min=0),
+              help="Cascade steps from the head down (0: one per parametrised layer).")
+@click.option("--threshold", default=0.5, show_default=True, type=float,
+              help="A method passes when the mean Spearman correlation with every layer "
+                   "randomised is below this.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seeds the sample choice and the re-initialisation.")
+@click.option("--allow-outside", is_flag=True,
+              help="Allow manifest paths outside the manifest's folder.")
+@map_model_options
+@_handle_errors
+def sanity(data: str, out: str | None, methods: tuple[str, ...], n_samples: int, steps: int,
+           threshold: float, seed: int, allow_outside: bool, **opts: Any) -> None:
+    """Model-randomisation sanity check of the map methods on images of DATA."""
+    from auditor.data import AuditDataset, open_source
+    from auditor.sanity import format_sanity_table, sanity_from_dataset, write_sanity
+
+    _setup_logging(opts["quiet"])
+    model = _load_for_maps(opts)
+    index = open_source(data, classes=opts["classes"], allow_outside=allow_outside)
+    dataset = AuditDataset(index, opts["image_size"])
+    result = sanity_from_dataset(
+        model, dataset, methods, _layers(opts["target_layers"]), opts["mean"], opts["std"],
+        n_samples=n_samples, seed=seed, steps=steps or None, threshold=threshold,
+        batch_size=opts["batch_size"], occlusion_patch=opts["occlusion_patch"],
+        scorecam_channels=opts["scorecam_channels"],
+    )
+    click.echo(format_sanity_table(result))
+    if out:
+        click.echo(f"written: {write_sanity(result, out)}")

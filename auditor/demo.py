@@ -27,7 +27,7 @@ SIZE = 64
 class DemoNet(nn.Module):
     """A small CNN with a global-average-pooling + linear head (so CAM applies).
 
-    Input [B,3,64,64] normalised; features [B,64,16,16] at `features.6`; logits [B,2].
+    Input [B,3,64,64] normalised; features [B,64,16,16] at `features` (the default target layer); logits [B,2].
     """
 
     def __init__(self, num_classes: int = 2) -> None:

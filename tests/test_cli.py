@@ -41,7 +41,7 @@ def test_audit_writes_every_output(folder_run: Path) -> None:
     assert list((folder_run / "maps" / "gradcam").glob("*.npy"))
     assert list((folder_run / "maps" / "cam").glob("*.npy"))
     summary = json.loads((folder_run / "summary.json").read_text())
-    assert summary["model"]["target_layers"] == ["features.6"]
+    assert summary["model"]["target_layers"] == ["features"]
     assert summary["data"]["classes"] == ["digimon", "pokemon"]
     assert summary["data"]["n_samples"] == 81
 

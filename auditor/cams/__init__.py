@@ -1,1 +1,20 @@
-"""cams."""
+"""Class-activation maps: the one-pass engine, the method family, perturbation and guided maps."""
+
+from auditor.cams.engine import CamEngine, CamOutput
+from auditor.cams.guided import guided_backprop, guided_gradcam
+from auditor.cams.methods import GRADIENT_METHODS, METHODS, HeadWeights
+from auditor.cams.perturbation import occlusion, scorecam
+from auditor.cams.reshape import vit_reshape
+
+__all__ = [
+    "GRADIENT_METHODS",
+    "METHODS",
+    "CamEngine",
+    "CamOutput",
+    "HeadWeights",
+    "guided_backprop",
+    "guided_gradcam",
+    "occlusion",
+    "scorecam",
+    "vit_reshape",
+]

@@ -228,6 +228,7 @@ def report_context(run_dir: str | Path, gallery_size: int = 48) -> dict[str, Any
         "border": (summary.get("config") or {}).get("border"),
         "kind_titles": KIND_TITLES,
         "kind_methods": KIND_METHODS,
+        "model_free": summary.get("model") is None,
     }
 
 
@@ -587,6 +588,8 @@ def _gallery(
     reader: RunReader, ok: pd.DataFrame, primary: str, input_size: tuple[int, int],
     gallery_size: int, class_ids: dict[str, str],
 ) -> dict[str, Any]:
+    if "suspicion" not in ok.columns:  # a model-free probe run has no attention measures
+        ok = ok.iloc[:0].assign(suspicion=[])
     top = ok.sort_values(["suspicion", "index"], ascending=[False, True], kind="stable")
     top = top.head(gallery_size)
     maps = _load_maps(reader, top["index"].tolist(), primary)

@@ -1,0 +1,217 @@
+"""Channel weightings of the Grad-CAM family, as pure functions of one forward/backward pass.
+
+Every method takes the target layer's activations ``A`` [B, K, h, w] and the gradients ``G``
+[B, K, h, w] of each sample's target score with respect to ``A`` (float32, same device), the
+logits [B, C], the explained classes ``targets`` [B] and, for CAM, the weights of a GAP+linear
+head. Each returns a map [B, h, w], float32, >= 0, unnormalised, so that magnitudes stay
+comparable across a data set. Sums over ``ij`` below are over the h x w grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from auditor.errors import AuditorError, UsageError
+
+# Guards the divisions by sums of activations against 0/0 on dead channels.
+_EPS = 1e-7
+
+
+@dataclass(frozen=True)
+class HeadWeights:
+    """A GAP+linear classification head: ``logits = weight @ mean_ij(A) + bias``.
+
+    Attributes:
+        weight: [C, K] class weights over the K channels of the target layer.
+        bias: [C] or None. CAM does not use it; kept so the head is described completely.
+    """
+
+    weight: Tensor
+    bias: Tensor | None = None
+
+
+MethodFn = Callable[[Tensor, "Tensor | None", Tensor, Tensor, "HeadWeights | None"], Tensor]
+
+
+def _weighted_channel_sum(weights: Tensor, activations: Tensor) -> Tensor:
+    """relu(sum_k weights[b, k] * A[b, k]) -> [B, h, w]."""
+    return torch.einsum("bk,bkhw->bhw", weights, activations).clamp_min(0)
+
+
+def _require_gradients(name: str, gradients: Tensor | None) -> Tensor:
+    if gradients is None:
+        raise AuditorError(
+            f"method {name!r} needs the gradients of the target score, but none were given; "
+            "run it through CamEngine, which computes them in the same pass."
+        )
+    return gradients
+
+
+def gradcam(
+    activations: Tensor,
+    gradients: Tensor | None,
+    logits: Tensor,
+    targets: Tensor,
+    head: HeadWeights | None = None,
+) -> Tensor:
+    """Grad-CAM: relu(sum_k w_k A_k) with w_k = mean_ij G_kij. Returns [B, h, w]."""
+    grads = _require_gradients("gradcam", gradients)
+    return _weighted_channel_sum(grads.mean(dim=(2, 3)), activations)
+
+
+def gradcam_plus_plus(
+    activations: Tensor,
+    gradients: Tensor | None,
+    logits: Tensor,
+    targets: Tensor,
+    head: HeadWeights | None = None,
+) -> Tensor:
+    """Grad-CAM++, closed form for the score exp(S) (Chattopadhay et al. 2018, eq. 19).
+
+    alpha_kij = G^2 / (2 G^2 + sum_ab(A_kab) G^3), with 0/0 -> 0; w_k = sum_ij alpha * relu(G);
+    map = relu(sum_k w_k A_k). The positive factor exp(S) of the paper is dropped (one
+    positive scale per sample). Returns [B, h, w].
+    """
+    grads = _require_gradients("gradcam++", gradients)
+    grads_2 = grads.pow(2)
+    denominator = 2 * grads_2 + activations.sum(dim=(2, 3), keepdim=True) * grads_2 * grads
+    nonzero = denominator != 0
+    alpha = torch.where(nonzero, grads_2 / torch.where(nonzero, denominator, 1.0), 0.0)
+    weights = (alpha * grads.clamp_min(0)).sum(dim=(2, 3))
+    return _weighted_channel_sum(weights, activations)
+
+
+def xgradcam(
+    activations: Tensor,
+    gradients: Tensor | None,
+    logits: Tensor,
+    targets: Tensor,
+    head: HeadWeights | None = None,
+) -> Tensor:
+    """XGrad-CAM: w_k = sum_ij(G A) / (sum_ij(A) + eps); map = relu(sum_k w_k A_k). [B, h, w]."""
+    grads = _require_gradients("xgradcam", gradients)
+    weights = (grads * activations).sum(dim=(2, 3)) / (activations.sum(dim=(2, 3)) + _EPS)
+    return _weighted_channel_sum(weights, activations)
+
+
+def layercam(
+    activations: Tensor,
+    gradients: Tensor | None,
+    logits: Tensor,
+    targets: Tensor,
+    head: HeadWeights | None = None,
+) -> Tensor:
+    """Layer-CAM: relu(sum_k relu(G_k) * A_k), element-wise weights. Returns [B, h, w]."""
+    grads = _require_gradients("layercam", gradients)
+    return (grads.clamp_min(0) * activations).sum(dim=1).clamp_min(0)
+
+
+def hirescam(
+    activations: Tensor,
+    gradients: Tensor | None,
+    logits: Tensor,
+    targets: Tensor,
+    head: HeadWeights | None = None,
+) -> Tensor:
+    """HiRes-CAM: relu(sum_k G_k * A_k), element-wise gradients. Returns [B, h, w]."""
+    grads = _require_gradients("hirescam", gradients)
+    return (grads * activations).sum(dim=1).clamp_min(0)
+
+
+def counterfactual(
+    activations: Tensor,
+    gradients: Tensor | None,
+    logits: Tensor,
+    targets: Tensor,
+    head: HeadWeights | None = None,
+) -> Tensor:
+    """Counterfactual Grad-CAM: Grad-CAM with negated gradients (evidence against the class)."""
+    grads = _require_gradients("counterfactual", gradients)
+    return _weighted_channel_sum(-grads.mean(dim=(2, 3)), activations)
+
+
+def cam(
+    activations: Tensor,
+    gradients: Tensor | None,
+    logits: Tensor,
+    targets: Tensor,
+    head: HeadWeights | None = None,
+) -> Tensor:
+    """CAM (Zhou et al. 2016): relu(sum_k W[target, k] A_k) for a GAP+linear head. [B, h, w]."""
+    if head is None:
+        raise AuditorError(
+            "method 'cam' needs the class weights of a GAP+linear head (head=HeadWeights(...)); "
+            "CamEngine finds them itself when such a head follows the target layer."
+        )
+    if head.weight.shape[1] != activations.shape[1]:
+        raise AuditorError(
+            f"method 'cam': the head has {head.weight.shape[1]} input features but the target "
+            f"layer has {activations.shape[1]} channels; pick the layer that feeds the head."
+        )
+    weights = head.weight.to(device=activations.device, dtype=activations.dtype)[targets]
+    return _weighted_channel_sum(weights, activations)
+
+
+def eigencam(
+    activations: Tensor,
+    gradients: Tensor | None,
+    logits: Tensor,
+    targets: Tensor,
+    head: HeadWeights | None = None,
+) -> Tensor:
+    """Eigen-CAM (Muhammad & Yeasin 2020): projection on the first principal direction.
+
+    Per sample, the activation matrix M [hw, K] (not centred, as in the paper) is factorised
+    M = U S V^T and the map is relu(M v_1), v_1 the first right singular vector. The sign of
+    v_1 is arbitrary, so it is chosen to make the map correlate positively with the channel
+    mean of A. Class-agnostic: ignores gradients and targets. Returns [B, h, w].
+    """
+    batch, channels, height, width = activations.shape
+    matrix = activations.reshape(batch, channels, height * width).transpose(1, 2)
+    _, _, vh = torch.linalg.svd(matrix, full_matrices=False)
+    projection = torch.einsum("bnk,bk->bn", matrix, vh[:, 0, :])
+    channel_mean = activations.mean(dim=1).reshape(batch, -1)
+    covariance = (
+        (projection - projection.mean(dim=1, keepdim=True))
+        * (channel_mean - channel_mean.mean(dim=1, keepdim=True))
+    ).sum(dim=1, keepdim=True)
+    sign = torch.where(covariance < 0, -1.0, 1.0)
+    return (projection * sign).clamp_min(0).reshape(batch, height, width)
+
+
+METHODS: dict[str, MethodFn] = {
+    "gradcam": gradcam,
+    "gradcam++": gradcam_plus_plus,
+    "xgradcam": xgradcam,
+    "layercam": layercam,
+    "hirescam": hirescam,
+    "counterfactual": counterfactual,
+    "cam": cam,
+    "eigencam": eigencam,
+}
+"""Every one-pass map method by name."""
+
+GRADIENT_METHODS: frozenset[str] = frozenset(
+    {"gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "counterfactual"}
+)
+"""The methods that need the gradients G (one backward for all of them together)."""
+
+
+def validate_methods(methods: Iterable[str]) -> tuple[str, ...]:
+    """Check method names and drop duplicates (order kept); UsageError on an unknown name."""
+    if isinstance(methods, str):
+        methods = (methods,)
+    names = tuple(dict.fromkeys(methods))
+    if not names:
+        raise UsageError(f"no CAM method requested; choose from {sorted(METHODS)}.")
+    unknown = [name for name in names if name not in METHODS]
+    if unknown:
+        raise UsageError(
+            f"unknown CAM method(s) {unknown}; valid names are {sorted(METHODS)} "
+            "(score-CAM, occlusion and guided backprop are separate functions)."
+        )
+    return names

@@ -1,0 +1,230 @@
+"""Clusters of attention maps per class (Spectral Relevance Analysis, Lapuschkin et al. 2019).
+
+A class whose samples are solved by two strategies (look at the horse / look at the copyright
+tag) shows two groups of maps. Per class:
+
+1. Readable samples with a usable map (finite, not all zero); at most `max_per_class`, a seeded
+   choice.
+2. Each map average-pooled to at most GRID x GRID cells (the map size when smaller), then divided
+   by its own maximum, so clusters group *where* attention goes, not how strong it is.
+3. Affinity: the symmetric k-nearest-neighbour graph (Euclidean, k = max(KNN, n // KNN_SHARE),
+   each point its own neighbour; A = (C + C^T) / 2 of the 0/1 connectivity C), as
+   scikit-learn's `affinity="nearest_neighbors"` builds it.
+4. Number of clusters: the eigengap of the normalised Laplacian L = I - D^-1/2 A D^-1/2. With
+   eigenvalues l_0 <= l_1 <= ..., k maximises l_k - l_(k-1) over k in 1..MAX_CLUSTERS with
+   l_(k-1) <= MAX_CUT. A small l_(k-1) means k almost disconnected groups; the cap stops a
+   smooth spread of maps (attention shifting a little from sample to sample, whose small
+   eigenvalues come in a slow ramp) from being cut into pieces.
+5. SpectralClustering(n_clusters=k, affinity="precomputed") on A, seeded.
+
+Classes with fewer than MIN_SAMPLES usable maps are not clustered: one cluster, with `reason`.
+
+Each cluster (largest first, ids 0, 1, ...): `cluster`, `size`, `mean_map` (mean pooled,
+max-normalised map, rounded lists [gh][gw]), `fg_energy_mean`, `border_energy_mean` (None when
+undefined), `members` (up to MAX_MEMBERS sample `index` values, nearest the cluster centre
+first), `candidate` and `candidate_reason`; on clustered classes also `eigenvalues` (the class's
+smallest Laplacian eigenvalues, the evidence for k).
+
+**Candidate** (a cluster worth a reviewer's look as a possible shortcut) when all three hold:
+
+| condition | rule |
+|---|---|
+| small | MIN_CANDIDATE_SIZE <= size <= SMALL_SHARE x class samples clustered, and k >= 2 |
+| tight | mean distance of members to their centre <= TIGHT_RATIO x that of the whole class |
+| off-object | median fg_enrichment < 1 (less attention on the object than its area share) |
+| (no foreground) | off-object instead: median border_lift >= BORDER_LIFT_OFF |
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from scipy.linalg import eigh
+from scipy.sparse import csgraph
+from sklearn.cluster import SpectralClustering
+
+from auditor.errors import UsageError
+
+GRID = 8
+KNN = 10
+KNN_SHARE = 8
+MAX_CUT = 0.05
+MAX_CLUSTERS = 8
+MIN_SAMPLES = 10
+MAX_MEMBERS = 8
+SMALL_SHARE = 0.5
+MIN_CANDIDATE_SIZE = 3
+TIGHT_RATIO = 1.0
+BORDER_LIFT_OFF = 1.5
+
+
+def _pooled(maps: np.ndarray) -> np.ndarray:
+    """maps float [n, h, w] -> pooled, max-normalised float64 [n, gh, gw] (GRID cells at most)."""
+    tensor = torch.as_tensor(np.ascontiguousarray(maps), dtype=torch.float32)[:, None]
+    size = (min(GRID, maps.shape[1]), min(GRID, maps.shape[2]))
+    pooled = F.adaptive_avg_pool2d(tensor.clamp_min(0), size)[:, 0].double().numpy()
+    peak = pooled.reshape(len(pooled), -1).max(axis=1)
+    return pooled / peak[:, None, None]
+
+
+def _affinity(points: np.ndarray) -> np.ndarray:
+    """Dense symmetric kNN affinity [n, n] of points [n, d]: A = (C + C^T) / 2 of the 0/1
+    connectivity C (each point its own neighbour, k = max(KNN, n // KNN_SHARE), below n)."""
+    n = len(points)
+    k = min(max(KNN, n // KNN_SHARE), n - 1)
+    squared = (points**2).sum(axis=1)
+    distance = squared[:, None] + squared[None, :] - 2.0 * points @ points.T
+    np.fill_diagonal(distance, -np.inf)  # each point is its own nearest neighbour
+    nearest = np.argpartition(distance, k, axis=1)[:, : k + 1]
+    connectivity = np.zeros((n, n))
+    np.put_along_axis(connectivity, nearest, 1.0, axis=1)
+    return 0.5 * (connectivity + connectivity.T)
+
+
+def eigengap_clusters(
+    affinity: np.ndarray, max_clusters: int = MAX_CLUSTERS
+) -> tuple[int, list[float]]:
+    """(k, the smallest eigenvalues) of the normalised Laplacian of a dense affinity [n, n].
+
+    k maximises the gap l_k - l_(k-1) over the k in 1..max_clusters with l_(k-1) <= MAX_CUT:
+    only splits into groups that are almost disconnected count.
+    """
+    laplacian = csgraph.laplacian(affinity, normed=True)
+    last = min(max_clusters, len(affinity) - 1)
+    values = eigh(laplacian, eigvals_only=True, subset_by_index=[0, last])
+    gaps = np.diff(values)
+    allowed = [k for k in range(1, len(values)) if values[k - 1] <= MAX_CUT]
+    k = max(allowed, key=lambda c: gaps[c - 1]) if allowed else 1
+    return k, [round(float(v), 4) for v in values]
+
+
+def _mean(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else None
+
+
+def _median(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if finite.size else math.nan
+
+
+def _column(rows: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in rows.columns:
+        return np.full(len(rows), np.nan)
+    return rows[name].to_numpy(dtype=float)
+
+
+def _off_object(rows: pd.DataFrame) -> tuple[bool, str]:
+    enrichment = _median(_column(rows, "fg_enrichment"))
+    if math.isfinite(enrichment):
+        return enrichment < 1.0, f"median fg_enrichment {enrichment:.2f} (chance 1.0)"
+    lift = _median(_column(rows, "border_lift"))
+    if math.isfinite(lift):
+        return lift >= BORDER_LIFT_OFF, f"no foreground; median border_lift {lift:.2f}"
+    return False, "no foreground or border measure"
+
+
+def _describe(
+    rows: pd.DataFrame, points: np.ndarray, pooled: np.ndarray, members: np.ndarray,
+) -> dict[str, Any]:
+    """Plain data for one cluster (without id and candidate fields)."""
+    centre = points[members].mean(axis=0)
+    distance = np.linalg.norm(points[members] - centre, axis=1)
+    nearest = members[np.argsort(distance, kind="stable")][:MAX_MEMBERS]
+    chosen = rows.iloc[members]
+    return {
+        "size": int(members.size),
+        "mean_map": np.round(pooled[members].mean(axis=0), 4).tolist(),
+        "fg_energy_mean": _mean(_column(chosen, "fg_energy")),
+        "border_energy_mean": _mean(_column(chosen, "border_energy")),
+        "members": [int(i) for i in rows["index"].to_numpy()[nearest]],
+        "_spread": float(distance.mean()),
+    }
+
+
+def _cluster_class(rows: pd.DataFrame, maps: np.ndarray, seed: int) -> list[dict[str, Any]]:
+    pooled = _pooled(maps)
+    points = pooled.reshape(len(pooled), -1)
+    everyone = np.arange(len(rows))
+    if len(rows) < MIN_SAMPLES:
+        only = _describe(rows, points, pooled, everyone)
+        only.pop("_spread")
+        return [{"cluster": 0, **only, "candidate": False, "candidate_reason": "",
+                 "reason": f"only {len(rows)} usable maps (< {MIN_SAMPLES}): not clustered"}]
+    affinity = _affinity(points)
+    k, eigenvalues = eigengap_clusters(affinity)
+    if k == 1:
+        labels = np.zeros(len(rows), dtype=int)
+    else:
+        model = SpectralClustering(n_clusters=k, affinity="precomputed", random_state=seed,
+                                   eigen_solver="lobpcg", assign_labels="cluster_qr")
+        with warnings.catch_warnings():
+            # Disconnected groups are what we look for, not a problem to warn about.
+            warnings.filterwarnings("ignore", message="Graph is not fully connected")
+            labels = model.fit_predict(affinity)
+    found = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    found.sort(key=lambda m: (-m.size, int(m[0])))
+    class_spread = float(np.linalg.norm(points - points.mean(axis=0), axis=1).mean())
+    clusters = []
+    for cid, members in enumerate(found):
+        entry = _describe(rows, points, pooled, members)
+        spread = entry.pop("_spread")
+        small = len(found) >= 2 and MIN_CANDIDATE_SIZE <= members.size <= SMALL_SHARE * len(rows)
+        tight = spread <= TIGHT_RATIO * class_spread
+        off, why = _off_object(rows.iloc[members])
+        candidate = small and tight and off
+        reason = (f"{members.size} of {len(rows)} maps, spread {spread:.2f} vs class "
+                  f"{class_spread:.2f}, {why}")
+        clusters.append({"cluster": cid, **entry, "candidate": bool(candidate),
+                         "candidate_reason": reason, "eigenvalues": eigenvalues})
+    return clusters
+
+
+def cluster_maps(
+    samples: pd.DataFrame,
+    maps: np.ndarray,
+    classes: list[str],
+    max_per_class: int = 500,
+    seed: int = 0,
+) -> dict[str, list[dict[str, Any]]]:
+    """Cluster each class's attention maps; JSON-ready for summary.json["clusters"].
+
+    Args:
+        samples: the samples.parquet table (columns index, label, status; fg_energy,
+            fg_enrichment, border_energy, border_lift when present).
+        maps: float [N, h, w], >= 0, one per row of samples[samples.status == "ok"], in order.
+        classes: class names; every one gets a key (an empty list when it has no usable map).
+        max_per_class: at most this many maps per class (a seeded choice).
+        seed: for the choice and the clustering.
+
+    Returns:
+        {class: [cluster dict, ...]}, clusters largest first (see the module docstring).
+    """
+    for column in ("index", "label", "status"):
+        if column not in samples.columns:
+            raise UsageError(f"samples table lacks column {column!r}; pass samples.parquet")
+    ok = samples[samples["status"] == "ok"].reset_index(drop=True)
+    maps = np.asarray(maps)
+    if maps.ndim != 3 or len(maps) != len(ok):
+        raise UsageError(f"maps must be [N, h, w] with N = {len(ok)} readable samples; got shape "
+                         f"{maps.shape}. Load them with RunReader.load_maps(ok indices).")
+    if max_per_class < 1:
+        raise UsageError(f"max_per_class must be at least 1, got {max_per_class}")
+    flat = maps.reshape(len(maps), -1).astype(np.float64)
+    usable = np.isfinite(flat).all(axis=1) & (np.nan_to_num(flat).max(axis=1) > 0) \
+        if flat.size else np.zeros(len(maps), dtype=bool)
+    rng = np.random.default_rng(seed)
+    labels = ok["label"].to_numpy()
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name in classes:
+        rows = np.flatnonzero((labels == name) & usable)
+        if rows.size > max_per_class:
+            rows = np.sort(rng.choice(rows, size=max_per_class, replace=False))
+        out[name] = _cluster_class(ok.iloc[rows], maps[rows], seed) if rows.size else []
+    return out

@@ -1,0 +1,176 @@
+"""Interventions: a model that reads only the background is confirmed by the background swap
+(and not by its within-class control); a model that reads only the object is never confirmed."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from auditor.config import AuditConfig
+from auditor.data import AuditDataset, open_source
+from auditor.detect.flags import Flag
+from auditor.detect.interventions import run_interventions
+
+SIZE = 32
+BACKGROUND = {"a": (200, 30, 30), "b": (30, 30, 200)}
+OBJECT = {"a": (30, 200, 30), "b": (200, 200, 30)}
+PER_CLASS = 12
+
+
+class BorderReader(nn.Module):
+    """Logits [s, -s] * 10 with s = mean red - mean blue of the 4-pixel border band (inputs
+    normalised with mean 0.5, std 0.5): red background -> class a, blue -> class b."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        band = torch.ones(x.shape[-2:], dtype=torch.bool, device=x.device)
+        band[4:-4, 4:-4] = False
+        s = (x[:, 0] - x[:, 2])[:, band].mean(dim=1)
+        return torch.stack([s, -s], dim=1) * 10
+
+
+class CentreReader(nn.Module):
+    """Logits [-r, r] * 10 with r = mean red of the central 8x8 pixels + 0.1: a green object
+    -> class a, a yellow one -> class b, whatever surrounds it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = x[:, 0, 12:20, 12:20].mean(dim=(1, 2)) + 0.1
+        return torch.stack([-r, r], dim=1) * 10
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    """Two classes of 12 PNGs with masks: an object square (10-14 px, jittered) on a flat
+    class-coloured background with mild noise."""
+    root = tmp_path_factory.mktemp("interventions")
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (root / "data" / name).mkdir(parents=True)
+        (root / "masks" / name).mkdir(parents=True)
+        for i in range(PER_CLASS):
+            image = np.empty((SIZE, SIZE, 3), dtype=np.int16)
+            image[:] = BACKGROUND[name]
+            mask = np.zeros((SIZE, SIZE), dtype=np.uint8)
+            side = int(rng.integers(10, 15))
+            y, x = (int(v) for v in rng.integers(8, SIZE - 8 - side + 1, size=2))
+            mask[y:y + side, x:x + side] = 1
+            mask[10:22, 10:22] = 1  # the object always covers the centre reader's window
+            image[mask.astype(bool)] = OBJECT[name]
+            image += rng.integers(-8, 9, size=image.shape).astype(np.int16)
+            rgb = np.clip(image, 0, 255).astype(np.uint8)
+            cv2.imwrite(str(root / "data" / name / f"{i:02d}.png"), rgb[..., ::-1])
+            cv2.imwrite(str(root / "masks" / name / f"{i:02d}.png"), mask * 255)
+    config = AuditConfig(data=str(root / "data"), model="x", out=str(root / "run"),
+                         masks=str(root / "masks"), image_size=(SIZE, SIZE),
+                         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), border=0.125,
+                         batch_size=8, seed=0)
+    index = open_source(config.data, masks_dir=config.masks)
+    dataset = AuditDataset(index, image_size=config.image_size, border=config.border)
+    return {"config": config, "index": index, "dataset": dataset}
+
+
+def _samples(data: dict, model: nn.Module) -> pd.DataFrame:
+    """A samples table as the pass writes it (predictions from `model`)."""
+    rows = []
+    for ref in data["index"].samples:
+        item = data["dataset"][ref.index]
+        x = item["image"][None].float().div(255).sub(0.5).div(0.5)
+        pred = int(model(x).argmax(dim=1))
+        rows.append({"index": ref.index, "rel_path": ref.rel_path, "path": ref.path,
+                     "label": data["index"].classes[ref.label], "label_index": ref.label,
+                     "status": "ok", "correct": pred == ref.label, "fg_energy": 0.5,
+                     "peak_x": 0.5, "peak_y": 0.5, "file_format": "PNG"})
+    return pd.DataFrame(rows)
+
+
+def _context(data: dict, model: nn.Module) -> dict:
+    return {**data, "model": model.eval(), "device": torch.device("cpu")}
+
+
+def _background_flag() -> Flag:
+    return Flag("background_attention", "high", "a", 0.9, "class a looks at the background")
+
+
+def test_background_reader_is_confirmed_by_the_swap_not_by_its_control(data):
+    model = BorderReader()
+    samples = _samples(data, model)
+    assert samples["correct"].all()
+    flag = _background_flag()
+    result = run_interventions(samples, [flag], _context(data, model))
+    swap = next(r for r in result.records if r["edit"] == "background_swap")
+    assert swap["n"] == PER_CLASS
+    assert swap["flip_rate"] == 1.0
+    assert swap["control_flip_rate"] == 0.0
+    assert swap["control"] == "same class"
+    # Fisher exact one-sided, 12/12 vs 0/12 flips: p = 1 / C(24, 12); doubled (Bonferroni).
+    assert swap["p_value"] == pytest.approx(2 / 2704156, rel=1e-6)
+    assert swap["confirmed"] is True
+    found = [f for f in result.flags if f.kind == "intervention_sensitive"]
+    assert len(found) == 1
+    assert found[0].class_name == "a"
+    assert found[0].evidence["confirms"] == {"kind": "background_attention", "class": "a"}
+    assert found[0].severity == "medium"  # effect 1.0 but n = 12 < 20
+    assert sorted(found[0].samples) == sorted(
+        samples.loc[samples["label"] == "a", "rel_path"].tolist())
+    assert "background swapped for another class's: 100% flipped vs 0% control" in \
+        flag.evidence["confirmed_by"]
+
+
+def test_object_reader_is_never_confirmed(data):
+    model = CentreReader()
+    samples = _samples(data, model)
+    assert samples["correct"].all()
+    flags = [_background_flag(),
+             Flag("border_attention", "medium", "b", 0.6, "class b looks at the border"),
+             Flag("border_pixels_shortcut", "high", None, 0.9, "border pixels predict labels")]
+    result = run_interventions(samples, flags, _context(data, model))
+    assert result.flags == []
+    assert {r["edit"] for r in result.records} == {
+        "background_constant", "background_blur", "background_swap", "border_blank"}
+    assert all(r["flip_rate"] == 0.0 and not r["confirmed"] for r in result.records)
+    assert all("confirmed_by" not in f.evidence for f in flags)
+    assert len(flags[0].evidence["intervention_tests"]) == 3
+
+
+def test_box_blank_confirms_fixed_location_only_where_the_model_looks(data):
+    # The data set's mean colour has more red than blue (red backgrounds, yellow objects), so
+    # painting the whole band region turns every class-b prediction into a; the centre box
+    # (0.3-0.7, inside the object) holds nothing the border reader uses.
+    model = BorderReader()
+    samples = _samples(data, model)
+    band = Flag("fixed_location", "high", "b", 0.9, "peak in one place",
+                evidence={"box": [0.0, 0.0, 1.0, 1.0]})
+    centre = Flag("fixed_location", "high", "b", 0.9, "peak in one place",
+                  evidence={"box": [0.3, 0.3, 0.7, 0.7]})
+    found = run_interventions(samples, [band], _context(data, model))
+    record = found.records[0]
+    assert (record["edit"], record["n"], record["control"]) == (
+        "box_blank", PER_CLASS, "unflagged classes")
+    assert (record["flip_rate"], record["control_flip_rate"]) == (1.0, 0.0)
+    assert [f.class_name for f in found.flags] == ["b"]
+    missed = run_interventions(samples, [centre], _context(data, model))
+    assert missed.flags == []
+    assert missed.records[0]["flip_rate"] == 0.0
+
+
+def test_format_swap_applies_to_png_classes_and_records_are_json_ready(data):
+    model = CentreReader()
+    samples = _samples(data, model)
+    flag = Flag("metadata_shortcut", "high", None, 0.9, "format predicts the label")
+    result = run_interventions(samples, [flag], _context(data, model))
+    assert [r["edit"] for r in result.records] == ["format_to_jpeg", "format_to_jpeg"]
+    assert [r["class"] for r in result.records] == ["a", "b"]
+    assert all(r["n"] == PER_CLASS for r in result.records)
+    json.dumps(result.records, allow_nan=False)
+
+
+def test_no_testable_flag_runs_nothing(data):
+    degenerate = Flag("degenerate_maps", "low", None, 0.1, "some maps are zero")
+    result = run_interventions(pd.DataFrame(), [degenerate], _context(data, CentreReader()))
+    assert result.flags == []
+    assert result.records == []

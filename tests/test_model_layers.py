@@ -1,0 +1,72 @@
+"""Target-layer discovery and lookup by name."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.models import resnet18
+
+from auditor.errors import ModelLoadError
+from auditor.models.layers import feature_map_layers, find_target_layer, get_module
+from tests.cam_models import CornerNet, PixelMLP, count_hooks, tiny_gap_net, tiny_vit
+
+
+def test_resnet18_target_layer_is_layer4() -> None:
+    model = resnet18(weights=None)
+    assert find_target_layer(model, (1, 3, 64, 64)) == "layer4"
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [(tiny_gap_net, "features"), (CornerNet, "body"), (tiny_vit, "conv_proj")],
+)
+def test_tiny_models_target_layer_is_last_feature_map(build, expected: str) -> None:
+    size = (32, 48) if build is CornerNet else (32, 32)
+    assert find_target_layer(build(), (1, 3, *size)) == expected
+
+
+def test_feature_map_layers_lists_maps_in_finishing_order_with_shapes() -> None:
+    layers = feature_map_layers(tiny_gap_net(), (2, 3, 32, 32))
+    assert layers == [
+        ("features.0", (2, 8, 32, 32)),
+        ("features.1", (2, 8, 32, 32)),
+        ("features.2", (2, 8, 32, 32)),
+        ("features.3", (2, 8, 16, 16)),
+        ("features.4", (2, 8, 16, 16)),
+        ("features", (2, 8, 16, 16)),
+    ]
+
+
+def test_discovery_leaves_no_hooks_and_restores_modes() -> None:
+    model = tiny_gap_net()
+    model.train()
+    model.features[1].eval()
+    hooks = count_hooks(model)
+    running_mean = model.features[1].running_mean.clone()
+    find_target_layer(model, (1, 3, 32, 32))
+    assert count_hooks(model) == hooks
+    assert model.training
+    assert not model.features[1].training
+    assert model.features[0].training
+    assert torch.equal(model.features[1].running_mean, running_mean)
+
+
+def test_model_without_feature_map_raises_model_load_error() -> None:
+    with pytest.raises(ModelLoadError, match="no module of PixelMLP"):
+        find_target_layer(PixelMLP(), (1, 3, 16, 16))
+
+
+def test_get_module_resolves_dotted_names() -> None:
+    model = resnet18(weights=None)
+    assert get_module(model, "layer4.1.conv2") is model.layer4[1].conv2
+
+
+def test_bad_layer_name_lists_the_available_layers() -> None:
+    with pytest.raises(ModelLoadError) as caught:
+        get_module(resnet18(weights=None), "layer5")
+    message = str(caught.value)
+    assert "'layer5'" in message
+    assert "Did you mean" in message
+    for name in ("conv1", "layer1", "layer4"):
+        assert name in message
+    assert "more" in message  # the long list is truncated
