@@ -21,7 +21,14 @@ from auditor.detect.clusters import cluster_maps
 from auditor.detect.location import fixed_location_flags
 from auditor.detect.probes import run_probes
 from auditor.detect.suspicion import sample_flag_codes, suspicion_scores
-from auditor.store import RunReader, _atomic_write_bytes, _parquet_bytes, write_class_means, write_json, write_thumb
+from auditor.store import (
+    RunReader,
+    _atomic_write_bytes,
+    _parquet_bytes,
+    write_class_means,
+    write_json,
+    write_thumb,
+)
 
 if TYPE_CHECKING:
     from auditor.audit import PhaseTimer
@@ -58,6 +65,21 @@ def analyse_run(run_dir: Path, context: dict[str, Any], timer: PhaseTimer) -> di
             interventions = found.records
         else:
             interventions = None
+    sanity = None
+    if config.sanity and context.get("model") is not None:
+        from auditor.sanity import sanity_from_dataset
+
+        with timer.phase("sanity"):
+            sanity = sanity_from_dataset(
+                context["model"],
+                context["dataset"],
+                config.methods,
+                context["layers"],
+                config.mean,
+                config.std,
+                n_samples=16,
+                seed=config.seed,
+            )
     samples["suspicion"] = suspicion_scores(samples)
     samples["flags"] = sample_flag_codes(samples, flags)
     _atomic_write_bytes(run_dir / "samples.parquet", _parquet_bytes(samples))
@@ -79,6 +101,7 @@ def analyse_run(run_dir: Path, context: dict[str, Any], timer: PhaseTimer) -> di
         "probes": probes.to_dict() if probes is not None else None,
         "interventions": interventions,
         "clusters": clusters,
+        "sanity": sanity,
         "flags": [f.to_dict() for f in sorted(flags, key=_flag_order)],
         "pass": context.get("pass", {}),
         "timings": timer.timings,
@@ -107,11 +130,15 @@ def probe_samples(
     if ok.empty:
         return None
     props = ok[[c for c in ok.columns if c.startswith("file_")]]
-    props = props.rename(columns=lambda c: c[len("file_"):]).reset_index(drop=True)
+    props = props.rename(columns=lambda c: c[len("file_") :]).reset_index(drop=True)
     thumbs = reader.load_rows(ok["index"].tolist(), "probe/thumb16")
     result = run_probes(
-        props, ok["label_index"].to_numpy(), classes, thumbs if thumbs.size else None,
-        border=border, seed=seed,
+        props,
+        ok["label_index"].to_numpy(),
+        classes,
+        thumbs if thumbs.size else None,
+        border=border,
+        seed=seed,
     )
     paths = ok["rel_path"].tolist()
     for flag in result.flags:
@@ -124,20 +151,30 @@ def accuracy(samples: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
     ok = samples[(samples["status"] == "ok") & (samples["label_index"] >= 0)]
     per_class = {
         name: float(ok.loc[ok["label_index"] == k, "correct"].mean())
-        if (ok["label_index"] == k).any() else float("nan")
+        if (ok["label_index"] == k).any()
+        else float("nan")
         for k, name in enumerate(classes)
     }
-    return {"overall": float(ok["correct"].mean()) if len(ok) else float("nan"), "per_class": per_class}
+    return {
+        "overall": float(ok["correct"].mean()) if len(ok) else float("nan"),
+        "per_class": per_class,
+    }
 
 
 def versions() -> dict[str, str]:
-    import torch
-    import torchvision
+    """Versions of Python, torch, torchvision and auditor (read without importing them)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
 
     return {
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torch": installed("torch"),
+        "torchvision": installed("torchvision"),
         "auditor": __version__,
     }
 
@@ -184,9 +221,9 @@ def _write_class_means(
     ok = samples[samples["status"] == "ok"].reset_index(drop=True)
     if ok.empty or maps.size == 0:
         return
-    peak = np.nanmax(maps.reshape(len(maps), -1), axis=1)
-    norm = np.where(peak[:, None, None] > 0, maps / np.where(peak > 0, peak, 1)[:, None, None], 0.0)
-    norm = np.nan_to_num(norm, nan=0.0)
+    finite = np.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
+    peak = finite.reshape(len(finite), -1).max(axis=1)
+    norm = finite / np.where(peak > 0, peak, 1.0)[:, None, None]
     mean_map = np.zeros((k, *maps.shape[1:]), dtype=np.float32)
     images = None
     for c in range(k):

@@ -22,13 +22,13 @@ import torch
 from torch import nn
 
 from auditor import distributed
-from auditor.config import AuditConfig
+from auditor.config import RUNTIME_ONLY, AuditConfig
 from auditor.data import AuditDataset, DatasetIndex, open_source
 from auditor.detect.flags import at_or_above
 from auditor.errors import DataError, ModelLoadError
 from auditor.models.layers import find_target_layer, get_module
 from auditor.models.loading import LoadedModel, load_model
-from auditor.pipeline import PassSettings, run_pass
+from auditor.pipeline import DEFAULT_CHUNK_SIZE, AuditInterrupted, PassSettings, run_pass
 from auditor.runtime import autocast_dtype, select_device
 from auditor.store import RunLock, RunReader, RunWriter
 
@@ -121,32 +121,62 @@ def run_audit(
         "model": _model_fingerprint(loaded),
         "data": data_fingerprint(index),
     }
+    details = {"config": {
+        k: v for k, v in config.to_dict().items() if k not in RUNTIME_ONLY and k != "extra"
+    }}
     out = Path(config.out)
     lock = RunLock(out)
+    settings = PassSettings(
+        methods=config.methods, primary=config.primary_method, target_layers=layers,
+        explain=config.explain, mean=config.mean, std=config.std, border=config.border,
+        batch_size=config.batch_size,
+        workers=distributed.workers_per_rank(config.workers, ranks, _cores()),
+        amp_dtype=autocast_dtype(device, config.amp), progress=not config.quiet,
+        rank=ranks.rank, world_size=ranks.world_size, compile=config.compile,
+        chunk_size=int(config.extra.get("chunk_size", DEFAULT_CHUNK_SIZE)),
+        compile_backend=str(config.extra.get("compile_backend", "inductor")),
+    )
     try:
-        if ranks.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            lock.acquire()
-            writer = RunWriter(out, fingerprint, overwrite=config.overwrite)
-        distributed.barrier(ranks)
-        if not ranks.is_main:
-            writer = RunWriter(out, fingerprint, overwrite=False)
+        # Rank 0 prepares the directory; every rank reads what is already done before any
+        # rank writes, so all shard the same list of remaining samples.
+        writer: RunWriter | None = None
+        error: Exception | None = None
+        try:
+            if ranks.is_main:
+                out.mkdir(parents=True, exist_ok=True)
+                lock.acquire()
+                writer = RunWriter(out, fingerprint, overwrite=config.overwrite, details=details)
+        except Exception as exc:  # told to every rank, so none waits for rank 0
+            error = exc
+        distributed.agree(ranks, error)
+        done: set[int] = set()
+        try:
+            if writer is None:
+                writer = RunWriter(out, fingerprint, overwrite=False, details=details)
+            done = writer.done_indices()
+        except Exception as exc:
+            error = exc
+        distributed.agree(ranks, error)
         dataset = AuditDataset(
             index, image_size=config.image_size, border=config.border,
             max_pixels=config.max_pixels,
         )
-        settings = PassSettings(
-            methods=config.methods, primary=config.primary_method, target_layers=layers,
-            explain=config.explain, mean=config.mean, std=config.std, border=config.border,
-            batch_size=config.batch_size, workers=config.workers,
-            amp_dtype=autocast_dtype(device, config.amp), progress=not config.quiet,
-            rank=ranks.rank, world_size=ranks.world_size,
-        )
         with timer.phase("pass"):
-            pass_stats = run_pass(module, index, dataset, writer, settings, device)
-        distributed.barrier(ranks)
+            try:
+                pass_stats = run_pass(module, index, dataset, writer, settings, device, done)
+            except AuditInterrupted:
+                raise  # every rank got the signal from torchrun; none waits for another
+            except Exception as exc:
+                error = exc
+            distributed.agree(ranks, error)
+        distributed.close(ranks)  # the other ranks are done: rank 0 goes on alone
         summary: dict[str, Any] = {}
         if ranks.is_main:
+            log.info(
+                "pass: %d images at %.1f images/s on %s%s", pass_stats["n_processed"],
+                pass_stats.get("images_per_s", 0.0), device,
+                f" (rank 0 of {ranks.world_size})" if ranks.distributed else "",
+            )
             with timer.phase("merge"):
                 writer.merge()
             context = {
@@ -157,11 +187,16 @@ def run_audit(
             }
             summary = analyse_run(out, context, timer)
             writer.mark_complete()
-        distributed.barrier(ranks)
     finally:
         lock.release()
         distributed.close(ranks)
     return AuditResult(run_dir=out, summary=summary)
+
+
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _prepare_model(config: AuditConfig, model: nn.Module | None) -> LoadedModel:

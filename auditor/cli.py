@@ -51,7 +51,9 @@ def _floats3(ctx: click.Context, param: click.Parameter, value: str) -> tuple[fl
     try:
         parts = tuple(float(v) for v in value.split(","))
     except ValueError:
-        raise click.BadParameter(f"expected three numbers like 0.5,0.5,0.5, got {value!r}") from None
+        raise click.BadParameter(
+            f"expected three numbers like 0.5,0.5,0.5, got {value!r}"
+        ) from None
     if len(parts) != 3:
         raise click.BadParameter(f"expected three comma-separated numbers, got {value!r}")
     return parts  # type: ignore[return-value]
@@ -69,7 +71,9 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, 
     return parts[0], parts[1]
 
 
-def _csv_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+def _csv_list(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[str, ...] | None:
     if value is None:
         return None
     items = tuple(v.strip() for v in value.split(",") if v.strip())
@@ -87,20 +91,43 @@ def main() -> None:
 def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by every command that reads a data set."""
     options = [
-        click.option("--classes", callback=_csv_list,
-                     help="Class names in the model's output order, comma-separated "
-                          "(default: sorted folder names / manifest labels)."),
-        click.option("--masks", type=click.Path(exists=True, file_okay=False),
-                     help="Folder of foreground masks at the same relative paths as the images "
-                          "(any image extension; nonzero = foreground)."),
-        click.option("--image-size", default="224", show_default=True, callback=_size,
-                     help="Model input size, N or HxW pixels (images are resized, not cropped)."),
-        click.option("--border", default=0.1, show_default=True, type=float,
-                     help="Width of the border band, as a fraction of each side."),
-        click.option("--workers", type=int, default=None,
-                     help="DataLoader worker processes (default: from the core count)."),
-        click.option("--allow-outside", is_flag=True,
-                     help="Allow manifest paths outside the manifest's folder."),
+        click.option(
+            "--classes",
+            callback=_csv_list,
+            help="Class names in the model's output order, comma-separated "
+            "(default: sorted folder names / manifest labels).",
+        ),
+        click.option(
+            "--masks",
+            type=click.Path(exists=True, file_okay=False),
+            help="Folder of foreground masks at the same relative paths as the images "
+            "(any image extension; nonzero = foreground).",
+        ),
+        click.option(
+            "--image-size",
+            default="224",
+            show_default=True,
+            callback=_size,
+            help="Model input size, N or HxW pixels (images are resized, not cropped).",
+        ),
+        click.option(
+            "--border",
+            default=0.1,
+            show_default=True,
+            type=float,
+            help="Width of the border band, as a fraction of each side.",
+        ),
+        click.option(
+            "--workers",
+            type=int,
+            default=None,
+            help="DataLoader worker processes (default: from the core count).",
+        ),
+        click.option(
+            "--allow-outside",
+            is_flag=True,
+            help="Allow manifest paths outside the manifest's folder.",
+        ),
         click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr."),
     ]
     for option in reversed(options):
@@ -110,54 +137,124 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @main.command()
 @click.argument("data", type=click.Path(exists=True))
-@click.option("--model", "model_spec", required=True,
-              help="torchvision:NAME, module.path:factory, path/file.py:factory, or a "
-                   "TorchScript file.")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Run directory to write (an unfinished one is resumed).")
-@click.option("--weights", type=click.Path(exists=True, dir_okay=False),
-              help="Weights: a state_dict (.pt/.pth, loaded with weights_only) or .safetensors.")
+@click.option(
+    "--model",
+    "model_spec",
+    required=True,
+    help="torchvision:NAME, module.path:factory, path/file.py:factory, or a TorchScript file.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Run directory to write (an unfinished one is resumed).",
+)
+@click.option(
+    "--weights",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Weights: a state_dict (.pt/.pth, loaded with weights_only) or .safetensors.",
+)
 @click.option("--num-classes", type=int, help="Head size, when the weights do not say it.")
 @data_options
-@click.option("--target-layer", "target_layers", multiple=True,
-              help="Dotted module name of the layer to explain; repeat to average several "
-                   "(default: the last layer with a spatial feature map).")
-@click.option("--methods", default="gradcam", show_default=True, callback=_csv_list,
-              help="Map methods computed in the pass, comma-separated "
-                   "(gradcam, gradcam++, xgradcam, layercam, hirescam, counterfactual, cam, "
-                   "eigencam).")
-@click.option("--primary", help="The method whose maps feed the measures and flags "
-                                "(default: the first of --methods).")
-@click.option("--explain", type=click.Choice(["label", "predicted"]), default="label",
-              show_default=True, help="Which class the maps explain.")
-@click.option("--mean", default="0.485,0.456,0.406", show_default=True, callback=_floats3,
-              help="Normalisation mean (RGB, 0-1 units).")
-@click.option("--std", default="0.229,0.224,0.225", show_default=True, callback=_floats3,
-              help="Normalisation std (RGB, 0-1 units).")
-@click.option("--foreground", type=click.Choice(["mask", "estimate"]), default="mask",
-              show_default=True,
-              help="Where there is no mask: 'estimate' finds the object from the image "
-                   "(flood fill of a uniform border, else GrabCut); estimates are marked.")
+@click.option(
+    "--target-layer",
+    "target_layers",
+    multiple=True,
+    help="Dotted module name of the layer to explain; repeat to average several "
+    "(default: the last layer with a spatial feature map).",
+)
+@click.option(
+    "--methods",
+    default="gradcam",
+    show_default=True,
+    callback=_csv_list,
+    help="Map methods computed in the pass, comma-separated "
+    "(gradcam, gradcam++, xgradcam, layercam, hirescam, counterfactual, cam, "
+    "eigencam).",
+)
+@click.option(
+    "--primary",
+    help="The method whose maps feed the measures and flags (default: the first of --methods).",
+)
+@click.option(
+    "--explain",
+    type=click.Choice(["label", "predicted"]),
+    default="label",
+    show_default=True,
+    help="Which class the maps explain.",
+)
+@click.option(
+    "--mean",
+    default="0.485,0.456,0.406",
+    show_default=True,
+    callback=_floats3,
+    help="Normalisation mean (RGB, 0-1 units).",
+)
+@click.option(
+    "--std",
+    default="0.229,0.224,0.225",
+    show_default=True,
+    callback=_floats3,
+    help="Normalisation std (RGB, 0-1 units).",
+)
+@click.option(
+    "--foreground",
+    type=click.Choice(["mask", "estimate"]),
+    default="mask",
+    show_default=True,
+    help="Where there is no mask: 'estimate' finds the object from the image "
+    "(flood fill of a uniform border, else GrabCut); estimates are marked.",
+)
 @click.option("--batch-size", default=64, show_default=True, type=int, help="Images per batch.")
-@click.option("--device", default="auto", show_default=True,
-              help="auto, cpu, cuda or cuda:N.")
-@click.option("--amp", type=click.Choice(["auto", "on", "off"]), default="auto",
-              show_default=True,
-              help="Mixed precision for the forward pass (auto: on for CUDA, off on the CPU).")
-@click.option("--compile", "compile_model", is_flag=True,
-              help="torch.compile the model (checked against eager on the first batch; falls "
-                   "back with a warning). Pays off on GPUs for long runs.")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=None, hidden=True,
-              help="Rows per stored chunk (default 2048): what an interruption can lose.")
-@click.option("--trust-pickle", is_flag=True,
-              help="Allow loading full pickled models/weights (unpickling can run code).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--amp",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Mixed precision for the forward pass (auto: on for CUDA, off on the CPU).",
+)
+@click.option(
+    "--compile",
+    "compile_model",
+    is_flag=True,
+    help="torch.compile the model (checked against eager on the first batch; falls "
+    "back with a warning). Pays off on GPUs for long runs.",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=None,
+    hidden=True,
+    help="Rows per stored chunk (default 2048): what an interruption can lose.",
+)
+@click.option(
+    "--trust-pickle",
+    is_flag=True,
+    help="Allow loading full pickled models/weights (unpickling can run code).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
-@click.option("--fail-on", type=click.Choice(["high", "medium", "low"]),
-              help="Exit with code 3 when a flag at or above this severity is raised.")
-@click.option("--gallery-size", default=48, show_default=True, type=int,
-              help="Suspect samples shown in the report.")
-@click.option("--no-interventions", is_flag=True,
-              help="Skip the confirmation runs on edited inputs.")
+@click.option(
+    "--fail-on",
+    type=click.Choice(["high", "medium", "low"]),
+    help="Exit with code 3 when a flag at or above this severity is raised.",
+)
+@click.option(
+    "--gallery-size",
+    default=48,
+    show_default=True,
+    type=int,
+    help="Suspect samples shown in the report.",
+)
+@click.option(
+    "--no-interventions", is_flag=True, help="Skip the confirmation runs on edited inputs."
+)
+@click.option(
+    "--sanity",
+    is_flag=True,
+    help="Also run the model-randomisation sanity check of each method on 16 "
+    "samples (see `auditor sanity`); the report says which methods passed.",
+)
 @_handle_errors
 def audit(data: str, model_spec: str, out: str, **opts: Any) -> None:
     """Audit a model on DATA (a class-per-folder tree or a CSV manifest)."""
@@ -166,16 +263,34 @@ def audit(data: str, model_spec: str, out: str, **opts: Any) -> None:
 
     _setup_logging(opts["quiet"])
     config = AuditConfig(
-        data=data, model=model_spec, out=out, weights=opts["weights"],
-        num_classes=opts["num_classes"], classes=opts["classes"], masks=opts["masks"],
-        target_layers=tuple(opts["target_layers"]), methods=opts["methods"],
-        primary=opts["primary"], explain=opts["explain"], image_size=opts["image_size"],
-        mean=opts["mean"], std=opts["std"], border=opts["border"],
-        foreground=opts["foreground"], batch_size=opts["batch_size"], workers=opts["workers"],
-        device=opts["device"], amp=opts["amp"], trust_pickle=opts["trust_pickle"],
-        allow_outside=opts["allow_outside"], quiet=opts["quiet"], overwrite=opts["overwrite"],
-        fail_on=opts["fail_on"], gallery_size=opts["gallery_size"],
-        interventions=not opts["no_interventions"], compile=opts["compile_model"],
+        data=data,
+        model=model_spec,
+        out=out,
+        weights=opts["weights"],
+        num_classes=opts["num_classes"],
+        classes=opts["classes"],
+        masks=opts["masks"],
+        target_layers=tuple(opts["target_layers"]),
+        methods=opts["methods"],
+        primary=opts["primary"],
+        explain=opts["explain"],
+        image_size=opts["image_size"],
+        mean=opts["mean"],
+        std=opts["std"],
+        border=opts["border"],
+        foreground=opts["foreground"],
+        batch_size=opts["batch_size"],
+        workers=opts["workers"],
+        device=opts["device"],
+        amp=opts["amp"],
+        trust_pickle=opts["trust_pickle"],
+        allow_outside=opts["allow_outside"],
+        quiet=opts["quiet"],
+        overwrite=opts["overwrite"],
+        fail_on=opts["fail_on"],
+        gallery_size=opts["gallery_size"],
+        interventions=not opts["no_interventions"],
+        compile=opts["compile_model"],
         extra={} if opts["chunk_size"] is None else {"chunk_size": opts["chunk_size"]},
     )
     result = run_audit(config, command=_command_line())
@@ -186,11 +301,18 @@ def audit(data: str, model_spec: str, out: str, **opts: Any) -> None:
 
 @main.command()
 @click.argument("data", type=click.Path(exists=True))
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Directory for probe.json, samples.parquet and report.html.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory for probe.json, samples.parquet and report.html.",
+)
 @data_options
-@click.option("--fail-on", type=click.Choice(["high", "medium", "low"]),
-              help="Exit with code 3 when a flag at or above this severity is raised.")
+@click.option(
+    "--fail-on",
+    type=click.Choice(["high", "medium", "low"]),
+    help="Exit with code 3 when a flag at or above this severity is raised.",
+)
 @_handle_errors
 def probe(data: str, out: str, **opts: Any) -> None:
     """Model-free checks of DATA: do file properties or border pixels predict the label?"""
@@ -198,9 +320,16 @@ def probe(data: str, out: str, **opts: Any) -> None:
 
     _setup_logging(opts["quiet"])
     result = run_probe(
-        data, out, classes=opts["classes"], masks=opts["masks"],
-        image_size=opts["image_size"], border=opts["border"], workers=opts["workers"],
-        allow_outside=opts["allow_outside"], quiet=opts["quiet"], command=_command_line(),
+        data,
+        out,
+        classes=opts["classes"],
+        masks=opts["masks"],
+        image_size=opts["image_size"],
+        border=opts["border"],
+        workers=opts["workers"],
+        allow_outside=opts["allow_outside"],
+        quiet=opts["quiet"],
+        command=_command_line(),
     )
     _print_outcome(result.summary, result.report_path)
     sys.exit(result.exit_code(opts["fail_on"]))
@@ -208,12 +337,22 @@ def probe(data: str, out: str, **opts: Any) -> None:
 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--output", type=click.Path(dir_okay=False),
-              help="Where to write the HTML (default: RUN_DIR/report.html).")
-@click.option("--format", "fmt", type=click.Choice(["html", "json"]), default="html",
-              show_default=True, help="html renders the report; json prints summary.json.")
-@click.option("--gallery-size", default=48, show_default=True, type=int,
-              help="Suspect samples shown.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Where to write the HTML (default: RUN_DIR/report.html).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "json"]),
+    default="html",
+    show_default=True,
+    help="html renders the report; json prints summary.json.",
+)
+@click.option(
+    "--gallery-size", default=48, show_default=True, type=int, help="Suspect samples shown."
+)
 @_handle_errors
 def report(run_dir: str, output: str | None, fmt: str, gallery_size: int) -> None:
     """(Re)render the report of RUN_DIR, without the model."""
@@ -228,10 +367,16 @@ def report(run_dir: str, output: str | None, fmt: str, gallery_size: int) -> Non
 
 
 @main.command()
-@click.option("--out", default="auditor-demo", show_default=True, type=click.Path(file_okay=False),
-              help="Where to write the generated data, the model and the run.")
-@click.option("--per-class", default=150, show_default=True, type=int,
-              help="Images generated per class.")
+@click.option(
+    "--out",
+    default="auditor-demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where to write the generated data, the model and the run.",
+)
+@click.option(
+    "--per-class", default=150, show_default=True, type=int, help="Images generated per class."
+)
 @click.option("--epochs", default=4, show_default=True, type=int, help="Training epochs.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
 @_handle_errors
@@ -270,42 +415,86 @@ def _load_for_maps(opts: dict[str, Any]) -> Any:
     from auditor.runtime import select_device
 
     device = select_device(opts["device"])
-    loaded = load_model(opts["model_spec"], opts["weights"], opts["num_classes"],
-                        opts["trust_pickle"])
+    loaded = load_model(
+        opts["model_spec"], opts["weights"], opts["num_classes"], opts["trust_pickle"]
+    )
     return loaded.module.to(device)
 
 
 def map_model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by `explain` and `sanity`: the model, its input and the map methods."""
     options = [
-        click.option("--model", "model_spec", required=True,
-                     help="torchvision:NAME, module.path:factory, path/file.py:factory, or a "
-                          "TorchScript file."),
-        click.option("--weights", type=click.Path(exists=True, dir_okay=False),
-                     help="Weights: a state_dict (.pt/.pth, loaded with weights_only) or "
-                          ".safetensors."),
+        click.option(
+            "--model",
+            "model_spec",
+            required=True,
+            help="torchvision:NAME, module.path:factory, path/file.py:factory, or a "
+            "TorchScript file.",
+        ),
+        click.option(
+            "--weights",
+            type=click.Path(exists=True, dir_okay=False),
+            help="Weights: a state_dict (.pt/.pth, loaded with weights_only) or .safetensors.",
+        ),
         click.option("--num-classes", type=int, help="Head size, when the weights do not say it."),
-        click.option("--classes", callback=_csv_list,
-                     help="Class names in the model's output order, comma-separated."),
-        click.option("--target-layer", "target_layers", multiple=True,
-                     help="Dotted module name of the layer to explain; repeat to average several "
-                          "(default: the last layer with a spatial feature map)."),
-        click.option("--image-size", default="224", show_default=True, callback=_size,
-                     help="Model input size, N or HxW pixels (images are resized, not cropped)."),
-        click.option("--mean", default="0.485,0.456,0.406", show_default=True,
-                     callback=_floats3, help="Normalisation mean (RGB, 0-1 units)."),
-        click.option("--std", default="0.229,0.224,0.225", show_default=True, callback=_floats3,
-                     help="Normalisation std (RGB, 0-1 units)."),
-        click.option("--occlusion-patch", type=click.IntRange(min=1),
-                     help="Occlusion patch side in pixels (default: 1/8 of the shorter side)."),
-        click.option("--scorecam-channels", type=click.IntRange(min=1),
-                     help="Score-CAM uses only the N most active channels (default: all)."),
-        click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1),
-                     help="Images per batch."),
-        click.option("--device", default="auto", show_default=True,
-                     help="auto, cpu, cuda or cuda:N."),
-        click.option("--trust-pickle", is_flag=True,
-                     help="Allow loading full pickled models/weights (unpickling can run code)."),
+        click.option(
+            "--classes",
+            callback=_csv_list,
+            help="Class names in the model's output order, comma-separated.",
+        ),
+        click.option(
+            "--target-layer",
+            "target_layers",
+            multiple=True,
+            help="Dotted module name of the layer to explain; repeat to average several "
+            "(default: the last layer with a spatial feature map).",
+        ),
+        click.option(
+            "--image-size",
+            default="224",
+            show_default=True,
+            callback=_size,
+            help="Model input size, N or HxW pixels (images are resized, not cropped).",
+        ),
+        click.option(
+            "--mean",
+            default="0.485,0.456,0.406",
+            show_default=True,
+            callback=_floats3,
+            help="Normalisation mean (RGB, 0-1 units).",
+        ),
+        click.option(
+            "--std",
+            default="0.229,0.224,0.225",
+            show_default=True,
+            callback=_floats3,
+            help="Normalisation std (RGB, 0-1 units).",
+        ),
+        click.option(
+            "--occlusion-patch",
+            type=click.IntRange(min=1),
+            help="Occlusion patch side in pixels (default: 1/8 of the shorter side).",
+        ),
+        click.option(
+            "--scorecam-channels",
+            type=click.IntRange(min=1),
+            help="Score-CAM uses only the N most active channels (default: all).",
+        ),
+        click.option(
+            "--batch-size",
+            default=16,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Images per batch.",
+        ),
+        click.option(
+            "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."
+        ),
+        click.option(
+            "--trust-pickle",
+            is_flag=True,
+            help="Allow loading full pickled models/weights (unpickling can run code).",
+        ),
         click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr."),
     ]
     for option in reversed(options):
@@ -314,35 +503,58 @@ def map_model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _layers(target_layers: tuple[str, ...]) -> str | list[str] | None:
-    return None if not target_layers else (
-        target_layers[0] if len(target_layers) == 1 else list(target_layers))
+    return (
+        None
+        if not target_layers
+        else (target_layers[0] if len(target_layers) == 1 else list(target_layers))
+    )
 
 
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Folder for <stem>.png, <stem>.<method>.npy and <stem>.json.")
-@click.option("--methods", default="gradcam,gradcam++,layercam,occlusion,guided-gradcam",
-              show_default=True, callback=_csv_list,
-              help="Comma-separated: gradcam, gradcam++, xgradcam, layercam, hirescam, "
-                   "counterfactual, cam, eigencam, scorecam, occlusion, guided-backprop, "
-                   "guided-gradcam.")
-@click.option("--target", help="Class to explain, by index or by name (names need --classes); "
-                               "default: each image's predicted class.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for <stem>.png, <stem>.<method>.npy and <stem>.json.",
+)
+@click.option(
+    "--methods",
+    default="gradcam,gradcam++,layercam,occlusion,guided-gradcam",
+    show_default=True,
+    callback=_csv_list,
+    help="Comma-separated: gradcam, gradcam++, xgradcam, layercam, hirescam, "
+    "counterfactual, cam, eigencam, scorecam, occlusion, guided-backprop, "
+    "guided-gradcam.",
+)
+@click.option(
+    "--target",
+    help="Class to explain, by index or by name (names need --classes); "
+    "default: each image's predicted class.",
+)
 @map_model_options
 @_handle_errors
-def explain(images: tuple[str, ...], out: str, methods: tuple[str, ...], target: str | None,
-            **opts: Any) -> None:
+def explain(
+    images: tuple[str, ...], out: str, methods: tuple[str, ...], target: str | None, **opts: Any
+) -> None:
     """Explain IMAGE files with several map methods side by side (exit 1 if any unreadable)."""
     from auditor.explain import explain_images, write_explanations
 
     _setup_logging(opts["quiet"])
     model = _load_for_maps(opts)
     results = explain_images(
-        list(images), model, methods, target=target, classes=opts["classes"],
-        target_layer=_layers(opts["target_layers"]), image_size=opts["image_size"],
-        mean=opts["mean"], std=opts["std"], batch_size=opts["batch_size"],
-        occlusion_patch=opts["occlusion_patch"], scorecam_channels=opts["scorecam_channels"],
+        list(images),
+        model,
+        methods,
+        target=target,
+        classes=opts["classes"],
+        target_layer=_layers(opts["target_layers"]),
+        image_size=opts["image_size"],
+        mean=opts["mean"],
+        std=opts["std"],
+        batch_size=opts["batch_size"],
+        occlusion_patch=opts["occlusion_patch"],
+        scorecam_channels=opts["scorecam_channels"],
     )
     written = write_explanations(results, out)
     failed = [r for r in results if not r.ok]
@@ -355,23 +567,58 @@ def explain(images: tuple[str, ...], out: str, methods: tuple[str, ...], target:
 @main.command()
 @click.argument("data", type=click.Path(exists=True))
 @click.option("--out", type=click.Path(file_okay=False), help="Folder to write sanity.json to.")
-@click.option("--methods", default="gradcam", show_default=True, callback=_csv_list,
-              help="Map methods to check, comma-separated (as for `explain`).")
-@click.option("--n-samples", default=32, show_default=True, type=click.IntRange(min=1),
-              help="Images drawn (seeded) from DATA.")
-@click.option("--steps", default=10, show_default=True, type=click.IntRange(min=0),
-              help="Cascade steps from the head down (0: one per parametrised layer).")
-@click.option("--threshold", default=0.5, show_default=True, type=float,
-              help="A method passes when the mean Spearman correlation with every layer "
-                   "randomised is below this.")
-@click.option("--seed", default=0, show_default=True, type=int,
-              help="Seeds the sample choice and the re-initialisation.")
-@click.option("--allow-outside", is_flag=True,
-              help="Allow manifest paths outside the manifest's folder.")
+@click.option(
+    "--methods",
+    default="gradcam",
+    show_default=True,
+    callback=_csv_list,
+    help="Map methods to check, comma-separated (as for `explain`).",
+)
+@click.option(
+    "--n-samples",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Images drawn (seeded) from DATA.",
+)
+@click.option(
+    "--steps",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Cascade steps from the head down (0: one per parametrised layer).",
+)
+@click.option(
+    "--threshold",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="A method passes when the mean Spearman correlation with every layer "
+    "randomised is below this.",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Seeds the sample choice and the re-initialisation.",
+)
+@click.option(
+    "--allow-outside", is_flag=True, help="Allow manifest paths outside the manifest's folder."
+)
 @map_model_options
 @_handle_errors
-def sanity(data: str, out: str | None, methods: tuple[str, ...], n_samples: int, steps: int,
-           threshold: float, seed: int, allow_outside: bool, **opts: Any) -> None:
+def sanity(
+    data: str,
+    out: str | None,
+    methods: tuple[str, ...],
+    n_samples: int,
+    steps: int,
+    threshold: float,
+    seed: int,
+    allow_outside: bool,
+    **opts: Any,
+) -> None:
     """Model-randomisation sanity check of the map methods on images of DATA."""
     from auditor.data import AuditDataset, open_source
     from auditor.sanity import format_sanity_table, sanity_from_dataset, write_sanity
@@ -381,9 +628,18 @@ def sanity(data: str, out: str | None, methods: tuple[str, ...], n_samples: int,
     index = open_source(data, classes=opts["classes"], allow_outside=allow_outside)
     dataset = AuditDataset(index, opts["image_size"])
     result = sanity_from_dataset(
-        model, dataset, methods, _layers(opts["target_layers"]), opts["mean"], opts["std"],
-        n_samples=n_samples, seed=seed, steps=steps or None, threshold=threshold,
-        batch_size=opts["batch_size"], occlusion_patch=opts["occlusion_patch"],
+        model,
+        dataset,
+        methods,
+        _layers(opts["target_layers"]),
+        opts["mean"],
+        opts["std"],
+        n_samples=n_samples,
+        seed=seed,
+        steps=steps or None,
+        threshold=threshold,
+        batch_size=opts["batch_size"],
+        occlusion_patch=opts["occlusion_patch"],
         scorecam_channels=opts["scorecam_channels"],
     )
     click.echo(format_sanity_table(result))

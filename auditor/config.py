@@ -18,8 +18,18 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: Options that change how fast or how loudly a run goes, never its numbers: resume ignores them.
 RUNTIME_ONLY = frozenset(
-    {"batch_size", "workers", "device", "quiet", "overwrite", "fail_on", "out", "compile",
-     "gallery_size", "trust_pickle"}
+    {
+        "batch_size",
+        "workers",
+        "device",
+        "quiet",
+        "overwrite",
+        "fail_on",
+        "out",
+        "compile",
+        "gallery_size",
+        "trust_pickle",
+    }
 )
 
 
@@ -57,6 +67,7 @@ class AuditConfig:
     fail_on: Literal["high", "medium", "low"] | None = None
     gallery_size: int = 48
     interventions: bool = True
+    sanity: bool = False
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 

@@ -27,15 +27,21 @@ SIZE = 64
 class DemoNet(nn.Module):
     """A small CNN with a global-average-pooling + linear head (so CAM applies).
 
-    Input [B,3,64,64] normalised; features [B,64,16,16] at `features` (the default target layer); logits [B,2].
+    Input [B,3,64,64] normalised; features [B,64,16,16] at `features` (the default target
+    layer); logits [B,2].
     """
 
     def __init__(self, num_classes: int = 2) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(64, num_classes)
@@ -114,7 +120,8 @@ def train_demo_model(
     model: nn.Module | None = None,
 ) -> nn.Module:
     """Train `model` (default: a new DemoNet) on the generated data, class-per-folder under
-    `data_root` (CPU, seconds). Inputs normalised with mean 0.5, std 0.5; returns it in eval mode."""
+    `data_root` (CPU, seconds). Inputs normalised with mean 0.5, std 0.5; returns it in eval
+    mode."""
     torch.manual_seed(seed)
     images, labels = [], []
     for k, name in enumerate(CLASSES):

@@ -29,3 +29,10 @@ class DecodeError(AuditorError):
 
 class RunDirectoryError(AuditorError):
     """The run directory cannot be written, is locked, or does not match for resume."""
+
+
+class RunMismatchError(RunDirectoryError):
+    """--out holds another run (other config, model or data) or other files: the command is
+    wrong for this directory, so exit code 2 like other bad usage; --overwrite starts again."""
+
+    exit_code = 2

@@ -47,6 +47,8 @@ MEASURES: tuple[str, ...] = (
 
 #: Share of the map's max above which a pixel belongs to the localisation (Grad-CAM paper).
 WSOL_THRESHOLD = 0.15
+#: Relative tolerance under which two map values count as the same maximum.
+PEAK_RTOL = 1e-5
 
 
 def upsample_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -126,8 +128,44 @@ def _largest_component_boxes(binary: torch.Tensor) -> torch.Tensor:
     """Box (x0, y0, x1, y1) in pixels of the largest 8-connected component of each image.
 
     binary: bool [B, H, W], each image with at least one True pixel. Returns float32 [B, 4].
-    Ties between equally large components go to the one with the smallest label.
+    Ties between equally large components go to the one with the smallest label (the one whose
+    last pixel in raster order comes first).
+
+    On the CPU OpenCV's labelling gives the same boxes about 100x faster than the batched tensor
+    labelling, which is for accelerators (where it keeps the masks on the device).
     """
+    if binary.device.type == "cpu":
+        return _largest_component_boxes_opencv(binary)
+    return _largest_component_boxes_tensor(binary)
+
+
+def _largest_component_boxes_opencv(binary: torch.Tensor) -> torch.Tensor:
+    """`_largest_component_boxes` for CPU tensors, one cv2.connectedComponentsWithStats call
+    per image."""
+    import cv2
+    import numpy as np
+
+    images = binary.to(torch.uint8).numpy()
+    boxes = np.empty((images.shape[0], 4), dtype=np.float32)
+    for i, image in enumerate(images):
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(
+            image, connectivity=8, ltype=cv2.CV_32S
+        )
+        areas = stats[1:, cv2.CC_STAT_AREA]
+        candidates = 1 + np.flatnonzero(areas == areas.max())
+        best = int(candidates[0])
+        if len(candidates) > 1:
+            # Same tie rule as the tensor labelling: smallest last flat index wins.
+            flat = labels.reshape(-1)
+            last = [int(np.flatnonzero(flat == c)[-1]) for c in candidates]
+            best = int(candidates[int(np.argmin(last))])
+        x, y, w, h = stats[best, :4]
+        boxes[i] = (x, y, x + w, y + h)
+    return torch.from_numpy(boxes)
+
+
+def _largest_component_boxes_tensor(binary: torch.Tensor) -> torch.Tensor:
+    """`_largest_component_boxes` in batched tensor code on the masks' device."""
     batch, height, width = binary.shape
     n_bins = height * width + 1
     labels = label_components(binary).reshape(batch, -1)
@@ -233,7 +271,10 @@ def attention_measures(
     border_energy = torch.where(valid, (flat * band).sum(dim=1) / safe_total, nan)
     border_lift = border_energy / band_area if band_area > 0 else nan.clone()
 
-    peak = flat.argmax(dim=1)
+    # Ties at the maximum (a flat plateau, rounding noise of the upsampling) go to the first
+    # pixel in raster order within a relative tolerance, so scaling the map never moves the peak.
+    top = flat.amax(dim=1, keepdim=True)
+    peak = (flat >= top * (1.0 - PEAK_RTOL)).to(torch.int32).argmax(dim=1)
     peak_x = torch.where(valid, ((peak % width).to(torch.float32) + 0.5) / width, nan)
     peak_y = torch.where(valid, ((peak // width).to(torch.float32) + 0.5) / height, nan)
     hit = fg_flat.gather(1, peak[:, None])[:, 0].to(torch.float32)

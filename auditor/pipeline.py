@@ -7,8 +7,10 @@ written in chunks, so memory does not grow with the data set and an interrupted 
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +26,12 @@ from auditor.data import AuditDataset, DatasetIndex, make_loader
 from auditor.errors import AuditorError
 from auditor.metrics import attention_measures
 from auditor.runtime import normalise_images
-from auditor.store import RunWriter
+from auditor.store import RunWriter, storable_text
+
+log = logging.getLogger("auditor")
+
+#: Rows per stored chunk: what an interrupted pass can lose at most, and the pass's memory.
+DEFAULT_CHUNK_SIZE = 2048
 
 MEASURES = (
     "fg_energy", "fg_enrichment", "bg_energy", "border_energy", "border_lift",
@@ -52,10 +59,12 @@ class PassSettings:
     batch_size: int
     workers: int | None
     amp_dtype: torch.dtype | None
-    chunk_size: int = 2048
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     rank: int = 0
     world_size: int = 1
     progress: bool = True
+    compile: bool = False
+    compile_backend: str = "inductor"
 
 
 @contextmanager
@@ -83,13 +92,18 @@ def run_pass(
     writer: RunWriter,
     settings: PassSettings,
     device: torch.device,
+    done: set[int] | None = None,
 ) -> dict[str, Any]:
     """Audit every sample not yet stored in `writer`'s run directory; returns pass statistics.
 
     Sharded by rank for torchrun: rank r takes positions r, r + world, ... of what is left.
+    `done`: the indices already stored, read once before any rank writes (every rank must
+    shard the same list); None reads them from `writer`.
     Raises AuditInterrupted (after flushing) on Ctrl-C or SIGTERM.
     """
-    done = writer.done_indices()
+    if settings.chunk_size < 1:
+        raise AuditorError(f"chunk_size must be at least 1 row, not {settings.chunk_size}")
+    done = writer.done_indices() if done is None else done
     todo = [i for i, ref in enumerate(index.samples) if ref.index not in done]
     todo = todo[settings.rank :: settings.world_size]
     stats: dict[str, Any] = {"skipped_done": len(done), "n_processed": 0, "seconds": 0.0}
@@ -100,14 +114,13 @@ def run_pass(
     )
     buffer = _ChunkBuffer(writer, settings.rank)
     started = time.perf_counter()
-    bar = _progress(len(todo), settings.progress and settings.rank == 0)
+    desc = "audit" if settings.world_size == 1 else f"audit (rank 0 of {settings.world_size})"
+    bar = _progress(len(todo), settings.progress and settings.rank == 0, desc)
+    runner = _Runner(model, settings)
     try:
-        with _sigterm_as_interrupt(), CamEngine(
-            model, target_layer=list(settings.target_layers), methods=settings.methods,
-            amp_dtype=settings.amp_dtype,
-        ) as engine:
+        with _sigterm_as_interrupt(), runner:
             for batch in loader:
-                rows, map_rows, arrays = _audit_batch(batch, index, engine, settings, device)
+                rows, map_rows, arrays = _audit_batch(batch, index, runner, settings, device)
                 buffer.add(rows, map_rows, arrays)
                 if buffer.size >= settings.chunk_size:
                     buffer.flush()
@@ -119,17 +132,90 @@ def run_pass(
         bar.close()
         raise AuditInterrupted(
             f"interrupted after {stats['n_processed']} samples; finished chunks are stored in "
-            f"{writer.run_dir}. Run the same command again to resume."
+            f"{writer.run_dir}. Run the same command again to resume (add --overwrite to "
+            "start again)."
         ) from None
     bar.close()
     stats["seconds"] = time.perf_counter() - started
+    stats["images_per_s"] = stats["n_processed"] / max(stats["seconds"], 1e-9)
+    stats["compiled"] = runner.compiled
     return stats
 
 
-def _progress(total: int, enabled: bool) -> Any:
+class _Runner:
+    """The CAM engine over the model, or over torch.compile(model) when asked and it works.
+
+    A compiled model is checked against the eager one on the first batch (same explained
+    classes, maps within 1e-3 of each sample's peak); if compiling fails or disagrees (e.g. a
+    graph that the engine's hooks cannot live in), the pass warns and goes on eagerly.
+    """
+
+    def __init__(self, model: nn.Module, settings: PassSettings) -> None:
+        self.settings = settings
+        self.eager = self._engine(model)
+        self.fast: CamEngine | None = None
+        self.compiled = False
+        if settings.compile:
+            self.fast = self._engine(torch.compile(model, backend=settings.compile_backend))
+        self._checked = not settings.compile
+
+    def _engine(self, model: nn.Module) -> CamEngine:
+        s = self.settings
+        return CamEngine(
+            model, target_layer=list(s.target_layers), methods=s.methods, amp_dtype=s.amp_dtype
+        )
+
+    def __enter__(self) -> _Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for engine in (self.fast, self.eager):
+            if engine is not None:
+                engine.close()
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor | None) -> Any:
+        if self.fast is None:
+            return self.eager(images, targets)
+        if self._checked:
+            return self.fast(images, targets)
+        self._checked = True
+        reference = self.eager(images, targets)
+        try:
+            out = self.fast(images, targets)
+            agrees = _same_maps(out, reference)
+            reason = "its maps differ from the eager model's"
+        except Exception as exc:  # any compiler failure: the eager engine still works
+            agrees, reason = False, f"{type(exc).__name__}: {str(exc)[:200]}"
+        if agrees:
+            # The eager engine stays open (its hooks idle) until the pass ends: closing it
+            # now would restore requires_grad under the compiled engine, which shares modules.
+            self.compiled = True
+            return out
+        warnings.warn(
+            f"--compile: torch.compile could not be used ({reason}); running eagerly.",
+            RuntimeWarning, stacklevel=2,
+        )
+        log.warning("--compile: torch.compile could not be used (%s); running eagerly", reason)
+        self.fast.close()
+        self.fast = None
+        return reference
+
+
+def _same_maps(a: Any, b: Any) -> bool:
+    if not torch.equal(a.targets, b.targets) or a.maps.keys() != b.maps.keys():
+        return False
+    for name, ref in b.maps.items():
+        scale = ref.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
+        if not bool(((a.maps[name] - ref).abs() <= 1e-3 * scale).all()):
+            return False
+    return True
+
+
+def _progress(total: int, enabled: bool, desc: str) -> Any:
+    """tqdm bar with images/s and ETA, on stderr."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="img", desc="audit", disable=not enabled, dynamic_ncols=True)
+    return tqdm(total=total, unit="img", desc=desc, disable=not enabled, dynamic_ncols=True)
 
 
 class _ChunkBuffer:
@@ -166,29 +252,20 @@ class _ChunkBuffer:
 def _audit_batch(
     batch: dict[str, Any],
     index: DatasetIndex,
-    engine: CamEngine,
+    engine: _Runner,
     settings: PassSettings,
     device: torch.device,
 ) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray]]:
+    """Rows, map rows and arrays (maps float16, probe thumbnails) of one loader batch."""
     ok = batch["ok"].bool()
     refs = [index.samples[i] for i in _positions(batch, index)]
     n = len(refs)
     labels = torch.tensor([r.label for r in refs], dtype=torch.long)
-    columns: dict[str, Any] = {
-        "index": [r.index for r in refs],
-        "path": [r.path for r in refs],
-        "rel_path": [r.rel_path for r in refs],
-        "label": [index.classes[r.label] if r.label >= 0 else "" for r in refs],
-        "label_index": labels.numpy(),
-        "status": np.where(ok.numpy(), "ok", "error"),
-        "error": list(batch["error"]),
-        "warning": list(batch["warning"]),
-        "has_mask": batch["has_mask"].bool().numpy() & ok.numpy(),
+    columns = file_columns(batch, index, refs)
+    values = {
+        name: np.full(n, np.nan, dtype=np.float32)
+        for name in (*MEASURES, "confidence", "target_prob")
     }
-    columns["foreground_source"] = [
-        _foreground_source(r) if has else "none" for r, has in zip(refs, columns["has_mask"])
-    ]
-    values = {name: np.full(n, np.nan, dtype=np.float32) for name in (*MEASURES, "confidence", "target_prob")}
     pred = np.full(n, -1, dtype=np.int64)
     target_index = np.full(n, -1, dtype=np.int64)
     degenerate = np.zeros(n, dtype=bool)
@@ -199,8 +276,10 @@ def _audit_batch(
         sel = ok_pos
         images_u8 = batch["image"][sel]
         x = normalise_images(images_u8, settings.mean, settings.std, device)
-        ok_labels = labels[sel].to(device, non_blocking=True)
-        targets = ok_labels if settings.explain == "label" and bool((ok_labels >= 0).all()) else None
+        ok_labels = labels[sel]
+        # Decided on the host: a check on the device would wait for it.
+        by_label = settings.explain == "label" and bool((ok_labels >= 0).all())
+        targets = ok_labels.to(device, non_blocking=True) if by_label else None
         out = engine(x, targets)
         logits = out.logits.float()
         probs = torch.softmax(logits, dim=1)
@@ -213,17 +292,18 @@ def _audit_batch(
         measures = attention_measures(primary, masks, has_mask, boxes, border=settings.border)
         # No peak means an all-zero or non-finite map: the measures are NaN for it.
         bad = ~torch.isfinite(measures["peak_x"]) | ~torch.isfinite(logits).all(dim=1)
+        # One copy per dtype to the host (each .cpu() waits for the device).
+        scalars = torch.stack([*(measures[k].float() for k in MEASURES), conf, tprob]).cpu()
+        classes = torch.stack([top, out.targets, bad.long()]).cpu().numpy()
         sel_np = sel.numpy()
-        for name in MEASURES:
-            values[name][sel_np] = measures[name].float().cpu().numpy()
-        values["confidence"][sel_np] = conf.cpu().numpy()
-        values["target_prob"][sel_np] = tprob.cpu().numpy()
-        pred[sel_np] = top.cpu().numpy()
-        target_index[sel_np] = out.targets.cpu().numpy()
-        degenerate[sel_np] = bad.cpu().numpy()
+        for row, name in enumerate((*MEASURES, "confidence", "target_prob")):
+            values[name][sel_np] = scalars[row].numpy()
+        pred[sel_np] = classes[0]
+        target_index[sel_np] = classes[1]
+        degenerate[sel_np] = classes[2].astype(bool)
         map_rows[sel_np] = np.arange(len(sel_np))
         for method, m in out.maps.items():
-            arrays[f"maps/{method}"] = m.float().cpu().numpy().astype(np.float16)
+            arrays[f"maps/{method}"] = m.to(torch.float16).cpu().numpy()
         arrays["probe/thumb16"] = batch["thumb16"][sel].numpy()
     columns["pred_index"] = pred
     columns["pred"] = [index.classes[p] if 0 <= p < len(index.classes) else "" for p in pred]
@@ -231,11 +311,37 @@ def _audit_batch(
     columns["correct"] = (pred == columns["label_index"]) & ok.numpy()
     columns["map_degenerate"] = degenerate
     columns.update(values)
-    frame = pd.DataFrame(columns)
+    return with_fingerprints(pd.DataFrame(columns), batch), map_rows, arrays
+
+
+def file_columns(batch: dict[str, Any], index: DatasetIndex, refs: list[Any]) -> dict[str, Any]:
+    """The per-file columns of samples.parquet (identity, label, status, foreground source),
+    as stored: text valid UTF-8 (see store.storable_text)."""
+    ok = batch["ok"].bool().numpy()
+    has_mask = batch["has_mask"].bool().numpy() & ok
+    return {
+        "index": [r.index for r in refs],
+        "path": [storable_text(r.path) for r in refs],
+        "rel_path": [storable_text(r.rel_path) for r in refs],
+        "label": [index.classes[r.label] if r.label >= 0 else "" for r in refs],
+        "label_index": np.array([r.label for r in refs], dtype=np.int64),
+        "status": np.where(ok, "ok", "error"),
+        "error": [storable_text(e) for e in batch["error"]],
+        "warning": [storable_text(w) for w in batch["warning"]],
+        "has_mask": has_mask,
+        "foreground_source": [
+            _foreground_source(r) if has else "none"
+            for r, has in zip(refs, has_mask, strict=True)
+        ],
+    }
+
+
+def with_fingerprints(frame: pd.DataFrame, batch: dict[str, Any]) -> pd.DataFrame:
+    """`frame` with the batch's file fingerprints appended as `file_<property>` columns."""
     props = pd.DataFrame(list(batch["props"])).add_prefix("file_")
-    if not props.empty:
-        frame = pd.concat([frame, props.reset_index(drop=True)], axis=1)
-    return frame, map_rows, arrays
+    if props.empty:
+        return frame
+    return pd.concat([frame, props.reset_index(drop=True)], axis=1)
 
 
 def _positions(batch: dict[str, Any], index: DatasetIndex) -> list[int]:

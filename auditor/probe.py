@@ -19,6 +19,7 @@ from auditor.analysis import data_facts, probe_samples, versions
 from auditor.audit import AuditResult, PhaseTimer, data_fingerprint
 from auditor.data import AuditDataset, make_loader, open_source
 from auditor.errors import DataError
+from auditor.pipeline import file_columns, with_fingerprints
 from auditor.store import RunLock, RunReader, RunWriter, write_json
 
 
@@ -41,8 +42,12 @@ def run_probe(
 
     timer = PhaseTimer()
     with timer.phase("index"):
-        index = open_source(data, classes=list(classes) if classes else None,
-                            masks_dir=masks, allow_outside=allow_outside)
+        index = open_source(
+            data,
+            classes=list(classes) if classes else None,
+            masks_dir=masks,
+            allow_outside=allow_outside,
+        )
         if not index.samples:
             raise DataError(f"no images found in {data}")
     run_dir = Path(out)
@@ -71,8 +76,13 @@ def run_probe(
             "auditor_version": __version__,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "command": command or "",
-            "config": {"data": data, "image_size": list(image_size), "border": border,
-                       "classes": list(classes) if classes else None, "masks": masks},
+            "config": {
+                "data": data,
+                "image_size": list(image_size),
+                "border": border,
+                "classes": list(classes) if classes else None,
+                "masks": masks,
+            },
             "versions": versions(),
             "model": None,
             "data": data_facts(samples, index, data),
@@ -96,21 +106,7 @@ def run_probe(
 def _probe_rows(batch: dict[str, Any], index: Any) -> tuple[pd.DataFrame, Any, dict[str, Any]]:
     ok = batch["ok"].bool().numpy()
     refs = [index.samples[int(i)] for i in batch["index"]]
-    frame = pd.DataFrame({
-        "index": [r.index for r in refs],
-        "path": [r.path for r in refs],
-        "rel_path": [r.rel_path for r in refs],
-        "label": [index.classes[r.label] if r.label >= 0 else "" for r in refs],
-        "label_index": [r.label for r in refs],
-        "status": np.where(ok, "ok", "error"),
-        "error": list(batch["error"]),
-        "warning": list(batch["warning"]),
-        "has_mask": batch["has_mask"].bool().numpy() & ok,
-        "foreground_source": "none",
-    })
-    props = pd.DataFrame(list(batch["props"])).add_prefix("file_")
-    if not props.empty:
-        frame = pd.concat([frame, props.reset_index(drop=True)], axis=1)
+    frame = with_fingerprints(pd.DataFrame(file_columns(batch, index, refs)), batch)
     map_rows = np.full(len(refs), -1, dtype=np.int64)
     map_rows[ok] = np.arange(int(ok.sum()))
     return frame, map_rows, {"probe/thumb16": batch["thumb16"][torch.from_numpy(ok)].numpy()}

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from auditor.errors import RunDirectoryError
+from auditor.errors import RunDirectoryError, RunMismatchError
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
@@ -50,9 +50,21 @@ def write_json(path: Path, obj: Any) -> None:
     _atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def storable_text(text: str) -> str:
+    """`text` as valid UTF-8: a file name that is not UTF-8 (decoded by Python with
+    surrogateescape) keeps its undecodable bytes as visible escapes, e.g. caf\\xe9.png."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
 def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return storable_text(obj)
     if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {storable_text(str(k)): _json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [_json_safe(v) for v in obj]
     if isinstance(obj, np.generic):
@@ -60,7 +72,7 @@ def _json_safe(obj: Any) -> Any:
     if isinstance(obj, float) and not np.isfinite(obj):
         return None
     if isinstance(obj, Path):
-        return str(obj)
+        return storable_text(str(obj))
     return obj
 
 
@@ -123,14 +135,21 @@ class RunWriter:
     """Writes the results of a pass in chunks; knows what an earlier, interrupted pass did.
 
     `fingerprint` identifies the run (config hash, model and data fingerprints). Opening a
-    directory that holds another run's fingerprint is refused unless `overwrite`.
+    directory that holds another run's fingerprint is refused (RunMismatchError) unless
+    `overwrite`. `details` (optional, plain JSON data such as {"config": {option: value}}) is
+    stored beside it, so a refusal can name the options that changed.
     """
 
     def __init__(
-        self, run_dir: str | Path, fingerprint: dict[str, Any], overwrite: bool = False
+        self,
+        run_dir: str | Path,
+        fingerprint: dict[str, Any],
+        overwrite: bool = False,
+        details: dict[str, Any] | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.fingerprint = fingerprint
+        self.details = details or {}
         self._prepare(overwrite)
         self.parts_dir = self.run_dir / "parts"
         self.parts_dir.mkdir(exist_ok=True)
@@ -155,16 +174,17 @@ class RunWriter:
                 raise RunDirectoryError(
                     f"{run_file} is unreadable ({exc}); use --overwrite to start again"
                 ) from exc
-            mismatched = [
-                k for k in self.fingerprint if previous.get("fingerprint", {}).get(k) != self.fingerprint[k]
-            ]
+            stored = previous.get("fingerprint", {})
+            mismatched = [k for k in self.fingerprint if stored.get(k) != self.fingerprint[k]]
             if mismatched:
-                raise RunDirectoryError(
-                    f"{run_dir} holds a different run (differs in: {', '.join(mismatched)}); "
-                    "use --overwrite to replace it or choose another --out"
+                changed = _changed_details(previous.get("details", {}), self.details)
+                raise RunMismatchError(
+                    f"{run_dir} holds a different run (differs in: {', '.join(mismatched)}"
+                    f"{changed}), so it cannot be resumed with this command; use --overwrite "
+                    "to replace it or choose another --out"
                 )
         elif run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
-            raise RunDirectoryError(
+            raise RunMismatchError(
                 f"{run_dir} is not empty and is not an auditor run directory; "
                 "choose another --out or use --overwrite"
             )
@@ -173,7 +193,10 @@ class RunWriter:
         except OSError as exc:
             raise RunDirectoryError(f"cannot create {run_dir}: {exc.strerror or exc}") from exc
         if not run_file.exists():
-            write_json(run_file, {"fingerprint": self.fingerprint, "state": "running"})
+            write_json(run_file, self._run_record("running"))
+
+    def _run_record(self, state: str) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "details": self.details, "state": state}
 
     def done_indices(self) -> set[int]:
         """Sample indices already stored by complete chunks (for resume)."""
@@ -218,7 +241,18 @@ class RunWriter:
         return frame
 
     def mark_complete(self) -> None:
-        write_json(self.run_dir / RUN_FILE, {"fingerprint": self.fingerprint, "state": "complete"})
+        write_json(self.run_dir / RUN_FILE, self._run_record("complete"))
+
+
+def _changed_details(before: dict[str, Any], now: dict[str, Any]) -> str:
+    """'; options changed: image_size [64, 64] -> [32, 32], ...' for a refusal message."""
+    old, new = before.get("config", {}), _json_safe(now.get("config", {}))
+    changed = [
+        f"{key} {old.get(key)!r} -> {new.get(key)!r}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
+    return f"; options changed: {', '.join(changed)}" if changed else ""
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

@@ -47,7 +47,10 @@ def main() -> None:
     # 4. What it found.
     print(f"accuracy: {result.summary['accuracy']['overall']:.1%}")
     for flag in result.flags:
-        print(f"{flag['severity']:>6}  {flag['kind']:<24} {flag['class'] or '-':<10} {flag['message']}")
+        print(
+            f"{flag['severity']:>6}  {flag['kind']:<24} {flag['class'] or '-':<10} "
+            f"{flag['message']}"
+        )
     print(f"report: {result.report_path}")
 
 

@@ -48,29 +48,46 @@ def main() -> None:
     labels = torch.tensor([index.samples[i].label for i in batch["index"]], device=device)
 
     # 1. Several methods from ONE forward and ONE backward; hooks are gone after the block.
-    with CamEngine(model, target_layer="features", methods=("gradcam", "gradcam++", "cam")) as engine:
+    with CamEngine(
+        model, target_layer="features", methods=("gradcam", "gradcam++", "cam")
+    ) as engine:
         cams = engine(images, labels)
     print("maps:", {name: tuple(m.shape) for name, m in cams.maps.items()})
 
     # 2. Measures, batched on the device: fractions of each map's mass.
     measures = attention_measures(
-        cams.maps["gradcam"], batch["mask"].to(device).bool(), batch["has_mask"].to(device),
-        batch["box"].to(device), border=0.1,
+        cams.maps["gradcam"],
+        batch["mask"].to(device).bool(),
+        batch["has_mask"].to(device),
+        batch["box"].to(device),
+        border=0.1,
     )
     for i in range(len(batch["index"])):
         path = index.samples[int(batch["index"][i])].rel_path
-        print(f"{path:<20} fg_energy {measures['fg_energy'][i]:.2f}  "
-              f"border_lift {measures['border_lift'][i]:.2f}")
+        print(
+            f"{path:<20} fg_energy {measures['fg_energy'][i]:.2f}  "
+            f"border_lift {measures['border_lift'][i]:.2f}"
+        )
 
     # 3. One overlay: the input (RGB uint8 [H, W, 3]) and its map at feature resolution.
-    picture = overlay(batch["image"][0].permute(1, 2, 0).numpy(), cams.maps["gradcam"][0].cpu().numpy())
+    picture = overlay(
+        batch["image"][0].permute(1, 2, 0).numpy(), cams.maps["gradcam"][0].cpu().numpy()
+    )
     cv2.imwrite(str(out / "overlay.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
 
     # 4. The whole audit (the model object is passed directly), then the report from disk.
     result = run_audit(
-        AuditConfig(data=str(root / "data"), masks=str(root / "masks"), model="DemoNet (in memory)",
-                    out=str(out / "run"), image_size=(64, 64), mean=(0.5, 0.5, 0.5),
-                    std=(0.5, 0.5, 0.5), workers=0, overwrite=True),
+        AuditConfig(
+            data=str(root / "data"),
+            masks=str(root / "masks"),
+            model="DemoNet (in memory)",
+            out=str(out / "run"),
+            image_size=(64, 64),
+            mean=(0.5, 0.5, 0.5),
+            std=(0.5, 0.5, 0.5),
+            workers=0,
+            overwrite=True,
+        ),
         model=model,
     )
     print("flags:", [(f["kind"], f["class"], f["severity"]) for f in result.flags])

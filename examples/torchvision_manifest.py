@@ -75,17 +75,39 @@ def main() -> None:
         overwrite=True,
     )
     print("equivalent command:")
-    print("  " + shlex.join([
-        "auditor", "audit", str(manifest), "--model", "torchvision:resnet18",
-        "--weights", str(weights), "--image-size", str(args.image_size),
-        "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--methods", "gradcam,layercam",
-        "--out", str(out / "run"), "--overwrite",
-    ]))
+    print(
+        "  "
+        + shlex.join(
+            [
+                "auditor",
+                "audit",
+                str(manifest),
+                "--model",
+                "torchvision:resnet18",
+                "--weights",
+                str(weights),
+                "--image-size",
+                str(args.image_size),
+                "--mean",
+                "0.5,0.5,0.5",
+                "--std",
+                "0.5,0.5,0.5",
+                "--methods",
+                "gradcam,layercam",
+                "--out",
+                str(out / "run"),
+                "--overwrite",
+            ]
+        )
+    )
     result = run_audit(config)
     print(f"target layer: {result.summary['model']['target_layers']}")
     print(f"accuracy: {result.summary['accuracy']['overall']:.1%}")
     for flag in result.flags:
-        print(f"{flag['severity']:>6}  {flag['kind']:<24} {flag['class'] or '-':<10} {flag['message']}")
+        print(
+            f"{flag['severity']:>6}  {flag['kind']:<24} {flag['class'] or '-':<10} "
+            f"{flag['message']}"
+        )
     print(f"report: {result.report_path}")
 
 

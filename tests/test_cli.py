@@ -13,8 +13,19 @@ from click.testing import CliRunner
 
 from auditor.cli import main
 
-DEMO_OPTS = ["--model", "auditor.demo:build_demo_model", "--image-size", "64",
-             "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--workers", "0", "--quiet"]
+DEMO_OPTS = [
+    "--model",
+    "auditor.demo:build_demo_model",
+    "--image-size",
+    "64",
+    "--mean",
+    "0.5,0.5,0.5",
+    "--std",
+    "0.5,0.5,0.5",
+    "--workers",
+    "0",
+    "--quiet",
+]
 
 
 def _audit(args: list[str]) -> tuple[int, str]:
@@ -28,9 +39,20 @@ def folder_run(demo_set: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     shutil.copytree(demo_set / "data", data)
     (data / "pokemon" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
     out = tmp_path_factory.mktemp("runs") / "run"
-    code, output = _audit([str(data), "--out", str(out), "--weights",
-                           str(demo_set / "demo_model.pt"), "--masks", str(demo_set / "masks"),
-                           "--methods", "gradcam,cam", *DEMO_OPTS])
+    code, output = _audit(
+        [
+            str(data),
+            "--out",
+            str(out),
+            "--weights",
+            str(demo_set / "demo_model.pt"),
+            "--masks",
+            str(demo_set / "masks"),
+            "--methods",
+            "gradcam,cam",
+            *DEMO_OPTS,
+        ]
+    )
     assert code == 0, output
     return out
 
@@ -66,8 +88,17 @@ def test_manifest_with_masks_and_boxes(demo_set: Path, tmp_path: Path) -> None:
                 mask = demo_set / "masks" / label / f"{image.stem}.png"
                 writer.writerow([image, label, mask, 8, 8, 56, 56])
     out = tmp_path / "run"
-    code, output = _audit([str(manifest), "--out", str(out), "--allow-outside",
-                           "--weights", str(demo_set / "demo_model.pt"), *DEMO_OPTS])
+    code, output = _audit(
+        [
+            str(manifest),
+            "--out",
+            str(out),
+            "--allow-outside",
+            "--weights",
+            str(demo_set / "demo_model.pt"),
+            *DEMO_OPTS,
+        ]
+    )
     assert code == 0, output
     samples = pd.read_parquet(out / "samples.parquet")
     assert len(samples) == 12
@@ -87,10 +118,21 @@ def test_report_rerenders_and_prints_json(folder_run: Path, tmp_path: Path) -> N
 
 
 def test_fail_on_gives_exit_3_when_the_shortcut_is_flagged(demo_set: Path, tmp_path: Path) -> None:
-    code, output = _audit([str(demo_set / "data"), "--out", str(tmp_path / "run"),
-                           "--weights", str(demo_set / "demo_model.pt"),
-                           "--masks", str(demo_set / "masks"), "--fail-on", "medium",
-                           "--no-interventions", *DEMO_OPTS])
+    code, output = _audit(
+        [
+            str(demo_set / "data"),
+            "--out",
+            str(tmp_path / "run"),
+            "--weights",
+            str(demo_set / "demo_model.pt"),
+            "--masks",
+            str(demo_set / "masks"),
+            "--fail-on",
+            "medium",
+            "--no-interventions",
+            *DEMO_OPTS,
+        ]
+    )
     assert code == 3, output
 
 
@@ -99,7 +141,10 @@ def test_fail_on_gives_exit_3_when_the_shortcut_is_flagged(demo_set: Path, tmp_p
     [
         (["--model", "torchvision:not_a_model"], "torchvision has no model"),
         (["--model", "auditor.demo:build_demo_model", "--target-layer", "nope"], "nope"),
-        (["--model", "auditor.demo:build_demo_model", "--classes", "digimon,pokemon,extra"], "3 classes"),
+        (
+            ["--model", "auditor.demo:build_demo_model", "--classes", "digimon,pokemon,extra"],
+            "3 classes",
+        ),
         (["--model", "auditor.demo:build_demo_model", "--border", "0.7"], "--border"),
     ],
 )
@@ -107,8 +152,18 @@ def test_bad_usage_exits_2_with_a_message(
     demo_set: Path, tmp_path: Path, extra: list[str], message: str
 ) -> None:
     result = CliRunner().invoke(
-        main, ["audit", str(demo_set / "data"), "--out", str(tmp_path / "r"), "--workers", "0",
-               "--image-size", "64", *extra],
+        main,
+        [
+            "audit",
+            str(demo_set / "data"),
+            "--out",
+            str(tmp_path / "r"),
+            "--workers",
+            "0",
+            "--image-size",
+            "64",
+            *extra,
+        ],
     )
     assert result.exit_code == 2, result.output
     assert message in result.output
@@ -117,8 +172,18 @@ def test_bad_usage_exits_2_with_a_message(
 
 def test_probe_needs_no_model(demo_set: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        main, ["probe", str(demo_set / "data"), "--out", str(tmp_path / "p"), "--workers", "0",
-               "--image-size", "64", "--quiet"],
+        main,
+        [
+            "probe",
+            str(demo_set / "data"),
+            "--out",
+            str(tmp_path / "p"),
+            "--workers",
+            "0",
+            "--image-size",
+            "64",
+            "--quiet",
+        ],
     )
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "p" / "summary.json").read_text())

@@ -14,22 +14,36 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 def _run(script: str, *args: str) -> str:
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / script), *args],
-        capture_output=True, text=True, timeout=600, check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
 
 def test_demo_script_shows_the_background_shortcut(tmp_path: Path) -> None:
-    out = _run("demo_pokemon_digimon.py", "--out", str(tmp_path), "--per-class", "40", "--epochs", "4")
+    out = _run(
+        "demo_pokemon_digimon.py", "--out", str(tmp_path), "--per-class", "40", "--epochs", "4"
+    )
     assert "background_attention" in out
     assert "metadata_shortcut" in out
     assert (tmp_path / "run" / "report.html").is_file()
 
 
 def test_torchvision_manifest_script(tmp_path: Path) -> None:
-    out = _run("torchvision_manifest.py", "--out", str(tmp_path), "--per-class", "12",
-               "--epochs", "1", "--image-size", "64")
+    out = _run(
+        "torchvision_manifest.py",
+        "--out",
+        str(tmp_path),
+        "--per-class",
+        "12",
+        "--epochs",
+        "1",
+        "--image-size",
+        "64",
+    )
     assert "auditor audit" in out
     assert "target layer: ['layer4']" in out
     assert (tmp_path / "run" / "samples.parquet").is_file()

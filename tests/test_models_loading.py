@@ -13,14 +13,14 @@ from torch import nn
 from auditor.errors import ModelLoadError
 from auditor.models.loading import load_model, read_state_dict
 
-FACTORY = '''
+FACTORY = """
 import torch
 from torch import nn
 
 def build(num_classes=3):
     return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                          nn.Linear(4, num_classes))
-'''
+"""
 
 
 class _Evil:
@@ -68,7 +68,9 @@ def test_safetensors_and_checkpoint_dicts_load(tmp_path: Path, factory_file: Pat
     st = tmp_path / "w.safetensors"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(st))
     ckpt = tmp_path / "ckpt.pt"
-    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}}, ckpt)
+    torch.save(
+        {"epoch": 3, "state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}}, ckpt
+    )
     for weights in (st, ckpt):
         loaded = load_model(f"{factory_file}:build", weights=str(weights))
         x = torch.randn(1, 3, 8, 8)

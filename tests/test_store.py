@@ -16,11 +16,14 @@ from auditor.store import RunLock, RunReader, RunWriter
 FP = {"config": "c1", "model": "m1", "data": "d1"}
 
 
-def _chunk(indices: list[int], ok: list[bool]) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray]]:
+def _chunk(
+    indices: list[int], ok: list[bool]
+) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray]]:
     rows = pd.DataFrame({"index": indices, "status": ["ok" if o else "error" for o in ok]})
     map_rows = np.full(len(indices), -1)
     map_rows[np.array(ok)] = np.arange(sum(ok))
-    maps = np.stack([np.full((3, 4), float(i), dtype=np.float16) for i, o in zip(indices, ok) if o])
+    kept = [i for i, o in zip(indices, ok, strict=True) if o]
+    maps = np.stack([np.full((3, 4), float(i), dtype=np.float16) for i in kept])
     return rows, map_rows, {"maps/gradcam": maps}
 
 
@@ -35,7 +38,9 @@ def test_chunks_merge_sorted_and_maps_read_back_one_at_a_time(tmp_path: Path) ->
     assert reader.load_map(4, "gradcam") is None
     many = reader.load_maps([2, 4, 3], "gradcam")
     assert many.shape == (3, 3, 4)
-    assert many[0, 0, 0] == 2.0 and np.isnan(many[1]).all() and many[2, 0, 0] == 3.0
+    assert many[0, 0, 0] == 2.0
+    assert np.isnan(many[1]).all()
+    assert many[2, 0, 0] == 3.0
 
 
 def test_resume_knows_done_indices_and_refuses_another_run(tmp_path: Path) -> None:
@@ -90,4 +95,6 @@ def test_lock_refuses_a_second_live_writer_and_takes_over_a_dead_one(tmp_path: P
 
 def test_json_is_strict_with_nan_as_null(tmp_path: Path) -> None:
     store.write_json(tmp_path / "s.json", {"a": float("nan"), "b": np.float32(0.5), "c": (1, 2)})
-    assert (tmp_path / "s.json").read_text().replace(" ", "").replace("\n", "") == '{"a":null,"b":0.5,"c":[1,2]}'
+    assert (tmp_path / "s.json").read_text().replace(" ", "").replace(
+        "\n", ""
+    ) == '{"a":null,"b":0.5,"c":[1,2]}'

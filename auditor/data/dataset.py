@@ -257,4 +257,7 @@ def make_loader(
         persistent_workers=workers > 0,
         prefetch_factor=prefetch_factor if workers > 0 else None,
         worker_init_fn=_init_worker if workers > 0 else None,
+        # Forked workers can deadlock in OpenCV's thread pool once the parent has used it
+        # (cv2 in the pass, a worker-less loader before); spawned ones start clean.
+        multiprocessing_context="spawn" if workers > 0 else None,
     )

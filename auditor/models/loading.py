@@ -132,7 +132,9 @@ def _factory_model(spec: str, num_classes: int | None) -> nn.Module:
         path = Path(target)
         if not path.is_file():
             raise ModelLoadError(f"model file {path} does not exist")
-        mod_name = f"auditor_user_model_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+        mod_name = (
+            f"auditor_user_model_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+        )
         mod_spec = importlib.util.spec_from_file_location(mod_name, path)
         if mod_spec is None or mod_spec.loader is None:
             raise ModelLoadError(f"cannot import {path} as Python")
@@ -223,21 +225,27 @@ def read_state_dict(path: str | Path, trust_pickle: bool = False) -> dict[str, t
                 "--trust-pickle if you trust where this file came from."
             ) from exc
         except Exception as exc:
-            raise ModelLoadError(f"cannot read weights {path}: {type(exc).__name__}: {exc}") from exc
+            raise ModelLoadError(
+                f"cannot read weights {path}: {type(exc).__name__}: {exc}"
+            ) from exc
     if isinstance(state, nn.Module):
         state = state.state_dict()
     if isinstance(state, Mapping):
         for key in _STATE_DICT_KEYS:
             inner = state.get(key)
-            if isinstance(inner, Mapping) and inner and all(
-                isinstance(v, torch.Tensor) for v in inner.values()
+            if (
+                isinstance(inner, Mapping)
+                and inner
+                and all(isinstance(v, torch.Tensor) for v in inner.values())
             ):
                 state = inner
                 break
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
         raise ModelLoadError(f"{path} does not hold a state_dict (name -> tensor)")
     if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return dict(state)
 
 
@@ -252,12 +260,17 @@ def _load_into(module: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
     ]
     if missing or unexpected or wrong:
         parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        for label, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("wrong shape", wrong),
+        ):
             if keys:
                 shown = ", ".join(keys[:6]) + (f" ... (+{len(keys) - 6})" if len(keys) > 6 else "")
                 parts.append(f"{label}: {shown}")
         raise ModelLoadError(
-            "the weights do not fit the architecture; " + "; ".join(parts)
+            "the weights do not fit the architecture; "
+            + "; ".join(parts)
             + ". Check --model, or --num-classes for the head size."
         )
     module.load_state_dict(state, strict=True)

@@ -115,7 +115,9 @@ def mask_outline(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """
     img = np.array(image, dtype=np.uint8, copy=True)
     height, width = img.shape[:2]
-    fg = cv2.resize(np.asarray(mask, dtype=np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+    fg = cv2.resize(
+        np.asarray(mask, dtype=np.uint8), (width, height), interpolation=cv2.INTER_NEAREST
+    )
     thickness = 2 if max(height, width) > 160 else 1
     kernel = np.ones((2 * thickness + 1, 2 * thickness + 1), np.uint8)
     edge = (fg > 0) & (cv2.erode(fg, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) == 0)
@@ -199,8 +201,12 @@ def box_stats(values: np.ndarray) -> dict[str, float] | None:
     reach = 1.5 * (q3 - q1)
     inside = v[(v >= q1 - reach) & (v <= q3 + reach)]
     return {
-        "n": int(v.size), "q1": float(q1), "median": float(med), "q3": float(q3),
-        "lo": float(inside.min()), "hi": float(inside.max()),
+        "n": int(v.size),
+        "q1": float(q1),
+        "median": float(med),
+        "q3": float(q3),
+        "lo": float(inside.min()),
+        "hi": float(inside.max()),
     }
 
 
@@ -231,22 +237,39 @@ def box_plot_layout(
     for i, (label, s, flagged) in enumerate(stats):
         y = round(i * _ROW_H + 4.0, 1)
         row: dict[str, Any] = {
-            "y": y, "mid": round(y + _ROW_H / 2 - 2, 1), "label": _short(label),
-            "full_label": label, "flagged": flagged, "empty": s is None,
+            "y": y,
+            "mid": round(y + _ROW_H / 2 - 2, 1),
+            "label": _short(label),
+            "full_label": label,
+            "flagged": flagged,
+            "empty": s is None,
         }
         if s is not None:
             row.update(
-                q1=scale(s["q1"]), median=scale(s["median"]), q3=scale(s["q3"]),
-                lo=scale(s["lo"]), hi=scale(s["hi"]), n=s["n"], text=_fmt(s["median"]),
+                q1=scale(s["q1"]),
+                median=scale(s["median"]),
+                q3=scale(s["q3"]),
+                lo=scale(s["lo"]),
+                hi=scale(s["hi"]),
+                n=s["n"],
+                text=_fmt(s["median"]),
             )
         rows.append(row)
     plot_h = len(rows) * _ROW_H + 8.0
     return {
-        "title": title, "width": _LABEL_W + _PLOT_W + _TEXT_W, "height": plot_h + _AXIS_H,
-        "plot_x0": x0, "plot_x1": x0 + _PLOT_W, "plot_h": plot_h, "text_x": x0 + _PLOT_W + 8,
-        "row_h": _ROW_H, "ticks": scale.axis(), "rows": rows,
-        "baseline": None if base is None else
-        {"x": scale(base["median"]), "text": f"all classes: median {_fmt(base['median'])}"},
+        "title": title,
+        "width": _LABEL_W + _PLOT_W + _TEXT_W,
+        "height": plot_h + _AXIS_H,
+        "plot_x0": x0,
+        "plot_x1": x0 + _PLOT_W,
+        "plot_h": plot_h,
+        "text_x": x0 + _PLOT_W + 8,
+        "row_h": _ROW_H,
+        "ticks": scale.axis(),
+        "rows": rows,
+        "baseline": None
+        if base is None
+        else {"x": scale(base["median"]), "text": f"all classes: median {_fmt(base['median'])}"},
     }
 
 
@@ -276,16 +299,31 @@ def bar_chart_layout(
                 bars.append({"series": k, "y": by, "empty": True, "text": "not measured"})
                 continue
             x = scale(v)
-            bars.append({
-                "series": k, "y": by, "empty": False, "x": min(x, zero), "w": abs(x - zero),
-                "text": f"{series[k]} {_fmt(v)}", "text_x": max(x, zero) + 4,
-            })
+            bars.append(
+                {
+                    "series": k,
+                    "y": by,
+                    "empty": False,
+                    "x": min(x, zero),
+                    "w": abs(x - zero),
+                    "text": f"{series[k]} {_fmt(v)}",
+                    "text_x": max(x, zero) + 4,
+                }
+            )
         groups.append({"y": y, "label": _short(label, 26), "full_label": label, "bars": bars})
     plot_h = len(rows) * group_h + 8.0
     return {
-        "title": title, "width": _LABEL_W + _PLOT_W + 2 * _TEXT_W, "height": plot_h + _AXIS_H,
-        "plot_x0": _LABEL_W, "plot_x1": _LABEL_W + _PLOT_W, "plot_h": plot_h, "zero": zero,
-        "bar_h": bar_h, "ticks": scale.axis(), "groups": groups, "series": list(series),
+        "title": title,
+        "width": _LABEL_W + _PLOT_W + 2 * _TEXT_W,
+        "height": plot_h + _AXIS_H,
+        "plot_x0": _LABEL_W,
+        "plot_x1": _LABEL_W + _PLOT_W,
+        "plot_h": plot_h,
+        "zero": zero,
+        "bar_h": bar_h,
+        "ticks": scale.axis(),
+        "groups": groups,
+        "series": list(series),
     }
 
 
@@ -304,16 +342,31 @@ def interval_chart_layout(
             v = item.get(key)
             return scale(float(v)) if v is not None and math.isfinite(float(v)) else None
 
-        rows.append({
-            "y": y, "label": _short(str(item["label"]), 26), "full_label": str(item["label"]),
-            "x": at("value"), "low": at("low"), "high": at("high"), "chance": at("chance"),
-            "text": f"{_fmt(_num(item.get('value')))} (chance {_fmt(_num(item.get('chance')))})",
-        })
+        rows.append(
+            {
+                "y": y,
+                "label": _short(str(item["label"]), 26),
+                "full_label": str(item["label"]),
+                "x": at("value"),
+                "low": at("low"),
+                "high": at("high"),
+                "chance": at("chance"),
+                "text": (
+                    f"{_fmt(_num(item.get('value')))} (chance {_fmt(_num(item.get('chance')))})"
+                ),
+            }
+        )
     plot_h = len(rows) * 30.0 + 6.0
     return {
-        "title": title, "width": _LABEL_W + _PLOT_W + 2 * _TEXT_W, "height": plot_h + _AXIS_H,
-        "plot_x0": _LABEL_W, "plot_x1": _LABEL_W + _PLOT_W, "plot_h": plot_h,
-        "text_x": _LABEL_W + _PLOT_W + 8, "ticks": scale.axis(), "rows": rows,
+        "title": title,
+        "width": _LABEL_W + _PLOT_W + 2 * _TEXT_W,
+        "height": plot_h + _AXIS_H,
+        "plot_x0": _LABEL_W,
+        "plot_x1": _LABEL_W + _PLOT_W,
+        "plot_h": plot_h,
+        "text_x": _LABEL_W + _PLOT_W + 8,
+        "ticks": scale.axis(),
+        "rows": rows,
     }
 
 
@@ -334,12 +387,21 @@ def heat_grid_layout(counts: Sequence[Sequence[float]], cell: float = 28.0) -> d
     cells = []
     for (r, c), v in np.ndenumerate(grid):
         share = v / top if top > 0 and math.isfinite(v) else 0.0
-        cells.append({
-            "x": round(c * cell, 1), "y": round(r * cell, 1), "fill": colour_of(share),
-            "ink": "#000000" if share > 0.55 else "#ffffff",
-            "text": f"{v:g}" if math.isfinite(v) else "–",
-        })
+        cells.append(
+            {
+                "x": round(c * cell, 1),
+                "y": round(r * cell, 1),
+                "fill": colour_of(share),
+                "ink": "#000000" if share > 0.55 else "#ffffff",
+                "text": f"{v:g}" if math.isfinite(v) else "–",
+            }
+        )
     return {
-        "cell": cell, "width": grid.shape[1] * cell, "height": grid.shape[0] * cell,
-        "rows": grid.shape[0], "cols": grid.shape[1], "cells": cells, "max": f"{top:g}",
+        "cell": cell,
+        "width": grid.shape[1] * cell,
+        "height": grid.shape[0] * cell,
+        "rows": grid.shape[0],
+        "cols": grid.shape[1],
+        "cells": cells,
+        "max": f"{top:g}",
     }

@@ -1,0 +1,194 @@
+"""Whole audits on hand-built models and hostile folders: orientation from the model to the
+stored map and the rendered overlay, bad files as error rows, NaN models, train-mode models."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from auditor.audit import run_audit
+from auditor.config import AuditConfig
+from auditor.store import RunReader
+from tests import images as img
+
+SIZE = 32
+
+
+class CornerMask(nn.Module):
+    """Zeroes every feature outside one 8x8 corner patch."""
+
+    def __init__(self, corner: str) -> None:
+        super().__init__()
+        window = torch.zeros(1, 1, SIZE, SIZE)
+        if corner == "top_left":
+            window[..., :8, :8] = 1.0
+        else:
+            window[..., -8:, -8:] = 1.0
+        self.register_buffer("window", window)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.window
+
+
+class CornerNet(nn.Module):
+    """Its features exist only in one 8x8 corner (full resolution), and both logits grow with
+    their mean (class 1 twice as fast): whichever class is explained, the map must sit there."""
+
+    def __init__(self, corner: str) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), CornerMask(corner))
+        with torch.no_grad():
+            self.features[0].weight.fill_(1.0)
+            self.features[0].bias.fill_(3.0)  # inputs are >= -1 after normalisation: all positive
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        score = self.features(x).mean(dim=(1, 2, 3))
+        return torch.stack([score, 2 * score], dim=1)
+
+
+class NaNNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.fc(self.features(x).mean(dim=(2, 3)))
+        return logits * torch.tensor(float("nan"))
+
+
+class BatchNormNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.fc = nn.Linear(8, 2)
+        with torch.no_grad():  # running statistics far from any batch's own statistics
+            self.features[1].running_mean.fill_(5.0)
+            self.features[1].running_var.fill_(9.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).mean(dim=(2, 3)))
+
+
+def _noise_folder(root: Path, per_class: int = 6) -> Path:
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, size=(SIZE, SIZE, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
+
+
+def _config(data: Path, out: Path, **kw: object) -> AuditConfig:
+    options: dict = {
+        "model": "test model", "image_size": (SIZE, SIZE), "mean": (0.5, 0.5, 0.5),
+        "std": (0.5, 0.5, 0.5), "workers": 0, "quiet": True, "interventions": False,
+    }
+    options.update(kw)
+    return AuditConfig(data=str(data), out=str(out), **options)
+
+
+@pytest.mark.parametrize("corner", ["top_left", "bottom_right"])
+def test_map_peaks_where_the_model_looks_in_store_samples_and_report(
+    tmp_path: Path, corner: str
+) -> None:
+    data = _noise_folder(tmp_path / "data")
+    result = run_audit(_config(data, tmp_path / "run", methods=("gradcam", "hirescam")),
+                       model=CornerNet(corner))
+    samples = result.samples()
+    ok = samples[samples["status"] == "ok"]
+    expect_low = corner == "top_left"
+    for axis in ("peak_x", "peak_y"):
+        assert ((ok[axis] < 0.25) if expect_low else (ok[axis] > 0.75)).all(), axis
+    stored = RunReader(result.run_dir).load_map(int(ok["index"].iloc[0]), "gradcam")
+    row, col = np.unravel_index(np.argmax(stored), stored.shape)
+    assert (row < 8 and col < 8) if expect_low else (row >= 24 and col >= 24)
+    # The first gallery card: recover the colour layer from overlay = 0.55 image + 0.45 heat;
+    # viridis' green rises monotonically with the map, so the greenest region is the hottest.
+    html = (result.run_dir / "report.html").read_text(encoding="utf-8")
+    card = re.search(
+        r'src="data:image/jpeg;base64,([^"]+)" alt="Input image[^"]*">\s*'
+        r'<img[^>]*src="data:image/jpeg;base64,([^"]+)" alt="Attention map over', html
+    )
+    assert card is not None
+    image, over = (
+        cv2.cvtColor(
+            cv2.imdecode(np.frombuffer(base64.b64decode(u), np.uint8), cv2.IMREAD_COLOR),
+            cv2.COLOR_BGR2RGB,
+        ).astype(float)
+        for u in card.groups()
+    )
+    green = cv2.blur((over[..., 1] - 0.55 * image[..., 1]) / 0.45, (9, 9))
+    y, x = np.unravel_index(np.argmax(green), green.shape)
+    h, w = green.shape
+    if expect_low:
+        assert y < h / 3 and x < w / 3
+    else:
+        assert y > 2 * h / 3 and x > 2 * w / 3
+
+
+def test_hostile_folder_gives_error_rows_and_the_report_lists_them(tmp_path: Path) -> None:
+    data = _noise_folder(tmp_path / "data")
+    cls = data / "a"
+    cls.joinpath("empty.png").write_bytes(b"")
+    img.truncated(cls / "cut.jpg", img.encoded(Image.fromarray(img.noise_rgb(40, 40)), "JPEG"))
+    cls.joinpath("page.jpg").write_text("<html><body>not an image</body></html>")
+    img.bomb_png(cls / "bomb.png")
+    img.solid(cls / "really_png.jpg", (20, 10), image_format="PNG")
+    img.cmyk_jpeg(cls / "cmyk.jpg")
+    img.grey16_png(cls / "grey16.png", np.full((12, 12), 40000, dtype=np.uint16))
+    img.animated(cls / "anim.gif", "GIF")
+    img.solid(cls / "tiny.png", (1, 1))
+    img.solid(cls / '<script>alert("x")</script>.png', (8, 8))
+    raw_name = os.fsencode(str(cls)) + b"/caf\xe9.png"
+    with open(raw_name, "wb") as fh:
+        fh.write(img.encoded(Image.new("RGB", (8, 8)), "PNG"))
+
+    result = run_audit(_config(data, tmp_path / "run"), model=CornerNet("top_left"))
+    samples = result.samples().set_index("rel_path")
+    errors = samples[samples["status"] == "error"]
+    assert set(errors.index.str.split("/").str[-1]) == {"empty.png", "cut.jpg", "page.jpg", "bomb.png"}
+    assert errors["error"].str.len().gt(0).all()
+    ok_names = set(samples[samples["status"] == "ok"].index.str.split("/").str[-1])
+    assert {"really_png.jpg", "cmyk.jpg", "grey16.png", "anim.gif", "tiny.png"} <= ok_names
+    assert bool(samples.loc["a/really_png.jpg", "file_extension_mismatch"])
+    assert result.summary["data"]["n_errors"] == 4
+    html = (result.run_dir / "report.html").read_text(encoding="utf-8")
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert" in html
+    for name in ("empty.png", "cut.jpg", "page.jpg", "bomb.png"):
+        assert name in html
+
+
+def test_nan_logits_are_recorded_and_flagged_not_a_crash(tmp_path: Path) -> None:
+    data = _noise_folder(tmp_path / "data", per_class=8)
+    result = run_audit(_config(data, tmp_path / "run"), model=NaNNet())
+    samples = result.samples()
+    assert samples["map_degenerate"].all()
+    assert samples["fg_energy"].isna().all()
+    kinds = {f["kind"]: f["severity"] for f in result.flags}
+    assert kinds.get("degenerate_maps") == "high"
+
+
+def test_model_in_train_mode_is_audited_in_eval_mode(tmp_path: Path) -> None:
+    data = _noise_folder(tmp_path / "data")
+    reference = BatchNormNet().eval()
+    trained = BatchNormNet().train()
+    a = run_audit(_config(data, tmp_path / "eval"), model=reference).samples()
+    b = run_audit(_config(data, tmp_path / "train"), model=trained).samples()
+    columns = ["confidence", "border_energy", "peak_x", "peak_y"]
+    pd.testing.assert_frame_equal(a[columns], b[columns])
+    assert not trained.features[1].training
+    assert float(trained.features[1].running_mean[0]) == 5.0
