@@ -16,7 +16,8 @@ rule; "off" means below chance for enrichment and above chance for border lift:
 | chance effect | matched-pairs rank-biserial, +1 = every sample off chance: effect_chance |
 | against the rest | Mann-Whitney U, class vs all other classes, one-sided: p_rest |
 | rest effect | rank-biserial, +1 = every sample more off than every other: effect_rest |
-| raised when | n >= 8, median off chance, p_chance < 0.01 and effect_chance >= 0.3 |
+| raised when | n >= 8, median off chance (enrichment < 1.0; border lift >= 1.25), |
+| | p_chance < 0.01 and effect_chance >= 0.3 |
 | high | median enrichment <= 0.5 (border lift >= 2.0) and effect_chance >= 0.8 |
 | medium | median enrichment <= 0.8 (border lift >= 1.5) and effect_chance >= 0.5 |
 | low | any other raised flag |
@@ -72,10 +73,14 @@ class _Rule:
     direction: str  # "less": off = below chance; "greater": off = above chance
     high: float
     medium: float
+    floor: float  # the median must be at least this far off to raise a flag at all
 
 
-_BACKGROUND = _Rule("background_attention", "fg_enrichment", "less", high=0.5, medium=0.8)
-_BORDER = _Rule("border_attention", "border_lift", "greater", high=2.0, medium=1.5)
+# A consistent but tiny lift (1.05: the border band's share of an off-object map that simply
+# covers the whole background) is not border reading; enrichment below chance always is news.
+_BACKGROUND = _Rule("background_attention", "fg_enrichment", "less", high=0.5, medium=0.8,
+                    floor=1.0)
+_BORDER = _Rule("border_attention", "border_lift", "greater", high=2.0, medium=1.5, floor=1.25)
 
 
 def sample_keys(samples: pd.DataFrame) -> pd.Series:
@@ -172,7 +177,7 @@ def _class_flag(rule: _Rule, ok: pd.DataFrame, keys: pd.Series, name: str) -> Fl
     if n < MIN_SAMPLES:
         return None
     median, q1, q3 = _quartiles(values)
-    is_off = median < 1.0 if rule.direction == "less" else median > 1.0
+    is_off = median < rule.floor if rule.direction == "less" else median >= rule.floor
     statistic, p_chance, effect_chance = _chance_test(values, rule.direction)
     if not (is_off and p_chance < ALPHA and effect_chance >= MIN_EFFECT):
         return None

@@ -823,7 +823,7 @@ def probe_severity(lift: float, n: int) -> Severity:
 def _pct(fraction: float) -> str:
     """Whole percent, except that a near-but-not-exact 0 or 100 keeps a decimal."""
     text = f"{100 * fraction:.0f}"
-    if (text == "100" and fraction < 1) or (text == "0" and fraction > 0):
+    if (text == "100" and fraction < 1 - 1e-9) or (text == "0" and fraction > 1e-9):
         text = f"{100 * fraction:.1f}"
     return text + "%"
 
