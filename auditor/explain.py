@@ -29,6 +29,7 @@ from auditor.cams import (
     scorecam,
 )
 from auditor.cams.engine import eval_mode
+from auditor.cams.methods import validate_names
 from auditor.config import IMAGENET_MEAN, IMAGENET_STD
 from auditor.data import decode_image
 from auditor.data.dataset import resize_image
@@ -53,17 +54,7 @@ _TOP_K = 5
 
 def validate_explain_methods(methods: Sequence[str]) -> tuple[str, ...]:
     """Method names checked against ``EXPLAIN_METHODS``, duplicates dropped (order kept)."""
-    if isinstance(methods, str):
-        methods = (methods,)
-    names = tuple(dict.fromkeys(methods))
-    if not names:
-        raise UsageError(f"no map method requested; choose from {', '.join(EXPLAIN_METHODS)}.")
-    unknown = [name for name in names if name not in EXPLAIN_METHODS]
-    if unknown:
-        raise UsageError(
-            f"unknown map method(s) {unknown}; valid names are {', '.join(EXPLAIN_METHODS)}."
-        )
-    return names
+    return validate_names(methods, EXPLAIN_METHODS)
 
 
 def default_occlusion_patch(image_size: tuple[int, int]) -> int:

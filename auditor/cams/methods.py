@@ -201,17 +201,27 @@ GRADIENT_METHODS: frozenset[str] = frozenset(
 """The methods that need the gradients G (one backward for all of them together)."""
 
 
-def validate_methods(methods: Iterable[str]) -> tuple[str, ...]:
-    """Check method names and drop duplicates (order kept); UsageError on an unknown name."""
+def validate_names(
+    methods: Iterable[str] | str, valid: Iterable[str], note: str = ""
+) -> tuple[str, ...]:
+    """Method names checked against `valid`, duplicates dropped (order kept); a UsageError
+    names the unknown ones and lists the valid ones (plus `note`)."""
     if isinstance(methods, str):
         methods = (methods,)
+    valid = sorted(valid)
     names = tuple(dict.fromkeys(methods))
     if not names:
-        raise UsageError(f"no CAM method requested; choose from {sorted(METHODS)}.")
-    unknown = [name for name in names if name not in METHODS]
+        raise UsageError(f"no map method requested; choose from {', '.join(valid)}.")
+    unknown = [name for name in names if name not in valid]
     if unknown:
         raise UsageError(
-            f"unknown CAM method(s) {unknown}; valid names are {sorted(METHODS)} "
-            "(score-CAM, occlusion and guided backprop are separate functions)."
+            f"unknown map method(s) {unknown}; valid names are {', '.join(valid)}{note}."
         )
     return names
+
+
+def validate_methods(methods: Iterable[str] | str) -> tuple[str, ...]:
+    """`validate_names` against the one-pass engine methods (METHODS)."""
+    return validate_names(
+        methods, METHODS, " (score-CAM, occlusion and guided backprop are separate functions)"
+    )
