@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from auditor import distributed
+from auditor.cams import reshape_from_spec
 from auditor.config import RUNTIME_ONLY, AuditConfig
 from auditor.data import AuditDataset, DatasetIndex, open_source
 from auditor.detect.flags import at_or_above
@@ -135,6 +136,7 @@ def run_audit(
         rank=ranks.rank, world_size=ranks.world_size, compile=config.compile,
         chunk_size=int(config.extra.get("chunk_size", DEFAULT_CHUNK_SIZE)),
         compile_backend=str(config.extra.get("compile_backend", "inductor")),
+        reshape=reshape_from_spec(config.reshape),
     )
     try:
         # Rank 0 prepares the directory; every rank reads what is already done before any
@@ -159,7 +161,7 @@ def run_audit(
         distributed.agree(ranks, error)
         dataset = AuditDataset(
             index, image_size=config.image_size, border=config.border,
-            max_pixels=config.max_pixels,
+            max_pixels=config.max_pixels, foreground=config.foreground,
         )
         with timer.phase("pass"):
             try:

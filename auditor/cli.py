@@ -164,6 +164,15 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     "(default: the last layer with a spatial feature map).",
 )
 @click.option(
+    "--reshape",
+    default="none",
+    show_default=True,
+    help="How the target layer's output becomes a feature map: none (already [B,C,h,w]), "
+    "vit (transformer tokens [B,N,C]; class/register tokens dropped, square grid inferred) "
+    "or vit:GHxGW. With vit, name the layer, e.g. --target-layer "
+    "encoder.layers.encoder_layer_11.ln_1.",
+)
+@click.option(
     "--methods",
     default="gradcam",
     show_default=True,
@@ -271,6 +280,7 @@ def audit(data: str, model_spec: str, out: str, **opts: Any) -> None:
         classes=opts["classes"],
         masks=opts["masks"],
         target_layers=tuple(opts["target_layers"]),
+        reshape=None if opts["reshape"] == "none" else opts["reshape"],
         methods=opts["methods"],
         primary=opts["primary"],
         explain=opts["explain"],

@@ -46,6 +46,7 @@ class AuditConfig:
     classes: tuple[str, ...] | None = None
     masks: str | None = None
     target_layers: tuple[str, ...] = ()
+    reshape: str | None = None
     methods: tuple[str, ...] = ("gradcam",)
     primary: str | None = None
     explain: Literal["label", "predicted"] = "label"

@@ -11,7 +11,7 @@ import logging
 import signal
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +65,7 @@ class PassSettings:
     progress: bool = True
     compile: bool = False
     compile_backend: str = "inductor"
+    reshape: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 @contextmanager
@@ -162,7 +163,8 @@ class _Runner:
     def _engine(self, model: nn.Module) -> CamEngine:
         s = self.settings
         return CamEngine(
-            model, target_layer=list(s.target_layers), methods=s.methods, amp_dtype=s.amp_dtype
+            model, target_layer=list(s.target_layers), methods=s.methods, amp_dtype=s.amp_dtype,
+            reshape=s.reshape,
         )
 
     def __enter__(self) -> _Runner:
@@ -329,10 +331,7 @@ def file_columns(batch: dict[str, Any], index: DatasetIndex, refs: list[Any]) ->
         "error": [storable_text(e) for e in batch["error"]],
         "warning": [storable_text(w) for w in batch["warning"]],
         "has_mask": has_mask,
-        "foreground_source": [
-            _foreground_source(r) if has else "none"
-            for r, has in zip(refs, has_mask, strict=True)
-        ],
+        "foreground_source": list(batch["foreground_source"]),
     }
 
 
@@ -353,9 +352,3 @@ def _positions(batch: dict[str, Any], index: DatasetIndex) -> list[int]:
     return positions
 
 
-def _foreground_source(ref: Any) -> str:
-    if ref.mask_path:
-        return "mask"
-    if ref.box is not None:
-        return "box"
-    return "none"

@@ -192,3 +192,52 @@ def test_model_in_train_mode_is_audited_in_eval_mode(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(a[columns], b[columns])
     assert not trained.features[1].training
     assert float(trained.features[1].running_mean[0]) == 5.0
+
+
+def test_estimated_foreground_is_marked_and_still_finds_the_background_shortcut(
+    demo_set: Path, tmp_path: Path
+) -> None:
+    config = AuditConfig(
+        data=str(demo_set / "data"), model="auditor.demo:build_demo_model",
+        weights=str(demo_set / "demo_model.pt"), out=str(tmp_path / "run"),
+        image_size=(64, 64), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), workers=0,
+        quiet=True, interventions=False, foreground="estimate",
+    )
+    result = run_audit(config)
+    samples = result.samples()
+    assert set(samples["foreground_source"]) == {"estimate"}
+    assert samples["fg_energy"].notna().all()
+    assert result.summary["data"]["foreground_source"] == "estimate"
+    flagged = {(f["kind"], f["class"]) for f in result.flags}
+    assert ("background_attention", "pokemon") in flagged
+    assert "foreground was estimated" in (result.run_dir / "report.html").read_text()
+
+
+def test_vision_transformer_audit_through_the_cli_reshape_option(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from auditor.cli import main
+
+    data = _noise_folder(tmp_path / "data")
+    factory = tmp_path / "vit.py"
+    factory.write_text(
+        "from tests.cam_models import tiny_vit\n\n"
+        "def build(num_classes=2):\n    return tiny_vit(num_classes=num_classes)\n"
+    )
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, [
+        "audit", str(data), "--model", f"{factory}:build", "--out", str(out),
+        "--image-size", "32", "--workers", "0", "--quiet", "--no-interventions",
+        "--reshape", "vit", "--target-layer", "encoder.layers.encoder_layer_1.ln_1",
+    ])
+    assert result.exit_code == 0, result.output
+    samples = pd.read_parquet(out / "samples.parquet")
+    assert (samples["status"] == "ok").all()
+    stored = RunReader(out).load_map(0, "gradcam")
+    assert stored.shape == (4, 4)  # 32 px / patch 8: the token grid, class token dropped
+    bad = CliRunner().invoke(main, [
+        "audit", str(data), "--model", f"{factory}:build", "--out", str(tmp_path / "r2"),
+        "--image-size", "32", "--workers", "0", "--reshape", "grid",
+    ])
+    assert bad.exit_code == 2
+    assert "--reshape" in bad.output

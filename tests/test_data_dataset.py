@@ -22,7 +22,7 @@ from auditor.data.sources import DatasetIndex, SampleRef, open_source
 from auditor.errors import UsageError
 
 ITEM_KEYS = {"index", "image", "mask", "has_mask", "box", "ok", "error", "props", "thumb16",
-             "warning"}
+             "warning", "foreground_source"}
 
 
 def one_sample(path, mask_path=None, box=None, image_size=(32, 32), border=0.1):
@@ -43,6 +43,7 @@ def test_item_has_the_contract_keys_shapes_and_dtypes(tmp_path):
     assert torch.isnan(item["box"]).all()
     assert item["thumb16"].shape == (3, 16, 16)
     assert (item["ok"], item["error"], item["warning"], item["has_mask"]) == (True, "", "", False)
+    assert item["foreground_source"] == "none"
     assert item["props"]["border_dominant"] == "#ff0000"
 
 

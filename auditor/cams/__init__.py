@@ -4,7 +4,7 @@ from auditor.cams.engine import CamEngine, CamOutput
 from auditor.cams.guided import guided_backprop, guided_gradcam
 from auditor.cams.methods import GRADIENT_METHODS, METHODS, HeadWeights
 from auditor.cams.perturbation import occlusion, scorecam
-from auditor.cams.reshape import vit_reshape
+from auditor.cams.reshape import reshape_from_spec, vit_reshape
 
 __all__ = [
     "GRADIENT_METHODS",
@@ -15,6 +15,7 @@ __all__ = [
     "guided_backprop",
     "guided_gradcam",
     "occlusion",
+    "reshape_from_spec",
     "scorecam",
     "vit_reshape",
 ]

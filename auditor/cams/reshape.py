@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 
 from torch import Tensor
 
-from auditor.errors import AuditorError
+from auditor.errors import AuditorError, UsageError
 
 
 def vit_reshape(
@@ -57,3 +59,20 @@ def vit_reshape(
             )
         height = width = side
     return tokens[:, prefix:, :].reshape(batch, height, width, channels).permute(0, 3, 1, 2)
+
+
+def reshape_from_spec(spec: str | None) -> Callable[[Tensor], Tensor] | None:
+    """The `--reshape` option as a function for CamEngine: None/"none" (feature maps already
+    [B, C, h, w]), "vit" (tokens, grid inferred) or "vit:GHxGW" (tokens on that grid)."""
+    if spec is None or spec == "none":
+        return None
+    kind, _, grid = spec.partition(":")
+    if kind != "vit":
+        raise UsageError(f"--reshape must be none, vit or vit:GHxGW, not {spec!r}")
+    if not grid:
+        return vit_reshape
+    try:
+        gh, gw = (int(v) for v in grid.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--reshape {spec!r}: the grid must look like 14x14") from None
+    return partial(vit_reshape, grid=(gh, gw))

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from auditor.data.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
+from auditor.data.foreground import estimate_foreground
 from auditor.data.masks import box_to_mask, read_mask, resize_mask, scale_box
 from auditor.data.regions import border_band
 from auditor.data.sources import DatasetIndex, SampleRef
@@ -87,6 +88,10 @@ class AuditDataset(Dataset):
         image_size: (H, W) of the model input.
         border: border band thickness as a fraction of each side, in [0, 0.5].
         max_pixels: decompression-bomb limit passed to decode_image.
+        foreground: "mask" uses only mask files and boxes; "estimate" also estimates the
+            object of a sample without either from its resized image
+            (auditor.data.foreground.estimate_foreground). Each item's `foreground_source`
+            says which: "mask", "box", "estimate" or "none".
     """
 
     def __init__(
@@ -95,8 +100,11 @@ class AuditDataset(Dataset):
         image_size: tuple[int, int],
         border: float = 0.1,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        foreground: str = "mask",
     ) -> None:
         height, width = (int(v) for v in image_size)
+        if foreground not in ("mask", "estimate"):
+            raise UsageError(f"foreground must be 'mask' or 'estimate', not {foreground!r}")
         if height < 1 or width < 1:
             raise UsageError(f"image_size must be two positive ints (H, W), got {image_size}")
         if max_pixels <= 0:
@@ -105,6 +113,7 @@ class AuditDataset(Dataset):
         self.image_size = (height, width)
         self.border = border
         self.max_pixels = max_pixels
+        self.foreground = foreground
         self._band = border_band(height, width, border).numpy()
 
     def __len__(self) -> int:
@@ -133,19 +142,23 @@ class AuditDataset(Dataset):
             "props": {},
             "thumb16": torch.zeros(3, THUMB_SIZE, THUMB_SIZE, dtype=torch.uint8),
             "warning": "",
+            "foreground_source": "none",
         }
 
     def _item(self, ref: SampleRef, decoded: DecodedImage) -> dict[str, Any]:
         resized = resize_image(decoded.rgb, self.image_size)
         thumb = cv2.resize(decoded.rgb, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA)
-        mask, has_mask, box, warnings = self._foreground(ref, decoded)
+        mask, source, box, warnings = self._foreground(ref, decoded)
+        if source == "none" and self.foreground == "estimate":
+            mask, source = estimate_foreground(resized).astype(np.uint8), "estimate"
         props = dict(decoded.props)
         props.update(border_stats(resized, self._band))
         return {
             "index": ref.index,
             "image": torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1))),
             "mask": torch.from_numpy(mask),
-            "has_mask": has_mask,
+            "has_mask": source != "none",
+            "foreground_source": source,
             "box": torch.from_numpy(box),
             "ok": True,
             "error": "",
@@ -156,8 +169,9 @@ class AuditDataset(Dataset):
 
     def _foreground(
         self, ref: SampleRef, decoded: DecodedImage
-    ) -> tuple[np.ndarray, bool, np.ndarray, list[str]]:
-        """(mask uint8 [H, W], has_mask, box float32 [4] or NaNs, warnings) of one sample."""
+    ) -> tuple[np.ndarray, str, np.ndarray, list[str]]:
+        """(mask uint8 [H, W], source "mask"/"box"/"none", box float32 [4] or NaNs, warnings)
+        of one sample."""
         image_size = (decoded.props["width"], decoded.props["height"])
         warnings: list[str] = []
         box = np.full(4, np.nan, dtype=np.float32)
@@ -181,16 +195,16 @@ class AuditDataset(Dataset):
                 warnings.append(f"mask ignored: {exc}")
             except Exception as exc:  # a bad mask must not cost the image its audit
                 warnings.append(f"mask ignored: unexpected {type(exc).__name__}: {exc}")
-        if mask is None and not np.isnan(box[0]):
-            mask = box_to_mask(box, self.image_size)
-        if mask is None:
-            return np.zeros(self.image_size, dtype=np.uint8), False, box, warnings
-        return mask, True, box, warnings
+        if mask is not None:
+            return mask, "mask", box, warnings
+        if not np.isnan(box[0]):
+            return box_to_mask(box, self.image_size), "box", box, warnings
+        return np.zeros(self.image_size, dtype=np.uint8), "none", box, warnings
 
 
 def collate_samples(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Batch item dicts: tensors stacked, ``ok``/``has_mask`` as bool tensors [B],
-    ``index``/``error``/``warning``/``props`` as lists.
+    ``index``/``error``/``warning``/``props``/``foreground_source`` as lists.
 
     Returns:
         image uint8 [B, 3, H, W], mask uint8 [B, H, W], box float32 [B, 4],
@@ -209,6 +223,7 @@ def collate_samples(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "props": [item["props"] for item in items],
         "thumb16": torch.stack([item["thumb16"] for item in items]),
         "warning": [item["warning"] for item in items],
+        "foreground_source": [item["foreground_source"] for item in items],
     }
 
 

@@ -310,7 +310,7 @@ def bar_chart_layout(
                     "text_x": max(x, zero) + 4,
                 }
             )
-        groups.append({"y": y, "label": _short(label, 26), "full_label": label, "bars": bars})
+        groups.append({"y": y, "label": _short(label, 24), "full_label": label, "bars": bars})
     plot_h = len(rows) * group_h + 8.0
     return {
         "title": title,

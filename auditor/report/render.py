@@ -318,14 +318,19 @@ def _evidence_text(value: Any) -> str:
 
 
 def _cross_checks(kind: str, cls: Any, summary: dict[str, Any]) -> list[str]:
-    """Independent evidence for a flag found elsewhere in the run (plain sentences)."""
+    """Independent evidence for a flag found elsewhere in the run (plain sentences): the
+    interventions that tested this flag, and the model-free probe behind it."""
     checks = []
     for rec in summary.get("interventions") or []:
-        if cls is not None and rec.get("class") == cls and kind != "intervention_sensitive":
-            flip, control = _finite(rec.get("flip_rate")), _finite(rec.get("control_flip_rate"))
-            if flip is not None and control is not None and flip > control:
-                checks.append(f"intervention '{rec.get('edit')}' flips {fmt_percent(flip)} of "
-                              f"predictions (control edit: {fmt_percent(control)})")
+        if rec.get("confirms") != kind or (cls is not None and rec.get("class") != cls):
+            continue
+        flip, control = _finite(rec.get("flip_rate")), _finite(rec.get("control_flip_rate"))
+        if flip is None or control is None:
+            continue
+        where = f" on class {rec.get('class')}" if cls is None else ""
+        verdict = "confirms" if rec.get("confirmed") else "does not confirm"
+        checks.append(f"intervention '{rec.get('edit')}'{where} flips {fmt_percent(flip)} of "
+                      f"predictions (control edit: {fmt_percent(control)}): {verdict}")
     probes = summary.get("probes") or {}
     probe = {"metadata_shortcut": "metadata_classifier",
              "border_pixels_shortcut": "border_classifier"}.get(kind)
@@ -690,8 +695,18 @@ def _rel_path(samples: pd.DataFrame, index: int) -> str:
 def _interventions(records: Any) -> dict[str, Any] | None:
     if not isinstance(records, list):
         return None
-    rows = [r for r in records if isinstance(r, dict)]
-    labels = [f"{r.get('class', 'all')} · {r.get('edit', '?')}" for r in rows]
+    # One row per (class, edit): the same edit on the same samples can test several flags.
+    grouped: dict[tuple[str, str], dict[str, Any]] = {}
+    for rec in records:
+        if not isinstance(rec, dict):
+            continue
+        key = (str(rec.get("class", "all")), str(rec.get("edit", "?")))
+        row = grouped.setdefault(key, {**rec, "tests": []})
+        if rec.get("confirms") and rec["confirms"] not in row["tests"]:
+            row["tests"].append(rec["confirms"])
+        row["confirmed"] = bool(row.get("confirmed")) or bool(rec.get("confirmed"))
+    rows = list(grouped.values())
+    labels = [f"{cls} · {edit}" for cls, edit in grouped]
     flip = figures.bar_chart_layout(
         "Share of predictions that flip",
         [(lab, [_finite(r.get("flip_rate")), _finite(r.get("control_flip_rate"))])
