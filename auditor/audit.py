@@ -105,6 +105,13 @@ def run_audit(
     ranks = distributed.ranks_from_env()
     with timer.phase("model"):
         loaded = _prepare_model(config, model)
+        if loaded.scripted:
+            raise ModelLoadError(
+                f"{config.model} is a TorchScript model: its layers cannot be hooked, so no "
+                "class-activation map can be computed from it. Audit the eager model instead "
+                "(--model module:factory or file.py:factory with --weights), or run "
+                "`auditor probe` for the model-free checks."
+            )
         device = distributed.rank_device(select_device(config.device), ranks)
         distributed.init(ranks, device)
         module = loaded.module.to(device)

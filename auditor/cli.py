@@ -7,6 +7,7 @@ Exit codes: 0 done; 1 failed; 2 bad usage or input that cannot be audited at all
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -43,6 +44,16 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo("auditor: interrupted", err=True)
             sys.exit(130)
+        except Exception as exc:
+            # A bug of ours, not bad input: one clear line; the traceback on request.
+            if os.environ.get("AUDITOR_DEBUG"):
+                raise
+            click.echo(
+                f"auditor: internal error: {type(exc).__name__}: {exc}. This is a bug in "
+                "auditor; rerun with AUDITOR_DEBUG=1 for the traceback and report it.",
+                err=True,
+            )
+            sys.exit(1)
 
     return wrapper
 

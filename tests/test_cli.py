@@ -190,3 +190,35 @@ def test_probe_needs_no_model(demo_set: Path, tmp_path: Path) -> None:
     kinds = {f["kind"] for f in summary["flags"]}
     assert "metadata_shortcut" in kinds
     assert (tmp_path / "p" / "report.html").is_file()
+
+
+def test_torchscript_model_is_refused_with_the_reason(demo_set: Path, tmp_path: Path) -> None:
+    import torch
+
+    from auditor.demo import DemoNet
+
+    scripted = tmp_path / "scripted.pt"
+    torch.jit.script(DemoNet().eval()).save(str(scripted))
+    result = CliRunner().invoke(
+        main, ["audit", str(demo_set / "data"), "--model", str(scripted), "--out",
+               str(tmp_path / "r"), "--workers", "0", "--image-size", "64"],
+    )
+    assert result.exit_code == 2, result.output
+    assert "cannot be hooked" in result.output
+
+
+def test_an_internal_error_is_one_line_not_a_traceback(
+    demo_set: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import auditor.audit
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(auditor.audit, "run_pass", broken)
+    result = CliRunner().invoke(
+        main, ["audit", str(demo_set / "data"), "--out", str(tmp_path / "r"), *DEMO_OPTS],
+    )
+    assert result.exit_code == 1
+    assert "internal error: ZeroDivisionError" in result.output
+    assert "Traceback" not in result.output
