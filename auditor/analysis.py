@@ -21,12 +21,15 @@ from auditor.detect.clusters import cluster_maps
 from auditor.detect.location import fixed_location_flags
 from auditor.detect.probes import run_probes
 from auditor.detect.suspicion import sample_flag_codes, suspicion_scores
+from auditor.report.render import top_suspects
 from auditor.store import (
     RunReader,
     _atomic_write_bytes,
     _parquet_bytes,
+    clear_suspect_maps,
     write_class_means,
     write_json,
+    write_suspect_map,
     write_thumb,
 )
 
@@ -83,9 +86,16 @@ def analyse_run(run_dir: Path, context: dict[str, Any], timer: PhaseTimer) -> di
     samples["suspicion"] = suspicion_scores(samples)
     samples["flags"] = sample_flag_codes(samples, flags)
     _atomic_write_bytes(run_dir / "samples.parquet", _parquet_bytes(samples))
+    suspects = top_suspects(samples, config.gallery_size)
     with timer.phase("figures"):
         _write_class_means(run_dir, samples, maps, context["dataset"], len(classes))
-        _write_thumbs(run_dir, samples, context["dataset"], config.gallery_size)
+        _write_thumbs(run_dir, samples, context["dataset"], suspects)
+    clear_suspect_maps(run_dir)  # maps of an earlier analysis may belong to other suspects
+    suspect_methods: list[str] = []
+    suspect_errors: dict[str, str] = {}
+    if config.suspect_methods and context.get("model") is not None:
+        with timer.phase("suspect maps"):
+            suspect_methods, suspect_errors = write_suspect_maps(run_dir, suspects, context)
     summary = {
         "auditor_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -96,6 +106,8 @@ def analyse_run(run_dir: Path, context: dict[str, Any], timer: PhaseTimer) -> di
         "data": data_facts(samples, index, config.data),
         "methods": list(config.methods),
         "primary": primary,
+        "suspect_methods": suspect_methods,
+        "suspect_methods_errors": suspect_errors,
         "accuracy": accuracy(samples, classes),
         "class_stats": class_statistics(samples, classes),
         "probes": probes.to_dict() if probes is not None else None,
@@ -246,10 +258,12 @@ def _write_class_means(
         write_class_means(run_dir, images, mean_map)
 
 
-def _write_thumbs(run_dir: Path, samples: pd.DataFrame, dataset: AuditDataset, n: int) -> None:
-    """Store the inputs the report shows: the top-n suspects and a few samples per class."""
+def _write_thumbs(
+    run_dir: Path, samples: pd.DataFrame, dataset: AuditDataset, suspects: pd.DataFrame
+) -> None:
+    """Store the inputs the report shows: the gallery's suspects and a few samples per class."""
     ok = samples[samples["status"] == "ok"]
-    chosen = set(ok.nlargest(n, "suspicion")["index"].tolist())
+    chosen = set(suspects["index"].tolist())
     for _, group in ok.groupby("label"):
         chosen.update(group["index"].head(4).tolist())
     for position in sorted(chosen):
@@ -257,3 +271,61 @@ def _write_thumbs(run_dir: Path, samples: pd.DataFrame, dataset: AuditDataset, n
         if item["ok"]:
             mask = item["mask"].numpy().astype(bool) if item["has_mask"] else None
             write_thumb(run_dir, int(position), item["image"].permute(1, 2, 0).numpy(), mask)
+
+
+def write_suspect_maps(
+    run_dir: Path, suspects: pd.DataFrame, context: dict[str, Any]
+) -> tuple[list[str], dict[str, str]]:
+    """Compute config.suspect_methods for the gallery's suspects and store one map per suspect
+    and method (store.write_suspect_map), at the method's native resolution.
+
+    Each suspect is explained for its `target_index` (the class the pass explained). Batches
+    of config.batch_size suspects are decoded, normalised on context["device"] and passed
+    through explain.compute_maps one method at a time, so a method that fails (e.g. guided
+    backprop on an unusual model) only loses its own maps: it is logged and returned.
+
+    Returns:
+        (methods whose maps were stored, {failed method: reason}).
+    """
+    import torch
+
+    from auditor.cams import reshape_from_spec
+    from auditor.explain import compute_maps
+    from auditor.runtime import normalise_images
+
+    config = context["config"]
+    dataset = context["dataset"]
+    device = context["device"]
+    reshape = reshape_from_spec(config.reshape)
+    errors: dict[str, str] = {}
+    rows = suspects[suspects["target_index"] >= 0]
+    if rows.empty:
+        return [], errors
+    for start in range(0, len(rows), config.batch_size):
+        chunk = rows.iloc[start : start + config.batch_size]
+        items = [dataset[int(i)] for i in chunk["index"]]
+        keep = [k for k, item in enumerate(items) if item["ok"]]
+        if not keep:
+            continue
+        images = normalise_images(
+            torch.stack([items[k]["image"] for k in keep]), config.mean, config.std, device
+        )
+        targets = torch.as_tensor(chunk["target_index"].to_numpy()[keep], device=device)
+        for method in config.suspect_methods:
+            if method in errors:
+                continue
+            try:
+                maps = compute_maps(
+                    context["model"], images, targets, [method],
+                    target_layer=context["layers"], reshape=reshape,
+                    batch_size=config.batch_size,
+                )[method].cpu().numpy()
+            except Exception as exc:  # any model error: the run keeps its other results
+                errors[method] = f"{type(exc).__name__}: {str(exc)[:300]}"
+                log.warning("suspect maps: %s failed and is left out (%s)", method,
+                            errors[method])
+                clear_suspect_maps(run_dir, method)
+                continue
+            for k, cam in zip(keep, maps, strict=True):
+                write_suspect_map(run_dir, method, int(chunk["index"].iloc[k]), cam)
+    return [m for m in config.suspect_methods if m not in errors], errors

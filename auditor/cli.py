@@ -267,6 +267,15 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     help="Suspect samples shown in the report.",
 )
 @click.option(
+    "--suspect-methods",
+    callback=_csv_list,
+    default=None,
+    help="Costly map methods run on the report's suspects only (the --gallery-size most "
+    "suspicious samples), never the whole pass, comma-separated: scorecam, occlusion, "
+    "guided-backprop, guided-gradcam, or a one-pass method not in --methods. Each adds an "
+    "overlay to every suspect's card.",
+)
+@click.option(
     "--no-interventions", is_flag=True, help="Skip the confirmation runs on edited inputs."
 )
 @click.option(
@@ -310,6 +319,7 @@ def audit(data: str, model_spec: str, out: str, **opts: Any) -> None:
         overwrite=opts["overwrite"],
         fail_on=opts["fail_on"],
         gallery_size=opts["gallery_size"],
+        suspect_methods=opts["suspect_methods"] or (),
         interventions=not opts["no_interventions"],
         compile=opts["compile_model"],
         extra={} if opts["chunk_size"] is None else {"chunk_size": opts["chunk_size"]},

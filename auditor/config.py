@@ -29,6 +29,9 @@ RUNTIME_ONLY = frozenset(
         "compile",
         "gallery_size",
         "trust_pickle",
+        # Maps of the report's suspects are computed after the pass: adding them to a
+        # finished run (same --out, same options) reruns only the analysis.
+        "suspect_methods",
     }
 )
 
@@ -67,6 +70,7 @@ class AuditConfig:
     overwrite: bool = False
     fail_on: Literal["high", "medium", "low"] | None = None
     gallery_size: int = 48
+    suspect_methods: tuple[str, ...] = ()
     interventions: bool = True
     sanity: bool = False
     seed: int = 0
@@ -101,6 +105,30 @@ class AuditConfig:
             raise UsageError(f"--amp must be auto, on or off, not {self.amp!r}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise UsageError(f"--device must be auto, cpu or cuda[:N], not {self.device!r}")
+        self._check_suspect_methods()
+
+    def _check_suspect_methods(self) -> None:
+        names = self.suspect_methods
+        # A bare string is one name, not a sequence of letters; duplicates are dropped.
+        names = tuple(dict.fromkeys((names,) if isinstance(names, str) else names))
+        object.__setattr__(self, "suspect_methods", names)
+        if not names:
+            return
+        # Imported here: auditor.explain imports this module (and torch, cv2).
+        from auditor.explain import EXPLAIN_METHODS
+
+        unknown = [name for name in names if name not in EXPLAIN_METHODS]
+        if unknown:
+            raise UsageError(
+                f"unknown --suspect-methods {', '.join(unknown)}; choose from "
+                f"{', '.join(n for n in EXPLAIN_METHODS if n not in self.methods)}"
+            )
+        in_pass = [name for name in names if name in self.methods]
+        if in_pass:
+            raise UsageError(
+                f"--suspect-methods {', '.join(in_pass)} already run on every sample "
+                "(--methods); drop them from --suspect-methods"
+            )
 
     @property
     def primary_method(self) -> str:

@@ -6,6 +6,7 @@ Layout (see docs/architecture.md):
     maps/<method>/<part>.npy     float16 [n, h, w] maps of that chunk's readable samples
     samples.parquet              all parts merged and sorted by `index` when the pass is done
     thumbs/<index>.png           resized inputs of the samples the report shows
+    suspects/<method>/<index>.npy  float16 [h, w] map of a report suspect by a costly method
     class_means.npz              mean input image and mean normalised map per class
     summary.json, report.html
 
@@ -357,6 +358,14 @@ class RunReader:
         grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         return None if grey is None else grey > 127
 
+    def suspect_map(self, index: int, method: str) -> np.ndarray | None:
+        """The stored `method` map of report suspect `index` (see write_suspect_map), float32
+        [h, w] at the method's own resolution, or None when there is none."""
+        path = _suspect_map_path(self.run_dir, method, index)
+        if not path.is_file():
+            return None
+        return np.load(path, allow_pickle=False).astype(np.float32)
+
     def class_means(self) -> dict[str, np.ndarray] | None:
         """{'mean_image': uint8 [K,H,W,3], 'mean_map': float32 [K,h,w]} or None."""
         path = self.run_dir / "class_means.npz"
@@ -390,3 +399,32 @@ def write_class_means(run_dir: Path, mean_image: np.ndarray, mean_map: np.ndarra
     buf = io.BytesIO()
     np.savez_compressed(buf, mean_image=mean_image, mean_map=mean_map)
     _atomic_write_bytes(Path(run_dir) / "class_means.npz", buf.getvalue())
+
+
+SUSPECTS_DIR = "suspects"
+
+
+def _suspect_map_path(run_dir: Path, method: str, index: int) -> Path:
+    return Path(run_dir) / SUSPECTS_DIR / method / f"{int(index)}.npy"
+
+
+def write_suspect_map(run_dir: Path, method: str, index: int, array: np.ndarray) -> None:
+    """Store the `method` map (float [h, w], the method's native resolution: target-layer grid,
+    occlusion patch grid or input pixels) of report suspect `index` as float16."""
+    path = _suspect_map_path(run_dir, method, index)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirectoryError(f"cannot create {path.parent}: {exc.strerror or exc}") from exc
+    # float16 saturates at 65504: clip so a large map keeps its shape instead of turning inf.
+    half = np.clip(np.asarray(array, dtype=np.float32), -65504.0, 65504.0).astype(np.float16)
+    _atomic_write_bytes(path, _npy_bytes(half))
+
+
+def clear_suspect_maps(run_dir: Path, method: str | None = None) -> None:
+    """Remove the stored suspect maps of `method` (None: of every method)."""
+    folder = Path(run_dir) / SUSPECTS_DIR
+    if method is not None:
+        folder = folder / method
+    if folder.is_dir():
+        shutil.rmtree(folder)

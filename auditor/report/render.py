@@ -78,6 +78,38 @@ KIND_SECTION = {
     "metadata_shortcut": "probes", "border_pixels_shortcut": "probes",
     "intervention_sensitive": "interventions",
 }
+#: One sentence per map method that `--suspect-methods` can add to the gallery cards.
+METHOD_TEXTS = {
+    "gradcam": "Grad-CAM: the target layer's channels weighted by the mean gradient of the "
+               "explained class's score over each channel, summed, negative part dropped.",
+    "gradcam++": "Grad-CAM++: like Grad-CAM, but each channel is weighted by its positive "
+                 "gradients with position-wise higher-order factors, so several instances of "
+                 "the class can show up.",
+    "xgradcam": "XGrad-CAM: each channel weighted by the sum of gradient times activation "
+                "over its total activation.",
+    "layercam": "Layer-CAM: each position of each channel weighted by its own positive "
+                "gradient, which keeps finer detail.",
+    "hirescam": "HiRes-CAM: activations times gradients summed over channels, position by "
+                "position, without averaging the gradients first.",
+    "counterfactual": "Counterfactual map: Grad-CAM with the gradient negated: the regions "
+                      "whose presence lowers the explained class's score.",
+    "cam": "CAM: the target layer's channels weighted by the classifier weights of the "
+           "explained class (models with global average pooling and one linear layer).",
+    "eigencam": "Eigen-CAM: the target layer's activations projected on their first "
+                "principal direction; the same for every class, no gradients.",
+    "scorecam": "Score-CAM: each channel of the target layer, upsampled and scaled to [0, 1], "
+                "masks the input, and its weight is the explained class's probability for "
+                "that masked input; no gradients.",
+    "occlusion": "Occlusion: a square patch filled with the normalisation mean slides over "
+                 "the image, and the map is how much the explained class's probability drops "
+                 "when each patch is hidden (cells where it rose are shown as none).",
+    "guided-backprop": "Guided backpropagation: the gradient of the class score with respect "
+                       "to the input pixels, passing only positive gradients back through "
+                       "positive activations; sharp edges, but nearly the same for every class.",
+    "guided-gradcam": "Guided Grad-CAM: guided backpropagation times the Grad-CAM map "
+                      "upsampled to the input: pixel detail inside the region Grad-CAM points "
+                      "at.",
+}
 GRID_KEYS = ("grid", "peak_grid", "grid_counts", "counts")
 PEAK_GRID = 4
 
@@ -209,6 +241,8 @@ def report_context(run_dir: str | Path, gallery_size: int = 48) -> dict[str, Any
     input_size = _input_size(summary)
     means = reader.class_means()
     grids = _fixed_location_grids(flags, ok)
+    suspect_methods = [str(m) for m in summary.get("suspect_methods") or []]
+    suspect_errors = summary.get("suspect_methods_errors") or {}
     return {
         "title": f"Shortcut audit: {(summary.get('model') or {}).get('spec', 'model')}",
         "verdict": verdict(summary),
@@ -218,7 +252,10 @@ def report_context(run_dir: str | Path, gallery_size: int = 48) -> dict[str, Any
         "class_maps": _class_maps(means, classes, order, class_ids),
         "fixed_grids": list(grids.values()),
         "probes": _probes(summary.get("probes"), samples),
-        "gallery": _gallery(reader, ok, primary, input_size, gallery_size, class_ids),
+        "gallery": _gallery(reader, ok, primary, input_size, gallery_size, class_ids,
+                            suspect_methods),
+        "suspect_methods": [(m, METHOD_TEXTS.get(m, "")) for m in suspect_methods],
+        "suspect_errors": sorted((str(m), str(e)) for m, e in suspect_errors.items()),
         "clusters": _clusters(summary.get("clusters"), reader, means, classes, input_size),
         "interventions": _interventions(summary.get("interventions")),
         "sanity": _sanity(summary.get("sanity")),
@@ -589,14 +626,24 @@ def property_table(ok: pd.DataFrame, prop: str) -> dict[str, Any] | None:
             "rows": rows}
 
 
+def top_suspects(samples: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The rows of the gallery: the `n` readable samples of highest suspicion, most suspicious
+    first, ties (and NaN, last) in index order. Empty when there is no suspicion column (a
+    model-free probe run). The audit stores the suspects' costly maps for exactly these rows."""
+    ok = samples[samples["status"] == "ok"]
+    if "suspicion" not in ok.columns:
+        return ok.iloc[:0]
+    top = ok.sort_values(["suspicion", "index"], ascending=[False, True], kind="stable")
+    return top.head(n)
+
+
 def _gallery(
     reader: RunReader, ok: pd.DataFrame, primary: str, input_size: tuple[int, int],
-    gallery_size: int, class_ids: dict[str, str],
+    gallery_size: int, class_ids: dict[str, str], suspect_methods: list[str],
 ) -> dict[str, Any]:
     if "suspicion" not in ok.columns:  # a model-free probe run has no attention measures
         ok = ok.iloc[:0].assign(suspicion=[])
-    top = ok.sort_values(["suspicion", "index"], ascending=[False, True], kind="stable")
-    top = top.head(gallery_size)
+    top = top_suspects(ok, gallery_size)
     maps = _load_maps(reader, top["index"].tolist(), primary)
     cards = []
     for i, row in enumerate(top.itertuples(index=False)):
@@ -615,6 +662,7 @@ def _gallery(
         elif cam is not None:
             size = _fit_size(input_size, SAMPLE_SIDE)
             overlay = figures.jpeg_data_uri(figures.heat_image(cam, size))
+        extra = _suspect_overlays(reader, int(rec["index"]), suspect_methods, thumb, input_size)
         codes = [c for c in str(rec.get("flags") or "").split(",") if c]
         label = str(rec.get("label", ""))
         cards.append({
@@ -623,16 +671,47 @@ def _gallery(
             "pred": str(rec.get("pred") or "–"), "correct": bool(rec.get("correct")),
             "confidence": rec.get("confidence"), "suspicion": rec.get("suspicion"),
             "flags": codes, "image": image, "overlay": overlay, "outline": outline,
+            "extra_maps": extra,
             "map_only": thumb is None and overlay is not None,
             "foreground_source": str(rec.get("foreground_source") or "none"),
             "measures": [(name, rec.get(name)) for name in MEASURE_COLUMNS if name in rec],
         })
     class_filters = list(dict.fromkeys((c["class_id"], c["label"]) for c in cards))
     flag_filters = sorted({code for c in cards for code in c["flags"]})
+    shown = [m for m in suspect_methods if any(e["method"] == m for c in cards
+                                               for e in c["extra_maps"])]
     return {
         "cards": cards, "class_filters": class_filters, "flag_filters": flag_filters,
         "n_readable": len(ok), "left_out": max(0, len(ok) - len(cards)),
+        "extra_methods": shown,
+        "n_with_extra": sum(1 for c in cards if c["extra_maps"]),
     }
+
+
+def _suspect_overlays(
+    reader: RunReader, index: int, methods: list[str], thumb: np.ndarray | None,
+    input_size: tuple[int, int],
+) -> list[dict[str, Any]]:
+    """[{method, src, map_only}] for the maps stored for this suspect by --suspect-methods
+    (none stored: an empty list).
+
+    Each map is upsampled from its own grid (target layer, occlusion patches or input pixels)
+    to the shown image, so every method's overlay lines up with the input."""
+    out = []
+    for method in methods:
+        try:
+            cam = reader.suspect_map(index, method)
+        except (OSError, ValueError):
+            cam = None  # a damaged file: the card shows the other maps
+        if cam is None or cam.ndim != 2 or not np.isfinite(cam).any():
+            continue
+        if thumb is not None:
+            rgb = figures.overlay(figures.fit_within(thumb, SAMPLE_SIDE), cam)
+        else:
+            rgb = figures.heat_image(cam, _fit_size(input_size, SAMPLE_SIDE))
+        out.append({"method": method, "src": figures.jpeg_data_uri(rgb),
+                    "map_only": thumb is None})
+    return out
 
 
 def _load_maps(reader: RunReader, indices: list[int], method: str) -> np.ndarray | None:
