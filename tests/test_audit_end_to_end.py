@@ -81,8 +81,9 @@ class BatchNormNet(nn.Module):
         return self.fc(self.features(x).mean(dim=(2, 3)))
 
 
-def _noise_folder(root: Path, per_class: int = 6) -> Path:
-    rng = np.random.default_rng(0)
+def noise_folder(root: Path, per_class: int = 6, seed: int = 0) -> Path:
+    """root/a and root/b with `per_class` random-noise PNGs each (SIZE x SIZE)."""
+    rng = np.random.default_rng(seed)
     for name in ("a", "b"):
         (root / name).mkdir(parents=True)
         for i in range(per_class):
@@ -91,7 +92,8 @@ def _noise_folder(root: Path, per_class: int = 6) -> Path:
     return root
 
 
-def _config(data: Path, out: Path, **kw: object) -> AuditConfig:
+def audit_config(data: Path, out: Path, **kw: object) -> AuditConfig:
+    """An AuditConfig for the hand-built models here (SIZE px, 0.5/0.5, fast settings)."""
     options: dict = {
         "model": "test model", "image_size": (SIZE, SIZE), "mean": (0.5, 0.5, 0.5),
         "std": (0.5, 0.5, 0.5), "workers": 0, "quiet": True, "interventions": False,
@@ -104,8 +106,8 @@ def _config(data: Path, out: Path, **kw: object) -> AuditConfig:
 def test_map_peaks_where_the_model_looks_in_store_samples_and_report(
     tmp_path: Path, corner: str
 ) -> None:
-    data = _noise_folder(tmp_path / "data")
-    result = run_audit(_config(data, tmp_path / "run", methods=("gradcam", "hirescam")),
+    data = noise_folder(tmp_path / "data")
+    result = run_audit(audit_config(data, tmp_path / "run", methods=("gradcam", "hirescam")),
                        model=CornerNet(corner))
     samples = result.samples()
     ok = samples[samples["status"] == "ok"]
@@ -140,7 +142,7 @@ def test_map_peaks_where_the_model_looks_in_store_samples_and_report(
 
 
 def test_hostile_folder_gives_error_rows_and_the_report_lists_them(tmp_path: Path) -> None:
-    data = _noise_folder(tmp_path / "data")
+    data = noise_folder(tmp_path / "data")
     cls = data / "a"
     cls.joinpath("empty.png").write_bytes(b"")
     img.truncated(cls / "cut.jpg", img.encoded(Image.fromarray(img.noise_rgb(40, 40)), "JPEG"))
@@ -156,7 +158,7 @@ def test_hostile_folder_gives_error_rows_and_the_report_lists_them(tmp_path: Pat
     with open(raw_name, "wb") as fh:
         fh.write(img.encoded(Image.new("RGB", (8, 8)), "PNG"))
 
-    result = run_audit(_config(data, tmp_path / "run"), model=CornerNet("top_left"))
+    result = run_audit(audit_config(data, tmp_path / "run"), model=CornerNet("top_left"))
     samples = result.samples().set_index("rel_path")
     errors = samples[samples["status"] == "error"]
     bad_names = {"empty.png", "cut.jpg", "page.jpg", "bomb.png"}
@@ -174,8 +176,8 @@ def test_hostile_folder_gives_error_rows_and_the_report_lists_them(tmp_path: Pat
 
 
 def test_nan_logits_are_recorded_and_flagged_not_a_crash(tmp_path: Path) -> None:
-    data = _noise_folder(tmp_path / "data", per_class=8)
-    result = run_audit(_config(data, tmp_path / "run"), model=NaNNet())
+    data = noise_folder(tmp_path / "data", per_class=8)
+    result = run_audit(audit_config(data, tmp_path / "run"), model=NaNNet())
     samples = result.samples()
     assert samples["map_degenerate"].all()
     assert samples["fg_energy"].isna().all()
@@ -184,11 +186,11 @@ def test_nan_logits_are_recorded_and_flagged_not_a_crash(tmp_path: Path) -> None
 
 
 def test_model_in_train_mode_is_audited_in_eval_mode(tmp_path: Path) -> None:
-    data = _noise_folder(tmp_path / "data")
+    data = noise_folder(tmp_path / "data")
     reference = BatchNormNet().eval()
     trained = BatchNormNet().train()
-    a = run_audit(_config(data, tmp_path / "eval"), model=reference).samples()
-    b = run_audit(_config(data, tmp_path / "train"), model=trained).samples()
+    a = run_audit(audit_config(data, tmp_path / "eval"), model=reference).samples()
+    b = run_audit(audit_config(data, tmp_path / "train"), model=trained).samples()
     columns = ["confidence", "border_energy", "peak_x", "peak_y"]
     pd.testing.assert_frame_equal(a[columns], b[columns])
     assert not trained.features[1].training
@@ -219,7 +221,7 @@ def test_vision_transformer_audit_through_the_cli_reshape_option(tmp_path: Path)
 
     from auditor.cli import main
 
-    data = _noise_folder(tmp_path / "data")
+    data = noise_folder(tmp_path / "data")
     factory = tmp_path / "vit.py"
     factory.write_text(
         "from tests.cam_models import tiny_vit\n\n"

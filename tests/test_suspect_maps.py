@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image
 
 import auditor.explain
 from auditor.audit import run_audit
@@ -22,7 +21,7 @@ from auditor.config import AuditConfig
 from auditor.errors import UsageError
 from auditor.report.render import METHOD_TEXTS, top_suspects
 from auditor.store import RunReader, write_suspect_map
-from tests.test_audit_end_to_end import SIZE, CornerNet
+from tests.test_audit_end_to_end import SIZE, CornerNet, audit_config, noise_folder
 
 GALLERY = 7  # of 10 samples, 5 per class: both explained classes are among the suspects
 PATCH = SIZE // 8  # the default occlusion patch: an eighth of the shorter side
@@ -30,23 +29,11 @@ CORNER = 8  # CornerNet's features live in one 8 x 8 corner
 
 
 def _noise_folder(root: Path, per_class: int = 5) -> Path:
-    rng = np.random.default_rng(3)
-    for name in ("a", "b"):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            pixels = rng.integers(0, 256, size=(SIZE, SIZE, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(root / name / f"{i}.png")
-    return root
+    return noise_folder(root, per_class=per_class, seed=3)
 
 
 def _config(data: Path, out: Path, **kw: object) -> AuditConfig:
-    options: dict = {
-        "model": "test model", "image_size": (SIZE, SIZE), "mean": (0.5, 0.5, 0.5),
-        "std": (0.5, 0.5, 0.5), "workers": 0, "quiet": True, "interventions": False,
-        "gallery_size": GALLERY,
-    }
-    options.update(kw)
-    return AuditConfig(data=str(data), out=str(out), **options)
+    return audit_config(data, out, **{"gallery_size": GALLERY, **kw})
 
 
 def _corner_slice(corner: str, cells: int) -> tuple[slice, slice]:
