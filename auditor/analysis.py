@@ -209,12 +209,14 @@ def model_facts(context: dict[str, Any]) -> dict[str, Any]:
 def data_facts(samples: pd.DataFrame, index: Any, data: str) -> dict[str, Any]:
     """The data section of summary.json: root, source kind, counts, errors, foreground."""
     counts = samples["label"].value_counts()
+    ok_counts = samples.loc[samples["status"] == "ok", "label"].value_counts()
     sources = samples.loc[samples["status"] == "ok", "foreground_source"].value_counts()
     return {
         "root": index.root,
         "source": "manifest" if str(data).lower().endswith(".csv") else "folder",
         "classes": list(index.classes),
         "counts": {c: int(counts.get(c, 0)) for c in index.classes},
+        "counts_ok": {c: int(ok_counts.get(c, 0)) for c in index.classes},
         "n_samples": len(samples),
         "n_ok": int((samples["status"] == "ok").sum()),
         "n_errors": int((samples["status"] == "error").sum()),

@@ -222,3 +222,14 @@ def test_an_internal_error_is_one_line_not_a_traceback(
     assert result.exit_code == 1
     assert "internal error: ZeroDivisionError" in result.output
     assert "Traceback" not in result.output
+
+
+def test_probe_report_speaks_of_data_not_of_a_model(demo_set: Path, tmp_path: Path) -> None:
+    CliRunner().invoke(
+        main, ["probe", str(demo_set / "data"), "--out", str(tmp_path / "p"), "--workers", "0",
+               "--image-size", "64", "--quiet"],
+    )
+    html = (tmp_path / "p" / "report.html").read_text(encoding="utf-8")
+    assert "Data-set probe:" in html
+    assert "before a model is trained on this data" in html
+    assert "Model-free shortcut checks on 80 files" in html

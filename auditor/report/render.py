@@ -244,7 +244,10 @@ def report_context(run_dir: str | Path, gallery_size: int = 48) -> dict[str, Any
     suspect_methods = [str(m) for m in summary.get("suspect_methods") or []]
     suspect_errors = summary.get("suspect_methods_errors") or {}
     return {
-        "title": f"Shortcut audit: {(summary.get('model') or {}).get('spec', 'model')}",
+        "title": (
+            f"Data-set probe: {data.get('root', '')}" if summary.get("model") is None
+            else f"Shortcut audit: {(summary.get('model') or {}).get('spec', 'model')}"
+        ),
         "verdict": verdict(summary),
         "flag_items": [_flag_item(f, i, class_ids, grids, summary) for i, f in enumerate(flags)],
         "facts": _facts(summary, classes),
@@ -300,8 +303,10 @@ def verdict(summary: dict[str, Any]) -> dict[str, Any]:
         level = next(s for s in SEVERITIES if counts[s]) if any(counts.values()) else "low"
         parts = ", ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts[s])
         noun = "sign" if len(flags) == 1 else "signs"
+        before = ("before a model is trained on this data" if summary.get("model") is None
+                  else "before this model ships")
         sentence = (f"{len(flags)} {noun} of shortcut learning found ({parts}): review the "
-                    "evidence below before this model ships.")
+                    f"evidence below {before}.")
     else:
         level = "ok"
         sentence = (f"No shortcut was flagged in the {n_ok:,} audited images of {n_classes} "
@@ -387,12 +392,14 @@ def _facts(summary: dict[str, Any], classes: list[str]) -> dict[str, Any]:
     counts = data.get("counts") or {}
     rows = [
         {"name": c, "files": counts.get(c, (stats.get(c) or {}).get("n")),
-         "readable": (stats.get(c) or {}).get("n_ok"), "accuracy": per_class_acc.get(c)}
+         "readable": (stats.get(c) or {}).get("n_ok", (data.get("counts_ok") or {}).get(c)),
+         "accuracy": per_class_acc.get(c)}
         for c in classes[:MAX_TABLE_CLASSES]
     ]
     timings = summary.get("timings") or {}
+    model_rows = [("Model", "none: a model-free probe (auditor probe)")]
     return {
-        "model": [
+        "model": model_rows if summary.get("model") is None else [
             ("Model", str(model.get("spec", "–"))),
             ("Parameters", _parameters(model.get("parameters"))),
             ("Weights", str(model.get("weights") or "none (random or built-in)")),
