@@ -320,7 +320,8 @@ def write_suspect_maps(
                 maps = compute_maps(
                     context["model"], images, targets, [method],
                     target_layer=context["layers"], reshape=reshape,
-                    batch_size=config.batch_size,
+                    batch_size=config.batch_size, occlusion_patch=config.occlusion_patch,
+                    scorecam_channels=config.scorecam_channels,
                 )[method].cpu().numpy()
             except Exception as exc:  # any model error: the run keeps its other results
                 errors[method] = f"{type(exc).__name__}: {str(exc)[:300]}"

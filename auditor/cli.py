@@ -276,6 +276,20 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     "overlay to every suspect's card.",
 )
 @click.option(
+    "--scorecam-channels",
+    type=int,
+    default=None,
+    help="With --suspect-methods scorecam: use only the N channels of highest mean "
+    "activation (default: all; Score-CAM costs one forward per channel).",
+)
+@click.option(
+    "--occlusion-patch",
+    type=int,
+    default=None,
+    help="With --suspect-methods occlusion: patch side in pixels (default: an eighth of the "
+    "shorter image side).",
+)
+@click.option(
     "--no-interventions", is_flag=True, help="Skip the confirmation runs on edited inputs."
 )
 @click.option(
@@ -320,6 +334,8 @@ def audit(data: str, model_spec: str, out: str, **opts: Any) -> None:
         fail_on=opts["fail_on"],
         gallery_size=opts["gallery_size"],
         suspect_methods=opts["suspect_methods"] or (),
+        scorecam_channels=opts["scorecam_channels"],
+        occlusion_patch=opts["occlusion_patch"],
         interventions=not opts["no_interventions"],
         compile=opts["compile_model"],
         extra={} if opts["chunk_size"] is None else {"chunk_size": opts["chunk_size"]},

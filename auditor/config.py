@@ -32,6 +32,8 @@ RUNTIME_ONLY = frozenset(
         # Maps of the report's suspects are computed after the pass: adding them to a
         # finished run (same --out, same options) reruns only the analysis.
         "suspect_methods",
+        "scorecam_channels",
+        "occlusion_patch",
     }
 )
 
@@ -71,6 +73,8 @@ class AuditConfig:
     fail_on: Literal["high", "medium", "low"] | None = None
     gallery_size: int = 48
     suspect_methods: tuple[str, ...] = ()
+    scorecam_channels: int | None = None
+    occlusion_patch: int | None = None
     interventions: bool = True
     sanity: bool = False
     seed: int = 0
@@ -106,6 +110,10 @@ class AuditConfig:
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise UsageError(f"--device must be auto, cpu or cuda[:N], not {self.device!r}")
         self._check_suspect_methods()
+        for name in ("scorecam_channels", "occlusion_patch"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
 
     def _check_suspect_methods(self) -> None:
         names = self.suspect_methods

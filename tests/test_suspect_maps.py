@@ -246,3 +246,17 @@ def test_suspect_map_round_trips_as_float16_and_is_none_when_absent(tmp_path: Pa
 
 def test_every_method_a_card_can_show_has_a_method_sentence() -> None:
     assert set(METHOD_TEXTS) == set(auditor.explain.EXPLAIN_METHODS)
+
+
+def test_occlusion_patch_option_sets_the_suspect_map_grid(tmp_path: Path) -> None:
+    from auditor.store import RunReader
+
+    data = _noise_folder(tmp_path / "data")
+    result = run_audit(
+        _config(data, tmp_path / "run", suspect_methods=("occlusion",), occlusion_patch=8),
+        model=CornerNet("top_left"),
+    )
+    index = int(result.samples().sort_values("suspicion", ascending=False)["index"].iloc[0])
+    occluded = RunReader(result.run_dir).suspect_map(index, "occlusion")
+    assert occluded is not None
+    assert occluded.shape == (SIZE // 8, SIZE // 8)
