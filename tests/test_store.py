@@ -85,8 +85,8 @@ def test_failed_write_keeps_earlier_chunks(tmp_path: Path, monkeypatch: pytest.M
 
 def test_lock_refuses_a_second_live_writer_and_takes_over_a_dead_one(tmp_path: Path) -> None:
     (tmp_path / ".lock").write_text(str(os.getppid()))
-    with pytest.raises(RunDirectoryError, match="in use by another audit"), RunLock(tmp_path):
-        pass
+    with pytest.raises(RunDirectoryError, match="in use by another audit"):
+        RunLock(tmp_path).acquire()
     (tmp_path / ".lock").write_text("999999999")
     with RunLock(tmp_path):
         assert (tmp_path / ".lock").read_text() == str(os.getpid())

@@ -99,10 +99,8 @@ def get_module(model: nn.Module, name: str) -> nn.Module:
 
     Raises ModelLoadError naming the closest matches and the relevant layers of the model.
     """
-    try:
+    if name and name in dict(model.named_modules()):
         return model.get_submodule(name)
-    except AttributeError:
-        pass
     all_names = [n for n, _ in model.named_modules() if n]
     close = difflib.get_close_matches(name, all_names, n=3)
     relevant = _relevant_names(model)
