@@ -102,6 +102,27 @@ def audit_config(data: Path, out: Path, **kw: object) -> AuditConfig:
     return AuditConfig(data=str(data), out=str(out), **options)
 
 
+def hottest_overlay_point(html: str, overlay_alt: str) -> tuple[int, int, int, int]:
+    """(y, x, height, width) of the hottest point of the first gallery card's overlay whose alt
+    text starts with `overlay_alt`. The colour layer is recovered from overlay = 0.55 image +
+    0.45 heat; viridis' green rises monotonically with the map, so the greenest is the hottest."""
+    card = re.search(
+        r'src="data:image/jpeg;base64,([^"]+)" alt="Input image[^"]*">.*?'
+        r'src="data:image/jpeg;base64,([^"]+)" alt="' + re.escape(overlay_alt), html, re.S
+    )
+    assert card is not None
+    image, over = (
+        cv2.cvtColor(
+            cv2.imdecode(np.frombuffer(base64.b64decode(u), np.uint8), cv2.IMREAD_COLOR),
+            cv2.COLOR_BGR2RGB,
+        ).astype(float)
+        for u in card.groups()
+    )
+    green = cv2.blur((over[..., 1] - 0.55 * image[..., 1]) / 0.45, (9, 9))
+    y, x = np.unravel_index(np.argmax(green), green.shape)
+    return int(y), int(x), *green.shape
+
+
 @pytest.mark.parametrize("corner", ["top_left", "bottom_right"])
 def test_map_peaks_where_the_model_looks_in_store_samples_and_report(
     tmp_path: Path, corner: str
@@ -117,24 +138,8 @@ def test_map_peaks_where_the_model_looks_in_store_samples_and_report(
     stored = RunReader(result.run_dir).load_map(int(ok["index"].iloc[0]), "gradcam")
     row, col = np.unravel_index(np.argmax(stored), stored.shape)
     assert (row < 8 and col < 8) if expect_low else (row >= 24 and col >= 24)
-    # The first gallery card: recover the colour layer from overlay = 0.55 image + 0.45 heat;
-    # viridis' green rises monotonically with the map, so the greenest region is the hottest.
     html = (result.run_dir / "report.html").read_text(encoding="utf-8")
-    card = re.search(
-        r'src="data:image/jpeg;base64,([^"]+)" alt="Input image[^"]*">\s*'
-        r'<img[^>]*src="data:image/jpeg;base64,([^"]+)" alt="Attention map over', html
-    )
-    assert card is not None
-    image, over = (
-        cv2.cvtColor(
-            cv2.imdecode(np.frombuffer(base64.b64decode(u), np.uint8), cv2.IMREAD_COLOR),
-            cv2.COLOR_BGR2RGB,
-        ).astype(float)
-        for u in card.groups()
-    )
-    green = cv2.blur((over[..., 1] - 0.55 * image[..., 1]) / 0.45, (9, 9))
-    y, x = np.unravel_index(np.argmax(green), green.shape)
-    h, w = green.shape
+    y, x, h, w = hottest_overlay_point(html, "Attention map over")
     if expect_low:
         assert (y < h / 3, x < w / 3) == (True, True)
     else:

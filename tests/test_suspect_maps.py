@@ -3,13 +3,11 @@ oriented like the model, shown on the gallery cards; bad names refused; failures
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import re
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -21,7 +19,13 @@ from auditor.config import AuditConfig
 from auditor.errors import UsageError
 from auditor.report.render import METHOD_TEXTS, top_suspects
 from auditor.store import RunReader, write_suspect_map
-from tests.test_audit_end_to_end import SIZE, CornerNet, audit_config, noise_folder
+from tests.test_audit_end_to_end import (
+    SIZE,
+    CornerNet,
+    audit_config,
+    hottest_overlay_point,
+    noise_folder,
+)
 
 GALLERY = 7  # of 10 samples, 5 per class: both explained classes are among the suspects
 PATCH = SIZE // 8  # the default occlusion patch: an eighth of the shorter side
@@ -115,25 +119,9 @@ def test_guided_gradcam_map_sits_in_the_corner_at_input_resolution(corner_run) -
 
 
 def test_report_overlay_of_an_extra_method_is_hot_in_the_corner(corner_run) -> None:
-    # Recover the colour layer from overlay = 0.55 image + 0.45 heat; viridis' green rises
-    # with the map, so the greenest region is the hottest.
     corner, result = corner_run
     page = (result.run_dir / "report.html").read_text(encoding="utf-8")
-    card = re.search(
-        r'src="data:image/jpeg;base64,([^"]+)" alt="Input image[^"]*">.*?'
-        r'src="data:image/jpeg;base64,([^"]+)" alt="guided-gradcam map over', page, re.S
-    )
-    assert card is not None
-    image, over = (
-        cv2.cvtColor(
-            cv2.imdecode(np.frombuffer(base64.b64decode(u), np.uint8), cv2.IMREAD_COLOR),
-            cv2.COLOR_BGR2RGB,
-        ).astype(float)
-        for u in card.groups()
-    )
-    green = cv2.blur((over[..., 1] - 0.55 * image[..., 1]) / 0.45, (9, 9))
-    y, x = np.unravel_index(np.argmax(green), green.shape)
-    h, w = green.shape
+    y, x, h, w = hottest_overlay_point(page, "guided-gradcam map over")
     if corner == "top_left":
         assert (y < h / 3, x < w / 3) == (True, True)
     else:
