@@ -59,7 +59,8 @@ KIND_TITLES = {
 }
 KIND_METHODS = {
     "background_attention": "the class's maps put less of their mass on the object than the "
-                            "other classes' maps (foreground energy)",
+                            "object's share of the image (foreground enrichment below 1, "
+                            "tested against chance)",
     "border_attention": "the class's maps put more of their mass on the border band than its "
                         "area would give by chance (border lift)",
     "fixed_location": "the peaks of the class's maps fall in the same cell of a grid across "
