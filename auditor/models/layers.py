@@ -97,17 +97,23 @@ def _relevant_names(model: nn.Module) -> list[str]:
 def get_module(model: nn.Module, name: str) -> nn.Module:
     """The sub-module at dotted path ``name`` (e.g. ``"layer4"``, ``"features.29"``).
 
+    Also resolves through wrappers that forward attributes (``torch.compile``'s OptimizedModule).
     Raises ModelLoadError naming the closest matches and the relevant layers of the model.
     """
-    if name and name in dict(model.named_modules()):
+    try:
         return model.get_submodule(name)
+    except AttributeError:
+        raise ModelLoadError(_not_found(model, name)) from None
+
+
+def _not_found(model: nn.Module, name: str) -> str:
     all_names = [n for n, _ in model.named_modules() if n]
     close = difflib.get_close_matches(name, all_names, n=3)
     relevant = _relevant_names(model)
     listed = ", ".join(relevant[:_MAX_LISTED])
     more = f" ... and {len(relevant) - _MAX_LISTED} more" if len(relevant) > _MAX_LISTED else ""
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ModelLoadError(
+    return (
         f"layer {name!r} not found in {type(model).__name__}.{hint} Available layers: "
         f"{listed}{more}. Pass a dotted name as listed by model.named_modules()."
     )
