@@ -12,8 +12,8 @@ from PIL import Image
 from auditor.data.dataset import resize_image
 from auditor.data.edits import (
     blank_border,
-    blank_box,
     box_mask,
+    fill_box,
     gaussian_blur,
     reencode,
     replace_background,
@@ -97,29 +97,36 @@ def test_blank_border_paints_exactly_the_band(batch):
     assert int((~band).sum()) == 2 * 4
 
 
-def test_blank_box_paints_pixels_whose_centres_are_inside(batch):
+def test_fill_box_paints_pixels_whose_centres_are_inside(batch):
     # x in [0.25, 0.75) of 8 columns: centres 2.5/8 .. 5.5/8 -> cols 2-5; y in [0, 0.5) of 6
     # rows: centres 0.5/6 .. 2.5/6 -> rows 0-2.
-    out = blank_box(batch, (0.25, 0.0, 0.75, 0.5), (0, 255, 0))
+    out = fill_box(batch, (0.25, 0.0, 0.75, 0.5), (0, 255, 0))
     inside = torch.zeros(6, 8, dtype=torch.bool)
     inside[0:3, 2:6] = True
     assert out[:, :, inside].permute(0, 2, 1).reshape(-1, 3).tolist() == [[0, 255, 0]] * 24
     assert torch.equal(out[:, :, ~inside], batch[:, :, ~inside])
 
 
-def test_blank_box_per_sample_boxes_and_whole_image_box(batch):
+def test_fill_box_per_sample_boxes_and_whole_image_box(batch):
     boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
-    out = blank_box(batch, boxes, (1, 1, 1))
+    out = fill_box(batch, boxes, (1, 1, 1))
     assert bool((out[0] == 1).all())
     assert torch.equal(out[1], batch[1])
     assert int(box_mask(boxes, 2, 6, 8)[0].sum()) == 48
+
+
+def test_fill_box_copies_pixels_from_an_image_batch(batch):
+    donors = torch.full_like(batch, 9)
+    out = fill_box(batch, (0.0, 0.0, 0.5, 1.0), donors)
+    assert bool((out[..., :4] == 9).all())
+    assert torch.equal(out[..., 4:], batch[..., 4:])
 
 
 def test_edits_never_modify_their_input(batch, masks):
     before = batch.clone()
     replace_background(batch, masks, "blur")
     blank_border(batch, 0.2, (0, 0, 0))
-    blank_box(batch, (0, 0, 0.5, 0.5), (0, 0, 0))
+    fill_box(batch, (0, 0, 0.5, 0.5), (0, 0, 0))
     assert torch.equal(batch, before)
 
 
@@ -130,7 +137,7 @@ def test_edits_never_modify_their_input(batch, masks):
         (lambda b, m: replace_background(b, m.byte(), (0, 0, 0)), "bool"),
         (lambda b, m: replace_background(b, m, "noise"), "noise"),
         (lambda b, m: replace_background(b, m, (0, 0, 300)), "0-255"),
-        (lambda b, m: blank_box(b, (0, 0, 1), (0, 0, 0)), "4 numbers"),
+        (lambda b, m: fill_box(b, (0, 0, 1), (0, 0, 0)), "4 numbers"),
         (lambda b, m: blank_border(b, 0.2, (0, 0)), "3 numbers"),
     ],
 )

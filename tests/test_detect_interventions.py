@@ -137,10 +137,11 @@ def test_object_reader_is_never_confirmed(data):
     assert len(flags[0].evidence["intervention_tests"]) == 3
 
 
-def test_box_blank_confirms_fixed_location_only_where_the_model_looks(data):
+def test_box_edits_confirm_fixed_location_only_where_the_model_looks(data):
     # The data set's mean colour has more red than blue (red backgrounds, yellow objects), so
-    # painting the whole band region turns every class-b prediction into a; the centre box
-    # (0.3-0.7, inside the object) holds nothing the border reader uses.
+    # painting the whole band region turns every class-b prediction into a, and so does pasting
+    # in a class-a donor's (red) background; the within-class control pastes blue over blue. The
+    # centre box (0.3-0.7, inside the object) holds nothing the border reader uses.
     model = BorderReader()
     samples = _samples(data, model)
     band = Flag("fixed_location", "high", "b", 0.9, "peak in one place",
@@ -148,14 +149,15 @@ def test_box_blank_confirms_fixed_location_only_where_the_model_looks(data):
     centre = Flag("fixed_location", "high", "b", 0.9, "peak in one place",
                   evidence={"box": [0.3, 0.3, 0.7, 0.7]})
     found = run_interventions(samples, [band], _context(data, model))
-    record = found.records[0]
-    assert (record["edit"], record["n"], record["control"]) == (
-        "box_blank", PER_CLASS, "unflagged classes")
-    assert (record["flip_rate"], record["control_flip_rate"]) == (1.0, 0.0)
+    summary = [(r["edit"], r["n"], r["control"], r["flip_rate"], r["control_flip_rate"])
+               for r in found.records]
+    assert summary == [("box_blank", PER_CLASS, "unflagged classes", 1.0, 0.0),
+                       ("box_swap", PER_CLASS, "same class", 1.0, 0.0)]
     assert [f.class_name for f in found.flags] == ["b"]
+    assert len(found.flags[0].evidence["edits"]) == 2
     missed = run_interventions(samples, [centre], _context(data, model))
     assert missed.flags == []
-    assert missed.records[0]["flip_rate"] == 0.0
+    assert [r["flip_rate"] for r in missed.records] == [0.0, 0.0]
 
 
 def test_format_swap_applies_to_png_classes_and_records_are_json_ready(data):

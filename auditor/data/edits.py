@@ -1,4 +1,4 @@
-"""Pure image edits for interventions: replace the background, blank the border band or a box,
+"""Pure image edits for interventions: replace the background, blank the border band, fill a box,
 re-encode a file in another format.
 
 Tensor edits take uint8 image batches [B, 3, H, W] and return a new uint8 batch on the same
@@ -110,19 +110,22 @@ def replace_background(
         raise UsageError(f"masks must be bool [B, H, W] = {(images.shape[0], *images.shape[2:])}; "
                          f"got {masks.dtype} {tuple(masks.shape)}")
     keep = masks.to(images.device)[:, None]
+    return torch.where(keep, images, _fill_pixels(images, fill))
+
+
+def _fill_pixels(images: torch.Tensor, fill: Colour | torch.Tensor | str) -> torch.Tensor:
+    """The replacement pixels uint8 [B, 3, H, W] that `fill` describes (see replace_background)."""
     if isinstance(fill, str):
         if fill != "blur":
             raise UsageError(f"fill {fill!r} is unknown; use a colour, an image batch or 'blur'")
-        background = gaussian_blur(images)
-    elif isinstance(fill, torch.Tensor) and fill.dim() == 4:
+        return gaussian_blur(images)
+    if isinstance(fill, torch.Tensor) and fill.dim() == 4:
         _check_images(fill)
         if fill.shape != images.shape:
             raise UsageError(f"fill images must match the images' shape {tuple(images.shape)}; "
                              f"got {tuple(fill.shape)}")
-        background = fill.to(images.device)
-    else:
-        background = _as_uint8(_colour_tensor(fill, images).expand_as(images))
-    return torch.where(keep, images, background)
+        return fill.to(images.device)
+    return _as_uint8(_colour_tensor(fill, images).expand_as(images))
 
 
 def blank_border(images: torch.Tensor, fraction: float, colour: Colour) -> torch.Tensor:
@@ -157,16 +160,16 @@ def box_mask(box01: Sequence[float] | torch.Tensor, batch: int, height: int, wid
     return inside_y[:, :, None] & inside_x[:, None, :]
 
 
-def blank_box(images: torch.Tensor, box01: Sequence[float] | torch.Tensor,
-              colour: Colour) -> torch.Tensor:
-    """Paint a box given in [0, 1] image coordinates (x0, y0, x1, y1) in `colour`.
+def fill_box(images: torch.Tensor, box01: Sequence[float] | torch.Tensor,
+             fill: Colour | torch.Tensor | str) -> torch.Tensor:
+    """Replace the pixels of a box given in [0, 1] image coordinates (x0, y0, x1, y1).
 
-    images: uint8 [B, 3, H, W]; box01: 4 numbers or [B, 4] -> uint8 [B, 3, H, W].
+    images: uint8 [B, 3, H, W]; box01: 4 numbers or [B, 4]; fill: as in replace_background (a
+    colour, an image batch whose pixels are copied in, or "blur") -> uint8 [B, 3, H, W].
     """
     _check_images(images)
     inside = box_mask(box01, images.shape[0], images.shape[2], images.shape[3], images.device)
-    paint = _as_uint8(_colour_tensor(colour, images).expand_as(images))
-    return torch.where(inside[:, None], paint, images)
+    return torch.where(inside[:, None], _fill_pixels(images, fill), images)
 
 
 def reencode(

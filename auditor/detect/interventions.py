@@ -9,7 +9,8 @@ the class (a seeded choice) are edited and re-classified (batched, float32, infe
 | background_attention | background_constant (mean colour), background_blur (Gaussian, |
 | | sigma 10% of the longer side), background_swap (another class's background) |
 | border_attention, border_pixels_shortcut | border_blank (the band in the mean colour) |
-| fixed_location | box_blank (the flag's box in the mean colour) |
+| fixed_location | box_blank (the flag's box in the mean colour), box_swap (the same box of |
+| | another class's image) |
 | metadata_shortcut | format_to_jpeg (re-encoded as JPEG quality 75) or format_to_png (JPEG |
 | | re-encoded as PNG), by the class's most common format |
 
@@ -28,11 +29,12 @@ when the edited input is no longer classified as its label; `prob_drop` = p(labe
 
 **Control.** The same edit on samples that should not care: by default up to MAX_PER_CLASS
 samples of the other classes that carry no flag of the same kind (all other classes for a
-data-set-wide flag, or when every class is flagged), highest fg_energy first. For
-background_swap the control is a swap within the class (each tested sample gets the background
-of another sample of its own class): the same compositing, only the class of the background
-differs. For format edits the control is the other classes' samples re-encoded to the same
-format.
+data-set-wide flag, or when every class is flagged), highest fg_energy first. For the swaps
+(background_swap, box_swap) the control is a swap within the class (each tested sample gets the
+background, or box, of another sample of its own class): the same compositing, only the class of
+the donor differs. A donor's own object is painted over in its mean background colour first, so
+no object of another sample is pasted in. For format edits the control is the other classes'
+samples re-encoded to the same format.
 
 **Rule.** An edit confirms the flag for the class when n >= MIN_N and control_n >= MIN_N and
 either `flip_rate - control_flip_rate >= MIN_EFFECT` with a one-sided Fisher exact test
@@ -66,7 +68,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from auditor.data.edits import blank_border, blank_box, reencode, replace_background
+from auditor.data.edits import blank_border, fill_box, reencode, replace_background
 from auditor.data.foreground import estimate_foreground
 from auditor.detect.flags import Flag, Severity
 from auditor.errors import AuditorError, UsageError
@@ -86,7 +88,7 @@ EDITS_BY_KIND: dict[str, tuple[str, ...]] = {
     "background_attention": ("background_constant", "background_blur", "background_swap"),
     "border_attention": ("border_blank",),
     "border_pixels_shortcut": ("border_blank",),
-    "fixed_location": ("box_blank",),
+    "fixed_location": ("box_blank", "box_swap"),
     "metadata_shortcut": ("format_swap",),
 }
 
@@ -96,6 +98,7 @@ _DESCRIPTIONS = {
     "background_swap": "background swapped for another class's",
     "border_blank": "border band blanked",
     "box_blank": "attention box blanked",
+    "box_swap": "attention box swapped for another class's",
     "format_to_jpeg": "file re-encoded as JPEG",
     "format_to_png": "file re-encoded as PNG",
 }
@@ -238,15 +241,16 @@ class _Runner:
             edited = replace_background(images, masks, self.mean_colour)
         elif edit == "background_blur":
             edited = replace_background(images, masks, "blur")
-        elif edit == "background_swap":
-            kept, images, masks, backgrounds = self._backgrounds(kept, images, masks, donors)
-            if not kept:
+        elif edit in ("background_swap", "box_swap"):
+            backgrounds = self._backgrounds(len(kept), donors)
+            if backgrounds is None:
                 return _Outcome([], np.zeros(0, dtype=bool), np.zeros(0))
-            edited = replace_background(images, masks, backgrounds)
+            edited = replace_background(images, masks, backgrounds) \
+                if edit == "background_swap" else fill_box(images, box, backgrounds)
         elif edit == "border_blank":
             edited = blank_border(images, self.config.border, self.mean_colour)
         elif edit == "box_blank":
-            edited = blank_box(images, box, self.mean_colour)
+            edited = fill_box(images, box, self.mean_colour)
         elif edit.startswith("format_to_"):
             kept, images, edited = self._reencoded(kept, images, fmt or "JPEG")
             if not kept:
@@ -255,21 +259,19 @@ class _Runner:
             raise AuditorError(f"internal: unknown intervention edit {edit!r}")
         return self.measure(kept, images, edited)
 
-    def _backgrounds(self, kept: list[int], images: torch.Tensor, masks: torch.Tensor,
-                     donors: list[int] | None) -> tuple[list[int], torch.Tensor, torch.Tensor,
-                                                        torch.Tensor]:
-        """Each kept sample paired with a donor; the donor's own object is painted over with the
-        donor's mean background colour, so no object of another sample is pasted in."""
+    def _backgrounds(self, n: int, donors: list[int] | None) -> torch.Tensor | None:
+        """uint8 [n, 3, H, W] on the device: the backgrounds of the donors, in turn, each with
+        its own object painted over in its mean background colour (so no object of another
+        sample is pasted in); None when no donor has a usable foreground."""
         donor_pos, donor_images, donor_masks = self.load(donors or [], need_foreground=True)
         if not donor_pos:
-            return [], images, masks, images
-        pick = [i % len(donor_pos) for i in range(len(kept))]
+            return None
+        pick = [i % len(donor_pos) for i in range(n)]
         donor_images = donor_images[pick].to(self.device)
         donor_masks = donor_masks[pick].to(self.device)
         background = (~donor_masks)[:, None].float()
         colour = (donor_images.float() * background).sum(dim=(2, 3)) / background.sum(dim=(2, 3))
-        filled = replace_background(donor_images, ~donor_masks, colour.round())
-        return kept, images, masks, filled
+        return replace_background(donor_images, ~donor_masks, colour.round())
 
     def _reencoded(self, kept: list[int], images: torch.Tensor,
                    fmt: str) -> tuple[list[int], torch.Tensor, torch.Tensor]:
@@ -435,13 +437,13 @@ def _plan(
         if "fg_energy" in pool else pool
     control = [int(p) for p in pool["index"].to_numpy()[:MAX_PER_CLASS]]
     tested = runner.choose(mine["index"].to_numpy())
-    box = _flag_box(flag, runner) if edit == "box_blank" else None
-    if edit == "background_swap":
+    box = _flag_box(flag, runner) if edit.startswith("box_") else None
+    if edit in ("background_swap", "box_swap"):
         donors = runner.choose(runner.ok.loc[runner.ok["label"] != name, "index"].to_numpy())
         runner.rng.shuffle(donors)
         within = tested[1:] + tested[:1]  # each sample gets a class mate's background
-        return (edit, lambda: runner.run_edit(edit, tested, None, None, donors),
-                lambda: runner.run_edit(edit, tested, None, None, within), "same class")
+        return (edit, lambda: runner.run_edit(edit, tested, box, None, donors),
+                lambda: runner.run_edit(edit, tested, box, None, within), "same class")
     if edit == "format_swap":
         source = _format_of(mine)
         fmt = "PNG" if source in ("JPEG", "MPO") else "JPEG"
