@@ -273,8 +273,10 @@ def _summary(
             ]
         }
         summary["interventions"] = [
-            {"class": first, "edit": "blur_border", "n": len(first_rows), "flip_rate": 0.4,
-             "prob_drop_mean": 0.3, "control_flip_rate": 0.05, "control_prob_drop_mean": 0.02},
+            {"class": first, "edit": "border_blank", "description": "border band blanked",
+             "n": len(first_rows), "flip_rate": 0.4, "prob_drop_mean": 0.3,
+             "control_flip_rate": 0.05, "control_prob_drop_mean": 0.02,
+             "confirms": "border_attention", "confirmed": True},
             {"class": first, "edit": "swap_background", "n": len(first_rows), "flip_rate": 0.1,
              "prob_drop_mean": -0.05, "control_flip_rate": 0.0, "control_prob_drop_mean": 0.01},
         ]

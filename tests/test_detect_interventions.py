@@ -153,6 +153,8 @@ def test_box_edits_confirm_fixed_location_only_where_the_model_looks(data):
                for r in found.records]
     assert summary == [("box_blank", PER_CLASS, "unflagged classes", 1.0, 0.0),
                        ("box_swap", PER_CLASS, "same class", 1.0, 0.0)]
+    assert [r["description"] for r in found.records] == [
+        "attention box blanked", "attention box swapped for another class's"]
     assert [f.class_name for f in found.flags] == ["b"]
     assert len(found.flags[0].evidence["edits"]) == 2
     missed = run_interventions(samples, [centre], _context(data, model))

@@ -104,6 +104,15 @@ def test_flags_link_down_to_their_evidence(full: tuple[Path, str]) -> None:
     assert {link[1:] for link in links} <= ids
 
 
+def test_interventions_are_named_in_words_and_cross_check_their_flag(
+        full: tuple[Path, str]) -> None:
+    text = _text(_parse(full[1]))
+    assert "Cross-check: intervention (border band blanked) flips 40% of predictions (control " \
+           "edit: 5%): confirms." in text
+    # A record without a description (an older summary.json) shows its edit code.
+    assert "swap_background" in text
+
+
 def test_report_with_no_flag_says_so_and_marks_absent_sections_not_run(
     clean: tuple[Path, str],
 ) -> None:

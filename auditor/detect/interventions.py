@@ -401,7 +401,8 @@ def run_interventions(samples: pd.DataFrame, flags: list[Flag],
                 if key not in measured:
                     measured[key] = (run_test(), run_control())
                 test, control = measured[key]
-                record = {"class": name, "edit": edit_name, **_statistics(test, control),
+                record = {"class": name, "edit": edit_name,
+                          "description": _DESCRIPTIONS[edit_name], **_statistics(test, control),
                           "confirms": flag.kind, "flag_class": flag.class_name,
                           "control": control_label}
                 records.append(record)

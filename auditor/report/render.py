@@ -372,7 +372,8 @@ def _cross_checks(kind: str, cls: Any, summary: dict[str, Any]) -> list[str]:
             continue
         where = f" on class {rec.get('class')}" if cls is None else ""
         verdict = "confirms" if rec.get("confirmed") else "does not confirm"
-        checks.append(f"intervention '{rec.get('edit')}'{where} flips {fmt_percent(flip)} of "
+        edit = rec.get("description") or rec.get("edit")
+        checks.append(f"intervention ({edit}){where} flips {fmt_percent(flip)} of "
                       f"predictions (control edit: {fmt_percent(control)}): {verdict}")
     probes = summary.get("probes") or {}
     probe = {"metadata_shortcut": "metadata_classifier",
