@@ -348,3 +348,8 @@ def test_property_table_marks_values_distinctive_of_a_class() -> None:
     assert same is not None
     assert not any(c["distinctive"] for r in same["rows"] for c in r["cells"])
     assert render_module.property_table(ok, "quality") is None
+
+
+def test_numbers_that_round_to_zero_show_no_minus_sign() -> None:
+    assert [render_module.fmt_number(v) for v in (-0.0015, -0.006, 0.004, float("nan"))] == [
+        "0.00", "-0.01", "0.00", "–"]

@@ -200,7 +200,8 @@ def _finite(value: Any) -> float | None:
 def fmt_number(value: Any, digits: int = 2) -> str:
     """A number with `digits` decimals; '–' for missing or non-finite values."""
     v = _finite(value)
-    return "–" if v is None else f"{v:.{digits}f}"
+    # "+ 0.0" turns a negative value that rounds to zero into "0.00", not "-0.00".
+    return "–" if v is None else f"{round(v, digits) + 0.0:.{digits}f}"
 
 
 def fmt_percent(value: Any, digits: int = 0) -> str:
