@@ -87,6 +87,27 @@ def cmyk_jpeg(path: Path, cmyk=(0, 255, 255, 0), size=(16, 12)) -> Path:
     return save(path, Image.new("CMYK", size, cmyk), "JPEG", quality=95)
 
 
+def ycck_jpeg(path: Path, size=(24, 16)) -> Path:
+    """A JPEG whose Adobe marker says YCCK (transform 2), as Photoshop writes CMYK.
+
+    PIL cannot encode YCCK, so a CMYK JPEG of smooth ramps is written and its APP14 transform
+    byte set to 2: every decoder then reads the same stored components as Y, Cb, Cr, K, which
+    gives a valid YCCK file of varied colours.
+    """
+    w, h = size
+    x, y = np.meshgrid(np.linspace(0, 255, w), np.linspace(0, 255, h))
+    planes = np.stack([x, y, 255 - x, (x + y) / 4], axis=-1).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(planes, "CMYK").save(buffer, "JPEG", quality=95)
+    data = bytearray(buffer.getvalue())
+    app14 = data.find(b"\xff\xee\x00\x0eAdobe")
+    assert app14 >= 0, "PIL wrote no Adobe marker"
+    data[app14 + 15] = 2  # FF EE, length (2), "Adobe" (5), version (2), flags (4), transform
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def grey16_png(path: Path, values: np.ndarray) -> Path:
     """A 16-bit greyscale PNG of uint16 values [H, W]."""
     return save(path, Image.fromarray(values.astype(np.uint16)), "PNG")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 
+import cv2
 import images
 import numpy as np
 import pytest
@@ -100,6 +101,16 @@ def test_cmyk_jpeg_red_stays_red(tmp_path):
     decoded = decode(images.cmyk_jpeg(tmp_path / "cmyk.jpg"))
     assert decoded.props["mode"] == "CMYK"
     assert np.abs(decoded.rgb.astype(int) - images.RED).max() <= 8
+
+
+def test_ycck_jpeg_decodes_to_the_colours_an_independent_decoder_gives(tmp_path):
+    path = images.ycck_jpeg(tmp_path / "ycck.jpg")
+    decoded = decode(path)
+    assert decoded.props["mode"] == "CMYK"
+    reference = cv2.imread(str(path), cv2.IMREAD_COLOR)[..., ::-1]  # OpenCV's own libjpeg
+    assert decoded.rgb.shape == reference.shape == (16, 24, 3)
+    assert decoded.rgb.std() > 20  # varied colours, so the comparison means something
+    assert np.abs(decoded.rgb.astype(int) - reference.astype(int)).max() <= 3
 
 
 def test_16_bit_grey_is_scaled_to_8_bits_not_clipped(tmp_path):
