@@ -120,7 +120,8 @@ def run_audit(
         num_outputs = _output_size(module, config, device)
         _check_labels(index, num_outputs)
         layers = list(config.target_layers) or [
-            find_target_layer(module, (1, 3, *config.image_size))
+            find_target_layer(module, (1, 3, *config.image_size),
+                              reshape_from_spec(config.reshape))
         ]
         for name in layers:
             get_module(module, name)

@@ -112,7 +112,7 @@ def compute_maps(
     """
     names = validate_explain_methods(methods)
     if target_layer is None and needs_target_layer(names):
-        target_layer = find_target_layer(model, (1, *images.shape[1:]))
+        target_layer = find_target_layer(model, (1, *images.shape[1:]), reshape)
     maps: dict[str, Tensor] = {}
     engine_methods = [name for name in names if name in METHODS]
     if engine_methods:
@@ -321,7 +321,7 @@ def explain_images(
     results: list[Explanation] = []
     patch = occlusion_patch or default_occlusion_patch(size)
     if target_layer is None and needs_target_layer(names):
-        target_layer = find_target_layer(model, (1, 3, *size))
+        target_layer = find_target_layer(model, (1, 3, *size), reshape)
     for start in range(0, len(paths), batch_size):
         chunk = [str(p) for p in paths[start : start + batch_size]]
         inputs: dict[int, np.ndarray] = {}

@@ -312,7 +312,7 @@ def run_sanity(
 
     work = copy.deepcopy(model)
     if target_layers is None and needs_target_layer(builtin):
-        target_layers = find_target_layer(work, (1, *images.shape[1:]))
+        target_layers = find_target_layer(work, (1, *images.shape[1:]), reshape)
     map_options = {"target_layer": target_layers, "occlusion_patch": occlusion_patch,
                    "scorecam_channels": scorecam_channels, "reshape": reshape}
     if targets is None:

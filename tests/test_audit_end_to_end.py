@@ -4,6 +4,7 @@ stored map and the rendered overlay, bad files as error rows, NaN models, train-
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 from pathlib import Path
@@ -249,3 +250,30 @@ def test_vision_transformer_audit_through_the_cli_reshape_option(tmp_path: Path)
     ])
     assert bad.exit_code == 2
     assert "--reshape" in bad.output
+
+
+def test_timm_vision_transformer_audits_with_its_default_token_layer(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from auditor.cli import main
+
+    data = noise_folder(tmp_path / "data")
+    factory = tmp_path / "timm_vit.py"
+    factory.write_text(
+        "from timm.models.vision_transformer import VisionTransformer\n\n"
+        "def build(num_classes=2):\n"
+        "    return VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2,\n"
+        "                             num_heads=2, num_classes=num_classes, reg_tokens=4)\n"
+    )
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, [
+        "audit", str(data), "--model", f"{factory}:build", "--out", str(out),
+        "--image-size", "32", "--workers", "0", "--quiet", "--no-interventions",
+        "--reshape", "vit",
+    ])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"]["target_layers"] == ["blocks.1.norm1"]
+    stored = RunReader(out).load_map(0, "gradcam")
+    assert stored.shape == (4, 4)  # class token and 4 registers dropped
+    assert float(np.abs(stored).max()) > 0

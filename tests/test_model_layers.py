@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import timm
 import torch
 from torchvision.models import resnet18
 
+from auditor.cams import vit_reshape
 from auditor.errors import ModelLoadError
 from auditor.models.layers import feature_map_layers, find_target_layer, get_module
 from tests.cam_models import CornerNet, PixelMLP, count_hooks, tiny_gap_net, tiny_vit
@@ -54,6 +56,43 @@ def test_discovery_leaves_no_hooks_and_restores_modes() -> None:
 def test_model_without_feature_map_raises_model_load_error() -> None:
     with pytest.raises(ModelLoadError, match="no module of PixelMLP"):
         find_target_layer(PixelMLP(), (1, 3, 16, 16))
+
+
+def _timm_vit(**options) -> torch.nn.Module:
+    return timm.models.vision_transformer.VisionTransformer(
+        img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3, **options
+    ).eval()
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        # Class-token pooling: after the last block's attention only the class token reaches
+        # the head, so the last norm that passes gradient to the patch tokens is norm1 / ln_1.
+        (tiny_vit, "encoder.layers.encoder_layer_1.ln_1"),
+        (_timm_vit, "blocks.1.norm1"),
+        (lambda: _timm_vit(reg_tokens=4), "blocks.1.norm1"),
+        # Average pooling: every token reaches the head through the last block's MLP.
+        (lambda: _timm_vit(global_pool="avg"), "blocks.1.norm2"),
+        (lambda: _timm_vit(class_token=False, global_pool="avg"), "blocks.1.norm2"),
+    ],
+)
+def test_token_models_default_to_the_last_norm_whose_patch_tokens_get_gradient(
+        build, expected: str) -> None:
+    model = build()
+    hooks = count_hooks(model)
+    assert find_target_layer(model, (1, 3, 32, 32), reshape=vit_reshape) == expected
+    assert count_hooks(model) == hooks
+    assert not model.training
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_token_model_whose_prediction_ignores_every_patch_token_raises() -> None:
+    model = tiny_vit()
+    with torch.no_grad():
+        model.heads.head.weight.zero_()  # constant logits: nothing reaches the tokens
+    with pytest.raises(ModelLoadError, match="patch tokens"):
+        find_target_layer(model, (1, 3, 32, 32), reshape=vit_reshape)
 
 
 def test_get_module_resolves_dotted_names() -> None:

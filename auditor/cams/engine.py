@@ -188,7 +188,7 @@ class CamEngine(AbstractContextManager["CamEngine"]):
         if self._stack is not None:
             return
         if self.layers is None:
-            self.layers = [find_target_layer(self.model, (1, *input_shape[1:]))]
+            self.layers = [find_target_layer(self.model, (1, *input_shape[1:]), self.reshape)]
         stack = ExitStack()
         try:
             stack.enter_context(eval_mode(self.model))
