@@ -172,16 +172,16 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     "target_layers",
     multiple=True,
     help="Dotted module name of the layer to explain; repeat to average several "
-    "(default: the last layer with a spatial feature map).",
+    "(default: the last layer with a spatial feature map, see --reshape).",
 )
 @click.option(
     "--reshape",
     default="none",
     show_default=True,
     help="How the target layer's output becomes a feature map: none (already [B,C,h,w]), "
-    "vit (transformer tokens [B,N,C]; class/register tokens dropped, square grid inferred) "
-    "or vit:GHxGW. With vit, name the layer, e.g. --target-layer "
-    "encoder.layers.encoder_layer_11.ln_1.",
+    "vit (transformer tokens [B,N,C]; class/register tokens dropped, square grid inferred), "
+    "vit:GHxGW, or nhwc (channels-last [B,h,w,C], timm Swin). With vit or nhwc the default "
+    "layer is the last norm layer whose positions the prediction depends on.",
 )
 @click.option(
     "--methods",
@@ -494,7 +494,7 @@ def map_model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "target_layers",
             multiple=True,
             help="Dotted module name of the layer to explain; repeat to average several "
-            "(default: the last layer with a spatial feature map).",
+            "(default: the last layer with a spatial feature map, see --reshape).",
         ),
         click.option(
             "--image-size",

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from auditor.cams import METHODS, CamEngine, vit_reshape
+from auditor.cams import METHODS, CamEngine, nhwc_reshape, reshape_from_spec, vit_reshape
 from auditor.errors import AuditorError, ModelLoadError, UsageError
 from tests.cam_models import CornerNet, DetachedHeadNet, count_hooks, tiny_gap_net, tiny_vit
 
@@ -216,6 +216,20 @@ def test_vit_reshape_drops_prefix_tokens_and_keeps_row_major_order() -> None:
         vit_reshape(torch.randn(2, 14, 3), prefix_tokens=1)
     with pytest.raises(AuditorError, match="grid"):
         functools.partial(vit_reshape, grid=(4, 4))(torch.randn(2, 10, 3))
+
+
+def test_nhwc_reshape_and_the_reshape_option_specs() -> None:
+    channels_last = torch.randn(2, 3, 5, 8)  # [B, h, w, C]
+    assert torch.equal(nhwc_reshape(channels_last)[1, :, 2, 4], channels_last[1, 2, 4])
+    with pytest.raises(AuditorError, match="channels-last"):
+        nhwc_reshape(torch.randn(2, 9, 8))
+    assert reshape_from_spec("none") is None
+    assert reshape_from_spec("nhwc") is nhwc_reshape
+    assert reshape_from_spec("vit") is vit_reshape
+    assert reshape_from_spec("vit:2x3").keywords == {"grid": (2, 3)}
+    for bad in ("grid", "vit:4", "nchw"):
+        with pytest.raises(UsageError, match="reshape"):
+            reshape_from_spec(bad)
 
 
 def test_no_differentiable_path_raises_auditor_error(images: Tensor) -> None:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
-from torchvision.models import resnet18
+from torchvision.models import convnext_tiny, resnet18
 
-from auditor.cams import vit_reshape
+from auditor.cams import CamEngine, nhwc_reshape, vit_reshape
 from auditor.errors import ModelLoadError
-from auditor.models.layers import feature_map_layers, find_target_layer, get_module
+from auditor.models.layers import (
+    feature_map_layers,
+    find_target_layer,
+    get_module,
+    plausible_map,
+)
 from tests.cam_models import CornerNet, PixelMLP, count_hooks, tiny_gap_net, tiny_vit
 
 
@@ -93,6 +98,54 @@ def test_token_model_whose_prediction_ignores_every_patch_token_raises() -> None
         model.heads.head.weight.zero_()  # constant logits: nothing reaches the tokens
     with pytest.raises(ModelLoadError, match="patch tokens"):
         find_target_layer(model, (1, 3, 32, 32), reshape=vit_reshape)
+
+
+@pytest.mark.parametrize(
+    ("size", "input_size", "expected"),
+    [
+        ((7, 7), (224, 224), True),
+        ((7, 10), (224, 320), True),
+        ((1, 1), (224, 224), False),  # a pooled vector
+        ((7, 768), (224, 224), False),  # a Swin's [B, 7, 7, 768] read as [B, K, h, w]
+        ((197, 64), (224, 224), False),  # attention heads [B, 3, 197, 64]: wrong aspect
+        ((7, 20), (224, 224), False),
+    ],
+)
+def test_plausible_map_sizes(size, input_size, expected: bool) -> None:
+    assert plausible_map(size, input_size) is expected
+
+
+def _timm_swin() -> torch.nn.Module:
+    return timm.models.swin_transformer.SwinTransformer(
+        img_size=32, patch_size=4, window_size=4, embed_dim=16, depths=(1, 1), num_heads=(1, 2),
+        num_classes=3,
+    ).eval()
+
+
+def test_swin_maps_are_channels_last_and_nhwc_reshape_finds_the_final_norm() -> None:
+    model = _timm_swin()
+    layer = find_target_layer(model, (1, 3, 32, 32), reshape=nhwc_reshape)
+    assert layer == "norm"
+    with CamEngine(model, layer, methods=("gradcam",), reshape=nhwc_reshape) as engine:
+        maps = engine(torch.randn(2, 3, 32, 32)).maps["gradcam"]
+    assert maps.shape == (2, 4, 4)  # 32 px / patch 4 / one 2x merge
+
+
+@pytest.mark.parametrize("build", [_timm_swin, _timm_vit, tiny_vit])
+def test_transformer_without_reshape_warns_that_the_default_layer_is_a_poor_one(
+        build, caplog: pytest.LogCaptureFixture) -> None:
+    find_target_layer(build(), (1, 3, 32, 32))
+    assert "--reshape vit" in caplog.text
+    assert "--reshape nhwc" in caplog.text
+
+
+@pytest.mark.parametrize("build", [resnet18, convnext_tiny])
+def test_convolutional_nets_choose_their_last_map_without_a_warning(
+        build, caplog: pytest.LogCaptureFixture) -> None:
+    # ConvNeXt normalises channels-last inside its blocks and a pooled [B, C, 1, 1] in its
+    # head: neither comes after the chosen layer as tokens or a channels-last map.
+    assert find_target_layer(build().eval(), (1, 3, 64, 64)) in ("layer4", "features")
+    assert caplog.text == ""
 
 
 def test_get_module_resolves_dotted_names() -> None:

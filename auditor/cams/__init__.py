@@ -4,7 +4,7 @@ from auditor.cams.engine import CamEngine, CamOutput
 from auditor.cams.guided import guided_backprop, guided_gradcam
 from auditor.cams.methods import GRADIENT_METHODS, METHODS, HeadWeights
 from auditor.cams.perturbation import occlusion, scorecam
-from auditor.cams.reshape import reshape_from_spec, vit_reshape
+from auditor.cams.reshape import nhwc_reshape, reshape_from_spec, vit_reshape
 
 __all__ = [
     "GRADIENT_METHODS",
@@ -14,6 +14,7 @@ __all__ = [
     "HeadWeights",
     "guided_backprop",
     "guided_gradcam",
+    "nhwc_reshape",
     "occlusion",
     "reshape_from_spec",
     "scorecam",

@@ -1,4 +1,5 @@
-"""Vision-transformer support: patch tokens [B, N, C] -> feature map [B, C, gh, gw]."""
+"""Layer outputs that are not [B, C, h, w] feature maps, laid out as one: vision-transformer
+patch tokens [B, N, C] and channels-last maps [B, h, w, C] (timm Swin)."""
 
 from __future__ import annotations
 
@@ -61,14 +62,28 @@ def vit_reshape(
     return tokens[:, prefix:, :].reshape(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
+def nhwc_reshape(features: Tensor) -> Tensor:
+    """Channels-last map [B, h, w, C] -> [B, C, h, w] (a view: no copy), as timm's Swin
+    transformers give."""
+    if features.dim() != 4:
+        raise AuditorError(
+            f"nhwc_reshape expects a channels-last map [B, h, w, C]; got shape "
+            f"{tuple(features.shape)}."
+        )
+    return features.permute(0, 3, 1, 2)
+
+
 def reshape_from_spec(spec: str | None) -> Callable[[Tensor], Tensor] | None:
     """The `--reshape` option as a function for CamEngine: None/"none" (feature maps already
-    [B, C, h, w]), "vit" (tokens, grid inferred) or "vit:GHxGW" (tokens on that grid)."""
+    [B, C, h, w]), "vit" (tokens, grid inferred), "vit:GHxGW" (tokens on that grid) or "nhwc"
+    (channels-last maps)."""
     if spec is None or spec == "none":
         return None
+    if spec == "nhwc":
+        return nhwc_reshape
     kind, _, grid = spec.partition(":")
     if kind != "vit":
-        raise UsageError(f"--reshape must be none, vit or vit:GHxGW, not {spec!r}")
+        raise UsageError(f"--reshape must be none, vit, vit:GHxGW or nhwc, not {spec!r}")
     if not grid:
         return vit_reshape
     try:
