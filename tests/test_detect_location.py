@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from auditor.detect.location import fixed_location_flags, peak_grid_counts
+from auditor.detect.location import describe_region, fixed_location_flags, peak_grid_counts
 from auditor.errors import UsageError
 from auditor.metrics import attention_measures
 
@@ -136,3 +136,18 @@ def test_peak_grid_counts_by_hand():
     got = peak_grid_counts(samples, ["a", "b"], grid=4)
     assert got["a"] == [[1, 0, 0, 1], [0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]]
     assert got["b"] == [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+
+
+@pytest.mark.parametrize(
+    ("box", "expected"),
+    [
+        ([0.0, 0.0, 0.25, 0.25], "top-left corner"),
+        ([0.625, 0.125, 0.875, 0.375], "top-right area"),  # the corner third, off both edges
+        ([0.75, 0.75, 1.0, 1.0], "bottom-right corner"),
+        ([0.0, 0.375, 0.25, 0.625], "left edge"),
+        ([0.375, 0.125, 0.625, 0.375], "top side"),
+        ([0.375, 0.375, 0.625, 0.625], "centre"),
+    ],
+)
+def test_regions_are_described_by_where_they_are_and_which_edges_they_touch(box, expected):
+    assert describe_region(box) == expected

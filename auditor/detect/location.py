@@ -84,14 +84,22 @@ def _check(samples: pd.DataFrame, grid: int) -> None:
         raise UsageError(f"grid must be at least {WINDOW + 1} cells per side, got {grid}")
 
 
-def _describe(x_mid: float, y_mid: float) -> str:
+def describe_region(box: list[float]) -> str:
+    """Where a box (x0, y0, x1, y1 in [0, 1]) lies, in words: "top-left corner" only when it
+    touches both of those image edges ("top-left area" otherwise), "left edge" when it touches
+    that edge ("left side" otherwise), or "centre"."""
+    x0, y0, x1, y1 = box
+    x_mid, y_mid = (x0 + x1) / 2, (y0 + y1) / 2
     vertical = "top" if y_mid < 1 / 3 else "bottom" if y_mid > 2 / 3 else "middle"
     horizontal = "left" if x_mid < 1 / 3 else "right" if x_mid > 2 / 3 else "centre"
+    touches = {"top": y0 <= 0, "bottom": y1 >= 1, "left": x0 <= 0, "right": x1 >= 1}
     if vertical == "middle" and horizontal == "centre":
         return "centre"
     if vertical == "middle" or horizontal == "centre":
-        return f"{vertical if horizontal == 'centre' else horizontal} edge"
-    return f"{vertical}-{horizontal} corner"
+        side = vertical if horizontal == "centre" else horizontal
+        return f"{side} edge" if touches[side] else f"{side} side"
+    at_corner = touches[vertical] and touches[horizontal]
+    return f"{vertical}-{horizontal} {'corner' if at_corner else 'area'}"
 
 
 def _severity(share: float, n: int) -> Severity:
@@ -167,7 +175,7 @@ def fixed_location_flags(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
         severity = _severity(share, n)
         if n < FULL_SEVERITY_SAMPLES and severity == "high":
             severity = "medium"
-        where = _describe((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+        where = describe_region(box)
         rest_text = f"{rest_share:.0%} of other classes' maps and " if rest_share is not None \
             else ""
         message = (f"class {name}: {share:.0%} of its maps ({k} of {n}) peak in the same small "
