@@ -201,6 +201,8 @@ def model_facts(context: dict[str, Any]) -> dict[str, Any]:
         "parameters": loaded.parameters,
         "outputs": context.get("num_outputs"),
         "target_layers": list(context["layers"]),
+        "target_layers_given": bool(context.get("layers_given", True)),
+        "warnings": [context["layer_warning"]] if context.get("layer_warning") else [],
         "input_size": list(config.image_size),
         "device": str(context["device"]),
     }

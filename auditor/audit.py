@@ -27,7 +27,7 @@ from auditor.config import RUNTIME_ONLY, AuditConfig
 from auditor.data import AuditDataset, DatasetIndex, open_source
 from auditor.detect.flags import at_or_above
 from auditor.errors import DataError, ModelLoadError
-from auditor.models.layers import find_target_layer, get_module
+from auditor.models.layers import find_target_layer, get_module, target_layer_warning
 from auditor.models.loading import LoadedModel, load_model
 from auditor.pipeline import DEFAULT_CHUNK_SIZE, AuditInterrupted, PassSettings, run_pass
 from auditor.runtime import autocast_dtype, select_device
@@ -125,6 +125,9 @@ def run_audit(
         ]
         for name in layers:
             get_module(module, name)
+        # A default layer in front of transformer blocks is worth a line in the report.
+        layer_warning = None if config.target_layers or config.reshape else \
+            target_layer_warning(module, (1, 3, *config.image_size), layers[-1])
     fingerprint = {
         "config": config.fingerprint(),
         "model": _model_fingerprint(loaded),
@@ -191,7 +194,8 @@ def run_audit(
                 writer.merge()
             context = {
                 "config": config, "index": index, "dataset": dataset, "model": module,
-                "loaded": loaded, "layers": layers, "device": device, "pass": pass_stats,
+                "loaded": loaded, "layers": layers, "layer_warning": layer_warning,
+                "layers_given": bool(config.target_layers), "device": device, "pass": pass_stats,
                 "command": command, "num_outputs": num_outputs,
                 "world_size": ranks.world_size,
             }

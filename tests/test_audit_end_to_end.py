@@ -274,6 +274,19 @@ def test_timm_vision_transformer_audits_with_its_default_token_layer(tmp_path: P
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"]["target_layers"] == ["blocks.1.norm1"]
+    assert summary["model"]["target_layers_given"] is False
+    assert summary["model"]["warnings"] == []
     stored = RunReader(out).load_map(0, "gradcam")
     assert stored.shape == (4, 4)  # class token and 4 registers dropped
     assert float(np.abs(stored).max()) > 0
+    # Without --reshape the default is the patch embedding: the run says so, in the report too.
+    plain = tmp_path / "plain"
+    result = CliRunner().invoke(main, [
+        "audit", str(data), "--model", f"{factory}:build", "--out", str(plain),
+        "--image-size", "32", "--workers", "0", "--quiet", "--no-interventions",
+    ])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((plain / "summary.json").read_text())
+    assert summary["model"]["target_layers"] == ["patch_embed.proj"]
+    assert "--reshape vit" in summary["model"]["warnings"][0]
+    assert "--reshape vit" in (plain / "report.html").read_text()

@@ -353,3 +353,24 @@ def test_property_table_marks_values_distinctive_of_a_class() -> None:
 def test_numbers_that_round_to_zero_show_no_minus_sign() -> None:
     assert [render_module.fmt_number(v) for v in (-0.0015, -0.006, 0.004, float("nan"))] == [
         "0.00", "-0.01", "0.00", "–"]
+
+
+def test_run_notes_list_model_and_data_warnings_escaped(tmp_path: Path) -> None:
+    run = full_run(tmp_path / "run")
+    path = run / "summary.json"
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    summary["model"].update(target_layers_given=False,
+                            warnings=["the target layer conv_proj is followed by transformer"])
+    summary["data"]["warnings"] = ["3 of 18 images have no mask in '<masks>'"]
+    path.write_text(json.dumps(summary), encoding="utf-8")
+    html = render_report(run).read_text(encoding="utf-8")
+    text = _text(_parse(html))
+    assert "Notes on this run" in text
+    assert "the target layer conv_proj is followed by transformer" in text
+    assert "3 of 18 images have no mask in '<masks>'" in text  # shown as text...
+    assert "<masks>" not in html  # ...never as markup
+    assert "layer4 (chosen automatically)" in text
+
+
+def test_run_without_warnings_has_no_notes(full: tuple[Path, str]) -> None:
+    assert "Notes on this run" not in full[1]

@@ -122,12 +122,23 @@ def find_target_layer(
             "vision transformer --reshape vit (tokens) or --reshape nhwc (Swin)."
         )
     chosen = layers[-1][0]
-    if _later_norm_outputs(model, input_shape, chosen):
-        log.warning(
-            "the default target layer %s is followed by normalised non-map outputs (transformer "
-            "tokens or channels-last maps): for a vision transformer pass --reshape vit, for a "
-            "Swin --reshape nhwc, so that the layer is chosen among those", chosen)
+    warning = target_layer_warning(model, input_shape, chosen)
+    if warning:
+        log.warning("%s", warning)
     return chosen
+
+
+def target_layer_warning(model: nn.Module, input_shape: tuple[int, ...], layer: str) -> str | None:
+    """A sentence for the user when normalised transformer outputs (tokens [B, N, C] or
+    channels-last maps [B, h, w, C]) come after ``layer``: the model is probably a vision
+    transformer audited without ``--reshape``, at a layer (e.g. the patch embedding) whose maps
+    say little. None otherwise."""
+    if not _later_norm_outputs(model, input_shape, layer):
+        return None
+    return (f"the target layer {layer} is followed by transformer layers (token or "
+            "channels-last outputs), so its maps may say little about the prediction: for a "
+            "vision transformer pass --reshape vit, for a Swin --reshape nhwc, and the layer is "
+            "chosen among those")
 
 
 def _later_norm_outputs(model: nn.Module, input_shape: tuple[int, ...], chosen: str) -> bool:

@@ -407,7 +407,8 @@ def _facts(summary: dict[str, Any], classes: list[str]) -> dict[str, Any]:
             ("Parameters", _parameters(model.get("parameters"))),
             ("Weights", str(model.get("weights") or "none (random or built-in)")),
             ("Weights SHA-256", str(model.get("weights_sha256") or "–")),
-            ("Target layer", ", ".join(str(x) for x in model.get("target_layers") or []) or "–"),
+            ("Target layer", (", ".join(str(x) for x in model.get("target_layers") or []) or "–")
+             + ("" if model.get("target_layers_given", True) else " (chosen automatically)")),
             ("Methods", ", ".join(str(m) for m in summary.get("methods") or []) or "–"),
             ("Primary method (shown)", str(summary.get("primary") or "–")),
             ("Input size (H × W)", " × ".join(str(x) for x in model.get("input_size") or [])
@@ -433,6 +434,7 @@ def _facts(summary: dict[str, Any], classes: list[str]) -> dict[str, Any]:
              or "–"),
         ],
         "command": str(summary.get("command") or ""),
+        "notes": [str(n) for n in (*(model.get("warnings") or []), *(data.get("warnings") or []))],
         "class_rows": rows,
         "class_rows_left_out": max(0, len(classes) - MAX_TABLE_CLASSES),
     }
