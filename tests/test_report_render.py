@@ -366,7 +366,7 @@ def test_run_notes_list_model_and_data_warnings_escaped(tmp_path: Path) -> None:
     html = render_report(run).read_text(encoding="utf-8")
     text = _text(_parse(html))
     assert "Notes on this run" in text
-    assert "the target layer conv_proj is followed by transformer" in text
+    assert "The target layer conv_proj is followed by transformer" in text
     assert "3 of 18 images have no mask in '<masks>'" in text  # shown as text...
     assert "<masks>" not in html  # ...never as markup
     assert "layer4 (chosen automatically)" in text

@@ -434,7 +434,8 @@ def _facts(summary: dict[str, Any], classes: list[str]) -> dict[str, Any]:
              or "–"),
         ],
         "command": str(summary.get("command") or ""),
-        "notes": [str(n) for n in (*(model.get("warnings") or []), *(data.get("warnings") or []))],
+        "notes": [str(n)[:1].upper() + str(n)[1:]
+                  for n in (*(model.get("warnings") or []), *(data.get("warnings") or []))],
         "class_rows": rows,
         "class_rows_left_out": max(0, len(classes) - MAX_TABLE_CLASSES),
     }
