@@ -99,6 +99,17 @@ def main() -> None:
     """Audit image classifiers and their data sets for shortcut learning."""
 
 
+reshape_option = click.option(
+    "--reshape",
+    default="none",
+    show_default=True,
+    help="How the target layer's output becomes a feature map: none (already [B,C,h,w]), "
+    "vit (transformer tokens [B,N,C]; class/register tokens dropped, square grid inferred), "
+    "vit:GHxGW, or nhwc (channels-last [B,h,w,C], timm Swin). With vit or nhwc the default "
+    "layer is the last norm layer whose positions the prediction depends on.",
+)
+
+
 def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by every command that reads a data set."""
     options = [
@@ -174,15 +185,7 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     help="Dotted module name of the layer to explain; repeat to average several "
     "(default: the last layer with a spatial feature map, see --reshape).",
 )
-@click.option(
-    "--reshape",
-    default="none",
-    show_default=True,
-    help="How the target layer's output becomes a feature map: none (already [B,C,h,w]), "
-    "vit (transformer tokens [B,N,C]; class/register tokens dropped, square grid inferred), "
-    "vit:GHxGW, or nhwc (channels-last [B,h,w,C], timm Swin). With vit or nhwc the default "
-    "layer is the last norm layer whose positions the prediction depends on.",
-)
+@reshape_option
 @click.option(
     "--methods",
     default="gradcam",
@@ -496,6 +499,7 @@ def map_model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Dotted module name of the layer to explain; repeat to average several "
             "(default: the last layer with a spatial feature map, see --reshape).",
         ),
+        reshape_option,
         click.option(
             "--image-size",
             default="224",
@@ -585,6 +589,7 @@ def explain(
     images: tuple[str, ...], out: str, methods: tuple[str, ...], target: str | None, **opts: Any
 ) -> None:
     """Explain IMAGE files with several map methods side by side (exit 1 if any unreadable)."""
+    from auditor.cams import reshape_from_spec
     from auditor.explain import explain_images, write_explanations
 
     _setup_logging(opts["quiet"])
@@ -596,6 +601,7 @@ def explain(
         target=target,
         classes=opts["classes"],
         target_layer=_layers(opts["target_layers"]),
+        reshape=reshape_from_spec(opts["reshape"]),
         image_size=opts["image_size"],
         mean=opts["mean"],
         std=opts["std"],
@@ -667,6 +673,7 @@ def sanity(
     **opts: Any,
 ) -> None:
     """Model-randomisation sanity check of the map methods on images of DATA."""
+    from auditor.cams import reshape_from_spec
     from auditor.data import AuditDataset, open_source
     from auditor.sanity import format_sanity_table, sanity_from_dataset, write_sanity
 
@@ -688,6 +695,7 @@ def sanity(
         batch_size=opts["batch_size"],
         occlusion_patch=opts["occlusion_patch"],
         scorecam_channels=opts["scorecam_channels"],
+        reshape=reshape_from_spec(opts["reshape"]),
     )
     click.echo(format_sanity_table(result))
     if out:

@@ -223,3 +223,20 @@ def test_images_with_the_same_name_get_distinct_files(grey_images: list[Path],
     written = write_explanations(_explain([grey_images[0], twin], ["gradcam"]), tmp_path / "o")
     assert [p.name for p in written] == ["flat.json", "flat-2.json"]
     assert (tmp_path / "o" / "flat-2.gradcam.npy").is_file()
+
+
+def test_cli_explains_a_vision_transformer_with_the_reshape_option(
+    grey_images: list[Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["explain", str(grey_images[0]), "--methods", "gradcam", "--out", str(out),
+               "--model", "tests.cam_models:tiny_vit", "--image-size", "32", "--reshape", "vit",
+               "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert np.load(out / "flat.gradcam.npy").shape == (4, 4)  # the patch grid
+    bad = CliRunner().invoke(
+        main, ["explain", str(grey_images[0]), "--out", str(out), "--model",
+               "tests.cam_models:tiny_vit", "--image-size", "32", "--reshape", "tokens"])
+    assert bad.exit_code == 2
+    assert "--reshape" in bad.stderr

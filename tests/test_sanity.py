@@ -292,3 +292,15 @@ def test_cli_prints_the_table_and_writes_sanity_json(demo_set: Path, tmp_path: P
     saved = json.loads((tmp_path / "sanity.json").read_text())
     assert [row["layer"] for row in saved["gradcam"]["layers"]] == ["features.6", "features.0"]
     assert saved["gradcam"]["n_samples"] == 3
+
+
+def test_cli_checks_a_vision_transformer_with_the_reshape_option(demo_set: Path,
+                                                                 tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, [
+        "sanity", str(demo_set / "data"), "--model", "tests.cam_models:tiny_vit",
+        "--num-classes", "2", "--image-size", "32", "--reshape", "vit", "--n-samples", "3",
+        "--steps", "2", "--methods", "gradcam", "--device", "cpu", "--out", str(tmp_path),
+        "--quiet"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "sanity.json").read_text())
+    assert saved["gradcam"]["n_samples"] == 3
