@@ -201,6 +201,17 @@ def tiny_vit(num_classes: int = 3, seed: int = 0) -> VisionTransformer:
     return model.eval()
 
 
+class DictOutputNet(nn.Module):
+    """Returns {"logits": [B, C]}, as Hugging Face classifiers return an output object."""
+
+    def __init__(self, num_classes: int = 2) -> None:
+        super().__init__()
+        self.net = tiny_gap_net(num_classes)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return {"logits": self.net(x)}
+
+
 def count_hooks(model: nn.Module) -> int:
     """Every forward/backward (pre-)hook on every module, plus the global module hooks."""
     per_module = sum(
