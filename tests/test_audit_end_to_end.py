@@ -8,6 +8,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -222,55 +223,53 @@ def test_estimated_foreground_is_marked_and_still_finds_the_background_shortcut(
     assert "foreground was estimated" in (result.run_dir / "report.html").read_text()
 
 
-def test_vision_transformer_audit_through_the_cli_reshape_option(tmp_path: Path) -> None:
+def _audit_factory(tmp_path: Path, source: str, out: str, *options: str) -> tuple[Path, Any]:
+    """`auditor audit` of 32-px noise images with the model `build` of the factory source;
+    (run directory, click result)."""
     from click.testing import CliRunner
 
     from auditor.cli import main
 
-    data = noise_folder(tmp_path / "data")
-    factory = tmp_path / "vit.py"
-    factory.write_text(
-        "from tests.cam_models import tiny_vit\n\n"
-        "def build(num_classes=2):\n    return tiny_vit(num_classes=num_classes)\n"
-    )
-    out = tmp_path / "run"
+    data = tmp_path / "data"
+    if not data.exists():
+        noise_folder(data)
+    factory = tmp_path / "factory.py"
+    factory.write_text(source)
+    run = tmp_path / out
     result = CliRunner().invoke(main, [
-        "audit", str(data), "--model", f"{factory}:build", "--out", str(out),
-        "--image-size", "32", "--workers", "0", "--quiet", "--no-interventions",
-        "--reshape", "vit", "--target-layer", "encoder.layers.encoder_layer_1.ln_1",
+        "audit", str(data), "--model", f"{factory}:build", "--out", str(run),
+        "--image-size", "32", "--workers", "0", "--quiet", "--no-interventions", *options,
     ])
+    return run, result
+
+
+TORCHVISION_VIT = (
+    "from tests.cam_models import tiny_vit\n\n"
+    "def build(num_classes=2):\n    return tiny_vit(num_classes=num_classes)\n"
+)
+TIMM_VIT = (
+    "from timm.models.vision_transformer import VisionTransformer\n\n"
+    "def build(num_classes=2):\n"
+    "    return VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2,\n"
+    "                             num_heads=2, num_classes=num_classes, reg_tokens=4)\n"
+)
+
+
+def test_vision_transformer_audit_through_the_cli_reshape_option(tmp_path: Path) -> None:
+    out, result = _audit_factory(tmp_path, TORCHVISION_VIT, "run", "--reshape", "vit",
+                                 "--target-layer", "encoder.layers.encoder_layer_1.ln_1")
     assert result.exit_code == 0, result.output
     samples = pd.read_parquet(out / "samples.parquet")
     assert (samples["status"] == "ok").all()
     stored = RunReader(out).load_map(0, "gradcam")
     assert stored.shape == (4, 4)  # 32 px / patch 8: the token grid, class token dropped
-    bad = CliRunner().invoke(main, [
-        "audit", str(data), "--model", f"{factory}:build", "--out", str(tmp_path / "r2"),
-        "--image-size", "32", "--workers", "0", "--reshape", "grid",
-    ])
+    _, bad = _audit_factory(tmp_path, TORCHVISION_VIT, "r2", "--reshape", "grid")
     assert bad.exit_code == 2
     assert "--reshape" in bad.output
 
 
 def test_timm_vision_transformer_audits_with_its_default_token_layer(tmp_path: Path) -> None:
-    from click.testing import CliRunner
-
-    from auditor.cli import main
-
-    data = noise_folder(tmp_path / "data")
-    factory = tmp_path / "timm_vit.py"
-    factory.write_text(
-        "from timm.models.vision_transformer import VisionTransformer\n\n"
-        "def build(num_classes=2):\n"
-        "    return VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2,\n"
-        "                             num_heads=2, num_classes=num_classes, reg_tokens=4)\n"
-    )
-    out = tmp_path / "run"
-    result = CliRunner().invoke(main, [
-        "audit", str(data), "--model", f"{factory}:build", "--out", str(out),
-        "--image-size", "32", "--workers", "0", "--quiet", "--no-interventions",
-        "--reshape", "vit",
-    ])
+    out, result = _audit_factory(tmp_path, TIMM_VIT, "run", "--reshape", "vit")
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"]["target_layers"] == ["blocks.1.norm1"]
@@ -280,11 +279,7 @@ def test_timm_vision_transformer_audits_with_its_default_token_layer(tmp_path: P
     assert stored.shape == (4, 4)  # class token and 4 registers dropped
     assert float(np.abs(stored).max()) > 0
     # Without --reshape the default is the patch embedding: the run says so, in the report too.
-    plain = tmp_path / "plain"
-    result = CliRunner().invoke(main, [
-        "audit", str(data), "--model", f"{factory}:build", "--out", str(plain),
-        "--image-size", "32", "--workers", "0", "--quiet", "--no-interventions",
-    ])
+    plain, result = _audit_factory(tmp_path, TIMM_VIT, "plain")
     assert result.exit_code == 0, result.output
     summary = json.loads((plain / "summary.json").read_text())
     assert summary["model"]["target_layers"] == ["patch_embed.proj"]
