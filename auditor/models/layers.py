@@ -1,4 +1,5 @@
-"""Target layers: discovery by one dry forward, and lookup by dotted name."""
+"""Target layers: discovery by a dry forward (for transformers, a forward and a backward), and
+lookup by dotted name."""
 
 from __future__ import annotations
 
