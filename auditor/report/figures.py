@@ -211,6 +211,8 @@ def box_stats(values: np.ndarray) -> dict[str, float] | None:
 
 
 _LABEL_W, _PLOT_W, _TEXT_W, _ROW_H, _AXIS_H = 170.0, 330.0, 95.0, 22.0, 26.0
+# Room for a box plot's "0.00252 (n=1,000,000)" at the chart font.
+_BOX_TEXT_W = 160.0
 
 
 def _short(label: str, limit: int = 24) -> str:
@@ -258,7 +260,7 @@ def box_plot_layout(
     plot_h = len(rows) * _ROW_H + 8.0
     return {
         "title": title,
-        "width": _LABEL_W + _PLOT_W + _TEXT_W,
+        "width": _LABEL_W + _PLOT_W + _BOX_TEXT_W,
         "height": plot_h + _AXIS_H,
         "plot_x0": x0,
         "plot_x1": x0 + _PLOT_W,

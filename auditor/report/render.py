@@ -69,8 +69,9 @@ KIND_METHODS = {
                          "quality), never pixels, predicts the label above chance",
     "border_pixels_shortcut": "a classifier that sees only the border pixels predicts the "
                               "label above chance",
-    "intervention_sensitive": "editing the background or border of the images changed the "
-                              "model's predictions more than a control edit",
+    "intervention_sensitive": "editing what another flag blames (the background, the border, "
+                              "a fixed region or the file format) changed the model's "
+                              "predictions more than the same edit on a control",
     "degenerate_maps": "a share of the maps is all zero or undefined",
 }
 KIND_SECTION = {
