@@ -350,6 +350,25 @@ def test_property_table_marks_values_distinctive_of_a_class() -> None:
     assert render_module.property_table(ok, "quality") is None
 
 
+def test_property_table_spells_empty_and_missing_values_as_the_probe_flags_do() -> None:
+    # A PNG has no chroma subsampling ("") and no JPEG quality (NaN); 85.0 prints as 85.
+    ok = pd.DataFrame({"label": ["a"] * 3 + ["b"] * 3,
+                       "file_chroma_subsampling": ["4:2:0"] * 3 + [""] * 3,
+                       "file_jpeg_quality": [85.0] * 3 + [np.nan] * 3})
+    chroma = render_module.property_table(ok, "chroma_subsampling")
+    quality = render_module.property_table(ok, "jpeg_quality")
+    assert chroma is not None
+    assert quality is not None
+    assert chroma["columns"] == ["4:2:0", "(none)"]
+    assert quality["columns"] == ["85", "(missing)"]
+
+
+def test_association_statistics_are_named_in_words(full: tuple[Path, str]) -> None:
+    text = _text(_parse(full[1]))
+    assert "Cramér's V" in text
+    assert "cramers_v" not in text
+
+
 def test_numbers_that_round_to_zero_show_no_minus_sign() -> None:
     assert [render_module.fmt_number(v) for v in (-0.0015, -0.006, 0.004, float("nan"))] == [
         "0.00", "-0.01", "0.00", "–"]

@@ -82,6 +82,7 @@ from scipy.stats import norm
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedKFold
 
+from auditor.detect.categories import MISSING, OTHER, category_strings
 from auditor.detect.flags import SEVERITY_RANK, Flag, Severity
 from auditor.errors import UsageError
 
@@ -146,8 +147,6 @@ MAX_TABLE_VALUES = 20
 MAX_NUMERIC_BINS = 10
 MAX_MESSAGE_CLASSES = 4
 MAX_FLAG_SAMPLES = 20
-MISSING = "(missing)"
-OTHER = "(other)"
 _COLOUR_LEVELS = 4  # 5 levels per channel: 0, 64, 128, 191, 255
 _CELLS_PER_CHUNK = 1 << 22  # bounds the permutation tables held in memory at once
 _CHANNELS = ("red", "green", "blue")
@@ -506,17 +505,6 @@ def _encode_properties(frame: pd.DataFrame) -> tuple[dict[str, _Column], dict[st
     return columns, skipped
 
 
-def _category_strings(series: pd.Series) -> pd.Series:
-    """Display strings per row; integral floats print as ints (8.0 -> "8"), NaN as (missing)."""
-    s = series
-    if pd.api.types.is_float_dtype(s):
-        finite = s.dropna()
-        if len(finite) and np.all(np.equal(np.mod(finite.to_numpy(), 1), 0)):
-            s = s.astype("Int64")
-    out = s.astype(object).where(s.notna(), MISSING).astype(str)
-    return out.where(out != "", "(none)")
-
-
 def _quantize_colour(hex_colour: str) -> str:
     text = hex_colour.strip().lstrip("#")
     try:
@@ -530,7 +518,7 @@ def _quantize_colour(hex_colour: str) -> str:
 
 
 def _encode_categorical(series: pd.Series, colour: bool = False) -> _Column:
-    strings = _category_strings(series)
+    strings = category_strings(series)
     if colour:
         strings = strings.map({v: _quantize_colour(v) for v in strings.unique()})
     counts = strings.value_counts(sort=True)

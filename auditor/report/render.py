@@ -19,6 +19,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
+from auditor.detect.categories import OTHER, category_strings
 from auditor.errors import RunDirectoryError, UsageError
 from auditor.report import figures
 from auditor.store import RunReader
@@ -73,6 +74,10 @@ KIND_METHODS = {
                               "a fixed region or the file format) changed the model's "
                               "predictions more than the same edit on a control",
     "degenerate_maps": "a share of the maps is all zero or undefined",
+}
+STATISTIC_NAMES = {
+    "cramers_v": "Cramér's V",
+    "mutual_information": "mutual information (bits)",
 }
 KIND_SECTION = {
     "background_attention": "attention", "border_attention": "attention",
@@ -594,7 +599,9 @@ def _probes(probes: Any, samples: pd.DataFrame) -> dict[str, Any] | None:
     return {
         "associations": [
             {"property": str(a.get("property", "")), "kind": str(a.get("kind", "")),
-             "statistic": str(a.get("statistic", "")), "value": a.get("value"),
+             "statistic": STATISTIC_NAMES.get(str(a.get("statistic", "")),
+                                              str(a.get("statistic", ""))),
+             "value": a.get("value"),
              "p_value": a.get("p_value")}
             for a in associations
         ],
@@ -621,11 +628,11 @@ def property_table(ok: pd.DataFrame, prop: str) -> dict[str, Any] | None:
         return {"property": prop, "numeric": True,
                 "columns": ["min", "lower quartile", "median", "upper quartile", "max"],
                 "rows": rows}
-    text = values.astype(str)
+    text = category_strings(values)
     top = text.value_counts().index[:MAX_PROBE_VALUES].tolist()
-    text = text.where(text.isin(top), "other")
+    text = text.where(text.isin(top), OTHER)
     table = pd.crosstab(ok["label"], text)
-    columns = [c for c in top if c in table.columns] + (["other"] if "other" in table else [])
+    columns = [c for c in top if c in table.columns] + ([OTHER] if OTHER in table else [])
     overall = table.sum(axis=0) / max(int(table.to_numpy().sum()), 1)
     rows = []
     for label, counts in table.iterrows():
