@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import cv2
@@ -210,12 +210,13 @@ def box_stats(values: np.ndarray) -> dict[str, float] | None:
     }
 
 
-_LABEL_W, _PLOT_W, _TEXT_W, _ROW_H, _AXIS_H = 170.0, 330.0, 95.0, 22.0, 26.0
+_LABEL_W, _PLOT_W, _TEXT_W, _ROW_H, _AXIS_H = 200.0, 330.0, 95.0, 22.0, 26.0
 # Room for a box plot's "0.00252 (n=1,000,000)" at the chart font.
 _BOX_TEXT_W = 160.0
 
 
-def _short(label: str, limit: int = 24) -> str:
+def _short(label: str, limit: int = 30) -> str:
+    """The label cut to `limit` characters (about _LABEL_W at the 11 px chart font)."""
     return label if len(label) <= limit else label[: limit - 1] + "…"
 
 
@@ -280,9 +281,12 @@ def bar_chart_layout(
     rows: Sequence[tuple[str, Sequence[float | None]]],
     series: Sequence[str],
     domain: tuple[float, float] | None = None,
+    value_text: Callable[[float], str] | None = None,
 ) -> dict[str, Any]:
     """Grouped horizontal bars: one group per (label, values), one bar per series value
-    (None: not measured). Bars start at 0; negative values extend left of the zero line."""
+    (None: not measured). Bars start at 0; negative values extend left of the zero line.
+    value_text writes each bar's value (default: 3 significant digits)."""
+    value_text = value_text or _fmt
     values = [v for _, vals in rows for v in vals if v is not None and math.isfinite(v)]
     if domain is None:
         lo, hi = min([0.0, *values]), max([0.0, *values])
@@ -308,11 +312,11 @@ def bar_chart_layout(
                     "empty": False,
                     "x": min(x, zero),
                     "w": abs(x - zero),
-                    "text": f"{series[k]} {_fmt(v)}",
+                    "text": f"{series[k]} {value_text(v)}",
                     "text_x": max(x, zero) + 4,
                 }
             )
-        groups.append({"y": y, "label": _short(label, 24), "full_label": label, "bars": bars})
+        groups.append({"y": y, "label": _short(label), "full_label": label, "bars": bars})
     plot_h = len(rows) * group_h + 8.0
     return {
         "title": title,
@@ -347,7 +351,7 @@ def interval_chart_layout(
         rows.append(
             {
                 "y": y,
-                "label": _short(str(item["label"]), 26),
+                "label": _short(str(item["label"])),
                 "full_label": str(item["label"]),
                 "x": at("value"),
                 "low": at("low"),

@@ -811,13 +811,15 @@ def _interventions(records: Any) -> dict[str, Any] | None:
         "Share of predictions that flip",
         [(lab, [_finite(r.get("flip_rate")), _finite(r.get("control_flip_rate"))])
          for lab, r in zip(labels, rows, strict=True)],
-        ["edit", "control"], domain=(0.0, 1.0),
+        ["edit", "control"], domain=(0.0, 1.0), value_text=fmt_percent,
     ) if rows else None
+    drops = [(lab, [_finite(r.get("prob_drop_mean")), _finite(r.get("control_prob_drop_mean"))])
+             for lab, r in zip(labels, rows, strict=True)]
+    # A probability drop lies in [-1, 1]: the axis runs to 1, and below 0 only when one rose.
+    lowest = min([0.0, *(v for _, pair in drops for v in pair if v is not None)])
     drop = figures.bar_chart_layout(
-        "Mean drop in the true class's probability",
-        [(lab, [_finite(r.get("prob_drop_mean")), _finite(r.get("control_prob_drop_mean"))])
-         for lab, r in zip(labels, rows, strict=True)],
-        ["edit", "control"],
+        "Mean drop in the true class's probability", drops, ["edit", "control"],
+        domain=(lowest, 1.0), value_text=fmt_number,
     ) if rows else None
     return {"rows": rows, "flip_chart": flip, "drop_chart": drop}
 
