@@ -237,9 +237,10 @@ def _output_size(module: nn.Module, config: AuditConfig, device: torch.device) -
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
         raise ModelLoadError(
             "the model must return logits of shape [batch, classes]; got "
-            f"{type(logits).__name__} {tuple(getattr(logits, 'shape', ()))}. For a model that "
-            "returns a dict, a tuple or an output object (e.g. Hugging Face's .logits), give a "
-            "factory that wraps it in a module whose forward returns the logits tensor"
+            f"{type(logits).__name__} {tuple(getattr(logits, 'shape', ()))}. A model loaded by "
+            "--model that returns a dict, a tuple or an output object with .logits is unwrapped "
+            "for you; from Python, pass auditor.models.outputs.return_logits(model), or wrap "
+            "the model in a module whose forward returns the logits tensor"
         )
     return int(logits.shape[1])
 

@@ -212,6 +212,17 @@ class DictOutputNet(nn.Module):
         return {"logits": self.net(x)}
 
 
+class FeatureDictNet(nn.Module):
+    """Returns {"features": [B, K, h, w]}: no logits anywhere."""
+
+    def __init__(self, num_classes: int = 2) -> None:
+        super().__init__()
+        self.net = tiny_gap_net(num_classes)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return {"features": self.net.features(x)}
+
+
 def count_hooks(model: nn.Module) -> int:
     """Every forward/backward (pre-)hook on every module, plus the global module hooks."""
     per_module = sum(

@@ -12,6 +12,7 @@ from torch import nn
 
 from auditor.errors import ModelLoadError
 from auditor.models.loading import load_model, read_state_dict
+from auditor.models.outputs import logits_of
 
 FACTORY = """
 import torch
@@ -127,3 +128,30 @@ def test_unknown_specs_give_clear_errors(tmp_path: Path) -> None:
         load_model(f"{tmp_path / 'missing.py'}:build")
     with pytest.raises(ModelLoadError, match="neither"):
         load_model(str(tmp_path / "nothing.pt"))
+
+
+class _Output:
+    """Stands in for a Hugging Face ImageClassifierOutput: logits as an attribute."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        self.logits = logits
+
+
+def test_logits_are_found_in_every_usual_output_shape() -> None:
+    logits = torch.randn(2, 3)
+    assert logits_of(logits) is logits
+    assert logits_of({"logits": logits, "hidden": torch.zeros(1)}) is logits
+    assert logits_of(_Output(logits)) is logits
+    assert logits_of((logits, torch.zeros(2, 3))) is logits
+    junk = {"features": torch.zeros(2, 4, 3, 3)}
+    assert logits_of(junk) is junk  # unchanged, so the caller's error names it
+    assert logits_of([]) == []
+
+
+def test_a_loaded_model_returning_a_dict_returns_its_logits() -> None:
+    loaded = load_model("tests.cam_models:DictOutputNet")
+    x = torch.randn(2, 3, 16, 16)
+    out = loaded.module(x)
+    assert isinstance(out, torch.Tensor)
+    assert torch.equal(out, loaded.module.net(x))
+    assert "net.features" in dict(loaded.module.named_modules())  # names unchanged

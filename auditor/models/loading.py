@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from auditor.errors import ModelLoadError
+from auditor.models.outputs import return_logits
 
 _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 
@@ -55,7 +56,9 @@ def load_model(
     num_classes: int | None = None,
     trust_pickle: bool = False,
 ) -> LoadedModel:
-    """Build the model a SPEC names, load `weights`, put it in eval mode, freeze nothing.
+    """Build the model a SPEC names, load `weights`, put it in eval mode, freeze nothing. A model
+    whose forward returns a dict, a tuple or an output object with ``logits`` is made to return
+    the logits tensor (``auditor.models.outputs.return_logits``).
 
     Raises ModelLoadError with the reason and the fix for every way this can fail.
     """
@@ -73,6 +76,8 @@ def load_model(
     if not isinstance(module, nn.Module):
         raise ModelLoadError(f"{spec} did not give a torch.nn.Module but a {type(module).__name__}")
     module.eval()
+    if not scripted:  # TorchScript modules take no Python hooks (and are refused for maps)
+        return_logits(module)
     return LoadedModel(
         module=module,
         spec=spec,
