@@ -13,10 +13,10 @@ slower). Each figure is the fastest of --iters interleaved timed calls.
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import torch
+from timing import wall_seconds
 from torch import Tensor, nn
 from torchvision import models
 
@@ -39,13 +39,7 @@ def timed(
     best = dict.fromkeys(steps, float("inf"))
     for _ in range(iters):
         for label, step in steps.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            best[label] = min(best[label], time.perf_counter() - start)
+            best[label] = min(best[label], wall_seconds(step, device))
     return best
 
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from timing import wall_seconds
 from torch import nn
 from torchvision import models
 
@@ -216,13 +216,7 @@ def main() -> None:
         plain()  # warm-up: worker start-up, allocator, page cache
         seconds: dict[str, float] = {}
         for name, run in rows.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            run()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds[name] = time.perf_counter() - start
+            seconds[name] = wall_seconds(run, device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"\n{args.model}, {args.n_images} images {args.image_size}x{args.image_size} "
           f"(JPEG+PNG), batch {args.batch_size}, workers {fresh_loader().num_workers}, "
