@@ -27,7 +27,7 @@ from auditor.config import RUNTIME_ONLY, AuditConfig
 from auditor.data import AuditDataset, DatasetIndex, open_source
 from auditor.detect.flags import at_or_above
 from auditor.errors import DataError, ModelLoadError
-from auditor.models.layers import find_target_layer, get_module, target_layer_warning
+from auditor.models.layers import default_target_layer, get_module
 from auditor.models.loading import LoadedModel, load_model
 from auditor.pipeline import DEFAULT_CHUNK_SIZE, AuditInterrupted, PassSettings, run_pass
 from auditor.runtime import autocast_dtype, select_device
@@ -119,15 +119,16 @@ def run_audit(
             module = module.to(memory_format=torch.channels_last)
         num_outputs = _output_size(module, config, device)
         _check_labels(index, num_outputs)
-        layers = list(config.target_layers) or [
-            find_target_layer(module, (1, 3, *config.image_size),
-                              reshape_from_spec(config.reshape))
-        ]
+        layers, layer_warning = list(config.target_layers), None
+        if not layers:
+            # A default layer in front of transformer blocks is worth a line in the report.
+            default, layer_warning = default_target_layer(
+                module, (1, 3, *config.image_size), reshape_from_spec(config.reshape))
+            layers = [default]
+            if layer_warning:
+                log.warning("%s", layer_warning)
         for name in layers:
             get_module(module, name)
-        # A default layer in front of transformer blocks is worth a line in the report.
-        layer_warning = None if config.target_layers or config.reshape else \
-            target_layer_warning(module, (1, 3, *config.image_size), layers[-1])
     fingerprint = {
         "config": config.fingerprint(),
         "model": _model_fingerprint(loaded),

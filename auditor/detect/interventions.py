@@ -442,7 +442,7 @@ def _plan(
     if edit in ("background_swap", "box_swap"):
         donors = runner.choose(runner.ok.loc[runner.ok["label"] != name, "index"].to_numpy())
         runner.rng.shuffle(donors)
-        within = tested[1:] + tested[:1]  # each sample gets a class mate's background
+        within = tested[1:] + tested[:1]  # each sample gets a class mate's background or box
         return (edit, lambda: runner.run_edit(edit, tested, box, None, donors),
                 lambda: runner.run_edit(edit, tested, box, None, within), "same class")
     if edit == "format_swap":

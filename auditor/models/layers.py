@@ -106,15 +106,29 @@ def find_target_layer(
     input_shape: tuple[int, ...] = (1, 3, 224, 224),
     reshape: Callable[[Tensor], Tensor] | None = None,
 ) -> str:
-    """Dotted name of the default target layer.
+    """Dotted name of the default target layer (``default_target_layer``); its warning, if any,
+    is logged."""
+    name, warning = default_target_layer(model, input_shape, reshape)
+    if warning:
+        log.warning("%s", warning)
+    return name
+
+
+def default_target_layer(
+    model: nn.Module,
+    input_shape: tuple[int, ...] = (1, 3, 224, 224),
+    reshape: Callable[[Tensor], Tensor] | None = None,
+) -> tuple[str, str | None]:
+    """(dotted name of the default target layer, a warning for the user or None).
 
     Without ``reshape``: the LAST module whose output is a 4-D feature map (``feature_map_layers``;
-    for a torchvision ResNet, ``"layer4"``); a warning is logged when transformer token layers
-    come after it (a ViT without ``--reshape vit``). With ``reshape`` (``vit_reshape``,
-    ``nhwc_reshape``): ``find_reshaped_layer``. Raises ModelLoadError when there is no such layer.
+    for a torchvision ResNet, ``"layer4"``), with ``target_layer_warning`` when transformer
+    layers come after it (a ViT without ``--reshape vit``). With ``reshape`` (``vit_reshape``,
+    ``nhwc_reshape``): ``find_reshaped_layer``, no warning. Raises ModelLoadError when there is
+    no such layer.
     """
     if reshape is not None:
-        return find_reshaped_layer(model, input_shape, reshape)
+        return find_reshaped_layer(model, input_shape, reshape), None
     layers = feature_map_layers(model, input_shape)
     if not layers:
         raise ModelLoadError(
@@ -123,10 +137,7 @@ def find_target_layer(
             "vision transformer --reshape vit (tokens) or --reshape nhwc (Swin)."
         )
     chosen = layers[-1][0]
-    warning = target_layer_warning(model, input_shape, chosen)
-    if warning:
-        log.warning("%s", warning)
-    return chosen
+    return chosen, target_layer_warning(model, input_shape, chosen)
 
 
 def target_layer_warning(model: nn.Module, input_shape: tuple[int, ...], layer: str) -> str | None:
