@@ -16,9 +16,16 @@ import numpy as np
 import pandas as pd
 
 from auditor import __version__
-from auditor.detect.attention import attention_flags, class_statistics
+from auditor.detect.attention import (
+    annotate_border_sides,
+    background_attention_tests,
+    border_attention_tests,
+    class_statistics,
+    degenerate_maps_flags,
+)
 from auditor.detect.clusters import cluster_maps
-from auditor.detect.location import fixed_location_flags
+from auditor.detect.fdr import control_fdr
+from auditor.detect.location import fixed_location_tests
 from auditor.detect.probes import run_probes
 from auditor.detect.suspicion import sample_flag_codes, suspicion_scores
 from auditor.report.render import top_suspects
@@ -54,8 +61,12 @@ def analyse_run(run_dir: Path, context: dict[str, Any], timer: PhaseTimer) -> di
     primary = config.primary_method
     with timer.phase("detect"):
         maps = reader.load_maps(ok["index"].tolist(), primary)
-        flags = attention_flags(samples, classes)
-        flags += fixed_location_flags(samples, maps, classes)
+        # Every class-level test of every rule is one Benjamini-Hochberg family.
+        tests = (background_attention_tests(samples, classes)
+                 + border_attention_tests(samples, classes)
+                 + fixed_location_tests(samples, maps, classes))
+        flags = control_fdr(tests) + degenerate_maps_flags(samples, classes)
+        annotate_border_sides(flags, samples, maps, config.border)
         clusters = cluster_maps(samples, maps, classes, seed=config.seed)
         probes = probe_samples(samples, reader, classes, config.border, config.seed)
         if probes is not None:
@@ -83,7 +94,7 @@ def analyse_run(run_dir: Path, context: dict[str, Any], timer: PhaseTimer) -> di
                 n_samples=16,
                 seed=config.seed,
             )
-    samples["suspicion"] = suspicion_scores(samples)
+    samples["suspicion"] = suspicion_scores(samples, flags)
     samples["flags"] = sample_flag_codes(samples, flags)
     _atomic_write_bytes(run_dir / "samples.parquet", _parquet_bytes(samples))
     suspects = top_suspects(samples, config.gallery_size)

@@ -14,6 +14,15 @@ that is a share of mass is a fraction of the map's total.
 | pointing_hit | 1.0 if the arg-max pixel is foreground, else 0.0 | |
 | wsol_iou | IoU of the true box and the box of the largest 8-connected blob >= 15% of max | |
 | peak_x, peak_y | arg-max pixel centre as a fraction of width / height, (col + 0.5) / W | |
+| fg_enrichment_ceiling | fg_enrichment of the sample's own mask average-pooled to the map's | 1.0 |
+| | grid and upsampled like a map: the most a map at that resolution can reach | |
+| peak_fg_cover | that pooled, upsampled mask at the peak pixel: the object's share of the | |
+| | feature cell the map peaks in (0 = background only, 1 = object only) | |
+
+The ceiling is what a map at feature resolution can reach: a map is never sharper than its grid,
+so even the mask itself, seen through that grid, reaches only 1.007 on an object covering 93% of
+the image (7x7 grid) and about 4 on one covering 10% (8x8). Detectors judge attention on the
+object against it, and call a peak off the object only where the grid cell is mostly background.
 
 Undefined values are NaN, never 0: an all-zero or non-finite map makes every measure NaN; a
 sample without a mask has NaN foreground measures (fg_*, bg_energy, pointing_hit, wsol_iou) but
@@ -43,6 +52,8 @@ MEASURES: tuple[str, ...] = (
     "wsol_iou",
     "peak_x",
     "peak_y",
+    "fg_enrichment_ceiling",
+    "peak_fg_cover",
 )
 
 #: Share of the map's max above which a pixel belongs to the localisation (Grad-CAM paper).
@@ -280,6 +291,16 @@ def attention_measures(
     hit = fg_flat.gather(1, peak[:, None])[:, 0].to(torch.float32)
     pointing_hit = torch.where(fg_valid, hit, nan)
 
+    # The mask seen through the map's grid: pooled to [h, w], upsampled like the map.
+    reach = upsample_maps(F.adaptive_avg_pool2d(fg.to(torch.float32)[:, None],
+                                                tuple(maps.shape[1:]))[:, 0], (height, width))
+    reach_flat = reach.reshape(batch, -1)
+    reach_total = reach_flat.sum(dim=1)
+    ceiling_ok = fg_valid & (reach_total > 0)
+    ceiling_energy = (reach_flat * fg_flat).sum(dim=1) / reach_total.clamp(min=1e-12)
+    fg_ceiling = torch.where(ceiling_ok, ceiling_energy / fg_area.clamp(min=1e-12), nan)
+    peak_cover = torch.where(fg_valid, reach_flat.gather(1, peak[:, None])[:, 0], nan)
+
     wsol_iou = nan.clone()
     truth = torch.where(torch.isfinite(boxes.to(device)).all(dim=1, keepdim=True),
                         boxes.to(device=device, dtype=torch.float32), _mask_boxes(fg))
@@ -301,4 +322,6 @@ def attention_measures(
         "wsol_iou": wsol_iou,
         "peak_x": peak_x,
         "peak_y": peak_y,
+        "fg_enrichment_ceiling": fg_ceiling,
+        "peak_fg_cover": peak_cover,
     }

@@ -24,7 +24,7 @@ from torch import nn
 from auditor.cams import CamEngine
 from auditor.data import AuditDataset, DatasetIndex, make_loader
 from auditor.errors import AuditorError
-from auditor.metrics import attention_measures
+from auditor.metrics import MEASURES, attention_measures
 from auditor.runtime import normalise_images
 from auditor.store import RunWriter, storable_text
 
@@ -32,11 +32,6 @@ log = logging.getLogger("auditor")
 
 #: Rows per stored chunk: what an interrupted pass can lose at most, and the pass's memory.
 DEFAULT_CHUNK_SIZE = 2048
-
-MEASURES = (
-    "fg_energy", "fg_enrichment", "bg_energy", "border_energy", "border_lift",
-    "pointing_hit", "wsol_iou", "peak_x", "peak_y",
-)
 
 
 class AuditInterrupted(AuditorError):

@@ -192,3 +192,31 @@ def test_reencode_rejects_unknown_format(tmp_path, textured):
     path.write_bytes(_png_bytes(textured))
     with pytest.raises(UsageError, match="GIF"):
         reencode(path, "GIF")
+
+
+def test_cells_mask_lays_the_grid_over_the_image_by_pixel_centres():
+    from auditor.data.edits import cells_mask
+    got = cells_mask(np.array([[True, False], [False, True]]), 4, 6)
+    expected = np.zeros((4, 6), dtype=bool)
+    expected[:2, :3] = True
+    expected[2:, 3:] = True
+    assert torch.equal(got, torch.from_numpy(expected))
+
+
+def test_fill_region_paints_only_the_region():
+    from auditor.data.edits import fill_region
+    images = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
+    region = torch.zeros(4, 4, dtype=torch.bool)
+    region[3] = True
+    out = fill_region(images, region, (9, 9, 9))
+    assert int(out[:, :, 3].min()) == 9
+    assert int(out[:, :, :3].max()) == 0
+
+
+def test_side_bands_cover_only_the_sides_asked_for():
+    from auditor.data.regions import border_band, side_bands
+    bottom = side_bands(10, 10, 0.2, ["bottom"])
+    assert bottom[8:].all()
+    assert not bottom[:8].any()
+    assert torch.equal(side_bands(10, 10, 0.2, ["top", "bottom", "left", "right"]),
+                       border_band(10, 10, 0.2))

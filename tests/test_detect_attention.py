@@ -253,3 +253,96 @@ def test_flag_codes_join_per_sample_rules_and_listed_samples(scored):
                      "off_object", "", ""]
     scored.loc[4, "border_lift"] = 2.5
     assert sample_flag_codes(scored, [])[4] == "border"
+
+
+def measured_rows(name: str, n: int, seed: int, enrichment: float, spread: float,
+                  ceiling: float | None = 3.0) -> pd.DataFrame:
+    """Rows with log-normal fg_enrichment around `enrichment` and border lift around 1."""
+    rng = np.random.default_rng(seed)
+    values = enrichment * np.exp(rng.normal(0.0, spread, n))
+    lift = np.exp(rng.normal(0.0, spread, n))
+    frame = pd.DataFrame({
+        "rel_path": [f"{name}/{i:03d}.png" for i in range(n)], "label": name, "status": "ok",
+        "correct": True, "confidence": 0.9, "fg_enrichment": values, "fg_energy": 0.2 * values,
+        "border_lift": lift, "border_energy": 0.36 * lift, "foreground_source": "mask",
+        "map_degenerate": False})
+    if ceiling is not None:
+        frame["fg_enrichment_ceiling"] = ceiling
+    return frame
+
+
+def test_300_classes_without_any_effect_raise_no_flag():
+    # No class differs from any other and every class sits at chance: each class's one-sided
+    # p-value is uniform, so about 3 of 300 fall below 0.01 by chance alone.
+    classes = [f"c{k:03d}" for k in range(300)]
+    samples = table(*(measured_rows(c, 10, k, 1.0, 0.3) for k, c in enumerate(classes)))
+    from auditor.detect.attention import background_attention_tests
+    raw = [t.p_value for t in background_attention_tests(samples, classes)]
+    assert min(raw) < 0.01  # the uncorrected rule would have something to flag
+    assert attention_flags(samples, classes) == []
+
+
+def test_median_enrichment_095_over_500_samples_is_not_material():
+    samples = table(measured_rows("a", 500, 1, 0.95, 0.1), measured_rows("b", 500, 2, 2.0, 0.1))
+    from auditor.detect.attention import background_attention_tests
+    test = next(t for t in background_attention_tests(samples, ["a", "b"]) if t.class_name == "a")
+    assert test.p_value < 1e-6  # significant, yet not a finding
+    assert background_attention_flags(samples, ["a", "b"]) == []
+    far = table(measured_rows("a", 500, 1, 0.7, 0.1), measured_rows("b", 500, 2, 2.0, 0.1))
+    assert [f.class_name for f in background_attention_flags(far, ["a", "b"])] == ["a"]
+
+
+def test_reference_is_80_percent_of_a_ceiling_that_barely_clears_chance():
+    # A large object: its ceiling 1.05 leaves a map little room above chance, so enrichment 0.85
+    # (0.85 / (0.8 x 1.05) = 1.01 of the reference) is a blurred map on the object, not a flag.
+    # Without the ceiling the same values are judged against chance and flagged.
+    large = table(measured_rows("a", 60, 3, 0.85, 0.05, ceiling=1.05),
+                  measured_rows("b", 60, 4, 1.3, 0.05, ceiling=1.05))
+    assert background_attention_flags(large, ["a", "b"]) == []
+    unknown = large.drop(columns="fg_enrichment_ceiling")
+    flags = background_attention_flags(unknown, ["a", "b"])
+    assert [f.class_name for f in flags] == ["a"]
+    assert flags[0].evidence["reference_median"] == pytest.approx(1.0)
+    assert flags[0].evidence["q_value"] <= flags[0].evidence["fdr"]
+
+
+def test_blurred_maps_on_a_large_object_are_not_flagged_but_maps_on_its_background_are():
+    # 90% objects (everything but a 6-pixel strip at the top of a 56-pixel image); 7x7 maps.
+    n = 40
+    gen = torch.Generator().manual_seed(5)
+    masks = torch.ones(n, SIZE, SIZE, dtype=torch.bool)
+    masks[:, :6] = False
+    on_object = torch.ones(n, 7, 7) + 0.3 * torch.rand(n, 7, 7, generator=gen)
+    on_object[:, 0] *= 1.4  # a little spill onto the row holding the strip: a blurry map
+    on_strip = 0.05 * torch.rand(n, 7, 7, generator=gen)
+    on_strip[:, 0] += 1.0
+    frames = []
+    for name, maps in (("object", on_object), ("strip", on_strip)):
+        m = attention_measures(maps, masks, torch.ones(n, dtype=torch.bool),
+                               torch.full((n, 4), math.nan))
+        frame = pd.DataFrame({k: v.numpy() for k, v in m.items()})
+        frame.insert(0, "rel_path", [f"{name}/{i:03d}.png" for i in range(n)])
+        frame.insert(1, "label", name)
+        frame["status"], frame["correct"], frame["confidence"] = "ok", True, 0.9
+        frame["foreground_source"], frame["map_degenerate"] = "mask", False
+        frames.append(frame)
+    samples = table(*frames)
+    assert samples.loc[samples["label"] == "object", "fg_enrichment"].median() < 1.0
+    flags = background_attention_flags(samples, ["object", "strip"])
+    assert [f.class_name for f in flags] == ["strip"]
+
+
+def test_members_of_a_location_finding_outrank_a_misclassified_off_object_image():
+    samples = pd.DataFrame({
+        "rel_path": ["a/tagged.png", "a/wrong.png", "a/plain.png"], "status": "ok",
+        "fg_enrichment": [1.5, 0.0, 0.2], "border_lift": [1.0, 1.0, 1.0],
+        "border_energy": [0.36, 0.36, 0.36], "confidence": [0.8, 0.99, 0.9],
+        "correct": [True, False, True]})
+    before = suspicion_scores(samples)
+    assert before.iloc[0] == 0.0  # on the object by its mask: nothing suspicious without a flag
+    flag = Flag(kind="fixed_location", severity="medium", class_name="a", score=0.1,
+                message="", evidence={"members": ["a/tagged.png"]}, samples=["a/tagged.png"])
+    after = suspicion_scores(samples, [flag])
+    assert after.iloc[0] == pytest.approx(0.8)
+    assert after.iloc[0] > after.iloc[1] == pytest.approx(0.495)
+    assert after.iloc[2] == pytest.approx(before.iloc[2])

@@ -107,8 +107,10 @@ def test_background_reader_is_confirmed_by_the_swap_not_by_its_control(data):
     assert swap["flip_rate"] == 1.0
     assert swap["control_flip_rate"] == 0.0
     assert swap["control"] == "same class"
-    # Fisher exact one-sided, 12/12 vs 0/12 flips: p = 1 / C(24, 12); doubled (Bonferroni).
-    assert swap["p_value"] == pytest.approx(2 / 2704156, rel=1e-6)
+    # Paired on the same 12 images: exact McNemar, 12 discordant pairs all flipped by the
+    # other-class swap only: p = 0.5 ** 12, doubled (Bonferroni over flips and drops).
+    assert swap["paired"]
+    assert swap["p_value"] == pytest.approx(2 / 4096, rel=1e-6)
     assert swap["confirmed"] is True
     found = [f for f in result.flags if f.kind == "intervention_sensitive"]
     assert len(found) == 1
@@ -178,3 +180,92 @@ def test_no_testable_flag_runs_nothing(data):
     result = run_interventions(pd.DataFrame(), [degenerate], _context(data, CentreReader()))
     assert result.flags == []
     assert result.records == []
+
+
+def test_the_same_area_elsewhere_is_the_region_turned_or_mirrored_or_none():
+    from auditor.detect.interventions import elsewhere_region
+    corner = torch.zeros(8, 8, dtype=torch.bool)
+    corner[:2, :2] = True
+    assert elsewhere_region(corner)[6:, 6:].all()
+    assert int(elsewhere_region(corner).sum()) == 4
+    bottom = torch.zeros(8, 8, dtype=torch.bool)
+    bottom[7] = True
+    assert elsewhere_region(bottom)[0].all()
+    centred = torch.zeros(8, 8, dtype=torch.bool)
+    centred[3:5, 3:5] = True
+    assert elsewhere_region(centred) is None
+
+
+class RowsReader(nn.Module):
+    """Logits [s + 0.3, -s - 0.3] * 10 with s = mean red - mean blue of the given pixel rows:
+    red there -> class a, blue -> class b (a half-red, half-blue read goes to a)."""
+
+    def __init__(self, rows: list[int]) -> None:
+        super().__init__()
+        self.rows = rows
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = (x[:, 0, self.rows] - x[:, 2, self.rows]).mean(dim=(1, 2)) + 0.3
+        return torch.stack([s, -s], dim=1) * 10
+
+
+BOTTOM_BAND = {"region_cells": [[0] * 8 for _ in range(7)] + [[1] * 8]}  # rows 28-31 of 32
+
+
+def test_a_swap_that_flips_as_much_elsewhere_confirms_nothing(data):
+    # A model reading the top and the bottom rows: pasting class a's red bottom band into a
+    # class-b image flips it, and so does pasting a's top band (the same area elsewhere, paired
+    # on the same images), so the bottom band alone is not what it reads.
+    model = RowsReader([0, 1, 2, 3, 28, 29, 30, 31])
+    samples = _samples(data, model)
+    flag = Flag("fixed_location", "high", "b", 0.9, "bottom band", evidence=BOTTOM_BAND)
+    found = run_interventions(samples, [flag], _context(data, model))
+    swap = next(r for r in found.records if r["edit"] == "box_swap")
+    assert swap["paired"]
+    assert swap["flip_rate"] == 1.0
+    assert swap["control_flip_rate"] == 0.0
+    assert swap["elsewhere_flip_rate"] == 1.0
+    assert not swap["confirmed"]
+    assert found.flags == []
+
+
+def test_a_swap_of_the_band_the_model_reads_is_confirmed_against_both_controls(data):
+    model = RowsReader([28, 29, 30, 31])
+    samples = _samples(data, model)
+    flag = Flag("fixed_location", "high", "b", 0.9, "bottom band", evidence=BOTTOM_BAND)
+    found = run_interventions(samples, [flag], _context(data, model))
+    swap = next(r for r in found.records if r["edit"] == "box_swap")
+    assert (swap["flip_rate"], swap["control_flip_rate"], swap["elsewhere_flip_rate"]) == (
+        1.0, 0.0, 0.0)
+    # Paired, 12 discordant pairs against each control: p = 2 x 0.5 ** 12 for both.
+    assert swap["p_value"] == pytest.approx(2 / 4096, rel=1e-6)
+    assert swap["confirmed"]
+    assert [f.class_name for f in found.flags] == ["b"]
+
+
+def test_controls_are_a_seeded_random_draw_not_the_largest_objects(data, monkeypatch):
+    import auditor.detect.interventions as interventions
+    model = BorderReader()
+    samples = _samples(data, model)
+    samples["fg_energy"] = np.where(samples["label"] == "a", np.arange(len(samples)) / 100, 0)
+    drawn = []
+
+    def spy(self, edit, positions, region, fmt, donors):
+        drawn.append((edit, list(positions)))
+        return interventions._Outcome([], np.zeros(0, dtype=bool), np.zeros(0))
+
+    monkeypatch.setattr(interventions, "MAX_PER_CLASS", 4)
+    monkeypatch.setattr(interventions._Runner, "run_edit", spy)
+    flag = Flag("border_attention", "high", "b", 0.9, "border")
+    run_interventions(samples, [flag], _context(data, model))
+    first = [p for edit, p in drawn if edit == "border_blank"]
+    drawn.clear()
+    run_interventions(samples, [flag], _context(data, model))
+    again = [p for edit, p in drawn if edit == "border_blank"]
+    assert first == again  # seeded
+    a_rows = samples[samples["label"] == "a"]
+    largest = a_rows.sort_values("fg_energy", ascending=False)["index"].head(4).tolist()
+    control = first[1]
+    assert len(control) == 4
+    assert set(control) <= set(a_rows["index"])
+    assert sorted(control) != sorted(largest)

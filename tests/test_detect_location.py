@@ -151,3 +151,66 @@ def test_peak_grid_counts_by_hand():
 )
 def test_regions_are_described_by_where_they_are_and_which_edges_they_touch(box, expected):
     assert describe_region(box) == expected
+
+
+def _centred_class(name: str, n: int, gen: torch.Generator) -> tuple:
+    """n samples whose maps peak on their centred object (cells 2-4 of 7)."""
+    cells = [tuple(x) for x in torch.randint(2, 5, (n, 2), generator=gen).tolist()]
+    return name, spot_maps(cells, gen), centre_masks(n)
+
+
+def test_a_corner_group_of_10_in_200_is_found_with_its_members(gen):
+    cells = [(0, 0)] * 10 + [tuple(x) for x in torch.randint(2, 5, (190, 2),
+                                                               generator=gen).tolist()]
+    parts = [("horse", spot_maps(cells, gen), centre_masks(200)),
+             _centred_class("cow", 200, gen), _centred_class("dog", 200, gen)]
+    samples, maps = build(parts)
+    flags = fixed_location_flags(samples, maps, ["horse", "cow", "dog"])
+    assert [f.class_name for f in flags] == ["horse"]
+    flag = flags[0]
+    assert flag.evidence["share_of_class"] == pytest.approx(10 / 200)
+    assert sorted(flag.evidence["members"]) == [f"horse/{i:03d}.png" for i in range(10)]
+    assert flag.evidence["region_cells"][0][0] == 1
+    assert "top-left corner" in flag.message
+
+
+def test_a_band_along_the_bottom_is_found_as_a_band(gen):
+    band = [(6, int(c)) for c in torch.randint(0, 7, (30,), generator=gen)]
+    cells = band + [tuple(x) for x in torch.randint(2, 5, (70, 2), generator=gen).tolist()]
+    parts = [("camera", spot_maps(cells, gen), centre_masks(100)),
+             _centred_class("deer", 100, gen)]
+    samples, maps = build(parts)
+    flag = fixed_location_flags(samples, maps, ["camera", "deer"])[0]
+    assert flag.evidence["region_shape"] == "band"
+    assert "band along the bottom edge" in flag.message
+    assert flag.evidence["region_cells"][6] == [1] * 7
+    assert sorted(flag.evidence["members"]) == [f"camera/{i:03d}.png" for i in range(30)]
+
+
+def test_a_frame_is_found_as_a_frame(gen):
+    ring = [(0, 1), (1, 6), (6, 4), (3, 0)] * 10
+    cells = ring + [tuple(x) for x in torch.randint(2, 5, (40, 2), generator=gen).tolist()]
+    parts = [("framed", spot_maps(cells, gen), centre_masks(80)), _centred_class("plain", 80, gen)]
+    samples, maps = build(parts)
+    flag = fixed_location_flags(samples, maps, ["framed", "plain"])[0]
+    assert flag.evidence["region_shape"] == "frame"
+    assert flag.evidence["k"] == 40
+
+
+def test_peaks_in_the_hole_of_a_ring_shaped_object_are_on_it_at_map_resolution(gen):
+    # A ring object with a small hole at the centre of cell 3 of 7: the mask calls the hole
+    # background (pointing_hit 0), but the map, 4 pixels a cell, cannot tell it from the ring.
+    yy, xx = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
+    radius = torch.hypot(yy - 13.5, xx - 13.5)
+    ring = ((radius > 1.5) & (radius < 10)).expand(60, SIZE, SIZE).clone()
+    parts = [("donut", spot_maps([(3, 3)] * 60, gen), ring),
+             ("plate", spot_maps([(1, 3), (3, 1)] * 30, gen), ring)]
+    samples, maps = build(parts)
+    assert (samples.loc[samples["label"] == "donut", "pointing_hit"] == 0).all()
+    assert fixed_location_flags(samples, maps, ["donut", "plate"]) == []
+
+
+def test_300_classes_of_10_spread_peaks_raise_no_location_flag(gen):
+    parts = [(f"c{k:03d}", spot_maps(spread_cells(10, gen), gen), None) for k in range(300)]
+    samples, maps = build(parts)
+    assert fixed_location_flags(samples, maps, [p[0] for p in parts]) == []

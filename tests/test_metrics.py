@@ -290,3 +290,36 @@ def test_largest_component_box_matches_opencv_stats():
 def test_bad_shapes_and_border_raise_usage_error(maps, masks, has, boxes, border):
     with pytest.raises(UsageError):
         attention_measures(maps, masks, has, boxes, border=border)
+
+
+def test_ceiling_is_the_mask_seen_through_the_map_grid_by_hand():
+    # Left-half mask of an 8x8 input, 2x2 map: the pooled mask is [[1, 0], [1, 0]]; upsampled
+    # (align_corners=False) its columns are 1, 1, .875, .625, .375, .125, 0, 0, so the mask
+    # holds 3.5 of 4 units: energy .875 on half the image = enrichment 1.75.
+    mask = torch.zeros(8, 8, dtype=torch.bool)
+    mask[:, :4] = True
+    heat = torch.tensor([[0.0, 1.0], [0.0, 1.0]])  # peaks on the right: background
+    out = measure_one(heat, mask)
+    assert out["fg_enrichment_ceiling"] == pytest.approx(1.75, abs=1e-6)
+    assert out["peak_fg_cover"] == pytest.approx(0.0, abs=1e-6)
+    out = measure_one(heat.flip(1), mask)  # peaks on the left column: all object
+    assert out["peak_fg_cover"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_ceiling_of_a_whole_image_object_is_chance_and_no_mask_is_nan():
+    heat = torch.rand(4, 4) + 0.1
+    assert measure_one(heat, torch.ones(16, 16, dtype=torch.bool))[
+        "fg_enrichment_ceiling"] == pytest.approx(1.0, abs=1e-6)
+    out = measure_one(heat, None)
+    assert math.isnan(out["fg_enrichment_ceiling"])
+    assert math.isnan(out["peak_fg_cover"])
+
+
+def test_ceiling_of_a_large_object_is_barely_above_chance_and_a_small_one_far_above():
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    radius = torch.hypot(yy - 31.5, xx - 31.5)
+    heat = torch.rand(8, 8) + 0.1
+    large = measure_one(heat, radius < 35)["fg_enrichment_ceiling"]  # 88% of the image
+    small = measure_one(heat, radius < 11)["fg_enrichment_ceiling"]  # 9% of the image
+    assert 1.0 < large < 1.1
+    assert small > 5.0

@@ -1,5 +1,5 @@
-"""Pure image edits for interventions: replace the background, blank the border band, fill a box,
-re-encode a file in another format.
+"""Pure image edits for interventions: replace the background, blank the border band (or some of
+its sides), fill a box or any region, re-encode a file in another format.
 
 Tensor edits take uint8 image batches [B, 3, H, W] and return a new uint8 batch on the same
 device (the input is never modified). Masks are bool [B, H, W], True = foreground (object).
@@ -160,6 +160,37 @@ def box_mask(box01: Sequence[float] | torch.Tensor, batch: int, height: int, wid
     return inside_y[:, :, None] & inside_x[:, None, :]
 
 
+def cells_mask(cells: np.ndarray | torch.Tensor, height: int, width: int,
+               device: torch.device | str | None = None) -> torch.Tensor:
+    """Bool [H, W]: the pixels whose centres lie in a True cell of a grid of cells laid evenly
+    over the image (cells: bool [rows, cols], rows = y; e.g. a region of the map's grid).
+    Pixel (r, c) is in cell (floor((r + 0.5) rows / H), floor((c + 0.5) cols / W))."""
+    grid = torch.as_tensor(np.asarray(cells), dtype=torch.bool, device=device)
+    if grid.dim() != 2 or grid.numel() == 0:
+        raise UsageError(f"cells must be a 2-D grid of booleans [rows, cols]; got shape "
+                         f"{tuple(grid.shape)}")
+    rows, cols = grid.shape
+    ys = ((torch.arange(height, device=grid.device) + 0.5) * rows / height).long()
+    xs = ((torch.arange(width, device=grid.device) + 0.5) * cols / width).long()
+    return grid[ys.clamp(max=rows - 1)][:, xs.clamp(max=cols - 1)]
+
+
+def fill_region(images: torch.Tensor, region: torch.Tensor,
+                fill: Colour | torch.Tensor | str) -> torch.Tensor:
+    """Replace the pixels of a region: bool [H, W] (every sample) or [B, H, W].
+
+    images: uint8 [B, 3, H, W]; fill: as in replace_background -> uint8 [B, 3, H, W].
+    """
+    _check_images(images)
+    region = region.to(device=images.device, dtype=torch.bool)
+    if region.dim() == 2:
+        region = region[None].expand(images.shape[0], -1, -1)
+    if tuple(region.shape) != (images.shape[0], *images.shape[2:]):
+        raise UsageError(f"a region must be bool [H, W] or [B, H, W] matching the images "
+                         f"{tuple(images.shape)}; got {tuple(region.shape)}")
+    return torch.where(region[:, None], _fill_pixels(images, fill), images)
+
+
 def fill_box(images: torch.Tensor, box01: Sequence[float] | torch.Tensor,
              fill: Colour | torch.Tensor | str) -> torch.Tensor:
     """Replace the pixels of a box given in [0, 1] image coordinates (x0, y0, x1, y1).
@@ -169,7 +200,7 @@ def fill_box(images: torch.Tensor, box01: Sequence[float] | torch.Tensor,
     """
     _check_images(images)
     inside = box_mask(box01, images.shape[0], images.shape[2], images.shape[3], images.device)
-    return torch.where(inside[:, None], _fill_pixels(images, fill), images)
+    return fill_region(images, inside, fill)
 
 
 def reencode(

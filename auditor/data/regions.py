@@ -43,3 +43,28 @@ def border_band(
     row_band = (rows < band_h) | (rows >= height - band_h)
     col_band = (cols < band_w) | (cols >= width - band_w)
     return row_band[:, None] | col_band[None, :]
+
+
+SIDES: tuple[str, ...] = ("top", "bottom", "left", "right")
+
+
+def side_bands(
+    height: int, width: int, fraction: float, sides: tuple[str, ...] | list[str],
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Mask of the border band along some sides only (each of SIDES), bool [height, width];
+    the four sides together are `border_band`."""
+    unknown = [s for s in sides if s not in SIDES]
+    if unknown:
+        raise UsageError(f"unknown side(s) {unknown}; use {', '.join(SIDES)}")
+    border_band(height, width, fraction, device)  # validates the size and fraction
+    band_h = border_width(height, fraction)
+    band_w = border_width(width, fraction)
+    rows = torch.arange(height, device=device)[:, None]
+    cols = torch.arange(width, device=device)[None, :]
+    parts = {"top": rows < band_h, "bottom": rows >= height - band_h,
+             "left": cols < band_w, "right": cols >= width - band_w}
+    mask = torch.zeros(height, width, dtype=torch.bool, device=device)
+    for side in sides:
+        mask |= parts[side].expand(height, width)
+    return mask

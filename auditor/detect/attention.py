@@ -6,31 +6,46 @@ status "ok" and a finite measure count. A sample's key is its `rel_path` when th
 else its `path`.
 
 Background attention tests each class's `fg_enrichment` (share of attention on the object /
-share of the image the object covers; 1.0 = chance). Border attention tests `border_lift`
-(share on the border band / share of the image the band covers; 1.0 = chance). Both use the same
-rule; "off" means below chance for enrichment and above chance for border lift:
+share of the image the object covers; 1.0 = chance) against a per-sample reference that a map at
+feature resolution can reach. Border attention tests `border_lift` (share on the border band /
+share of the image the band covers; reference 1.0 = chance). Both use the same rule on the ratio
+value / reference; "off" means below it for enrichment and above it for border lift:
 
 | step | rule |
 |---|---|
-| against chance | Wilcoxon signed-rank of log(value) vs 0, one-sided towards "off": p_chance |
-| chance effect | matched-pairs rank-biserial, +1 = every sample off chance: effect_chance |
-| against the rest | Mann-Whitney U, class vs all other classes, one-sided: p_rest |
+| reference (background) | min(1, MARGIN x fg_enrichment_ceiling), MARGIN = 0.8: chance, or |
+| | 80% of the ceiling (the sample's own mask seen through the map grid, see |
+| | auditor.metrics) when a map at that resolution cannot get far above chance |
+| | (large objects: the ceiling is 1.03 at 93% of the image). No ceiling column: 1.0 |
+| ratio | value / reference per sample |
+| against the reference | Wilcoxon signed-rank of log(ratio) vs 0, one-sided towards "off": |
+| | p_chance; it enters the audit's Benjamini-Hochberg family (auditor.detect.fdr) |
+| chance effect | matched-pairs rank-biserial, +1 = every sample off: effect_chance |
+| against the rest | Mann-Whitney U of the ratio, class vs all other classes, one-sided: p_rest |
 | rest effect | rank-biserial, +1 = every sample more off than every other: effect_rest |
-| raised when | n >= 8, median off chance (enrichment < 1.0; border lift >= 1.25), |
-| | p_chance < 0.01 and effect_chance >= 0.3 |
-| high | median enrichment <= 0.5 (border lift >= 2.0) and effect_chance >= 0.8 |
-| medium | median enrichment <= 0.8 (border lift >= 1.5) and effect_chance >= 0.5 |
+| raised when | n >= 8, median ratio off by a material amount (enrichment ratio <= 0.9: |
+| | at least 10% short of the reference; border lift >= 1.25), effect_chance >= 0.3, |
+| | and q <= FDR (0.05) in the audit's family |
+| high | median ratio <= 0.5 (border lift >= 2.0) and effect_chance >= 0.8 |
+| medium | median ratio <= 0.8 (border lift >= 1.5) and effect_chance >= 0.5 |
 | low | any other raised flag |
 | one level up | p_rest < 0.01 and effect_rest >= 0.5 (the class is worse than the others) |
 | at most medium | n < 20 |
 
-Chance, not the other classes, decides whether a flag is raised: when every class relies on its
-background (the Pokemon/Digimon case) no class differs from the rest, yet all are off chance.
+The reference, not the other classes, decides whether a flag is raised: when every class relies
+on its background (the Pokemon/Digimon case) no class differs from the rest, yet all are off.
 Coarse maps (7x7 upsampled) spill mass off a small object, but a map centred on the object still
-puts more than its area's share on it (enrichment > 1), so it is not flagged.
+puts more than its area's share on it (enrichment > 1), so it is not flagged; on a large object
+blur alone costs a few percent of enrichment, well inside the margin. A class whose median
+enrichment is 0.95 is not flagged however many samples it has: the shortfall is not material.
 
-`score` is 1 - median enrichment (border: median lift - 1), clipped to [0, 1]: how far below
-(above) chance the class sits.
+`score` is 1 - median ratio (border: median lift - 1), clipped to [0, 1]: how far below
+(above) its reference the class sits.
+
+Border sides: a border_attention flag names the sides of the band its class's attention is on
+(`evidence["border_sides"]`: the sides whose band holds at least SIDE_SHARE = 0.5 of the mass of
+the most attended side in the class's mean normalised map), so its intervention blanks that band
+only, not every side (an info bar along the bottom is blanked, the object is not clipped).
 
 Degenerate maps: a sample's map is degenerate when it is all zero or not finite (column
 `map_degenerate`; without it, an ok row whose `peak_x` is NaN). Flagged when more than 10
@@ -46,17 +61,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats
 
+from auditor.data.regions import SIDES, side_bands
+from auditor.detect.fdr import ClassTest, control_fdr
 from auditor.detect.flags import Flag, Severity
 from auditor.errors import UsageError
+from auditor.metrics import normalise_maps, upsample_maps
 
 MIN_SAMPLES = 8
 FULL_SEVERITY_SAMPLES = 20
 ALPHA = 0.01
 MIN_EFFECT = 0.3
+#: The background reference is min(1, MARGIN x the sample's enrichment ceiling).
+MARGIN = 0.8
 MAX_SAMPLES_LISTED = 12
 LOG_FLOOR = 1e-3  # enrichment 0 (no mass on the object) is logged as log(1e-3)
+SIDE_SHARE = 0.5
+SIDE_GRID = 64
 DEGENERATE_COUNT = 10
 DEGENERATE_SHARE = 0.05
 
@@ -73,13 +96,14 @@ class _Rule:
     direction: str  # "less": off = below chance; "greater": off = above chance
     high: float
     medium: float
-    floor: float  # the median must be at least this far off to raise a flag at all
+    floor: float  # the median ratio must be at least this far off to raise a flag at all
 
 
 # A consistent but tiny lift (1.05: the border band's share of an off-object map that simply
-# covers the whole background) is not border reading; enrichment below chance always is news.
+# covers the whole background) is not border reading; nor is enrichment 5% short of its
+# reference (noise of the map, not a class looking elsewhere).
 _BACKGROUND = _Rule("background_attention", "fg_enrichment", "less", high=0.5, medium=0.8,
-                    floor=1.0)
+                    floor=0.9)
 _BORDER = _Rule("border_attention", "border_lift", "greater", high=2.0, medium=1.5, floor=1.25)
 
 
@@ -152,13 +176,13 @@ def _rest_test(values: np.ndarray, rest: np.ndarray, direction: str) -> tuple[fl
     return u, float(result.pvalue), effect
 
 
-def _severity(rule: _Rule, median: float, n: int, effect_chance: float, p_rest: float,
+def _severity(rule: _Rule, ratio_median: float, n: int, effect_chance: float, p_rest: float,
               effect_rest: float) -> Severity:
     off = (lambda m, bound: m <= bound) if rule.direction == "less" else (
         lambda m, bound: m >= bound)
-    if off(median, rule.high) and effect_chance >= 0.8:
+    if off(ratio_median, rule.high) and effect_chance >= 0.8:
         level = 2
-    elif off(median, rule.medium) and effect_chance >= 0.5:
+    elif off(ratio_median, rule.medium) and effect_chance >= 0.5:
         level = 1
     else:
         level = 0
@@ -169,40 +193,64 @@ def _severity(rule: _Rule, median: float, n: int, effect_chance: float, p_rest: 
     return _LEVELS[min(level, 2)]
 
 
-def _class_flag(rule: _Rule, ok: pd.DataFrame, keys: pd.Series, name: str) -> Flag | None:
+def _reference(rule: _Rule, rows: pd.DataFrame) -> np.ndarray:
+    """Per-sample reference of the rule's measure: 1.0 (chance), or for background attention
+    min(1, MARGIN x fg_enrichment_ceiling) where the ceiling is known."""
+    reference = np.ones(len(rows))
+    if rule is _BACKGROUND and "fg_enrichment_ceiling" in rows.columns:
+        ceiling = rows["fg_enrichment_ceiling"].to_numpy(dtype=float)
+        reachable = np.isfinite(ceiling) & (ceiling > 0)
+        reference = np.where(reachable, np.minimum(1.0, MARGIN * np.where(reachable, ceiling,
+                                                                          1.0)), 1.0)
+    return reference
+
+
+def _class_test(rule: _Rule, ok: pd.DataFrame, keys: pd.Series, name: str) -> ClassTest | None:
+    """The rule's test on one class (None when it has too few samples to test)."""
     finite = ok[np.isfinite(ok[rule.column].to_numpy(dtype=float))]
-    mine = finite[finite["label"] == name]
+    ratios_all = finite[rule.column].to_numpy(dtype=float) / _reference(rule, finite)
+    is_mine = (finite["label"] == name).to_numpy()
+    mine = finite[is_mine]
     values = mine[rule.column].to_numpy(dtype=float)
+    ratios = ratios_all[is_mine]
     n = values.size
     if n < MIN_SAMPLES:
         return None
     median, q1, q3 = _quartiles(values)
-    is_off = median < rule.floor if rule.direction == "less" else median >= rule.floor
-    statistic, p_chance, effect_chance = _chance_test(values, rule.direction)
-    if not (is_off and p_chance < ALPHA and effect_chance >= MIN_EFFECT):
-        return None
-    rest = finite.loc[finite["label"] != name, rule.column].to_numpy(dtype=float)
-    u, p_rest, effect_rest = _rest_test(values, rest, rule.direction)
-    severity = _severity(rule, median, n, effect_chance, p_rest, effect_rest)
-    score = 1.0 - median if rule.direction == "less" else median - 1.0
+    ratio_median = float(np.median(ratios))
+    is_off = ratio_median <= rule.floor if rule.direction == "less" else (
+        ratio_median >= rule.floor)
+    statistic, p_chance, effect_chance = _chance_test(ratios, rule.direction)
+    if not (is_off and effect_chance >= MIN_EFFECT):
+        return ClassTest(rule.kind, name, p_chance, None)
+    rest = ratios_all[~is_mine]
+    u, p_rest, effect_rest = _rest_test(ratios, rest, rule.direction)
+    severity = _severity(rule, ratio_median, n, effect_chance, p_rest, effect_rest)
+    score = 1.0 - ratio_median if rule.direction == "less" else ratio_median - 1.0
 
     correct = mine[mine["correct"].fillna(False).astype(bool)]
-    off_samples = correct[correct[rule.column] < 1.0] if rule.direction == "less" else (
-        correct[correct[rule.column] > 1.0])
-    off_samples = off_samples.sort_values(rule.column, ascending=rule.direction == "less")
-    listed = keys.loc[off_samples.index[:MAX_SAMPLES_LISTED]].tolist()
+    correct_ratios = ratios[mine["correct"].fillna(False).astype(bool).to_numpy()]
+    off = correct_ratios < 1.0 if rule.direction == "less" else correct_ratios > 1.0
+    order = np.argsort(correct_ratios[off] * (1 if rule.direction == "less" else -1),
+                       kind="stable")
+    listed = keys.loc[correct.index[off][order][:MAX_SAMPLES_LISTED]].tolist()
 
     source = mine["foreground_source"].mode() if "foreground_source" in mine else pd.Series([])
     estimated = len(source) > 0 and source.iloc[0] == "estimate"
+    reference = _reference(rule, mine)
     evidence: dict[str, Any] = {
-        "rule": "Wilcoxon signed-rank of log(value) vs chance 1.0 (one-sided), Mann-Whitney U "
-                "vs the other classes; see auditor.detect.attention",
+        "rule": "Wilcoxon signed-rank of log(value / reference) vs 0 (one-sided; reference = "
+                "chance, or for the background MARGIN x the enrichment ceiling when lower), "
+                "Benjamini-Hochberg over the audit's class-level tests, Mann-Whitney U vs the "
+                "other classes; see auditor.detect.attention",
         "measure": rule.column,
         "n": int(n),
         "median": _float(median),
         "q1": _float(q1),
         "q3": _float(q3),
         "chance": 1.0,
+        "reference_median": _float(np.median(reference)),
+        "ratio_median": _float(ratio_median),
         "wilcoxon_statistic": _float(statistic),
         "p_chance": _float(p_chance),
         "effect_chance": _float(effect_chance),
@@ -212,19 +260,24 @@ def _class_flag(rule: _Rule, ok: pd.DataFrame, keys: pd.Series, name: str) -> Fl
         "p_rest": _float(p_rest),
         "effect_rest": _float(effect_rest),
         "foreground_estimated": bool(estimated),
-        "score_meaning": "how far the class median sits from chance (1 - median enrichment, "
-                         "or median border lift - 1), clipped to [0, 1]",
+        "score_meaning": "how far the class sits from its reference (1 - median of enrichment / "
+                         "reference, or median border lift - 1), clipped to [0, 1]",
     }
     if rule is _BACKGROUND:
         energy = mine["fg_energy"].to_numpy(dtype=float)
         area = np.divide(energy, values, out=np.full_like(energy, np.nan), where=values > 0)
         energy_median = float(np.median(energy))
         area_median = float(np.nanmedian(area)) if np.isfinite(area).any() else math.nan
+        ceiling = (mine["fg_enrichment_ceiling"].to_numpy(dtype=float)
+                   if "fg_enrichment_ceiling" in mine.columns else np.full(n, np.nan))
         evidence.update(fg_energy_median=_float(energy_median),
-                        fg_area_median=_float(area_median))
+                        fg_area_median=_float(area_median), margin=MARGIN,
+                        ceiling_median=_float(np.nanmedian(ceiling))
+                        if np.isfinite(ceiling).any() else None)
         message = (f"class {name}: median {energy_median:.0%} of attention on the object, which "
                    f"covers {area_median:.0%} of the image (enrichment {median:.2f}, "
-                   "chance = 1.0)")
+                   f"{ratio_median:.2f} of the reference {np.median(reference):.2f} a map at "
+                   "this resolution can reach; chance = 1.0)")
         if estimated:
             message += "; the object outlines are estimated, not given"
     else:
@@ -237,27 +290,69 @@ def _class_flag(rule: _Rule, ok: pd.DataFrame, keys: pd.Series, name: str) -> Fl
         message = (f"class {name}: median {energy_median:.0%} of attention on the image border, "
                    f"which covers {band_share:.0%} of the image (lift {median:.2f}, "
                    "chance = 1.0)")
-    return Flag(kind=rule.kind, severity=severity, class_name=name,
+    flag = Flag(kind=rule.kind, severity=severity, class_name=name,
                 score=float(np.clip(score, 0.0, 1.0)), message=message, evidence=evidence,
                 samples=listed)
+    return ClassTest(rule.kind, name, p_chance, flag)
+
+
+def _rule_tests(rule: _Rule, samples: pd.DataFrame, classes: list[str]) -> list[ClassTest]:
+    ok = _ok(samples)
+    keys = sample_keys(samples)
+    tests = (_class_test(rule, ok, keys, name) for name in classes)
+    return [t for t in tests if t is not None]
+
+
+def background_attention_tests(samples: pd.DataFrame, classes: list[str]) -> list[ClassTest]:
+    """The `background_attention` test of every class with enough samples (module rule), for
+    the audit's Benjamini-Hochberg family (auditor.detect.fdr)."""
+    _require(samples, ("label", "status", "correct", "fg_energy", "fg_enrichment"))
+    return _rule_tests(_BACKGROUND, samples, classes)
+
+
+def border_attention_tests(samples: pd.DataFrame, classes: list[str]) -> list[ClassTest]:
+    """The `border_attention` test of every class with enough samples, for the family."""
+    _require(samples, ("label", "status", "correct", "border_energy", "border_lift"))
+    return _rule_tests(_BORDER, samples, classes)
 
 
 def background_attention_flags(samples: pd.DataFrame, classes: list[str]) -> list[Flag]:
-    """`background_attention` flags: classes whose attention sits off the object (module rule)."""
-    _require(samples, ("label", "status", "correct", "fg_energy", "fg_enrichment"))
-    ok = _ok(samples)
-    keys = sample_keys(samples)
-    flags = (_class_flag(_BACKGROUND, ok, keys, name) for name in classes)
-    return [f for f in flags if f is not None]
+    """`background_attention` flags: classes whose attention sits off the object (module rule;
+    this rule's tests alone form the FDR family)."""
+    return control_fdr(background_attention_tests(samples, classes))
 
 
 def border_attention_flags(samples: pd.DataFrame, classes: list[str]) -> list[Flag]:
-    """`border_attention` flags: classes whose attention sits on the image border."""
-    _require(samples, ("label", "status", "correct", "border_energy", "border_lift"))
-    ok = _ok(samples)
-    keys = sample_keys(samples)
-    flags = (_class_flag(_BORDER, ok, keys, name) for name in classes)
-    return [f for f in flags if f is not None]
+    """`border_attention` flags: classes whose attention sits on the border band (this rule's
+    tests alone form the FDR family)."""
+    return control_fdr(border_attention_tests(samples, classes))
+
+
+def border_sides(class_maps: np.ndarray, border: float) -> list[str]:
+    """The sides of the border band a class's attention is on: those whose band holds at least
+    SIDE_SHARE of the mass of the most attended side in the class's mean max-normalised map
+    (class_maps float [n, h, w], upsampled to SIDE_GRID pixels a side)."""
+    maps = torch.as_tensor(np.nan_to_num(np.asarray(class_maps, dtype=np.float32)))
+    if maps.numel() == 0:
+        return list(SIDES)
+    mean = upsample_maps(normalise_maps(maps).mean(dim=0)[None], (SIDE_GRID, SIDE_GRID))[0]
+    mass = {side: float(mean[side_bands(SIDE_GRID, SIDE_GRID, border, [side])].sum())
+            for side in SIDES}
+    top = max(mass.values())
+    if not top > 0:
+        return list(SIDES)
+    return [side for side in SIDES if mass[side] >= SIDE_SHARE * top]
+
+
+def annotate_border_sides(flags: list[Flag], samples: pd.DataFrame, maps: np.ndarray,
+                          border: float) -> None:
+    """Add `evidence["border_sides"]` (border_sides of the class's ok maps) to each
+    border_attention flag, so its intervention blanks only the band where attention is.
+    maps: float [N, h, w], one per ok row of samples in order."""
+    labels = _ok(samples)["label"].to_numpy()
+    for flag in flags:
+        if flag.kind == "border_attention":
+            flag.evidence["border_sides"] = border_sides(maps[labels == flag.class_name], border)
 
 
 def degenerate_mask(samples: pd.DataFrame) -> pd.Series:
@@ -297,10 +392,11 @@ def degenerate_maps_flags(samples: pd.DataFrame, classes: list[str]) -> list[Fla
 
 
 def attention_flags(samples: pd.DataFrame, classes: list[str]) -> list[Flag]:
-    """Every flag of this module: background, border and degenerate-map flags."""
-    return (background_attention_flags(samples, classes)
-            + border_attention_flags(samples, classes)
-            + degenerate_maps_flags(samples, classes))
+    """Every flag of this module: background and border flags (one FDR family of both rules'
+    tests) and degenerate-map flags."""
+    tests = background_attention_tests(samples, classes) + border_attention_tests(samples,
+                                                                                  classes)
+    return control_fdr(tests) + degenerate_maps_flags(samples, classes)
 
 
 def class_statistics(samples: pd.DataFrame, classes: list[str]) -> dict[str, dict[str, Any]]:

@@ -8,41 +8,53 @@ the class (a seeded choice) are edited and re-classified (batched, float32, infe
 |---|---|
 | background_attention | background_constant (mean colour), background_blur (Gaussian, |
 | | sigma 10% of the longer side), background_swap (another class's background) |
-| border_attention, border_pixels_shortcut | border_blank (the band in the mean colour) |
-| fixed_location | box_blank (the flag's box in the mean colour), box_swap (the same box of |
-| | another class's image) |
+| border_attention, border_pixels_shortcut | border_blank (the band in the mean colour: on the |
+| | sides the class's attention is on, `evidence["border_sides"]`; every side without it) |
+| fixed_location | box_blank (the flag's region in the mean colour), box_swap (the same region |
+| | of another class's image) |
 | metadata_shortcut | format_to_jpeg (re-encoded as JPEG quality 75) or format_to_png (JPEG |
 | | re-encoded as PNG), by the class's most common format |
 
 The mean colour is the per-channel mean of up to MEAN_COLOUR_SAMPLES readable inputs (seeded).
 Background edits need the object: the mask (or box) when the sample has one, else
 `auditor.data.foreground.estimate_foreground`; samples whose object is empty or the whole image
-are left out. The box of a fixed_location flag is its `evidence["region_box"]` (x0, y0, x1, y1
-in [0, 1]; "box" also read); without one, a box of BOX_SIDE around the
-class's median attention peak. A format edit decodes the file as the loader does, re-encodes
-it, decodes and resizes it again (`auditor.data.edits.reencode`); JPEG -> PNG is lossless, so
-it changes no pixel and can only confirm nothing: it stays as a built-in null.
+are left out. The region of a fixed_location flag is exactly its `evidence["region_cells"]` (a
+grid of cells laid over the image: a corner, a band, a frame); without it its
+`evidence["region_box"]` (x0, y0, x1, y1 in [0, 1]; "box" also read); without one, a box of
+BOX_SIDE around the class's median attention peak. A format edit decodes the file as the loader
+does, re-encodes it, decodes and resizes it again (`auditor.data.edits.reencode`); JPEG -> PNG is
+lossless, so it changes no pixel and can only confirm nothing: it stays as a built-in null.
 
 **Per sample.** Only samples the model (float32, here) classifies correctly count: `flipped`
 when the edited input is no longer classified as its label; `prob_drop` = p(label | original)
 - p(label | edited).
 
-**Control.** The same edit on samples that should not care: by default up to MAX_PER_CLASS
-samples of the other classes that carry no flag of the same kind (all other classes for a
-data-set-wide flag, or when every class is flagged), highest fg_energy first. For the swaps
-(background_swap, box_swap) the control is a swap within the class (each tested sample gets the
-background, or box, of another sample of its own class): the same compositing, only the class of
-the donor differs. A donor's own object is painted over in its mean background colour first, so
-no object of another sample is pasted in. For format edits the control is the other classes'
-samples re-encoded to the same format.
+**Control.** The same edit on samples that should not care: up to MAX_PER_CLASS samples drawn at
+random (seeded) from the other classes that carry no flag of the same kind (all other classes
+for a data-set-wide flag, or when every class is flagged). A draw, not a ranking: ranking by
+fg_energy picks large objects, whose background edits change the fewest pixels. For the swaps
+(background_swap, box_swap) the control is a swap within the class on the same images (each
+tested sample gets the background, or region, of another sample of its own class): the same
+compositing, only the class of the donor differs. A donor's own object is painted over in its
+mean background colour first, so no object of another sample is pasted in. For format edits the
+control is the other classes' samples re-encoded to the same format.
 
-**Rule.** An edit confirms the flag for the class when n >= MIN_N and control_n >= MIN_N and
-either `flip_rate - control_flip_rate >= MIN_EFFECT` with a one-sided Fisher exact test
-p < ALPHA / 2, or `prob_drop_mean - control_prob_drop_mean >= MIN_EFFECT` with a one-sided
-Mann-Whitney U test p < ALPHA / 2 (Bonferroni over the two tests; the record's `p_value` is
-2 x the smaller p, capped at 1). Each confirmed (flag, class) raises one
-`intervention_sensitive` flag; `score` = the largest confirming difference (effect) over its
-edits; severity:
+**Second control: the same area elsewhere.** Region edits (box_blank, box_swap, border_blank)
+are repeated on the same images with the region moved elsewhere: turned 180 degrees about the
+image centre, else mirrored left-right, else top-bottom, the first that overlaps the region by
+at most MAX_OVERLAP (0.25) of its area (none for a centred region or all four border sides).
+An edit that damages whatever it covers (the object, in every class) flips as much there.
+
+**Rule.** Differences test minus control of the flip rate and of the mean probability drop;
+one-sided tests: paired on the same images (swaps vs their within-class swap, every edit vs the
+same area elsewhere: exact McNemar on the discordant flips, Wilcoxon signed-rank on the drop
+differences), unpaired otherwise (Fisher exact, Mann-Whitney U). Against each control, p = 2 x
+the smaller p of the statistics whose difference reaches MIN_EFFECT (0.25) (1 when none does);
+the record's `p_value` is the larger over its controls (both must hold). Every record of the
+audit is one Benjamini-Hochberg family (auditor.detect.fdr); an edit confirms the flag for the
+class when n >= MIN_N, control_n >= MIN_N and its q-value (`q_value`) <= FDR (0.05). Each
+confirmed (flag, class) raises one `intervention_sensitive` flag; `score` = the largest
+confirming difference over the control (effect) over its edits; severity:
 
 | effect | n >= FULL_SEVERITY_N | n < FULL_SEVERITY_N |
 |---|---|---|
@@ -68,8 +80,10 @@ import torch
 from scipy import stats
 from torch import nn
 
-from auditor.data.edits import blank_border, fill_box, reencode, replace_background
+from auditor.data.edits import box_mask, cells_mask, fill_region, reencode, replace_background
 from auditor.data.foreground import estimate_foreground
+from auditor.data.regions import SIDES, side_bands
+from auditor.detect.fdr import FDR, bh_qvalues
 from auditor.detect.flags import Flag, Severity
 from auditor.errors import AuditorError, UsageError
 from auditor.runtime import normalise_images
@@ -78,9 +92,9 @@ MAX_PER_CLASS = 256
 MEAN_COLOUR_SAMPLES = 256
 MIN_N = 5
 MIN_EFFECT = 0.25
-ALPHA = 0.01
 FULL_SEVERITY_N = 20
 BOX_SIDE = 0.25
+MAX_OVERLAP = 0.25
 JPEG_QUALITY = 75
 MAX_SAMPLES_LISTED = 12
 
@@ -171,7 +185,9 @@ class _Runner:
         usable = 0 < int(mask.sum()) < mask.numel()
         return (mask if usable else None), source
 
-    def choose(self, positions: np.ndarray, cap: int = MAX_PER_CLASS) -> list[int]:
+    def choose(self, positions: np.ndarray, cap: int | None = None) -> list[int]:
+        """At most `cap` (default MAX_PER_CLASS) of the positions, a seeded draw, sorted."""
+        cap = MAX_PER_CLASS if cap is None else cap
         if len(positions) > cap:
             positions = np.sort(self.rng.choice(positions, size=cap, replace=False))
         return [int(p) for p in positions]
@@ -228,7 +244,7 @@ class _Runner:
         return _Outcome(kept, flipped.numpy()[keep], drop.numpy()[keep].astype(np.float64))
 
     # --- edits ------------------------------------------------------------------------------
-    def run_edit(self, edit: str, positions: list[int], box: tuple[float, ...] | None,
+    def run_edit(self, edit: str, positions: list[int], region: torch.Tensor | None,
                  fmt: str | None, donors: list[int] | None) -> _Outcome:
         """Apply one edit to the samples at `positions` and measure it."""
         need_fg = edit.startswith("background")
@@ -246,11 +262,9 @@ class _Runner:
             if backgrounds is None:
                 return _Outcome([], np.zeros(0, dtype=bool), np.zeros(0))
             edited = replace_background(images, masks, backgrounds) \
-                if edit == "background_swap" else fill_box(images, box, backgrounds)
-        elif edit == "border_blank":
-            edited = blank_border(images, self.config.border, self.mean_colour)
-        elif edit == "box_blank":
-            edited = fill_box(images, box, self.mean_colour)
+                if edit == "background_swap" else fill_region(images, region, backgrounds)
+        elif edit == "border_blank" or edit == "box_blank":
+            edited = fill_region(images, region, self.mean_colour)
         elif edit.startswith("format_to_"):
             kept, images, edited = self._reencoded(kept, images, fmt or "JPEG")
             if not kept:
@@ -297,8 +311,43 @@ def _severity(effect: float, n: int) -> Severity:
     return ("low", "medium", "high")[max(level, 0)]  # type: ignore[return-value]
 
 
-def _statistics(test: _Outcome, control: _Outcome) -> dict[str, Any]:
-    """Rates, differences, one-sided p-values and the decision for one edit (module rule)."""
+def _comparison(test: _Outcome, control: _Outcome, paired: bool) -> dict[str, Any]:
+    """Differences and one-sided p-values of an edit against one control (module rule).
+
+    Unpaired (different samples): Fisher exact on flips, Mann-Whitney U on drops. Paired (the
+    same samples, in the same order): exact McNemar on the discordant flips, Wilcoxon
+    signed-rank on the drop differences. `p` = 2 x the smaller p among the statistics whose
+    difference reaches MIN_EFFECT (1.0 when none does); `effect` = the largest such difference
+    (else the largest difference)."""
+    diff_flip = float(test.flipped.mean() - control.flipped.mean())
+    diff_drop = float(test.drops.mean() - control.drops.mean())
+    if paired:
+        gained = int((test.flipped & ~control.flipped).sum())
+        lost = int((~test.flipped & control.flipped).sum())
+        p_flip = float(stats.binom.sf(gained - 1, gained + lost, 0.5)) if gained + lost else 1.0
+        differences = test.drops - control.drops
+        p_drop = float(stats.wilcoxon(differences, alternative="greater").pvalue) \
+            if np.any(differences != 0) else 1.0
+    else:
+        flips, control_flips = int(test.flipped.sum()), int(control.flipped.sum())
+        p_flip = float(stats.fisher_exact(
+            [[flips, test.n - flips], [control_flips, control.n - control_flips]],
+            alternative="greater")[1])
+        p_drop = float(stats.mannwhitneyu(test.drops, control.drops,
+                                          alternative="greater").pvalue)
+    material = [(d, p) for d, p in ((diff_flip, p_flip), (diff_drop, p_drop))
+                if d >= MIN_EFFECT]
+    return {"p_flip": p_flip, "p_drop": p_drop,
+            "p": min(1.0, 2 * min(p for _, p in material)) if material else 1.0,
+            "effect": max(d for d, _ in material) if material else max(diff_flip, diff_drop)}
+
+
+def _statistics(test: _Outcome, control: _Outcome, paired: bool,
+                elsewhere: _Outcome | None) -> dict[str, Any]:
+    """Rates, differences and one-sided p-values of one edit against its control and, where
+    there is one, the equal-area edit elsewhere on the same images (module rule). `p_value`
+    is the larger of the two comparisons' p (both must hold); the decision is taken over the
+    whole family of intervention records (run_interventions)."""
     record: dict[str, Any] = {
         "n": test.n,
         "flip_rate": float(test.flipped.mean()) if test.n else None,
@@ -306,23 +355,28 @@ def _statistics(test: _Outcome, control: _Outcome) -> dict[str, Any]:
         "control_n": control.n,
         "control_flip_rate": float(control.flipped.mean()) if control.n else None,
         "control_prob_drop_mean": float(control.drops.mean()) if control.n else None,
+        "paired": paired,
+        "tests": "exact McNemar (flips), Wilcoxon signed-rank (drops)" if paired
+                 else "Fisher exact (flips), Mann-Whitney U (drops)",
         "p_flip": None, "p_drop": None, "p_value": None, "effect": 0.0, "confirmed": False,
     }
+    if elsewhere is not None:
+        record.update(elsewhere_n=elsewhere.n,
+                      elsewhere_flip_rate=float(elsewhere.flipped.mean()) if elsewhere.n
+                      else None,
+                      elsewhere_prob_drop_mean=float(elsewhere.drops.mean()) if elsewhere.n
+                      else None,
+                      elsewhere_p_value=None, elsewhere_effect=None)
     if test.n < MIN_N or control.n < MIN_N:
         record["note"] = f"too few correctly classified samples (need {MIN_N} edited and control)"
         return record
-    flips, control_flips = int(test.flipped.sum()), int(control.flipped.sum())
-    p_flip = float(stats.fisher_exact(
-        [[flips, test.n - flips], [control_flips, control.n - control_flips]],
-        alternative="greater")[1])
-    p_drop = float(stats.mannwhitneyu(test.drops, control.drops, alternative="greater").pvalue)
-    diff_flip = record["flip_rate"] - record["control_flip_rate"]
-    diff_drop = record["prob_drop_mean"] - record["control_prob_drop_mean"]
-    passing = [d for d, p in ((diff_flip, p_flip), (diff_drop, p_drop))
-               if d >= MIN_EFFECT and p < ALPHA / 2]
-    record.update(p_flip=p_flip, p_drop=p_drop, p_value=min(1.0, 2 * min(p_flip, p_drop)),
-                  effect=float(max(passing)) if passing else float(max(diff_flip, diff_drop)),
-                  confirmed=bool(passing))
+    versus = _comparison(test, control, paired)
+    record.update(p_flip=versus["p_flip"], p_drop=versus["p_drop"], p_value=versus["p"],
+                  effect=float(versus["effect"]))
+    if elsewhere is not None and elsewhere.n == test.n:
+        there = _comparison(test, elsewhere, paired=True)
+        record.update(elsewhere_p_value=there["p"], elsewhere_effect=float(there["effect"]),
+                      p_value=max(versus["p"], there["p"]))
     return record
 
 
@@ -330,24 +384,47 @@ def _sentence(edit: str, record: dict[str, Any]) -> str:
     if record["n"] < MIN_N or record["control_n"] < MIN_N:
         return f"{_DESCRIPTIONS[edit]}: not tested ({record['n']} samples, control " \
                f"{record['control_n']})"
-    return (f"{_DESCRIPTIONS[edit]}: {record['flip_rate']:.0%} flipped vs "
-            f"{record['control_flip_rate']:.0%} control, probability drop "
-            f"{record['prob_drop_mean']:.2f} vs {record['control_prob_drop_mean']:.2f} "
-            f"(n={record['n']}, p={record['p_value']:.2g})")
+    text = (f"{_DESCRIPTIONS[edit]}: {record['flip_rate']:.0%} flipped vs "
+            f"{record['control_flip_rate']:.0%} control")
+    if record.get("elsewhere_flip_rate") is not None:
+        text += f" and {record['elsewhere_flip_rate']:.0%} for the same area elsewhere"
+    return (f"{text}, probability drop {record['prob_drop_mean']:.2f} vs "
+            f"{record['control_prob_drop_mean']:.2f} (n={record['n']}, "
+            f"q={record.get('q_value', record['p_value']):.2g})")
 
 
-def _flag_box(flag: Flag, runner: _Runner) -> tuple[float, float, float, float]:
-    """The fixed_location box in [0, 1]: evidence["region_box"] (or "box"), else BOX_SIDE around
-    the class's median attention peak."""
+def _flag_region(flag: Flag, runner: _Runner, height: int, width: int) -> torch.Tensor:
+    """Bool [H, W]: the pixels a flag blames. fixed_location: `evidence["region_cells"]`, else
+    its `region_box` (or "box"), else BOX_SIDE around the class's median attention peak;
+    border flags: the band on `evidence["border_sides"]` (every side without it)."""
+    if flag.kind in ("border_attention", "border_pixels_shortcut"):
+        sides = [s for s in flag.evidence.get("border_sides", SIDES) if s in SIDES] or SIDES
+        return side_bands(height, width, runner.config.border, list(sides))
+    cells = flag.evidence.get("region_cells")
+    if cells is not None and np.asarray(cells).ndim == 2 and np.asarray(cells).any():
+        return cells_mask(np.asarray(cells, dtype=bool), height, width)
     box = flag.evidence.get("region_box", flag.evidence.get("box"))
-    if box is not None and len(box) == 4 and all(math.isfinite(float(v)) for v in box):
-        return tuple(float(v) for v in box)  # type: ignore[return-value]
-    rows = runner.ok[runner.ok["label"] == flag.class_name]
-    cx = float(np.nanmedian(rows["peak_x"].to_numpy(dtype=float))) if len(rows) else 0.5
-    cy = float(np.nanmedian(rows["peak_y"].to_numpy(dtype=float))) if len(rows) else 0.5
-    half = BOX_SIDE / 2
-    x0, y0 = min(max(cx - half, 0.0), 1 - BOX_SIDE), min(max(cy - half, 0.0), 1 - BOX_SIDE)
-    return (x0, y0, x0 + BOX_SIDE, y0 + BOX_SIDE)
+    if box is None or len(box) != 4 or not all(math.isfinite(float(v)) for v in box):
+        rows = runner.ok[runner.ok["label"] == flag.class_name]
+        cx = float(np.nanmedian(rows["peak_x"].to_numpy(dtype=float))) if len(rows) else 0.5
+        cy = float(np.nanmedian(rows["peak_y"].to_numpy(dtype=float))) if len(rows) else 0.5
+        half = BOX_SIDE / 2
+        x0, y0 = min(max(cx - half, 0.0), 1 - BOX_SIDE), min(max(cy - half, 0.0), 1 - BOX_SIDE)
+        box = (x0, y0, x0 + BOX_SIDE, y0 + BOX_SIDE)
+    return box_mask([float(v) for v in box], 1, height, width)[0]
+
+
+def elsewhere_region(region: torch.Tensor) -> torch.Tensor | None:
+    """The same region moved elsewhere, bool [H, W]: turned 180 degrees, else mirrored left to
+    right, else top to bottom; the first that overlaps the region by at most MAX_OVERLAP of its
+    area. None when every one overlaps more (a centred region, all four border sides)."""
+    area = int(region.sum())
+    if area == 0:
+        return None
+    for moved in (region.flip(0, 1), region.flip(1), region.flip(0)):
+        if int((moved & region).sum()) <= MAX_OVERLAP * area:
+            return moved
+    return None
 
 
 def _format_of(rows: pd.DataFrame) -> str:
@@ -381,42 +458,58 @@ def run_interventions(samples: pd.DataFrame, flags: list[Flag],
     runner = _Runner(samples, context)
     classes = list(context["index"].classes)
     paths = samples.set_index("index")["rel_path"] if "rel_path" in samples else None
-    measured: dict[tuple, tuple[_Outcome, _Outcome]] = {}
+    measured: dict[tuple, tuple[_Outcome, _Outcome, _Outcome | None]] = {}
+    # Phase 1: every edit of every (flag, class), measured once.
+    tested: list[tuple[Flag, str, list[tuple[dict[str, Any], _Outcome]]]] = []
     for flag in testable:
         flagged = {f.class_name for f in flags if f.kind == flag.kind}
-        tested_classes = [flag.class_name] if flag.class_name is not None else classes
-        notes, confirmed_notes = [], []
-        for name in tested_classes:
+        for name in [flag.class_name] if flag.class_name is not None else classes:
             mine = runner.eligible[runner.eligible["label"] == name]
             if mine.empty:
                 continue
-            best: tuple[float, str, _Outcome, dict[str, Any]] | None = None
-            records = []
+            rows = []
             for edit in EDITS_BY_KIND[flag.kind]:
                 plan = _plan(edit, flag, name, mine, runner, flagged)
                 if plan is None:
                     continue
-                edit_name, run_test, run_control, control_label = plan
-                key = (name, edit_name, control_label)
+                key = (name, plan.edit, plan.control_label, plan.region_key)
                 if key not in measured:
-                    measured[key] = (run_test(), run_control())
-                test, control = measured[key]
-                record = {"class": name, "edit": edit_name,
-                          "description": _DESCRIPTIONS[edit_name], **_statistics(test, control),
+                    measured[key] = (plan.test(), plan.control(),
+                                     plan.elsewhere() if plan.elsewhere else None)
+                test, control, elsewhere = measured[key]
+                record = {"class": name, "edit": plan.edit,
+                          "description": _DESCRIPTIONS[plan.edit],
+                          **_statistics(test, control, plan.paired, elsewhere),
                           "confirms": flag.kind, "flag_class": flag.class_name,
-                          "control": control_label}
-                records.append(record)
-                sentence = _sentence(edit_name, record)
-                notes.append(f"{name}: {sentence}" if flag.class_name is None else sentence)
-                if record["confirmed"]:
-                    confirmed_notes.append(notes[-1])
-                    if best is None or record["effect"] > best[0]:
-                        best = (record["effect"], edit_name, test, record)
-            result.records.extend(records)
-            if best is not None:
-                result.flags.append(_confirming_flag(flag, name, best, records, paths))
-        if notes:
-            flag.evidence["intervention_tests"] = notes
+                          "control": plan.control_label}
+                rows.append((record, test))
+            tested.append((flag, name, rows))
+    # Phase 2: one Benjamini-Hochberg family of every record, then the decisions.
+    records = [record for _, _, rows in tested for record, _ in rows]
+    for record, q in zip(records, bh_qvalues(np.array(
+            [r["p_value"] if r["p_value"] is not None else np.nan for r in records])),
+            strict=True):
+        record["q_value"] = float(q) if record["p_value"] is not None else None
+        record["confirmed"] = bool(record["p_value"] is not None and q <= FDR)
+    notes: dict[int, tuple[list[str], list[str]]] = {}
+    for flag, name, rows in tested:
+        mine_notes, confirmed_notes = notes.setdefault(id(flag), ([], []))
+        best = None
+        for record, test in rows:
+            sentence = _sentence(record["edit"], record)
+            mine_notes.append(f"{name}: {sentence}" if flag.class_name is None else sentence)
+            if record["confirmed"]:
+                confirmed_notes.append(mine_notes[-1])
+                if best is None or record["effect"] > best[0]:
+                    best = (record["effect"], record["edit"], test, record)
+        result.records.extend(record for record, _ in rows)
+        if best is not None:
+            result.flags.append(_confirming_flag(flag, name, best,
+                                                 [r for r, _ in rows], paths))
+    for flag in testable:
+        mine_notes, confirmed_notes = notes.get(id(flag), ([], []))
+        if mine_notes:
+            flag.evidence["intervention_tests"] = mine_notes
         if confirmed_notes:
             flag.evidence["confirmed_by"] = "; ".join(confirmed_notes)
     for record in result.records:
@@ -424,27 +517,45 @@ def run_interventions(samples: pd.DataFrame, flags: list[Flag],
     return result
 
 
-def _plan(
-    edit: str, flag: Flag, name: str, mine: pd.DataFrame, runner: _Runner, flagged: set,
-) -> tuple[str, Callable[[], _Outcome], Callable[[], _Outcome], str] | None:
-    """(edit name, test thunk, control thunk, control description), or None when the edit
-    does not apply (a class already in the target format)."""
+@dataclass
+class _Plan:
+    """One edit's measurements to run: the test, its control, and (where there is one) the
+    same edit on an equal area elsewhere on the same images."""
+
+    edit: str
+    test: Callable[[], _Outcome]
+    control: Callable[[], _Outcome]
+    control_label: str
+    paired: bool
+    elsewhere: Callable[[], _Outcome] | None = None
+    region_key: bytes = b""
+
+
+def _plan(edit: str, flag: Flag, name: str, mine: pd.DataFrame, runner: _Runner,
+          flagged: set) -> _Plan | None:
+    """The plan of one edit for one class, or None when the edit does not apply (a class
+    already in the target format)."""
     eligible = runner.eligible
     others = eligible[eligible["label"] != name]
     unflagged = others[~others["label"].isin(flagged)]
     pool, control_label = (unflagged, "unflagged classes") \
         if None not in flagged and not unflagged.empty else (others, "other classes")
-    pool = pool.sort_values("fg_energy", ascending=False, na_position="last") \
-        if "fg_energy" in pool else pool
-    control = [int(p) for p in pool["index"].to_numpy()[:MAX_PER_CLASS]]
+    control = runner.choose(pool["index"].to_numpy())  # a seeded random draw
     tested = runner.choose(mine["index"].to_numpy())
-    box = _flag_box(flag, runner) if edit.startswith("box_") else None
+    region = moved = None
+    if edit.startswith("box_") or edit == "border_blank":
+        region = _flag_region(flag, runner, *runner.config.image_size)
+        moved = elsewhere_region(region)
+    key = region.numpy().tobytes() if region is not None else b""
+    elsewhere = (lambda: runner.run_edit(edit, tested, moved, None, donors if edit == "box_swap"
+                                         else None)) if moved is not None else None
     if edit in ("background_swap", "box_swap"):
         donors = runner.choose(runner.ok.loc[runner.ok["label"] != name, "index"].to_numpy())
         runner.rng.shuffle(donors)
         within = tested[1:] + tested[:1]  # each sample gets a class mate's background or box
-        return (edit, lambda: runner.run_edit(edit, tested, box, None, donors),
-                lambda: runner.run_edit(edit, tested, box, None, within), "same class")
+        return _Plan(edit, lambda: runner.run_edit(edit, tested, region, None, donors),
+                     lambda: runner.run_edit(edit, tested, region, None, within), "same class",
+                     paired=True, elsewhere=elsewhere, region_key=key)
     if edit == "format_swap":
         source = _format_of(mine)
         fmt = "PNG" if source in ("JPEG", "MPO") else "JPEG"
@@ -455,10 +566,12 @@ def _plan(
             tested = runner.choose(mine.loc[~already, "index"].to_numpy())
         if not tested:
             return None
-        return (edit, lambda: runner.run_edit(edit, tested, None, fmt, None),
-                lambda: runner.run_edit(edit, control, None, fmt, None), control_label)
-    return (edit, lambda: runner.run_edit(edit, tested, box, None, None),
-            lambda: runner.run_edit(edit, control, box, None, None), control_label)
+        return _Plan(edit, lambda: runner.run_edit(edit, tested, None, fmt, None),
+                     lambda: runner.run_edit(edit, control, None, fmt, None), control_label,
+                     paired=False)
+    return _Plan(edit, lambda: runner.run_edit(edit, tested, region, None, None),
+                 lambda: runner.run_edit(edit, control, region, None, None), control_label,
+                 paired=False, elsewhere=elsewhere, region_key=key)
 
 
 def _confirming_flag(flag: Flag, name: str, best: tuple[float, str, _Outcome, dict[str, Any]],
@@ -468,16 +581,20 @@ def _confirming_flag(flag: Flag, name: str, best: tuple[float, str, _Outcome, di
     flipped = [outcome.positions[i] for i in order if outcome.flipped[i]]
     listed = [str(paths.get(p, p)) if paths is not None else str(p) for p in flipped]
     where = f"class {flag.class_name}" if flag.class_name is not None else "the data set"
+    control = f"control {record['control_flip_rate']:.0%}"
+    if record.get("elsewhere_flip_rate") is not None:
+        control += f", same area elsewhere {record['elsewhere_flip_rate']:.0%}"
     message = (f"class {name}: {_DESCRIPTIONS[edit]} flips {record['flip_rate']:.0%} of correct "
-               f"predictions (control {record['control_flip_rate']:.0%}), confirming "
-               f"{flag.kind} of {where}")
+               f"predictions ({control}), confirming {flag.kind} of {where}")
     evidence = {
         "confirms": {"kind": flag.kind, "class": flag.class_name},
         "edit": edit,
         "edits": [r for r in records if r["confirmed"]],
-        "rule": "flip-rate or probability-drop difference over the control >= "
-                f"{MIN_EFFECT} with one-sided p < {ALPHA / 2} (Fisher exact / Mann-Whitney U); "
-                "see auditor.detect.interventions",
+        "rule": f"flip-rate or probability-drop difference >= {MIN_EFFECT} over the control and "
+                "over the same edit elsewhere on the same images, one-sided tests (paired: "
+                "McNemar / Wilcoxon signed-rank; unpaired: Fisher exact / Mann-Whitney U), "
+                f"Benjamini-Hochberg q <= {FDR} over every edit of the audit; see "
+                "auditor.detect.interventions",
         "score_meaning": "largest confirming difference over the control (flip rate or mean "
                          "probability drop of the label)",
     }

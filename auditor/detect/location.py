@@ -1,27 +1,62 @@
-"""`fixed_location` flags: a class whose attention keeps returning to the same small place
-(a corner tag, a watermark, a ruler), and the per-class peak grids the report draws.
+"""`fixed_location` flags: attention that keeps returning to the same off-object place, in all
+of a class or in part of it (a corner tag, a watermark band, a ruler, a frame), and the
+per-class peak grids the report draws.
 
-Each ok sample's map peak (`peak_x`, `peak_y` in [0, 1]) falls in a cell of a `grid` x `grid`
-grid. For each class the 2x2-cell window holding the most peaks is the candidate region (a tag
-on a cell boundary still lands in one window). The rule:
+Each ok sample's map peak (`peak_x`, `peak_y` in [0, 1]) falls in a cell of the maps' own grid
+(h x w feature cells, at most MAX_SCAN_CELLS = 16 a side), so a region's cells are the feature
+cells a tag lights up. A fixed family of regions of several shapes is scanned for every class:
+
+| region shape | members of the family (cells of the map grid) |
+|---|---|
+| window | every 1x1 and 2x2-cell window (a corner tag, a logo) |
+| band | every full-width band of 1 or 2 rows, full-height band of 1 or 2 columns (text or a |
+| | watermark across the image, an info bar along an edge, a ruler) |
+| frame | the ring of outer cells (a border frame) |
+
+The rule, per class, on every region R of the family:
 
 | step | rule |
 |---|---|
-| share | k of the class's n peaks lie in the window: share = k / n |
-| against spread | one-sided binomial test of k vs the window's area share (4 / grid**2), |
-| | multiplied by the number of windows (Bonferroni): p |
-| raised when | n >= 8, share >= 0.4, p < 0.001, and the region is off the object (below) |
-| off the object, with masks | at least half of the window's samples with a mask miss the |
-| | object with their peak (`pointing_hit` 0) |
-| off the object, no masks | the window touches the image edge (an outer row or column of |
-| | cells): the peak of a centred object never does |
-| high | share >= 0.8 and n >= 20 |
-| medium | share >= 0.6 |
-| low | any other raised flag; at most medium when n < 20 |
+| counts | k of the class's n peaks lie in R; k_rest of the other classes' n_rest |
+| against the others | one-sided hypergeometric (Fisher exact) test of k given k + k_rest: the |
+| | class peaks in R more often than the other classes do. With fewer than MIN_REST |
+| | (20) peaks of other classes: one-sided binomial of k vs R's area share |
+| scan | a region's p times the number of regions (Bonferroni); one test per class enters |
+| | the audit's Benjamini-Hochberg family (auditor.detect.fdr): the chosen region's, or |
+| | the smallest when no region passes the gates |
+| effect gates | k >= MIN_MEMBERS (3), share k / n >= RATIO (3) x base and share - base >= |
+| | MIN_EXCESS (0.03), base = the other classes' share (R's area share without them): |
+| | at any share of the class, so a tag on 5% of a class is found when other classes |
+| | almost never peak there |
+| gathered | and the class's off-object peaks (peak_fg_cover < 0.5; all peaks without |
+| | masks) gather in R: one-sided binomial of those in R vs R's area share. The region's |
+| | p is the larger of the two (intersection-union: peaks spread over the background |
+| | are not "in" the frame, or a band, just because the other classes all peak in the |
+| | centre) |
+| off the object | the members' peaks are off the object as the map's grid sees it: median |
+| | `peak_fg_cover` < 0.5 (the feature cell at the peak is mostly background; a peak |
+| | in the hole of a ring-shaped object is on it at that resolution). Without that |
+| | column, at least half the members miss the object (`pointing_hit` 0). Without |
+| | masks: at least half the members peak in an outer cell of the grid (the peak of a |
+| | centred object never does; a band across the middle is then not tested) |
+| region | among the regions passing every gate, the one with the smallest p (ties: the |
+| | smaller region) |
+| raised | q <= FDR (0.05) |
+| high | excess (share - the others' share) >= 0.5 and k >= 20 |
+| medium | excess >= 0.15 and k >= 10 |
+| low | any other raised flag |
 
-"Without masks" applies when fewer than half of the window's samples have a defined
-`pointing_hit`. `score` is the share. Evidence carries the grid counts (rows = y, top first), the
-share other classes put in the same window, the class's mean normalised map and the share of its
+A finding names its share of the class (`share`, also the `score`), its region and its members
+(`members`: every sample of the class whose map peaks in the scanned region, off-object ones
+first; `samples` lists them too). The region is found from the maps themselves: the scanned
+cells grow into the cells around them (one step) where the members' mean normalised map is at
+least ATTENTION_LEVEL (0.5) of its largest value there, then into the outer cells of the grid
+next to it (a map lights up along the inner edge of a flat tag; what lies between that edge and
+the image border is part of it): `region_cells` [rows][cols] 0/1, rows = y, top first, and
+`region_box`, its bounding box in [0, 1]; the scanned cells are `scan_cells` and `scan_box`;
+`region_shape` is the scanned shape. Interventions blank or swap exactly the region's cells.
+Evidence also carries
+the grid counts, the other classes' share, the class's mean normalised map and the share of its
 mass inside the region.
 """
 
@@ -32,27 +67,37 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
+import torch.nn.functional as F
+from scipy import ndimage, stats
 
 from auditor.detect.attention import sample_keys
+from auditor.detect.fdr import ClassTest, control_fdr
 from auditor.detect.flags import Flag, Severity
 from auditor.errors import UsageError
 from auditor.metrics import normalise_maps, upsample_maps
 
 MIN_SAMPLES = 8
-MIN_SHARE = 0.4
-ALPHA = 0.001
+MIN_MEMBERS = 3
+MIN_REST = 20  # peaks of other classes needed to test against them rather than the area
+RATIO = 3.0
+MIN_EXCESS = 0.03
 FULL_SEVERITY_SAMPLES = 20
-WINDOW = 2  # cells per side of the candidate region
+MEDIUM_SEVERITY_SAMPLES = 10
+WINDOW = 2  # cells per side of the largest window
+MAX_SCAN_CELLS = 16
+ATTENTION_LEVEL = 0.5
 
 
-def _cells(samples: pd.DataFrame, grid: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column and row cell of each sample's peak; -1 where the peak is undefined."""
+def _cells(samples: pd.DataFrame, grid: int, rows: int | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Column and row cell of each sample's peak on a grid of `grid` columns and `rows` rows
+    (default: square); -1 where the peak is undefined."""
+    rows = grid if rows is None else rows
     xs = samples["peak_x"].to_numpy(dtype=float)
     ys = samples["peak_y"].to_numpy(dtype=float)
     defined = np.isfinite(xs) & np.isfinite(ys)
     col = np.clip(np.floor(np.nan_to_num(xs) * grid), 0, grid - 1).astype(int)
-    row = np.clip(np.floor(np.nan_to_num(ys) * grid), 0, grid - 1).astype(int)
+    row = np.clip(np.floor(np.nan_to_num(ys) * rows), 0, rows - 1).astype(int)
     return np.where(defined, col, -1), np.where(defined, row, -1)
 
 
@@ -102,104 +147,262 @@ def describe_region(box: list[float]) -> str:
     return f"{vertical}-{horizontal} {'corner' if at_corner else 'area'}"
 
 
-def _severity(share: float, n: int) -> Severity:
-    if share >= 0.8 and n >= FULL_SEVERITY_SAMPLES:
+def _severity(excess: float, k: int) -> Severity:
+    if excess >= 0.5 and k >= FULL_SEVERITY_SAMPLES:
         return "high"
-    if share >= 0.6:
+    if excess >= 0.15 and k >= MEDIUM_SEVERITY_SAMPLES:
         return "medium"
     return "low"
 
 
-def fixed_location_flags(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
-                         classes: list[str], grid: int = 8) -> list[Flag]:
-    """`fixed_location` flags (module rule).
+def region_family(rows: int, cols: int) -> tuple[np.ndarray, list[str]]:
+    """The scanned regions: bool [R, rows, cols] cell masks (rows = y) and their shapes."""
+    regions, shapes = [], []
+
+    def add(cells: np.ndarray, shape: str) -> None:
+        regions.append(cells)
+        shapes.append(shape)
+
+    for side in (1, 2):
+        for y in range(rows - side + 1):
+            for x in range(cols - side + 1):
+                cells = np.zeros((rows, cols), dtype=bool)
+                cells[y:y + side, x:x + side] = True
+                add(cells, "window")
+        for start in range(rows - side + 1):
+            band = np.zeros((rows, cols), dtype=bool)
+            band[start:start + side] = True
+            add(band, "band")
+        for start in range(cols - side + 1):
+            band = np.zeros((rows, cols), dtype=bool)
+            band[:, start:start + side] = True
+            add(band, "band")
+    ring = np.ones((rows, cols), dtype=bool)
+    ring[1:-1, 1:-1] = False
+    add(ring, "frame")
+    return np.stack(regions), shapes
+
+
+def cells_box(cells: np.ndarray) -> list[float]:
+    """Bounding box (x0, y0, x1, y1) in [0, 1] of the True cells of bool [rows, cols]."""
+    rows, cols = cells.shape
+    ys, xs = np.nonzero(cells)
+    return [float(xs.min() / cols), float(ys.min() / rows), float((xs.max() + 1) / cols),
+            float((ys.max() + 1) / rows)]
+
+
+def describe_cells(cells: np.ndarray, shape: str) -> str:
+    """A region of the family in words: "top-left corner", "band along the bottom edge",
+    "band across the image (rows 0.25-0.50)", "frame around the image"."""
+    box = cells_box(cells)
+    if shape == "frame":
+        return "frame around the image"
+    if shape == "band":
+        horizontal = box[0] == 0 and box[2] == 1
+        if horizontal:
+            where = ("top edge" if box[1] == 0 else "bottom edge" if box[3] == 1 else None)
+            return f"band along the {where}" if where else "band across the image (rows " \
+                f"{box[1]:.2f}-{box[3]:.2f})"
+        where = "left edge" if box[0] == 0 else "right edge" if box[2] == 1 else None
+        return f"band along the {where}" if where else "band down the image (columns " \
+            f"{box[0]:.2f}-{box[2]:.2f})"
+    return describe_region(box)
+
+
+def _scan_grid(maps: torch.Tensor) -> tuple[int, int]:
+    """Cells of the scan: the map's own grid, so a region's cells are the feature cells a tag
+    lights up, at most MAX_SCAN_CELLS per side (finer maps share cells)."""
+    return min(int(maps.shape[1]), MAX_SCAN_CELLS), min(int(maps.shape[2]), MAX_SCAN_CELLS)
+
+
+def _scan_p_values(k: np.ndarray, n: int, k_rest: np.ndarray, n_rest: int,
+                   area: np.ndarray) -> np.ndarray:
+    """One-sided p per region that the class peaks there more often than the other classes
+    (hypergeometric), or than maps spread evenly (binomial vs the area share) when there are
+    fewer than MIN_REST peaks of other classes."""
+    if n_rest >= MIN_REST:
+        return stats.hypergeom.sf(k - 1, n + n_rest, k + k_rest, n)
+    return stats.binom.sf(k - 1, n, area)
+
+
+def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
+                         classes: list[str]) -> list[ClassTest]:
+    """The `fixed_location` test of every class with enough peaks (module rule), for the
+    audit's Benjamini-Hochberg family. The scan's cells are the maps' grid (at most
+    MAX_SCAN_CELLS a side).
 
     Args:
-        samples: the samples.parquet table (label, status, peak_x, peak_y, pointing_hit).
+        samples: the samples.parquet table (label, status, peak_x, peak_y; peak_fg_cover and
+            pointing_hit when present).
         maps: float [N, h, w], the raw maps of the ok rows (status == "ok") in table order.
         classes: class names to test.
-        grid: cells per side of the peak grid.
     """
-    _check(samples, grid)
+    _check(samples, WINDOW + 1)
     ok = samples[samples["status"] == "ok"]
     heat = torch.as_tensor(np.asarray(maps) if not isinstance(maps, torch.Tensor) else maps)
     if heat.dim() != 3 or heat.shape[0] != len(ok):
         raise UsageError(f"maps must be [N, h, w] with one map per ok sample (N = {len(ok)}), "
                          f"got shape {tuple(heat.shape)}")
     normalised = normalise_maps(heat.to(torch.float32))
-    col, row = _cells(ok, grid)
+    gh, gw = _scan_grid(heat)
+    grid_maps = F.adaptive_avg_pool2d(normalised[:, None], (gh, gw))[:, 0].numpy()
+    col, row = _cells(ok, gw, gh)
+    cell = np.where(col >= 0, row * gw + col, -1)
     labels = ok["label"].to_numpy()
-    hits = (ok["pointing_hit"].to_numpy(dtype=float) if "pointing_hit" in ok.columns
-            else np.full(len(ok), np.nan))
+    cover = _column(ok, "peak_fg_cover")
+    hits = _column(ok, "pointing_hit")
     keys = sample_keys(samples).loc[ok.index].to_numpy()
-    n_windows = (grid - WINDOW + 1) ** 2
-    area = WINDOW**2 / grid**2
+    regions, shapes = region_family(gh, gw)
+    flat_regions = regions.reshape(len(regions), -1)
+    area = flat_regions.mean(axis=1)
+    defined = cell >= 0
+    outer = defined & ((col == 0) | (row == 0) | (col == gw - 1) | (row == gh - 1))
+    # Peaks per class and cell, [C, grid * grid]: every region count is a product with it.
+    class_of = {name: i for i, name in enumerate(classes)}
+    counts = np.zeros((len(classes), gh * gw), dtype=int)
+    index = np.array([class_of.get(label, -1) for label in labels])
+    known = defined & (index >= 0)
+    np.add.at(counts, (index[known], cell[known]), 1)
+    in_region = counts @ flat_regions.T.astype(int)  # [C, R]
+    # Peaks not on the object at the map's resolution (all peaks where that is unknown).
+    off_peak = known & ~(np.nan_to_num(cover, nan=0.0) >= 0.5) & ~(np.isnan(cover) & (hits == 1))
+    counts_off = np.zeros_like(counts)
+    np.add.at(counts_off, (index[off_peak], cell[off_peak]), 1)
+    off_in_region = counts_off @ flat_regions.T.astype(int)
+    all_in = np.bincount(cell[defined], minlength=gh * gw) @ flat_regions.T.astype(int)
+    n_all = int(defined.sum())
 
-    flags = []
-    for name in classes:
-        mine = (labels == name) & (col >= 0)
-        n = int(mine.sum())
+    tests = []
+    for c, name in enumerate(classes):
+        n = int(counts[c].sum())
         if n < MIN_SAMPLES:
             continue
-        counts = _grid_counts(col[mine], row[mine], grid)
-        windows = sum(counts[dy:grid - WINDOW + 1 + dy, dx:grid - WINDOW + 1 + dx]
-                      for dy in range(WINDOW) for dx in range(WINDOW))
-        wy, wx = np.unravel_index(int(np.argmax(windows)), windows.shape)
-        k = int(windows[wy, wx])
+        k = in_region[c]
+        k_rest, n_rest = all_in - k, n_all - n
+        p = _scan_p_values(k, n, k_rest, n_rest, area)
+        # ... and its off-object peaks gather in R, not spread over the image (both must hold).
+        k_off = off_in_region[c]
+        p = np.maximum(p, stats.binom.sf(k_off - 1, max(int(counts_off[c].sum()), 1), area))
         share = k / n
-        p = min(1.0, float(stats.binom.sf(k - 1, n, area)) * n_windows)
-        inside = (col >= wx) & (col < wx + WINDOW) & (row >= wy) & (row < wy + WINDOW)
-        there = mine & inside
-        there_hits = hits[there]
-        measured = np.isfinite(there_hits)
-        if measured.sum() * 2 >= there.sum():
-            off_share = float((there_hits[measured] == 0).mean())
-            off_object = off_share >= 0.5
-        else:
-            off_share = None
-            off_object = wx == 0 or wy == 0 or wx + WINDOW == grid or wy + WINDOW == grid
-        if not (share >= MIN_SHARE and p < ALPHA and off_object):
+        base = k_rest / n_rest if n_rest >= MIN_REST else area
+        passing = (k >= MIN_MEMBERS) & (share >= RATIO * base) & (share - base >= MIN_EXCESS)
+        scan_p = np.minimum(1.0, p * len(regions))
+        mine = (labels == name) & defined
+        best = None
+        for r in np.flatnonzero(passing)[np.lexsort((area[passing], p[passing]))]:
+            there = mine & flat_regions[r][np.where(defined, cell, 0)]
+            off, off_share = _off_object(cover[there], hits[there], outer[there])
+            if off:
+                best = (int(r), there, off_share)
+                break
+        if best is None:
+            tests.append(ClassTest("fixed_location", name, float(scan_p.min()), None))
             continue
+        r, there, off_share = best
+        attention = attention_region(regions[r], grid_maps, there)
+        flag = _flag(name, regions[r], shapes[r], n, int(k[r]), float(base[r]),
+                     float(area[r]), n_rest >= MIN_REST, float(scan_p[r]),
+                     off_share, there, cover, hits, keys, normalised[torch.as_tensor(mine)],
+                     counts[c].reshape(gh, gw), attention)
+        tests.append(ClassTest("fixed_location", name, float(scan_p[r]), flag))
+    return tests
 
-        rest = (labels != name) & (col >= 0)
-        rest_share = float((rest & inside).sum() / rest.sum()) if rest.any() else None
-        box = [wx / grid, wy / grid, (wx + WINDOW) / grid, (wy + WINDOW) / grid]
-        mean_map = normalised[torch.as_tensor(mine)].mean(dim=0)
-        fine = upsample_maps(mean_map[None], (grid * 4, grid * 4))[0]
-        total = float(fine.sum())
-        region = float(fine[wy * 4:(wy + WINDOW) * 4, wx * 4:(wx + WINDOW) * 4].sum())
-        map_share = region / total if total > 0 else None
-        # Samples that peak there, those whose peak misses the object first.
-        order = np.argsort(np.where(there_hits == 0, 0, 1), kind="stable")
-        listed = keys[there][order].tolist()
-        severity = _severity(share, n)
-        if n < FULL_SEVERITY_SAMPLES and severity == "high":
-            severity = "medium"
-        where = describe_region(box)
-        rest_text = f"{rest_share:.0%} of other classes' maps and " if rest_share is not None \
-            else ""
-        message = (f"class {name}: {share:.0%} of its maps ({k} of {n}) peak in the same small "
-                   f"region, the {where} (x {box[0]:.2f}-{box[2]:.2f}, y {box[1]:.2f}-"
-                   f"{box[3]:.2f} of the image), vs {rest_text}{area:.0%} if peaks were spread "
-                   "evenly")
-        evidence: dict[str, Any] = {
-            "rule": "most-populated 2x2-cell window of the peak grid; binomial test vs its area "
-                    "share, Bonferroni over windows; off the object (see "
-                    "auditor.detect.location)",
-            "grid_size": grid,
-            "grid_counts": counts.tolist(),
-            "region_box": box,
-            "n": n,
-            "k": k,
-            "share": share,
-            "spread_share": area,
-            "rest_share": rest_share,
-            "p_value": p,
-            "off_object_share": off_share,
-            "mean_map": [[round(float(v), 4) for v in r] for r in mean_map.tolist()],
-            "mean_map_share_in_region": map_share,
-            "score_meaning": "share of the class's maps that peak in the region",
-        }
-        flags.append(Flag(kind="fixed_location", severity=severity, class_name=name,
-                          score=share, message=message, evidence=evidence, samples=listed))
-    return flags
+
+def _column(rows: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in rows.columns:
+        return np.full(len(rows), np.nan)
+    return rows[name].to_numpy(dtype=float)
+
+
+def _off_object(cover: np.ndarray, hits: np.ndarray, outer: np.ndarray
+                ) -> tuple[bool, float | None]:
+    """(off the object, share of members off it) of a region's members (module rule)."""
+    measured = np.isfinite(cover)
+    if measured.sum() * 2 >= cover.size and measured.any():
+        return bool(np.median(cover[measured]) < 0.5), float((cover[measured] < 0.5).mean())
+    measured = np.isfinite(hits)
+    if measured.sum() * 2 >= hits.size and measured.any():
+        share = float((hits[measured] == 0).mean())
+        return share >= 0.5, share
+    return bool(outer.mean() >= 0.5), None
+
+
+def attention_region(cells: np.ndarray, grid_maps: np.ndarray, members: np.ndarray
+                     ) -> np.ndarray:
+    """The region the members' attention covers at the scanned cells: bool [gh, gw].
+
+    The scanned cells grow into the cells around them (one step, 8-connected) where the
+    members' mean normalised map (grid_maps float [N, gh, gw] pooled to the scan grid; members
+    bool [N]) is at least ATTENTION_LEVEL of its largest value there, then into the outer
+    cells of the grid next to the region. A map responds to the edges of what it sees: a peak
+    lies next to, not always on, a tag (a flat white square lights up along its inner edge),
+    and what sits between that edge and the image border is part of it.
+    """
+    mean = grid_maps[members].mean(axis=0)
+    ring = np.ones((3, 3), dtype=bool)
+    around = ndimage.binary_dilation(cells, structure=ring)
+    top = float(mean[around].max())
+    region = cells | (around & (mean >= ATTENTION_LEVEL * top)) if top > 0 else cells.copy()
+    outer = np.zeros_like(region)
+    outer[[0, -1], :] = True
+    outer[:, [0, -1]] = True
+    return region | (ndimage.binary_dilation(region, structure=ring) & outer)
+
+
+def _flag(name: str, cells: np.ndarray, shape: str, n: int, k: int, base: float,
+          area: float, against_rest: bool, p: float, off_share: float | None,
+          there: np.ndarray, cover: np.ndarray, hits: np.ndarray, keys: np.ndarray,
+          class_maps: torch.Tensor, counts: np.ndarray, attention: np.ndarray) -> Flag:
+    share = k / n
+    box = cells_box(cells)
+    gh, gw = cells.shape
+    mean_map = class_maps.mean(dim=0)
+    fine = upsample_maps(mean_map[None], (gh * 4, gw * 4))[0].numpy()
+    total = float(fine.sum())
+    inside = np.kron(cells, np.ones((4, 4), dtype=bool))
+    map_share = float(fine[inside].sum()) / total if total > 0 else None
+    # Members whose peak is off the object (at the map's resolution) first.
+    off_first = np.where(np.isfinite(cover[there]), cover[there] >= 0.5,
+                         np.where(hits[there] == 0, False, True))
+    members = keys[there][np.argsort(off_first, kind="stable")].tolist()
+    where = describe_cells(cells, shape)
+    other = "other classes' maps" if against_rest else "maps spread evenly"
+    message = (f"class {name}: {share:.0%} of its maps ({k} of {n}) peak in the same off-object "
+               f"region, the {where} (x {box[0]:.2f}-{box[2]:.2f}, y {box[1]:.2f}-{box[3]:.2f} "
+               f"of the image), vs {base:.0%} of {other}")
+    evidence: dict[str, Any] = {
+        "rule": "scan of windows, bands and a frame on the peak grid; one-sided Fisher exact "
+                "test vs the other classes' peaks (binomial vs the area share without them), "
+                "Bonferroni over regions, Benjamini-Hochberg over the audit's class-level "
+                "tests; off the object at the map's resolution (see auditor.detect.location)",
+        "grid_size": [gh, gw],
+        "grid_counts": counts.tolist(),
+        "region_box": cells_box(attention),
+        "region_cells": attention.astype(int).tolist(),
+        "scan_cells": cells.astype(int).tolist(),
+        "scan_box": box,
+        "region_shape": shape,
+        "region": where,
+        "n": n,
+        "k": k,
+        "share": share,
+        "share_of_class": share,
+        "spread_share": area,
+        "rest_share": base if against_rest else None,
+        "excess": share - base,
+        "p_value": p,
+        "off_object_share": off_share,
+        "members": members,
+        "mean_map": [[round(float(v), 4) for v in r] for r in mean_map.tolist()],
+        "mean_map_share_in_region": map_share,
+        "score_meaning": "share of the class's maps that peak in the region",
+    }
+    return Flag(kind="fixed_location", severity=_severity(share - base, k), class_name=name,
+                score=share, message=message, evidence=evidence,
+                samples=members)
+
+
+def fixed_location_flags(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
+                         classes: list[str]) -> list[Flag]:
+    """`fixed_location` flags (module rule; this rule's tests alone form the FDR family)."""
+    return control_fdr(fixed_location_tests(samples, maps, classes))

@@ -8,10 +8,14 @@ Suspicion, in [0, 1], is the product of three factors:
 | | no mass on the object |
 | off-object, no foreground | clip((border_energy - a) / (1 - a), 0, 1) with a = band area = |
 | | border_energy / border_lift: 0 at chance, 1 with all mass on the border |
+| in a flagged region | 1.0 instead of the above for a member of a `fixed_location` finding (its |
+| | map peaks in the flagged off-object region, `evidence["members"]`) |
 | confidence | `confidence` (softmax probability of the prediction); missing counts as 1 |
 | correctness | 1.0 for a correct prediction (or an unknown one), 0.5 for a wrong one |
 
-so a correct, confident prediction whose map sits off the object scores near 1. The score is NaN
+so a correct, confident prediction whose map sits off the object scores near 1, and a correct
+prediction made from a flagged region (confidence above 0.5) always outranks a misclassified
+image (at most 0.5): the members of a finding lead their class's suspects. The score is NaN
 where the off-object factor is undefined: error rows and degenerate (all-zero) maps.
 
 Flag codes per sample (comma-joined, in this order):
@@ -45,8 +49,11 @@ def _column(samples: pd.DataFrame, name: str) -> np.ndarray:
     return pd.to_numeric(samples[name], errors="coerce").to_numpy(dtype=float)
 
 
-def suspicion_scores(samples: pd.DataFrame) -> pd.Series:
-    """Per-sample suspicion in [0, 1] (module formula), NaN where undefined; samples' index."""
+def suspicion_scores(samples: pd.DataFrame, flags: list[Flag] | None = None) -> pd.Series:
+    """Per-sample suspicion in [0, 1] (module formula), NaN where undefined; samples' index.
+
+    `flags`: the audit's flags; members of its fixed_location findings count as fully off
+    the object."""
     if not {"fg_enrichment", "border_lift"} & set(samples.columns):
         raise UsageError("suspicion needs the fg_enrichment or border_energy/border_lift "
                          "columns of samples.parquet")
@@ -58,6 +65,10 @@ def suspicion_scores(samples: pd.DataFrame) -> pd.Series:
     off_border = np.clip(np.divide(border - band, 1.0 - band, out=np.full_like(border, np.nan),
                                    where=band < 1.0), 0.0, 1.0)
     off = np.where(np.isfinite(enrichment), off_fg, off_border)
+    members = {key for flag in flags or () if flag.kind == "fixed_location"
+               for key in flag.evidence.get("members", flag.samples)}
+    if members:
+        off = np.where(sample_keys(samples).isin(members).to_numpy(), 1.0, off)
 
     confidence = np.clip(np.nan_to_num(_column(samples, "confidence"), nan=1.0), 0.0, 1.0)
     if "correct" in samples.columns:

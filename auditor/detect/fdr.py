@@ -1,0 +1,71 @@
+"""One family of class-level tests per audit, controlled by Benjamini-Hochberg.
+
+An audit runs several rules (background, border, fixed location ...) on every class: with 100
+classes that is hundreds of tests, and a fixed per-test threshold raises flags on clean data by
+chance alone. Every class-level test of every rule therefore enters one family: each rule
+returns a `ClassTest` per test it ran (the p-value, and the flag it would raise, or None when
+its effect-size gates already fail), and `control_fdr` keeps the flags whose Benjamini-Hochberg
+adjusted p-value (q-value) is at most FDR.
+
+| step | rule |
+|---|---|
+| family | every ClassTest of the audit, flag or not (a test that failed its effect gates still |
+| | counts: leaving it out would make the correction too lenient) |
+| q-value | q_(i) = min over j >= i of p_(j) * m / j, p sorted ascending, m tests (BH 1995) |
+| raised | a test with a flag and q <= FDR (0.05) |
+
+Under no effect at all (every null true) this bounds the chance of any false flag per audit by
+FDR; with real effects it bounds the expected share of false flags among those raised.
+Interventions form their own family (they test only the flags raised here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from auditor.detect.flags import Flag
+
+#: False discovery rate of the family of class-level tests of one audit.
+FDR = 0.05
+
+
+@dataclass
+class ClassTest:
+    """One test of one rule on one class: its p-value and the flag it would raise."""
+
+    kind: str
+    class_name: str | None
+    p_value: float
+    flag: Flag | None
+
+
+def bh_qvalues(p_values: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q-values) of p float [m], same order, in [0, 1].
+
+    NaN p-values count as 1.0 (a test that could not be run is still a test of the family).
+    """
+    p = np.nan_to_num(np.asarray(p_values, dtype=float), nan=1.0)
+    m = p.size
+    if m == 0:
+        return p
+    order = np.argsort(p, kind="stable")
+    scaled = p[order] * m / np.arange(1, m + 1)
+    adjusted = np.minimum.accumulate(scaled[::-1])[::-1]
+    q = np.empty(m)
+    q[order] = np.minimum(adjusted, 1.0)
+    return q
+
+
+def control_fdr(tests: list[ClassTest], fdr: float = FDR) -> list[Flag]:
+    """The flags of `tests` whose q-value is at most `fdr`, each with its q-value, the family
+    size and the rate recorded in evidence (`q_value`, `fdr`, `family_size`)."""
+    q = bh_qvalues(np.array([t.p_value for t in tests], dtype=float))
+    kept = []
+    for test, value in zip(tests, q, strict=True):
+        if test.flag is None or value > fdr:
+            continue
+        test.flag.evidence.update(q_value=float(value), fdr=fdr, family_size=len(tests))
+        kept.append(test.flag)
+    return kept
