@@ -174,6 +174,7 @@ def run_audit(
         dataset = AuditDataset(
             index, image_size=config.image_size, border=config.border,
             max_pixels=config.max_pixels, foreground=config.foreground,
+            dicom_window=config.dicom_window,
         )
         with timer.phase("pass"):
             try:

@@ -93,6 +93,20 @@ def _csv_list(
     return items
 
 
+def _window(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[float, float] | None:
+    from auditor.data.dicom import parse_window
+    from auditor.errors import UsageError
+
+    if value is None:
+        return None
+    try:
+        return parse_window(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="auditor")
 def main() -> None:
@@ -149,6 +163,12 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--allow-outside",
             is_flag=True,
             help="Allow manifest paths outside the manifest's folder.",
+        ),
+        click.option(
+            "--dicom-window",
+            callback=_window,
+            help="CENTER,WIDTH in modality units (e.g. HU) for every DICOM file, replacing "
+            "the files' own VOI LUT or window (default: each file's; its min..max without).",
         ),
         click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr."),
     ]
@@ -332,6 +352,7 @@ def audit(data: str, model_spec: str, out: str, **opts: Any) -> None:
         amp=opts["amp"],
         trust_pickle=opts["trust_pickle"],
         allow_outside=opts["allow_outside"],
+        dicom_window=opts["dicom_window"],
         quiet=opts["quiet"],
         overwrite=opts["overwrite"],
         fail_on=opts["fail_on"],
@@ -380,6 +401,7 @@ def probe(data: str, out: str, **opts: Any) -> None:
         allow_outside=opts["allow_outside"],
         quiet=opts["quiet"],
         command=_command_line(),
+        dicom_window=opts["dicom_window"],
     )
     _print_outcome(result.summary, result.report_path)
     sys.exit(result.exit_code(opts["fail_on"]))

@@ -36,6 +36,7 @@ def run_probe(
     command: str | None = None,
     seed: int = 0,
     batch_size: int = 128,
+    dicom_window: tuple[float, float] | None = None,
 ) -> AuditResult:
     """Run the model-free probes on DATA and write OUT (summary.json, report.html, ...)."""
     from tqdm.auto import tqdm
@@ -53,13 +54,15 @@ def run_probe(
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = {
-        "config": f"probe|{image_size}|{border}",
+        "config": f"probe|{image_size}|{border}|{dicom_window}",
         "model": "none",
         "data": data_fingerprint(index),
     }
     with RunLock(run_dir):
         writer = RunWriter(run_dir, fingerprint, overwrite=True)
-        dataset = AuditDataset(index, image_size=image_size, border=border)
+        dataset = AuditDataset(
+            index, image_size=image_size, border=border, dicom_window=dicom_window
+        )
         loader = make_loader(dataset, batch_size, workers, "cpu")
         with timer.phase("decode"):
             bar = tqdm(total=len(dataset), unit="img", desc="probe", disable=quiet)
@@ -82,6 +85,7 @@ def run_probe(
                 "border": border,
                 "classes": list(classes) if classes else None,
                 "masks": masks,
+                "dicom_window": None if dicom_window is None else list(dicom_window),
             },
             "versions": versions(),
             "model": None,

@@ -1,7 +1,9 @@
 """Data sources -> DatasetIndex: a class-per-subfolder tree or a CSV manifest.
 
 Folder tree: ``DATA/<class>/<file>``, searched recursively inside each class folder, hidden
-files and folders skipped, symlinks followed once (a visited set of folder inodes stops loops).
+files and folders skipped, image files found by extension or, for DICOM files (often named
+without one), by their ``DICM`` preamble; symlinks followed once (a visited set of folder
+inodes stops loops).
 Samples are sorted by (class index, relative path). Files at the top level are ignored.
 
 CSV manifest: columns ``path,label``, optional ``mask`` and optional box ``x0,y0,x1,y1``
@@ -24,11 +26,12 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from auditor.data.dicom import DICOM_EXTENSIONS, is_dicom_file
 from auditor.errors import DataError
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
-)
+) | DICOM_EXTENSIONS
 BOX_COLUMNS: tuple[str, ...] = ("x0", "y0", "x1", "y1")
 _SHOW = 5  # how many offending names an error message lists before "and N more"
 
@@ -58,6 +61,11 @@ class DatasetIndex:
 def is_image_name(name: str) -> bool:
     """True when a file name has one of the image extensions (any case)."""
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _is_image_file(path: str, name: str) -> bool:
+    """An image extension, or a DICOM file by its preamble (DICOM names often have none)."""
+    return is_image_name(name) or is_dicom_file(path)
 
 
 def _listing(names: Sequence[str]) -> str:
@@ -109,7 +117,7 @@ def _walk_images(folder: str, visited: set[tuple[int, int]]) -> Iterator[str]:
                 continue
             if is_dir:
                 subfolders.append(entry.path)
-            elif is_file and is_image_name(entry.name):
+            elif is_file and _is_image_file(entry.path, entry.name):
                 yield entry.path
         stack.extend(reversed(subfolders))
 
@@ -172,7 +180,7 @@ def _open_folder(root: str, classes: list[str] | None) -> DatasetIndex:
         try:
             if entry.is_dir():
                 class_dirs[entry.name] = entry.path
-            elif entry.is_file() and is_image_name(entry.name):
+            elif entry.is_file() and _is_image_file(entry.path, entry.name):
                 top_level_files += 1
         except OSError:
             continue
