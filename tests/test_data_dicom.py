@@ -240,3 +240,20 @@ def test_probe_names_the_header_tag_and_no_patient_string_leaves_the_files(tmp_p
     assert not leaked, f"patient data in the outputs: {leaked}"
     # The search itself works: an allow-listed value is found the same way.
     assert "Northwind Imaging" in texts
+
+
+def test_audit_of_dicom_files_leaks_no_patient_string(tmp_path):
+    _header_shortcut_set(tmp_path / "data")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        main, ["audit", str(tmp_path / "data"), "--out", str(out), "--model",
+               "auditor.demo:build_demo_model", "--image-size", "32", "--workers", "0",
+               "--dicom-window", "2048,4096"],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["dicom_window"] == [2048.0, 4096.0]
+    assert any(f["kind"] == "metadata_shortcut" for f in summary["flags"])
+    texts = _every_text(out) + result.output + (result.stderr_bytes or b"").decode()
+    assert not [s for s in PATIENT_STRINGS if s in texts]
+    assert "Northwind Imaging" in texts
