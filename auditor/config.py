@@ -69,6 +69,8 @@ class AuditConfig:
     allow_outside: bool = False
     max_pixels: int = 89_478_485
     dicom_window: tuple[float, float] | None = None
+    multi_label: bool = False
+    threshold: float = 0.5
     quiet: bool = False
     overwrite: bool = False
     fail_on: Literal["high", "medium", "low"] | None = None
@@ -115,6 +117,13 @@ class AuditConfig:
         ):
             raise UsageError(
                 f"--dicom-window takes CENTER,WIDTH with a width > 0, not {self.dicom_window}"
+            )
+        if not 0.0 < self.threshold < 1.0:
+            raise UsageError(f"--threshold must be a probability in (0, 1), not {self.threshold}")
+        if self.multi_label and self.explain != "label":
+            raise UsageError(
+                "--multi-label explains each positive label of an image; --explain predicted "
+                "does not apply"
             )
         self._check_suspect_methods()
         for name in ("scorecam_channels", "occlusion_patch"):
