@@ -118,20 +118,21 @@ def train_demo_model(
     seed: int = 0,
     batch_size: int = 32,
     model: nn.Module | None = None,
+    classes: tuple[str, ...] = CLASSES,
 ) -> nn.Module:
-    """Train `model` (default: a new DemoNet) on the generated data, class-per-folder under
-    `data_root` (CPU, seconds). Inputs normalised with mean 0.5, std 0.5; returns it in eval
-    mode."""
+    """Train `model` (default: a new DemoNet with one output per class) on the generated data,
+    class-per-folder under `data_root` (`classes` in output order; CPU, seconds). Inputs
+    normalised with mean 0.5, std 0.5; returns it in eval mode."""
     torch.manual_seed(seed)
     images, labels = [], []
-    for k, name in enumerate(CLASSES):
+    for k, name in enumerate(classes):
         for path in sorted((Path(data_root) / name).iterdir()):
             rgb = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
             images.append(rgb)
             labels.append(k)
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.5)
     y = torch.tensor(labels)
-    model = model if model is not None else DemoNet(len(CLASSES))
+    model = model if model is not None else DemoNet(len(classes))
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     generator = torch.Generator().manual_seed(seed)
     model.train()

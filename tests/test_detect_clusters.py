@@ -135,3 +135,49 @@ def test_500_maps_cluster_in_under_a_second():
         seconds.append(time.process_time() - started)
     assert min(seconds) < 1.0
     assert len(out) == 2
+
+
+def test_a_corner_group_of_10_in_200_is_its_own_candidate_cluster():
+    rng = np.random.default_rng(3)
+    n, corner = 200, set(range(0, 200, 20))  # 10 of 200, spread through the table
+    maps, rows = [], []
+    for i in range(n):
+        if i in corner:
+            m = _blob(rng.uniform(0, 1), rng.uniform(0, 1), 1.5)
+            enrich = 0.15
+        else:
+            m = _blob(*rng.uniform(4, 7.5, size=2), 2.0)
+            enrich = 2.5
+        maps.append(m + rng.uniform(0, 0.03, size=(H, W)))
+        rows.append({"index": i, "label": "horse", "status": "ok", "fg_enrichment": enrich})
+    out = cluster_maps(pd.DataFrame(rows), np.stack(maps).astype(np.float32), ["horse"])
+    candidates = [c for c in out["horse"] if c["candidate"]]
+    assert len(candidates) == 1
+    assert candidates[0]["size"] == 10
+    assert set(candidates[0]["members"]) <= corner
+
+
+def test_a_random_subset_is_not_tight_and_a_compact_group_is():
+    from auditor.detect.clusters import tight
+    rng = np.random.default_rng(4)
+    points = rng.normal(size=(200, 16))
+    points[:10] = 5.0 + 0.1 * rng.normal(size=(10, 16))
+    random_subset = rng.choice(np.arange(10, 200), size=10, replace=False)
+    assert not tight(points, random_subset, np.random.default_rng(0))[0]
+    assert tight(points, np.arange(10), np.random.default_rng(0))[0]
+
+
+def test_eigenvalues_come_from_the_sparse_laplacian_and_match_a_dense_solve():
+    from scipy.linalg import eigh
+    from scipy.sparse import csgraph
+
+    from auditor.detect.clusters import _affinity
+    rng = np.random.default_rng(5)
+    points = np.concatenate([rng.normal(0, 1, (60, 8)), rng.normal(6, 1, (15, 8))])
+    affinity = _affinity(points)
+    assert hasattr(affinity, "tocsr")  # sparse, O(n k) entries
+    assert affinity.nnz <= len(points) * 2 * (int(np.ceil(np.log2(len(points)))) + 1)
+    k, values = eigengap_clusters(affinity)
+    dense = eigh(csgraph.laplacian(affinity.toarray(), normed=True), eigvals_only=True)
+    assert values == pytest.approx(dense[:len(values)], abs=1e-4)
+    assert k == 2

@@ -7,15 +7,20 @@ tag) shows two groups of maps. Per class:
    choice.
 2. Each map average-pooled to at most GRID x GRID cells (the map size when smaller), then divided
    by its own maximum, so clusters group *where* attention goes, not how strong it is.
-3. Affinity: the symmetric k-nearest-neighbour graph (Euclidean, k = max(KNN, n // KNN_SHARE),
-   each point its own neighbour; A = (C + C^T) / 2 of the 0/1 connectivity C), as
-   scikit-learn's `affinity="nearest_neighbors"` builds it.
-4. Number of clusters: the eigengap of the normalised Laplacian L = I - D^-1/2 A D^-1/2. With
-   eigenvalues l_0 <= l_1 <= ..., k maximises l_k - l_(k-1) over k in 1..MAX_CLUSTERS with
+3. Affinity: the sparse symmetric k-nearest-neighbour graph (Euclidean, k = ceil(log2 n), at
+   least MIN_KNN, each point its own neighbour; A = (C + C^T) / 2 of the 0/1 connectivity C,
+   as scikit-learn's `affinity="nearest_neighbors"` builds it). k grows like log n, so a
+   group of more than about k samples (10 of 200, 5%) has all its neighbours inside and is
+   cut off from the rest; k = n / 8 (the earlier rule) could not isolate a group below n / 8.
+4. Number of clusters: the eigengap of the normalised Laplacian L = I - D^-1/2 A D^-1/2, its
+   MAX_CLUSTERS + 1 smallest eigenvalues from the sparse matrix (ARPACK `eigsh` on 2I - L,
+   whose largest eigenvalues are 2 minus L's smallest; no dense n x n eigendecomposition, so
+   a class of thousands of samples, and 1 000 classes, stay fast). With eigenvalues
+   l_0 <= l_1 <= ..., k maximises l_k - l_(k-1) over k in 1..MAX_CLUSTERS with
    l_(k-1) <= MAX_CUT. A small l_(k-1) means k almost disconnected groups; the cap stops a
    smooth spread of maps (attention shifting a little from sample to sample, whose small
    eigenvalues come in a slow ramp) from being cut into pieces.
-5. SpectralClustering(n_clusters=k, affinity="precomputed") on A, seeded.
+5. SpectralClustering(n_clusters=k, affinity="precomputed") on the sparse A, seeded.
 
 Classes with fewer than MIN_SAMPLES usable maps are not clustered: one cluster, with `reason`.
 
@@ -30,7 +35,9 @@ smallest Laplacian eigenvalues, the evidence for k).
 | condition | rule |
 |---|---|
 | small | MIN_CANDIDATE_SIZE <= size <= SMALL_SHARE x class samples clustered, and k >= 2 |
-| tight | mean distance of members to their centre <= TIGHT_RATIO x that of the whole class |
+| tight | mean distance of members to their centre below the TIGHT_QUANTILE (1%) quantile of |
+| | the same spread over RANDOM_SUBSETS (200) random subsets of the class of the same size |
+| | (seeded): a random subset fails it 99 times in 100 |
 | off-object | median fg_enrichment < 1 (less attention on the object than its area share) |
 | (no foreground) | off-object instead: median border_lift >= BORDER_LIFT_OFF |
 """
@@ -45,22 +52,23 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from scipy.linalg import eigh
+from scipy import sparse
 from scipy.sparse import csgraph
+from scipy.sparse.linalg import eigsh
 from sklearn.cluster import SpectralClustering
 
 from auditor.errors import UsageError
 
 GRID = 8
-KNN = 10
-KNN_SHARE = 8
+MIN_KNN = 3
 MAX_CUT = 0.05
 MAX_CLUSTERS = 8
 MIN_SAMPLES = 10
 MAX_MEMBERS = 8
 SMALL_SHARE = 0.5
 MIN_CANDIDATE_SIZE = 3
-TIGHT_RATIO = 1.0
+TIGHT_QUANTILE = 0.01
+RANDOM_SUBSETS = 200
 BORDER_LIFT_OFF = 1.5
 
 
@@ -73,35 +81,57 @@ def _pooled(maps: np.ndarray) -> np.ndarray:
     return pooled / peak[:, None, None]
 
 
-def _affinity(points: np.ndarray) -> np.ndarray:
-    """Dense symmetric kNN affinity [n, n] of points [n, d]: A = (C + C^T) / 2 of the 0/1
-    connectivity C (each point its own neighbour, k = max(KNN, n // KNN_SHARE), below n)."""
+def _affinity(points: np.ndarray) -> sparse.csr_matrix:
+    """Sparse symmetric kNN affinity [n, n] of points [n, d]: A = (C + C^T) / 2 of the 0/1
+    connectivity C (each point its own neighbour, k = max(MIN_KNN, ceil(log2 n)), below n)."""
     n = len(points)
-    k = min(max(KNN, n // KNN_SHARE), n - 1)
+    k = min(max(MIN_KNN, math.ceil(math.log2(n))), n - 1)
     squared = (points**2).sum(axis=1)
     distance = squared[:, None] + squared[None, :] - 2.0 * points @ points.T
     np.fill_diagonal(distance, -np.inf)  # each point is its own nearest neighbour
     nearest = np.argpartition(distance, k, axis=1)[:, : k + 1]
-    connectivity = np.zeros((n, n))
-    np.put_along_axis(connectivity, nearest, 1.0, axis=1)
-    return 0.5 * (connectivity + connectivity.T)
+    rows = np.repeat(np.arange(n), k + 1)
+    connectivity = sparse.csr_matrix((np.ones(rows.size), (rows, nearest.ravel())), shape=(n, n))
+    return ((connectivity + connectivity.T) * 0.5).tocsr()
 
 
 def eigengap_clusters(
-    affinity: np.ndarray, max_clusters: int = MAX_CLUSTERS
+    affinity: np.ndarray | sparse.spmatrix, max_clusters: int = MAX_CLUSTERS
 ) -> tuple[int, list[float]]:
-    """(k, the smallest eigenvalues) of the normalised Laplacian of a dense affinity [n, n].
+    """(k, the smallest eigenvalues) of the normalised Laplacian of an affinity [n, n] (sparse
+    or dense; eigenvalues from the sparse matrix).
 
     k maximises the gap l_k - l_(k-1) over the k in 1..max_clusters with l_(k-1) <= MAX_CUT:
     only splits into groups that are almost disconnected count.
     """
-    laplacian = csgraph.laplacian(affinity, normed=True)
-    last = min(max_clusters, len(affinity) - 1)
-    values = eigh(laplacian, eigvals_only=True, subset_by_index=[0, last])
+    laplacian = csgraph.laplacian(sparse.csr_matrix(affinity, dtype=np.float64), normed=True)
+    n = laplacian.shape[0]
+    count = min(max_clusters + 1, n - 1)
+    # The largest eigenvalues of 2I - L are 2 minus the smallest of L (ARPACK converges fast
+    # on the largest; L's spectrum lies in [0, 2]). A seeded start vector keeps it repeatable.
+    shifted = sparse.identity(n, format="csr") * 2.0 - laplacian
+    start = np.random.default_rng(0).uniform(0.5, 1.5, size=n)
+    top = eigsh(shifted, k=count, which="LA", v0=start, return_eigenvectors=False, tol=1e-10)
+    values = np.clip(np.sort(2.0 - top), 0.0, 2.0)
     gaps = np.diff(values)
     allowed = [k for k in range(1, len(values)) if values[k - 1] <= MAX_CUT]
     k = max(allowed, key=lambda c: gaps[c - 1]) if allowed else 1
     return k, [round(float(v), 4) for v in values]
+
+
+def tight(points: np.ndarray, members: np.ndarray, rng: np.random.Generator) -> tuple[bool,
+                                                                                     float]:
+    """(tight, threshold): the members' mean distance to their centre lies below the
+    TIGHT_QUANTILE quantile of that spread over RANDOM_SUBSETS random subsets of the same size
+    (points float [n, d]; members int [m])."""
+    m = members.size
+    draws = np.argsort(rng.random((RANDOM_SUBSETS, len(points))), axis=1)[:, :m]
+    subsets = points[draws]  # [R, m, d]
+    spreads = np.linalg.norm(subsets - subsets.mean(axis=1, keepdims=True), axis=2).mean(axis=1)
+    threshold = float(np.quantile(spreads, TIGHT_QUANTILE))
+    own = points[members]
+    spread = float(np.linalg.norm(own - own.mean(axis=0), axis=1).mean())
+    return spread < threshold, threshold
 
 
 def _mean(values: np.ndarray) -> float | None:
@@ -170,17 +200,17 @@ def _cluster_class(rows: pd.DataFrame, maps: np.ndarray, seed: int) -> list[dict
             labels = model.fit_predict(affinity)
     found = [np.flatnonzero(labels == c) for c in np.unique(labels)]
     found.sort(key=lambda m: (-m.size, int(m[0])))
-    class_spread = float(np.linalg.norm(points - points.mean(axis=0), axis=1).mean())
+    rng = np.random.default_rng(seed)
     clusters = []
     for cid, members in enumerate(found):
         entry = _describe(rows, points, pooled, members)
         spread = entry.pop("_spread")
         small = len(found) >= 2 and MIN_CANDIDATE_SIZE <= members.size <= SMALL_SHARE * len(rows)
-        tight = spread <= TIGHT_RATIO * class_spread
+        is_tight, threshold = tight(points, members, rng) if small else (False, math.nan)
         off, why = _off_object(rows.iloc[members])
-        candidate = small and tight and off
-        reason = (f"{members.size} of {len(rows)} maps, spread {spread:.2f} vs class "
-                  f"{class_spread:.2f}, {why}")
+        candidate = small and is_tight and off
+        reason = (f"{members.size} of {len(rows)} maps, spread {spread:.2f} vs {threshold:.2f} "
+                  f"for 99 in 100 random subsets of that size, {why}")
         clusters.append({"cluster": cid, **entry, "candidate": bool(candidate),
                          "candidate_reason": reason, "eigenvalues": eigenvalues})
     return clusters

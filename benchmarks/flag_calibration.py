@@ -1,0 +1,299 @@
+"""Are the flags right on data we generate? False flags on clean sets, power on planted shortcuts.
+
+Clean sets: 2, 10 and 100 classes (PER_CLASS_CLEAN images each), each a shape (disk, square,
+triangle, ring, cross, bar, diamond, notched square, ellipse, L) in a colour (10 hues); objects
+cover 10-90% of a 32x32 image (drawn uniformly in area), anywhere, on textured backgrounds from
+one distribution for every class. A tiny CNN (auditor.demo.DemoNet) trained on them can only
+use the object. Every flag raised on them is false; the figure is class-level attention flags
+(CLASS_KINDS) per 100 classes, by severity; the model-free data-set-wide flags are listed by
+kind (`kinds`).
+
+Shortcut sets: 4 classes of PER_CLASS_SHORTCUT images; in class "c0" a share p (5, 10, 20, 40,
+80%) of images carry a shortcut and an object drawn from another class (so the shortcut is the
+only cue for them, as for a tagged horse whose horse is hard to see): a white corner tag, a
+semi-transparent band of text-like stripes across the middle, a magenta frame, or a background
+colour (a saturated magenta texture). Found = a flag of the right kind on c0 (corner tag and
+band: fixed_location; frame: fixed_location or border_attention; background colour:
+background_attention or fixed_location), at any severity and at medium or above. Top-k
+precision = the share of shortcut carriers among c0's k most suspicious samples (k = the number
+of carriers). `uses` = the share of carriers whose map peaks in the planted region (does the
+model use it at all? where it does not, no map-based detector can find it).
+
+Run (about 10 minutes on a 2-core CPU; --quick about a minute):
+
+    python benchmarks/flag_calibration.py [--quick] [--seeds 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+SIZE = 32
+SHAPES = ("disk", "square", "triangle", "ring", "cross", "bar", "diamond", "notched", "ellipse",
+          "ell")
+HUES = (0, 18, 36, 54, 72, 90, 108, 126, 144, 162)
+PER_CLASS_CLEAN = 40
+PER_CLASS_SHORTCUT = 100
+SHORTCUT_CLASSES = 4
+SHARES = (0.05, 0.1, 0.2, 0.4, 0.8)
+KINDS = ("corner", "band", "frame", "background")
+RIGHT_KINDS = {"corner": {"fixed_location"}, "band": {"fixed_location"},
+               "frame": {"fixed_location", "border_attention"},
+               "background": {"background_attention", "fixed_location"}}
+TAG = 5
+#: Flags of the model's attention on a class (what this benchmark calibrates); the model-free
+#: probes and degenerate maps are counted apart, by kind.
+CLASS_KINDS = ("background_attention", "border_attention", "fixed_location",
+               "intervention_sensitive")
+
+
+def _shape_mask(shape: str, side: int, rng: np.random.Generator) -> np.ndarray:
+    """bool [SIZE, SIZE]: the shape, `side` pixels across, at a random position."""
+    canvas = np.zeros((side, side), dtype=np.uint8)
+    s, h = side - 1, side / 2
+    if shape == "disk":
+        cv2.circle(canvas, (side // 2, side // 2), side // 2, 1, -1)
+    elif shape in ("square", "notched"):
+        canvas[:] = 1
+        if shape == "notched":
+            canvas[: side // 3, side // 3: 2 * side // 3] = 0
+    elif shape == "triangle":
+        cv2.fillConvexPoly(canvas, np.array([[0, s], [s, s], [side // 2, 0]], np.int32), 1)
+    elif shape == "ring":
+        cv2.circle(canvas, (side // 2, side // 2), side // 2, 1, -1)
+        cv2.circle(canvas, (side // 2, side // 2), max(1, side // 5), 0, -1)
+    elif shape == "cross":
+        canvas[side // 3: 2 * side // 3 + 1] = 1
+        canvas[:, side // 3: 2 * side // 3 + 1] = 1
+    elif shape == "bar":
+        canvas[side // 4: 3 * side // 4 + 1] = 1
+    elif shape == "diamond":
+        pts = np.array([[side // 2, 0], [s, side // 2], [side // 2, s], [0, side // 2]], np.int32)
+        cv2.fillConvexPoly(canvas, pts, 1)
+    elif shape == "ellipse":
+        cv2.ellipse(canvas, (side // 2, side // 2), (side // 2, max(1, int(h * 0.6))), 0, 0, 360,
+                    1, -1)
+    else:  # "ell"
+        canvas[:, : side // 3 + 1] = 1
+        canvas[2 * side // 3:] = 1
+    mask = np.zeros((SIZE, SIZE), dtype=bool)
+    y, x = (int(v) for v in rng.integers(0, SIZE - side + 1, size=2))
+    mask[y:y + side, x:x + side] = canvas.astype(bool)
+    return mask
+
+
+def _object(shape: str, hue: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(colour uint8 [3], mask bool [SIZE, SIZE]) covering 10-90% of the image's bounding box."""
+    area = rng.uniform(0.1, 0.9)
+    side = int(np.clip(round(np.sqrt(area) * SIZE), 6, SIZE))
+    colour = cv2.cvtColor(np.uint8([[[hue, 220, 230]]]), cv2.COLOR_HSV2RGB)[0, 0]
+    return colour, _shape_mask(shape, side, rng)
+
+
+def _background(rng: np.random.Generator, magenta: bool = False) -> np.ndarray:
+    from auditor.demo import textured_background
+
+    image = textured_background(rng, SIZE)
+    if magenta:
+        image = np.clip(image.astype(np.int16) // 3 + np.array([150, 0, 150]), 0, 255)
+    return image.astype(np.uint8)
+
+
+def _plant(image: np.ndarray, mask: np.ndarray, kind: str, rng: np.random.Generator
+           ) -> np.ndarray:
+    """Paint the shortcut `kind` on image (in place) and take it out of the mask; returns the
+    bool [SIZE, SIZE] region it occupies."""
+    region = np.zeros((SIZE, SIZE), dtype=bool)
+    if kind == "corner":
+        region[:TAG, :TAG] = True
+        image[region] = 255
+    elif kind == "band":
+        region[13:19] = True
+        stripes = (np.arange(SIZE) // 2 + rng.integers(0, 2)) % 2 == 0
+        text = region & stripes[None, :]
+        image[text] = (0.5 * image[text] + 0.5 * 255).astype(np.uint8)
+    elif kind == "frame":
+        region[:2], region[-2:], region[:, :2], region[:, -2:] = True, True, True, True
+        image[region] = (255, 0, 255)
+    mask &= ~region
+    return region
+
+
+def write_set(root: Path, n_classes: int, per_class: int, seed: int, kind: str | None = None,
+              share: float = 0.0) -> dict[str, np.ndarray]:
+    """Write root/data/<class>/<i>.png and root/masks/...; returns {rel_path: region} of the
+    shortcut carriers (class c0), empty for a clean set."""
+    rng = np.random.default_rng(seed)
+    classes = [(SHAPES[c % 10], HUES[(c // 10 + 3 * c) % 10]) for c in range(n_classes)]
+    carriers: dict[str, np.ndarray] = {}
+    for c, (shape, hue) in enumerate(classes):
+        name = f"c{c}"
+        (root / "data" / name).mkdir(parents=True, exist_ok=True)
+        (root / "masks" / name).mkdir(parents=True, exist_ok=True)
+        n_carriers = round(share * per_class) if c == 0 and kind else 0
+        for i in range(per_class):
+            carrier = i < n_carriers
+            if carrier:  # another class's object: only the shortcut says c0
+                shape_i, hue_i = classes[int(rng.integers(1, n_classes))]
+            else:
+                shape_i, hue_i = shape, hue
+            colour, mask = _object(shape_i, hue_i, rng)
+            image = _background(rng, magenta=carrier and kind == "background")
+            image[mask] = colour
+            rel = f"{name}/{i:03d}.png"
+            if carrier:
+                region = _plant(image, mask, kind, rng) if kind != "background" else ~mask
+                carriers[rel] = region
+            cv2.imwrite(str(root / "data" / rel), image[..., ::-1])
+            cv2.imwrite(str(root / "masks" / rel), mask.astype(np.uint8) * 255)
+    return carriers
+
+
+def train(root: Path, n_classes: int, epochs: int, seed: int) -> nn.Module:
+    """auditor.demo.DemoNet trained on root/data (inputs normalised with mean 0.5, std 0.5)."""
+    from auditor.demo import train_demo_model
+
+    names = tuple(f"c{k}" for k in range(n_classes))
+    return train_demo_model(root / "data", epochs=epochs, seed=seed, batch_size=64,
+                            classes=names)
+
+
+def audit(root: Path, model: nn.Module, interventions: bool) -> object:
+    from auditor.audit import run_audit
+    from auditor.config import AuditConfig
+
+    config = AuditConfig(
+        data=str(root / "data"), model="auditor.demo:build_demo_model", out=str(root / "run"),
+        masks=str(root / "masks"), image_size=(SIZE, SIZE), mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5), methods=("gradcam",), target_layers=("features.6",),
+        batch_size=128, workers=0, quiet=True, overwrite=True, interventions=interventions,
+        seed=0, gallery_size=8,
+    )
+    return run_audit(config, model=model)
+
+
+def clean_run(n_classes: int, seed: int, interventions: bool, per_class: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_set(root, n_classes, per_class, seed)
+        started = time.perf_counter()
+        result = audit(root, train(root, n_classes, epochs=12, seed=seed), interventions)
+        counts = {"high": 0, "medium": 0, "low": 0}
+        kinds: dict[str, int] = {}
+        for flag in result.flags:
+            kinds[flag["kind"]] = kinds.get(flag["kind"], 0) + 1
+            if flag["kind"] in CLASS_KINDS:
+                counts[flag["severity"]] += 1
+        return {"classes": n_classes, "seed": seed, "accuracy": result.summary["accuracy"][
+            "overall"], "flags": counts, "kinds": kinds,
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def shortcut_run(kind: str, share: float, seed: int, per_class: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        carriers = write_set(root, SHORTCUT_CLASSES, per_class, seed, kind, share)
+        result = audit(root, train(root, SHORTCUT_CLASSES, epochs=30, seed=seed), False)
+        samples = result.samples()
+        found = [f for f in result.flags
+                 if f["class"] == "c0" and f["kind"] in RIGHT_KINDS[kind]]
+        severities = {f["severity"] for f in found}
+        c0 = samples[(samples["label"] == "c0") & (samples["status"] == "ok")]
+        k = len(carriers)
+        top = c0.sort_values("suspicion", ascending=False, na_position="last").head(k)
+        precision = float(top["rel_path"].isin(list(carriers)).mean()) if k else float("nan")
+        uses = []
+        for rel, region in carriers.items():
+            row = c0[c0["rel_path"] == rel]
+            if row.empty or not np.isfinite(row["peak_x"].iloc[0]):
+                continue
+            x = min(int(row["peak_x"].iloc[0] * SIZE), SIZE - 1)
+            y = min(int(row["peak_y"].iloc[0] * SIZE), SIZE - 1)
+            uses.append(bool(region[max(0, y - 2):y + 3, max(0, x - 2):x + 3].any()))
+        carrier_acc = float(c0[c0["rel_path"].isin(list(carriers))]["correct"].mean()) if k \
+            else float("nan")
+        return {"kind": kind, "share": share, "seed": seed, "carriers": k,
+                "found": bool(found), "found_medium": bool(severities & {"medium", "high"}),
+                "topk_precision": precision, "uses": float(np.mean(uses)) if uses else None,
+                "carrier_accuracy": carrier_acc,
+                "other_flags_on_other_classes": sum(
+                    1 for f in result.flags if f["class"] not in (None, "c0"))}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="2 clean classes and a corner tag on 80%%, small sets")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--part", choices=("all", "clean", "shortcut"), default="all",
+                        help="run only the clean sets or only the shortcut sets")
+    parser.add_argument("--shares", default=",".join(str(s) for s in SHARES),
+                        help="shares of the shortcut class carrying it, comma-separated")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.quick:
+        cleans, shortcuts, seeds = [2], [("corner", 0.8)], [0]
+        per_clean, per_shortcut = 24, 40
+    else:
+        cleans = [2, 10, 100] if args.part != "shortcut" else []
+        shares = [float(v) for v in args.shares.split(",")]
+        shortcuts = [(k, s) for s in shares for k in KINDS] if args.part != "clean" else []
+        seeds = list(range(args.seeds))
+        per_clean, per_shortcut = PER_CLASS_CLEAN, PER_CLASS_SHORTCUT
+    out: dict = {"clean": [], "shortcut": []}
+    for n in cleans:
+        for seed in seeds:
+            row = clean_run(n, seed, interventions=not args.quick, per_class=per_clean)
+            out["clean"].append(row)
+            print(json.dumps(row), file=sys.stderr)
+    for kind, share in shortcuts:
+        for seed in seeds:
+            row = shortcut_run(kind, share, seed, per_shortcut)
+            out["shortcut"].append(row)
+            print(json.dumps(row), file=sys.stderr)
+    out["summary"] = summarise(out)
+    print(json.dumps(out["summary"], indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def summarise(out: dict) -> dict:
+    """Flags per 100 clean classes by severity; detection and top-k precision per shortcut."""
+    clean = {}
+    for n in sorted({r["classes"] for r in out["clean"]}):
+        rows = [r for r in out["clean"] if r["classes"] == n]
+        total = sum(r["classes"] for r in rows)
+        clean[str(n)] = {sev: round(100 * sum(r["flags"][sev] for r in rows) / total, 1)
+                         for sev in ("high", "medium", "low")}
+        clean[str(n)]["accuracy"] = round(float(np.mean([r["accuracy"] for r in rows])), 3)
+    power = {}
+    for kind in sorted({r["kind"] for r in out["shortcut"]}):
+        for share in sorted({r["share"] for r in out["shortcut"] if r["kind"] == kind}):
+            rows = [r for r in out["shortcut"] if r["kind"] == kind and r["share"] == share]
+            uses = [r["uses"] for r in rows if r["uses"] is not None]
+            power[f"{kind} {share:.0%}"] = {
+                "found": round(float(np.mean([r["found"] for r in rows])), 2),
+                "found_medium": round(float(np.mean([r["found_medium"] for r in rows])), 2),
+                "topk_precision": round(float(np.nanmean([r["topk_precision"] for r in rows])),
+                                        2),
+                "uses": round(float(np.mean(uses)), 2) if uses else None,
+                "carrier_accuracy": round(float(np.nanmean([r["carrier_accuracy"]
+                                                            for r in rows])), 2),
+            }
+    return {"false_flags_per_100_classes": clean, "detection": power}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""benchmarks/flag_calibration.py --quick runs end to end and reports every figure it publishes."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import flag_calibration
+
+
+def test_planted_regions_are_where_the_shortcut_is_painted(tmp_path):
+    carriers = flag_calibration.write_set(tmp_path, 3, 10, seed=0, kind="corner", share=0.3)
+    assert sorted(carriers) == ["c0/000.png", "c0/001.png", "c0/002.png"]
+    region = carriers["c0/000.png"]
+    assert region[:flag_calibration.TAG, :flag_calibration.TAG].all()
+    assert int(region.sum()) == flag_calibration.TAG ** 2
+    assert flag_calibration.write_set(tmp_path / "clean", 2, 5, seed=0) == {}
+
+
+def test_quick_mode_reports_false_flags_and_detection(tmp_path):
+    out = flag_calibration.main(["--quick", "--json", str(tmp_path / "out.json")])
+    clean = out["summary"]["false_flags_per_100_classes"]["2"]
+    assert set(clean) == {"high", "medium", "low", "accuracy"}
+    assert all(math.isfinite(v) and v >= 0 for v in clean.values())
+    row = out["shortcut"][0]
+    assert row["carriers"] == round(0.8 * 40)
+    assert 0.0 <= row["topk_precision"] <= 1.0
+    assert isinstance(row["found"], bool)
+    detection = out["summary"]["detection"]["corner 80%"]
+    assert np.isfinite(detection["topk_precision"])
+    assert (tmp_path / "out.json").exists()
