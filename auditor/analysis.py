@@ -285,7 +285,7 @@ def write_suspect_maps(
 
     Each suspect is explained for its `target_index` (the class the pass explained). Batches
     of config.batch_size suspects are decoded, normalised on context["device"] and passed
-    through explain.compute_maps one method at a time, so a method that fails (e.g. guided
+    through cams.compute.compute_maps one method at a time, so a method that fails (e.g. guided
     backprop on an unusual model) only loses its own maps: it is logged and returned.
 
     Returns:
@@ -294,7 +294,7 @@ def write_suspect_maps(
     import torch
 
     from auditor.cams import reshape_from_spec
-    from auditor.explain import compute_maps
+    from auditor.cams.compute import compute_maps
     from auditor.runtime import normalise_images
 
     config = context["config"]

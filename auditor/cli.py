@@ -18,6 +18,7 @@ import click
 
 from auditor import __version__
 from auditor.errors import AuditorError
+from auditor.map_methods import METHODS, ONE_PASS_METHODS, SEPARATE_METHODS
 
 log = logging.getLogger("auditor")
 
@@ -191,9 +192,7 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     default="gradcam",
     show_default=True,
     callback=_csv_list,
-    help="Map methods computed in the pass, comma-separated "
-    "(gradcam, gradcam++, xgradcam, layercam, hirescam, counterfactual, cam, "
-    "eigencam).",
+    help=f"Map methods computed in the pass, comma-separated ({', '.join(ONE_PASS_METHODS)}).",
 )
 @click.option(
     "--primary",
@@ -274,9 +273,8 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     callback=_csv_list,
     default=None,
     help="Costly map methods run on the report's suspects only (the --gallery-size most "
-    "suspicious samples), never the whole pass, comma-separated: scorecam, occlusion, "
-    "guided-backprop, guided-gradcam, or a one-pass method not in --methods. Each adds an "
-    "overlay to every suspect's card.",
+    f"suspicious samples), never the whole pass, comma-separated: {', '.join(SEPARATE_METHODS)}, "
+    "or a one-pass method not in --methods. Each adds an overlay to every suspect's card.",
 )
 @click.option(
     "--scorecam-channels",
@@ -574,9 +572,7 @@ def _layers(target_layers: tuple[str, ...]) -> str | list[str] | None:
     default="gradcam,gradcam++,layercam,occlusion,guided-gradcam",
     show_default=True,
     callback=_csv_list,
-    help="Comma-separated: gradcam, gradcam++, xgradcam, layercam, hirescam, "
-    "counterfactual, cam, eigencam, scorecam, occlusion, guided-backprop, "
-    "guided-gradcam.",
+    help=f"Comma-separated: {', '.join(METHODS)}.",
 )
 @click.option(
     "--target",

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from auditor.errors import UsageError
+from auditor.map_methods import METHODS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -122,14 +123,11 @@ class AuditConfig:
         object.__setattr__(self, "suspect_methods", names)
         if not names:
             return
-        # Imported here: auditor.explain imports this module (and torch, cv2).
-        from auditor.explain import EXPLAIN_METHODS
-
-        unknown = [name for name in names if name not in EXPLAIN_METHODS]
+        unknown = [name for name in names if name not in METHODS]
         if unknown:
             raise UsageError(
                 f"unknown --suspect-methods {', '.join(unknown)}; choose from "
-                f"{', '.join(n for n in EXPLAIN_METHODS if n not in self.methods)}"
+                f"{', '.join(n for n in METHODS if n not in self.methods)}"
             )
         in_pass = [name for name in names if name in self.methods]
         if in_pass:

@@ -12,16 +12,16 @@ import torch
 from click.testing import CliRunner
 
 from auditor.cams import guided_gradcam
+from auditor.cams.compute import compute_maps
 from auditor.cli import main
 from auditor.errors import UsageError
 from auditor.explain import (
-    EXPLAIN_METHODS,
-    compute_maps,
     explain_images,
     map_peak,
     resolve_target,
     write_explanations,
 )
+from auditor.map_methods import METHODS
 from tests.cam_models import CornerNet, tiny_gap_net
 
 HEIGHT, WIDTH = 32, 48  # non-square, so a width/height swap shows
@@ -180,8 +180,8 @@ def test_compute_maps_gives_every_method_at_its_native_resolution() -> None:
     model = tiny_gap_net(num_classes=3)
     images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     targets = torch.tensor([0, 2])
-    maps = compute_maps(model, images, targets, EXPLAIN_METHODS, occlusion_patch=4)
-    assert list(maps) == list(EXPLAIN_METHODS)
+    maps = compute_maps(model, images, targets, tuple(METHODS), occlusion_patch=4)
+    assert list(maps) == list(METHODS)
     for name, cam in maps.items():
         expected = {"occlusion": (2, 8, 8), "guided-backprop": (2, 32, 32),
                     "guided-gradcam": (2, 32, 32)}.get(name, (2, 16, 16))

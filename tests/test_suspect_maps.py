@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import auditor.explain
+import auditor.cams.compute
 from auditor.audit import run_audit
 from auditor.cli import main
 from auditor.config import AuditConfig
 from auditor.errors import UsageError
-from auditor.report.render import METHOD_TEXTS, top_suspects
+from auditor.map_methods import METHODS
+from auditor.report.render import top_suspects
 from auditor.store import RunReader, write_suspect_map
 from tests.test_audit_end_to_end import (
     SIZE,
@@ -135,8 +136,8 @@ def test_report_names_and_describes_the_extra_methods(corner_run) -> None:
     assert "also shows the occlusion, guided-gradcam maps below the gradcam map" in text
     assert 'id="method-extra"' in text
     for method in ("occlusion", "guided-gradcam"):
-        assert METHOD_TEXTS[method] in text
-    assert METHOD_TEXTS["scorecam"] not in text
+        assert METHODS[method].description in text
+    assert METHODS["scorecam"].description not in text
 
 
 def test_without_the_option_nothing_is_stored_and_a_rerun_with_it_adds_the_maps(
@@ -162,7 +163,7 @@ def test_without_the_option_nothing_is_stored_and_a_rerun_with_it_adds_the_maps(
 def test_a_failing_method_is_recorded_and_the_others_are_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = auditor.explain.compute_maps
+    real = auditor.cams.compute.compute_maps
     guided_calls = []
 
     def fails_on_second_guided_batch(model, images, targets, methods, **kw):
@@ -172,7 +173,7 @@ def test_a_failing_method_is_recorded_and_the_others_are_kept(
                 raise RuntimeError("functional relu not supported here")
         return real(model, images, targets, methods, **kw)
 
-    monkeypatch.setattr(auditor.explain, "compute_maps", fails_on_second_guided_batch)
+    monkeypatch.setattr(auditor.cams.compute, "compute_maps", fails_on_second_guided_batch)
     data = _noise_folder(tmp_path / "data", per_class=3)
     result = run_audit(
         _config(data, tmp_path / "run", suspect_methods=("guided-backprop", "occlusion"),
@@ -233,7 +234,7 @@ def test_suspect_map_round_trips_as_float16_and_is_none_when_absent(tmp_path: Pa
 
 
 def test_every_method_a_card_can_show_has_a_method_sentence() -> None:
-    assert set(METHOD_TEXTS) == set(auditor.explain.EXPLAIN_METHODS)
+    assert all(method.description.strip() for method in METHODS.values())
 
 
 def test_occlusion_patch_option_sets_the_suspect_map_grid(tmp_path: Path) -> None:
