@@ -6,7 +6,6 @@ auditor.detect.probes; writes samples.parquet, summary.json and a report in the 
 
 from __future__ import annotations
 
-import datetime as _dt
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +13,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from auditor import __version__
-from auditor.analysis import data_facts, probe_samples, versions
-from auditor.audit import AuditResult, PhaseTimer, data_fingerprint
 from auditor.data import AuditDataset, make_loader, open_source
+from auditor.detect.probes import probe_samples
 from auditor.errors import DataError
 from auditor.pipeline import file_columns, with_fingerprints
-from auditor.store import RunLock, RunReader, RunWriter, write_json
+from auditor.run import AuditResult, PhaseTimer, data_fingerprint
+from auditor.store import RunLock, RunReader, RunWriter
+from auditor.summary import DataFacts, Summary, write_summary
 
 
 def run_probe(
@@ -72,35 +71,27 @@ def run_probe(
         with timer.phase("probes"):
             probes = probe_samples(samples, RunReader(run_dir), index.classes, border, seed)
         flags = probes.flags if probes is not None else []
-        summary: dict[str, Any] = {
-            "auditor_version": __version__,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": command or "",
-            "config": {
+        summary = Summary(
+            command=command or "",
+            config={
                 "data": data,
                 "image_size": list(image_size),
                 "border": border,
                 "classes": list(classes) if classes else None,
                 "masks": masks,
             },
-            "versions": versions(),
-            "model": None,
-            "data": data_facts(samples, index, data),
-            "methods": [],
-            "primary": None,
-            "accuracy": None,
-            "class_stats": None,
-            "probes": probes.to_dict() if probes is not None else None,
-            "flags": [f.to_dict() for f in flags],
-            "timings": timer.timings,
-        }
-        write_json(run_dir / "summary.json", summary)
+            data=DataFacts.of(samples, index.root, index.classes, index.warnings, data),
+            probes=probes.to_dict() if probes is not None else None,
+            flags=[f.to_dict() for f in flags],
+            timings=timer.timings,
+        )
+        write_summary(run_dir, summary)
         from auditor.report import render_report, write_samples_csv
 
         render_report(run_dir)
         write_samples_csv(run_dir)
         writer.mark_complete()
-    return AuditResult(run_dir=run_dir, summary=summary)
+    return AuditResult(run_dir=run_dir, summary=summary.to_dict())
 
 
 def _probe_rows(batch: dict[str, Any], index: Any) -> tuple[pd.DataFrame, Any, dict[str, Any]]:

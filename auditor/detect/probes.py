@@ -74,7 +74,7 @@ import functools
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -82,9 +82,14 @@ from scipy.stats import norm
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedKFold
 
+from auditor.data.regions import border_band, border_width
 from auditor.detect.categories import MISSING, OTHER, category_strings
-from auditor.detect.flags import SEVERITY_RANK, Flag, Severity
+from auditor.detect.flags import SEVERITY_RANK, Flag, Severity, severity_at
 from auditor.errors import UsageError
+from auditor.jsonsafe import json_ready
+
+if TYPE_CHECKING:
+    from auditor.store import RunReader
 
 CATEGORICAL_PROPERTIES: tuple[str, ...] = (
     "format",
@@ -174,7 +179,7 @@ class ProbeResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN -> None, numpy scalars -> Python numbers)."""
-        return _plain(
+        return json_ready(
             {
                 "n": self.n,
                 "classes": list(self.classes),
@@ -250,23 +255,16 @@ def mutual_information(table: np.ndarray) -> np.ndarray:
 
 
 def border_band_mask(height: int, width: int, border: float) -> np.ndarray:
-    """Bool [height, width], True on the border band: round(border * side) pixels, >= 1."""
-    bh, bw = _band_widths(height, width, border)
-    if 2 * bh >= height or 2 * bw >= width:
+    """Bool [height, width], True on the border band (``auditor.data.regions``' rule); a
+    UsageError when ``border`` is not in (0, 0.5) or leaves no centre."""
+    if not 0 < border < 0.5:
+        raise UsageError(f"border must be a fraction in (0, 0.5), got {border}; e.g. 0.1")
+    if 2 * border_width(height, border) >= height or 2 * border_width(width, border) >= width:
         raise UsageError(
             f"a border of {border} leaves no centre in a {height}x{width} thumbnail; "
             "use a smaller border"
         )
-    ys = np.arange(height)[:, None]
-    xs = np.arange(width)[None, :]
-    return (ys < bh) | (ys >= height - bh) | (xs < bw) | (xs >= width - bw)
-
-
-def _band_widths(height: int, width: int, border: float) -> tuple[int, int]:
-    """Band rows and columns per side: border * side rounded half up, at least 1 pixel."""
-    if not 0 < border < 0.5:
-        raise UsageError(f"border must be a fraction in (0, 0.5), got {border}; e.g. 0.1")
-    return max(1, math.floor(border * height + 0.5)), max(1, math.floor(border * width + 0.5))
+    return border_band(height, width, border).numpy()
 
 
 def run_probes(
@@ -687,7 +685,7 @@ def _border_pixel_features(thumbs: np.ndarray, border: float) -> tuple[np.ndarra
     """Band pixels flattened to float [N, 3 * band_pixels], grouped as "<side> edge, <channel>"."""
     _, _, h, w = thumbs.shape
     band = border_band_mask(h, w, border)
-    bh, bw = _band_widths(h, w, border)
+    bh, bw = border_width(h, border), border_width(w, border)
     ys, xs = np.nonzero(band)
     side = np.where(
         ys < bh, "top", np.where(ys >= h - bh, "bottom", np.where(xs < bw, "left", "right"))
@@ -801,11 +799,8 @@ def _cross_validated_probe(
 def probe_severity(lift: float, n: int) -> Severity:
     """Severity of a well-above-chance probe: the module docstring's table (by lift, one level
     lower when n < SMALL_N rows)."""
-    ladder: list[Severity] = ["low", "medium", "high"]
     level = 2 if lift >= HIGH_LIFT else 1 if lift >= MEDIUM_LIFT else 0
-    if n < SMALL_N:
-        level = max(0, level - 1)
-    return ladder[level]
+    return severity_at(level - 1 if n < SMALL_N else level)
 
 
 def _pct(fraction: float) -> str:
@@ -976,14 +971,26 @@ def _flag_message(
     return f"{head} No single property stands out; the probe relies most on: {top}."
 
 
-def _plain(obj: Any) -> Any:
-    """Recursively turn numpy scalars into Python numbers and non-finite floats into None."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
+def probe_samples(
+    samples: pd.DataFrame, reader: RunReader, classes: list[str], border: float, seed: int
+) -> ProbeResult | None:
+    """The model-free probes on a run's samples.parquet table and its stored border thumbnails
+    (readable, labelled rows); None when there is none. Flag samples become relative paths."""
+    ok = samples[(samples["status"] == "ok") & (samples["label_index"] >= 0)]
+    if ok.empty:
         return None
-    return obj
+    props = ok[[c for c in ok.columns if c.startswith("file_")]]
+    props = props.rename(columns=lambda c: c[len("file_") :]).reset_index(drop=True)
+    thumbs = reader.load_rows(ok["index"].tolist(), "probe/thumb16")
+    result = run_probes(
+        props,
+        ok["label_index"].to_numpy(),
+        classes,
+        thumbs if thumbs.size else None,
+        border=border,
+        seed=seed,
+    )
+    paths = ok["rel_path"].tolist()
+    for flag in result.flags:
+        flag.samples = [paths[i] if isinstance(i, int | np.integer) else i for i in flag.samples]
+    return result
