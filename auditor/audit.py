@@ -85,7 +85,7 @@ def run_audit(
         "data": data_fingerprint(index),
     }
     details = {"config": {
-        k: v for k, v in config.to_dict().items() if k not in RUNTIME_ONLY and k != "extra"
+        k: v for k, v in config.to_dict().items() if k not in RUNTIME_ONLY
     }}
     out = Path(config.out)
     lock = RunLock(out)
@@ -96,8 +96,8 @@ def run_audit(
         workers=distributed.workers_per_rank(config.workers, ranks, _cores()),
         amp_dtype=autocast_dtype(device, config.amp), progress=not config.quiet,
         rank=ranks.rank, world_size=ranks.world_size, compile=config.compile,
-        chunk_size=int(config.extra.get("chunk_size", DEFAULT_CHUNK_SIZE)),
-        compile_backend=str(config.extra.get("compile_backend", "inductor")),
+        chunk_size=config.chunk_size or DEFAULT_CHUNK_SIZE,
+        compile_backend=config.compile_backend,
         reshape=reshape_from_spec(config.reshape),
     )
     try:

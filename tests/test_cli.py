@@ -246,3 +246,18 @@ def test_a_model_returning_an_output_dict_is_audited_through_its_logits(
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["model"]["target_layers"] == ["net.features"]
+
+
+def test_every_audit_option_fills_the_config_field_of_its_name() -> None:
+    from dataclasses import fields
+
+    from auditor.config import AuditConfig
+
+    audit = main.commands["audit"]
+    names = {param.name for param in audit.params} - {"help", "no_interventions"}
+    assert names <= {f.name for f in fields(AuditConfig)}
+    # The same option object serves every command that takes it: one declaration.
+    explain, sanity = main.commands["explain"], main.commands["sanity"]
+    for option in ("model", "weights", "target_layers", "reshape", "mean", "std", "device"):
+        helps = {p.help for c in (audit, explain, sanity) for p in c.params if p.name == option}
+        assert len(helps) == 1, option
