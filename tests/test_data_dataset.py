@@ -19,7 +19,7 @@ from auditor.data.dataset import (
 )
 from auditor.data.regions import border_band
 from auditor.data.sources import DatasetIndex, SampleRef, open_source
-from auditor.detect.probes import border_band_mask
+from auditor.detect.probe_encoding import border_band_mask
 from auditor.errors import UsageError
 
 ITEM_KEYS = {"index", "image", "mask", "has_mask", "box", "ok", "error", "props", "thumb16",
