@@ -235,7 +235,7 @@ def _summary(
         summary["flags"] = [
             {"kind": "fixed_location", "severity": "high", "class": first, "score": 0.92,
              "message": f"attention of {first} returns to the top-left corner",
-             "evidence": {"grid": grid.tolist(), "share_in_top_cell": 0.92},
+             "evidence": {"grid_counts": grid.tolist(), "share_in_top_cell": 0.92},
              "samples": first_rows[:3]},
             {"kind": "border_attention", "severity": "medium", "class": first, "score": 1.6,
              "message": f"{first}: border lift 1.6 (chance 1.0)",
