@@ -12,7 +12,7 @@ from torch import Tensor
 from auditor.cams import CamEngine, nhwc_reshape, reshape_from_spec, vit_reshape
 from auditor.errors import AuditorError, ModelLoadError, UsageError
 from auditor.map_methods import ONE_PASS_METHODS
-from tests.cam_models import CornerNet, DetachedHeadNet, count_hooks, tiny_gap_net, tiny_vit
+from tests.helpers.cam_models import CornerNet, DetachedHeadNet, count_hooks, tiny_gap_net, tiny_vit
 
 ALL_METHODS = ONE_PASS_METHODS
 

@@ -14,7 +14,7 @@ from auditor.cams import CamEngine, HeadWeights
 from auditor.cams.methods import eigencam, gradcam_plus_plus
 from auditor.errors import AuditorError, UsageError
 from auditor.map_methods import GRADIENT_METHODS, validate_one_pass
-from tests.cam_models import max_pool_head_net, spatial_head_net, tiny_gap_net
+from tests.helpers.cam_models import max_pool_head_net, spatial_head_net, tiny_gap_net
 
 
 @pytest.fixture

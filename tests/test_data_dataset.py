@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import images
 import numpy as np
 import pytest
 import torch
@@ -21,6 +20,7 @@ from auditor.data.regions import border_band
 from auditor.data.sources import DatasetIndex, SampleRef, open_source
 from auditor.detect.probe_encoding import border_band_mask
 from auditor.errors import UsageError
+from tests.helpers import images
 
 ITEM_KEYS = {"index", "image", "mask", "has_mask", "box", "ok", "error", "props", "thumb16",
              "warning", "foreground_source"}

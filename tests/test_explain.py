@@ -22,11 +22,11 @@ from auditor.explain import (
     write_explanations,
 )
 from auditor.map_methods import METHODS
-from tests.cam_models import CornerNet, tiny_gap_net
+from tests.helpers.cam_models import CornerNet, tiny_gap_net
 
 HEIGHT, WIDTH = 32, 48  # non-square, so a width/height swap shows
 HALF = (0.5, 0.5, 0.5)
-CAM_MODELS = Path(__file__).with_name("cam_models.py")
+CAM_MODELS = Path(__file__).parent / "helpers" / "cam_models.py"
 CORNER_OPTS = ["--model", f"{CAM_MODELS}:CornerNet", "--image-size", f"{HEIGHT}x{WIDTH}",
                "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--device", "cpu", "--quiet"]
 HEADER, LEGEND = 18, 24  # title strip above the panels, legend strip below

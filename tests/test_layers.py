@@ -25,7 +25,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"analysis", "probe"}),
     frozenset({"audit"}),
     frozenset({"demo"}),
-    frozenset({"cli", "__main__"}),
+    frozenset({"cli", "cli_options", "__main__"}),
 )
 
 

@@ -14,12 +14,18 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from run_fixtures import HOSTILE_CLASSES, build_run, clean_run, full_run, unreadable_run
 
 from auditor.errors import RunDirectoryError, UsageError
 from auditor.report import render as render_module
 from auditor.report import render_report, summary_html, summary_json, write_samples_csv
 from auditor.summary import Summary
+from tests.helpers.run_fixtures import (
+    HOSTILE_CLASSES,
+    build_run,
+    clean_run,
+    full_run,
+    unreadable_run,
+)
 
 SECTION_IDS = ("verdict", "facts", "attention", "maps", "probes", "gallery", "clusters",
                "interventions", "errors", "method")
