@@ -17,15 +17,15 @@ from auditor.detect.attention import attention_flags, class_statistics
 from auditor.detect.clusters import cluster_maps
 from auditor.detect.flags import Flag, flag_sort_key
 from auditor.detect.location import fixed_location_flags
-from auditor.detect.probes import probe_samples
+from auditor.detect.per_label import label_sets, one_error_row_per_file
+from auditor.detect.probe_run import probe_samples
 from auditor.detect.suspicion import sample_flag_codes, suspicion_scores, top_suspects
 from auditor.run import PassContext, PhaseTimer
 from auditor.store import (
     RunReader,
-    _atomic_write_bytes,
-    _parquet_bytes,
     clear_suspect_maps,
     write_class_means,
+    write_samples,
     write_suspect_map,
     write_thumb,
 )
@@ -48,6 +48,8 @@ def analyse_run(run_dir: Path, context: PassContext, timer: PhaseTimer) -> dict[
     classes: list[str] = index.classes
     reader = RunReader(run_dir)
     samples = reader.samples().copy()
+    if config.multi_label:
+        samples = one_error_row_per_file(samples)
     ok = samples[samples["status"] == "ok"]
     primary = config.primary_method
     with timer.phase("detect"):
@@ -55,7 +57,9 @@ def analyse_run(run_dir: Path, context: PassContext, timer: PhaseTimer) -> dict[
         flags = attention_flags(samples, classes)
         flags += fixed_location_flags(samples, maps, classes)
         clusters = cluster_maps(samples, maps, classes, seed=config.seed)
-        probes = probe_samples(samples, reader, classes, config.border, config.seed)
+        probes = probe_samples(
+            samples, reader, classes, config.border, config.seed, config.multi_label
+        )
         if probes is not None:
             flags += probes.flags
         if config.interventions:
@@ -84,7 +88,7 @@ def analyse_run(run_dir: Path, context: PassContext, timer: PhaseTimer) -> dict[
             )
     samples["suspicion"] = suspicion_scores(samples)
     samples["flags"] = sample_flag_codes(samples, flags)
-    _atomic_write_bytes(run_dir / "samples.parquet", _parquet_bytes(samples))
+    write_samples(run_dir, samples)
     suspects = top_suspects(samples, config.gallery_size)
     with timer.phase("figures"):
         _write_class_means(run_dir, samples, maps, context.dataset, len(classes))
@@ -99,12 +103,14 @@ def analyse_run(run_dir: Path, context: PassContext, timer: PhaseTimer) -> dict[
         command=context.command,
         config=config.to_dict(),
         model=model_facts(context),
-        data=DataFacts.of(samples, index.root, index.classes, index.warnings, config.data),
+        data=DataFacts.of(samples, index.root, index.classes, index.warnings, config.data,
+                          multi_label=index.multi_label),
         methods=list(config.methods),
         primary=primary,
         suspect_methods=suspect_methods,
         suspect_methods_errors=suspect_errors,
-        accuracy=accuracy(samples, classes),
+        accuracy=label_metrics(samples, classes, config.threshold)
+        if config.multi_label else accuracy(samples, classes),
         class_stats=class_statistics(samples, classes),
         probes=probes.to_dict() if probes is not None else None,
         interventions=interventions,
@@ -126,6 +132,46 @@ def analyse_run(run_dir: Path, context: PassContext, timer: PhaseTimer) -> dict[
 
 def _flag_order(flag: Flag) -> tuple[int, float]:
     return flag_sort_key(flag.severity, flag.score)
+
+
+def label_metrics(samples: pd.DataFrame, classes: list[str], threshold: float) -> dict[str, Any]:
+    """Per-label precision, recall and AUROC of a multi-label run, one row per readable image.
+
+    A label is predicted when its sigmoid probability (``scores``) is >= ``threshold``.
+    precision = TP / (TP + FP) (None without a prediction), recall = TP / (TP + FN) (None
+    without a positive image), AUROC from the probabilities (None unless both occur).
+    ``overall`` stays None: top-1 accuracy does not apply; ``macro_auroc`` is the mean AUROC.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    images = samples[samples["status"] == "ok"].drop_duplicates("path")
+    scores = np.stack(images["scores"].to_numpy()) if len(images) else np.zeros((0, len(classes)))
+    truth = np.zeros(scores.shape, dtype=bool)
+    for row, labels in enumerate(label_sets(images["labels"], classes)):
+        truth[row, list(labels)] = True
+    predicted = scores >= threshold
+    per_label: dict[str, dict[str, Any]] = {}
+    for k, name in enumerate(classes):
+        tp = int((predicted[:, k] & truth[:, k]).sum())
+        n_pred, n_pos = int(predicted[:, k].sum()), int(truth[:, k].sum())
+        both = 0 < n_pos < len(truth)
+        per_label[name] = {
+            "n_positive": n_pos,
+            "precision": tp / n_pred if n_pred else None,
+            "recall": tp / n_pos if n_pos else None,
+            "auroc": float(roc_auc_score(truth[:, k], scores[:, k])) if both else None,
+        }
+    aurocs = [m["auroc"] for m in per_label.values() if m["auroc"] is not None]
+    return {
+        "multi_label": True,
+        "threshold": threshold,
+        "n_images": len(images),
+        "overall": None,
+        "macro_auroc": float(np.mean(aurocs)) if aurocs else None,
+        "per_label": per_label,
+        # Recall per label: what the report's per-class accuracy column shows.
+        "per_class": {name: m["recall"] for name, m in per_label.items()},
+    }
 
 
 def model_facts(context: PassContext) -> ModelFacts:

@@ -90,6 +90,14 @@ def main() -> None:
     show_default=True,
     help="Which class the maps explain.",
 )
+@click.option(
+    "--threshold",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="With --multi-label: a label is predicted when its sigmoid probability is at least "
+    "this.",
+)
 @options.normalisation_options
 @click.option(
     "--foreground",
@@ -183,6 +191,8 @@ def probe(data: str, out: str, **opts: Any) -> None:
         allow_outside=opts["allow_outside"],
         quiet=opts["quiet"],
         command=_command_line(),
+        dicom_window=opts["dicom_window"],
+        multi_label=opts["multi_label"],
     )
     _print_outcome(result.summary, result.report_path)
     sys.exit(result.exit_code(opts["fail_on"]))
@@ -248,11 +258,14 @@ def _command_line() -> str:
 
 def _print_outcome(summary: dict[str, Any], report_path: Any) -> None:
     flags = summary.get("flags", [])
-    acc = (summary.get("accuracy") or {}).get("overall")
+    accuracy = summary.get("accuracy") or {}
+    acc, auroc = accuracy.get("overall"), accuracy.get("macro_auroc")
     data = summary.get("data") or {}
     line = f"{data.get('n_ok', 0)} of {data.get('n_samples', 0)} images audited"
     if acc is not None:
         line += f", accuracy {acc:.1%}"
+    if auroc is not None:
+        line += f", mean AUROC over labels {auroc:.3f}"
     click.echo(line)
     for flag in flags:
         where = f" [{flag['class']}]" if flag.get("class") else ""

@@ -57,6 +57,20 @@ def _csv_or_empty(ctx: click.Context, param: click.Parameter, value: str | None)
     return csv_list(ctx, param, value) or ()
 
 
+def _window(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[float, float] | None:
+    from auditor.data.dicom import parse_window
+    from auditor.errors import UsageError
+
+    if value is None:
+        return None
+    try:
+        return parse_window(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def _reshape(ctx: click.Context, param: click.Parameter, value: str) -> str | None:
     return None if value == "none" else value
 
@@ -128,6 +142,18 @@ allow_outside = click.option(
     "--allow-outside",
     is_flag=True,
     help="Allow manifest paths outside the manifest's folder.",
+)
+multi_label = click.option(
+    "--multi-label",
+    is_flag=True,
+    help="Several labels per image: a manifest column `labels` separated by | (empty "
+    "= no finding); maps, statistics and probes per label.",
+)
+dicom_window = click.option(
+    "--dicom-window",
+    callback=_window,
+    help="CENTER,WIDTH in modality units (e.g. HU) for every DICOM file, replacing "
+    "the files' own VOI LUT or window (default: each file's; its min..max without).",
 )
 quiet = click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
 target_layers = click.option(
@@ -207,7 +233,10 @@ explain_methods = click.option(
 # -- groups ------------------------------------------------------------------------------------
 
 #: Every command that reads a data set (audit, probe).
-data_options = group(data_classes, masks, image_size, border, workers, allow_outside, quiet)
+data_options = group(
+    data_classes, masks, image_size, border, workers, allow_outside, multi_label, dicom_window,
+    quiet,
+)
 #: The model and how it is loaded (audit, explain, sanity).
 model_options = group(model, weights, num_classes, trust_pickle)
 #: Where the maps come from (audit, explain, sanity).

@@ -68,7 +68,12 @@ class ModelFacts:
 
 @dataclass
 class DataFacts:
-    """The ``data`` section: root, source kind, counts, errors, foreground."""
+    """The ``data`` section: root, source kind, counts, errors, foreground.
+
+    Multi-label: counts are images with each label; n_samples, n_ok and n_errors count images
+    (files), and n_pairs the (image, label) rows; single-label runs write neither
+    ``multi_label`` nor ``n_pairs``.
+    """
 
     root: str = ""
     source: str = ""
@@ -78,6 +83,8 @@ class DataFacts:
     n_samples: int = 0
     n_ok: int = 0
     n_errors: int = 0
+    multi_label: bool = False
+    n_pairs: int | None = None
     has_masks: bool = False
     foreground_source: str = "none"
     foreground_sources: dict[str, int] = field(default_factory=dict)
@@ -85,8 +92,9 @@ class DataFacts:
 
     @classmethod
     def of(cls, samples: pd.DataFrame, root: str, classes: list[str], warnings: list[str],
-           data: str) -> DataFacts:
+           data: str, multi_label: bool = False) -> DataFacts:
         """The facts of the samples.parquet table of a run on ``data`` (a folder or a CSV)."""
+        files = samples.drop_duplicates("path") if multi_label else samples
         counts = samples["label"].value_counts()
         readable = samples["status"] == "ok"
         ok_counts = samples.loc[readable, "label"].value_counts()
@@ -97,14 +105,23 @@ class DataFacts:
             classes=list(classes),
             counts={c: int(counts.get(c, 0)) for c in classes},
             counts_ok={c: int(ok_counts.get(c, 0)) for c in classes},
-            n_samples=len(samples),
-            n_ok=int(readable.sum()),
-            n_errors=int((samples["status"] == "error").sum()),
+            n_samples=len(files),
+            n_ok=int((files["status"] == "ok").sum()),
+            n_errors=int((files["status"] == "error").sum()),
+            multi_label=multi_label,
+            n_pairs=len(samples) if multi_label else None,
             has_masks=bool(samples["has_mask"].any()),
             foreground_source=sources.index[0] if len(sources) else "none",
             foreground_sources={k: int(v) for k, v in sources.items()},
             warnings=list(warnings)[:50],
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``data`` object of summary.json (no multi-label keys for a single-label run)."""
+        out = _plain_fields(self)
+        if not self.multi_label:
+            del out["multi_label"], out["n_pairs"]
+        return out
 
 
 def accuracy(samples: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
@@ -158,7 +175,7 @@ class Summary:
             "config": self.config,
             "versions": self.versions,
             "model": None if self.model is None else _plain_fields(self.model),
-            "data": None if self.data is None else _plain_fields(self.data),
+            "data": None if self.data is None else self.data.to_dict(),
             "methods": list(self.methods),
             "primary": self.primary,
             "suspect_methods": list(self.suspect_methods),

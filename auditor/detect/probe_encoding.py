@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from auditor.data.dicom import DICOM_CATEGORICAL_TAGS, DICOM_NUMERIC_TAGS, PROPERTY_PREFIX
 from auditor.data.regions import border_band, border_width
 from auditor.detect.categories import MISSING, OTHER, category_strings
 from auditor.errors import UsageError
@@ -27,6 +28,7 @@ CATEGORICAL_PROPERTIES: tuple[str, ...] = (
     "exif_orientation",
     "n_frames",
     "border_dominant",
+    *(PROPERTY_PREFIX + tag for tag in DICOM_CATEGORICAL_TAGS),
 )
 
 
@@ -42,6 +44,7 @@ NUMERIC_PROPERTIES: tuple[str, ...] = (
     "border_mean_b",
     "border_std",
     "border_uniform_frac",
+    *(PROPERTY_PREFIX + tag for tag in DICOM_NUMERIC_TAGS),
 )
 
 
@@ -98,7 +101,9 @@ def encode_properties(frame: pd.DataFrame) -> tuple[dict[str, Column], dict[str,
     skipped: dict[str, str] = {}
     for name in CATEGORICAL_PROPERTIES + NUMERIC_PROPERTIES:
         if name not in frame:
-            skipped[name] = "not in the fingerprints"
+            # DICOM tags exist only for DICOM files: their absence elsewhere is no news.
+            if not name.startswith(PROPERTY_PREFIX):
+                skipped[name] = "not in the fingerprints"
             continue
         if name in CATEGORICAL_PROPERTIES:
             col = encode_categorical(frame[name], colour=name == "border_dominant")

@@ -18,7 +18,10 @@ fingerprints of `auditor.data.decode` and the 16x16 thumbnails of `auditor.data.
      is itself a feature. `strength` is MI / H(label) in [0, 1]: the fraction of the label's
      entropy the property explains.
 
-   Constant or absent columns are skipped and listed in `skipped_properties` with the reason.
+   Constant or absent columns are skipped and listed in `skipped_properties` with the reason
+   (absent `dicom_<Keyword>` tags silently: only DICOM files have them). DICOM files add the
+   allow-listed technical tags of `auditor.data.dicom` (Manufacturer, ViewPosition, KVP, ...);
+   a tag that predicts the label is named in the `metadata_shortcut` message like any property.
 
 2. **Cross-validated probes.** A random forest (stratified K-fold, seeded; K = 5 up to 1000
    rows, 3 above, never more than the smallest class) on the file properties alone (one-hot
@@ -70,7 +73,7 @@ from auditor.detect.probe_rule import (
 from auditor.jsonsafe import json_ready
 
 if TYPE_CHECKING:
-    from auditor.store import RunReader
+    pass
 
 
 @dataclass
@@ -275,28 +278,3 @@ def _shortcut_flag(
         },
         samples=samples,
     )
-
-
-def probe_samples(
-    samples: pd.DataFrame, reader: RunReader, classes: list[str], border: float, seed: int
-) -> ProbeResult | None:
-    """The model-free probes on a run's samples.parquet table and its stored border thumbnails
-    (readable, labelled rows); None when there is none. Flag samples become relative paths."""
-    ok = samples[(samples["status"] == "ok") & (samples["label_index"] >= 0)]
-    if ok.empty:
-        return None
-    props = ok[[c for c in ok.columns if c.startswith("file_")]]
-    props = props.rename(columns=lambda c: c[len("file_") :]).reset_index(drop=True)
-    thumbs = reader.load_rows(ok["index"].tolist(), "probe/thumb16")
-    result = run_probes(
-        props,
-        ok["label_index"].to_numpy(),
-        classes,
-        thumbs if thumbs.size else None,
-        border=border,
-        seed=seed,
-    )
-    paths = ok["rel_path"].tolist()
-    for flag in result.flags:
-        flag.samples = [paths[i] if isinstance(i, int | np.integer) else i for i in flag.samples]
-    return result

@@ -230,6 +230,8 @@ def report_context(run_dir: str | Path, gallery_size: int = 48) -> dict[str, Any
             else f"Shortcut audit: {summary.model.spec}"
         ),
         "verdict": verdict(summary),
+        # Multi-label runs group by label: each (image, label) pair is a row of its label.
+        "unit": "label" if summary.data and summary.data.multi_label else "class",
         "flag_items": [_flag_item(f, i, class_ids, grids, summary) for i, f in enumerate(flags)],
         "facts": _facts(summary, classes),
         "attention": _attention(summary, ok, order, class_ids, set(flagged_classes)),
@@ -368,15 +370,21 @@ def _cross_checks(kind: str, cls: Any, summary: Summary) -> list[str]:
 def _facts(summary: Summary, classes: list[str]) -> dict[str, Any]:
     model = summary.model
     data = summary.data or DataFacts()
-    per_class_acc = (summary.accuracy or {}).get("per_class") or {}
+    accuracy = summary.accuracy or {}
+    per_class_acc = accuracy.get("per_class") or {}
+    per_label = accuracy.get("per_label") or {}
     stats = summary.class_stats or {}
     counts = data.counts
     rows = [
         {"name": c, "files": counts.get(c, (stats.get(c) or {}).get("n")),
          "readable": (stats.get(c) or {}).get("n_ok", data.counts_ok.get(c)),
-         "accuracy": per_class_acc.get(c)}
+         "accuracy": per_class_acc.get(c), **(per_label.get(c) or {})}
         for c in classes[:MAX_TABLE_CLASSES]
     ]
+    multi_label = bool(accuracy.get("multi_label"))
+    overall = (("Mean AUROC over labels", fmt_number(accuracy.get("macro_auroc")))
+               if multi_label else
+               ("Overall accuracy", fmt_percent(accuracy.get("overall"), 1)))
     timings = summary.timings
     model_rows = [("Model", "none: a model-free probe (auditor probe)")]
     return {
@@ -399,7 +407,7 @@ def _facts(summary: Summary, classes: list[str]) -> dict[str, Any]:
             ("Audited (readable)", fmt_count(data.n_ok)),
             ("Could not be read", fmt_count(data.n_errors)),
             ("Foreground from", data.foreground_source),
-            ("Overall accuracy", fmt_percent((summary.accuracy or {}).get("overall"), 1)),
+            overall,
         ],
         "run": [
             ("Created", summary.created or "–"),
@@ -413,6 +421,8 @@ def _facts(summary: Summary, classes: list[str]) -> dict[str, Any]:
                   for n in (*(model.warnings if model else []), *data.warnings)],
         "class_rows": rows,
         "class_rows_left_out": max(0, len(classes) - MAX_TABLE_CLASSES),
+        "multi_label": multi_label,
+        "threshold": accuracy.get("threshold"),
     }
 
 
@@ -541,9 +551,26 @@ def peak_grid(peak_x: np.ndarray, peak_y: np.ndarray, size: int = PEAK_GRID) -> 
     return grid.tolist()
 
 
+def _per_label_probes(probes: dict[str, Any]) -> dict[str, Any]:
+    """A multi-label run's one-vs-rest probes as one probe record: each label's associations
+    and classifiers, named "label: ..." (the tables then compare that label with the rest)."""
+    merged: dict[str, Any] = {"associations": []}
+    for label, result in (probes.get("per_label") or {}).items():
+        if not isinstance(result, dict):
+            continue
+        merged["associations"] += [{**a, "label": label} for a in result.get("associations")
+                                   or [] if isinstance(a, dict)]
+        for name, rec in result.items():
+            if isinstance(rec, dict) and "accuracy" in rec:
+                merged[f"{label}: {name}"] = rec
+    return merged
+
+
 def _probes(probes: Any, samples: pd.DataFrame) -> dict[str, Any] | None:
     if not isinstance(probes, dict):
         return None
+    if probes.get("multi_label"):
+        probes = _per_label_probes(probes)
     associations = [a for a in probes.get("associations") or [] if isinstance(a, dict)]
     associations.sort(key=lambda a: (_finite(a.get("p_value")) is None,
                                      _finite(a.get("p_value")) or 0.0,
@@ -567,7 +594,9 @@ def _probes(probes: Any, samples: pd.DataFrame) -> dict[str, Any] | None:
              if classifiers else None)
     return {
         "associations": [
-            {"property": str(a.get("property", "")), "kind": str(a.get("kind", "")),
+            {"property": (f"{a['label']}: " if "label" in a else "")
+                         + str(a.get("property", "")),
+             "kind": str(a.get("kind", "")),
              "statistic": STATISTIC_NAMES.get(str(a.get("statistic", "")),
                                               str(a.get("statistic", ""))),
              "value": a.get("value"),
