@@ -231,12 +231,12 @@ def test_cli_explains_a_vision_transformer_with_the_reshape_option(
     out = tmp_path / "out"
     result = CliRunner().invoke(
         main, ["explain", str(grey_images[0]), "--methods", "gradcam", "--out", str(out),
-               "--model", "tests.cam_models:tiny_vit", "--image-size", "32", "--reshape", "vit",
+               "--model", "tests.helpers.cam_models:tiny_vit", "--image-size", "32", "--reshape", "vit",
                "--device", "cpu", "--quiet"])
     assert result.exit_code == 0, result.output
     assert np.load(out / "flat.gradcam.npy").shape == (4, 4)  # the patch grid
     bad = CliRunner().invoke(
         main, ["explain", str(grey_images[0]), "--out", str(out), "--model",
-               "tests.cam_models:tiny_vit", "--image-size", "32", "--reshape", "tokens"])
+               "tests.helpers.cam_models:tiny_vit", "--image-size", "32", "--reshape", "tokens"])
     assert bad.exit_code == 2
     assert "--reshape" in bad.stderr
