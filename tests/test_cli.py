@@ -146,7 +146,10 @@ def test_fail_on_gives_exit_3_when_the_shortcut_is_flagged(demo_set: Path, tmp_p
             "3 classes",
         ),
         (["--model", "auditor.demo:build_demo_model", "--border", "0.7"], "--border"),
-        (["--model", "tests.helpers.cam_models:FeatureDictNet"], "forward returns the logits tensor"),
+        (
+            ["--model", "tests.helpers.cam_models:FeatureDictNet"],
+            "forward returns the logits tensor",
+        ),
     ],
 )
 def test_bad_usage_exits_2_with_a_message(

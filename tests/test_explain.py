@@ -231,8 +231,8 @@ def test_cli_explains_a_vision_transformer_with_the_reshape_option(
     out = tmp_path / "out"
     result = CliRunner().invoke(
         main, ["explain", str(grey_images[0]), "--methods", "gradcam", "--out", str(out),
-               "--model", "tests.helpers.cam_models:tiny_vit", "--image-size", "32", "--reshape", "vit",
-               "--device", "cpu", "--quiet"])
+               "--model", "tests.helpers.cam_models:tiny_vit", "--image-size", "32",
+               "--reshape", "vit", "--device", "cpu", "--quiet"])
     assert result.exit_code == 0, result.output
     assert np.load(out / "flat.gradcam.npy").shape == (4, 4)  # the patch grid
     bad = CliRunner().invoke(
