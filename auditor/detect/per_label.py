@@ -6,6 +6,9 @@ that tells the images with finding k from the others is a `metadata_shortcut` or
 `border_pixels_shortcut` flag for label k (`class_name` k, the message starts with the label).
 The rules, constants and severities are those of `run_probes`, unchanged. A label that every
 image has, or none, is skipped with a note.
+
+Also the multi-label run's table helpers: `label_sets` (the `labels` column as class indices)
+and `one_error_row_per_file`.
 """
 
 from __future__ import annotations
