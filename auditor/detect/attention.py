@@ -66,7 +66,7 @@ from scipy import stats
 
 from auditor.data.regions import SIDES, side_bands
 from auditor.detect.fdr import ClassTest, control_fdr
-from auditor.detect.flags import Flag, Severity
+from auditor.detect.flags import Flag, Severity, severity_at
 from auditor.errors import UsageError
 from auditor.metrics import normalise_maps, upsample_maps
 
@@ -86,7 +86,6 @@ DEGENERATE_SHARE = 0.05
 SUMMARY_MEASURES: tuple[str, ...] = (
     "fg_energy", "fg_enrichment", "bg_energy", "border_energy", "border_lift", "wsol_iou",
 )
-_LEVELS: tuple[Severity, ...] = ("low", "medium", "high")
 
 
 @dataclass(frozen=True)
@@ -190,7 +189,7 @@ def _severity(rule: _Rule, ratio_median: float, n: int, effect_chance: float, p_
         level += 1
     if n < FULL_SEVERITY_SAMPLES:
         level = min(level, 1)
-    return _LEVELS[min(level, 2)]
+    return severity_at(level)
 
 
 def _reference(rule: _Rule, rows: pd.DataFrame) -> np.ndarray:
