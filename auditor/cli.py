@@ -193,7 +193,7 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     callback=_csv_list,
     help="Map methods computed in the pass, comma-separated "
     "(gradcam, gradcam++, xgradcam, layercam, hirescam, counterfactual, cam, "
-    "eigencam).",
+    "eigencam, eigencam-uncentred).",
 )
 @click.option(
     "--primary",
@@ -575,7 +575,7 @@ def _layers(target_layers: tuple[str, ...]) -> str | list[str] | None:
     show_default=True,
     callback=_csv_list,
     help="Comma-separated: gradcam, gradcam++, xgradcam, layercam, hirescam, "
-    "counterfactual, cam, eigencam, scorecam, occlusion, guided-backprop, "
+    "counterfactual, cam, eigencam, eigencam-uncentred, scorecam, occlusion, guided-backprop, "
     "guided-gradcam.",
 )
 @click.option(

@@ -102,8 +102,12 @@ METHOD_TEXTS = {
                       "whose presence lowers the explained class's score.",
     "cam": "CAM: the target layer's channels weighted by the classifier weights of the "
            "explained class (models with global average pooling and one linear layer).",
-    "eigencam": "Eigen-CAM: the target layer's activations projected on their first "
-                "principal direction; the same for every class, no gradients.",
+    "eigencam": "Eigen-CAM: the target layer's activations, centred over the positions, "
+                "projected on their first principal direction (as pytorch-grad-cam computes "
+                "it); the same for every class, no gradients.",
+    "eigencam-uncentred": "Eigen-CAM as in its paper: the target layer's activations, not "
+                          "centred, projected on their first principal direction; the same "
+                          "for every class, no gradients.",
     "scorecam": "Score-CAM: each channel of the target layer, upsampled and scaled to [0, 1], "
                 "masks the input, and its weight is the explained class's probability for "
                 "that masked input; no gradients.",
