@@ -19,8 +19,10 @@ from auditor import __version__
 from auditor.detect.attention import attention_flags, class_statistics
 from auditor.detect.clusters import cluster_maps
 from auditor.detect.location import fixed_location_flags
+from auditor.detect.model_check import MODEL_KINDS, ModelCheck, check_model, withheld
 from auditor.detect.probes import run_probes
 from auditor.detect.suspicion import sample_flag_codes, suspicion_scores
+from auditor.models.initial import random_weights_note
 from auditor.report.render import top_suspects
 from auditor.store import (
     RunReader,
@@ -60,7 +62,14 @@ def analyse_run(run_dir: Path, context: dict[str, Any], timer: PhaseTimer) -> di
         probes = probe_samples(samples, reader, classes, config.border, config.seed)
         if probes is not None:
             flags += probes.flags
-        if config.interventions and context.get("model") is not None:
+        # The model before the data: a model at chance or with permuted outputs makes its
+        # class-level flags no evidence, and its predictions nothing to intervene on.
+        model_check = check_model(samples, classes, context.get("num_outputs"))
+        flags, withheld_flags = withheld(flags, model_check)
+        for flag in model_check.flags:
+            log.warning("%s", flag.message)
+        if (config.interventions and context.get("model") is not None
+                and not model_check.flags):
             from auditor.detect.interventions import run_interventions
 
             found = run_interventions(samples, flags, context)
@@ -102,19 +111,21 @@ def analyse_run(run_dir: Path, context: dict[str, Any], timer: PhaseTimer) -> di
         "command": context.get("command") or "",
         "config": config.to_dict(),
         "versions": versions(),
-        "model": model_facts(context),
+        "model": model_facts(context, model_check),
         "data": data_facts(samples, index, config.data),
         "methods": list(config.methods),
         "primary": primary,
         "suspect_methods": suspect_methods,
         "suspect_methods_errors": suspect_errors,
         "accuracy": accuracy(samples, classes),
+        "model_check": model_check.to_dict(),
         "class_stats": class_statistics(samples, classes),
         "probes": probes.to_dict() if probes is not None else None,
         "interventions": interventions,
         "clusters": clusters,
         "sanity": sanity,
         "flags": [f.to_dict() for f in sorted(flags, key=_flag_order)],
+        "withheld_flags": [f.to_dict() for f in sorted(withheld_flags, key=_flag_order)],
         "pass": context.get("pass", {}),
         "timings": timer.timings,
     }
@@ -129,9 +140,11 @@ def analyse_run(run_dir: Path, context: dict[str, Any], timer: PhaseTimer) -> di
     return summary
 
 
-def _flag_order(flag: Any) -> tuple[int, float]:
+def _flag_order(flag: Any) -> tuple[bool, int, float]:
+    """Model-level flags first (they say how to read the others), then by severity and score."""
     rank = {"high": 0, "medium": 1, "low": 2}[flag.severity]
-    return rank, -abs(flag.score) if np.isfinite(flag.score) else 0.0
+    return (flag.kind not in MODEL_KINDS, rank,
+            -abs(flag.score) if np.isfinite(flag.score) else 0.0)
 
 
 def probe_samples(
@@ -191,9 +204,18 @@ def versions() -> dict[str, str]:
     }
 
 
-def model_facts(context: dict[str, Any]) -> dict[str, Any]:
+def model_facts(context: dict[str, Any], check: ModelCheck) -> dict[str, Any]:
+    """The model section of summary.json; `warnings` are the report's notes on the model."""
     loaded = context["loaded"]
     config = context["config"]
+    random_weights = bool(context.get("random_weights", False))
+    notes = [random_weights_note(loaded.spec)] if random_weights else []
+    if context.get("layer_warning"):
+        notes.append(context["layer_warning"])
+    if check.flags and config.interventions:
+        notes.append(f"interventions were not run: the model check raised "
+                     f"{' and '.join(f.kind for f in check.flags)}, so there are no "
+                     "predictions to confirm a shortcut with")
     return {
         "spec": loaded.spec,
         "weights": loaded.weights,
@@ -202,7 +224,8 @@ def model_facts(context: dict[str, Any]) -> dict[str, Any]:
         "outputs": context.get("num_outputs"),
         "target_layers": list(context["layers"]),
         "target_layers_given": bool(context.get("layers_given", True)),
-        "warnings": [context["layer_warning"]] if context.get("layer_warning") else [],
+        "warnings": notes,
+        "random_weights": random_weights,
         "input_size": list(config.image_size),
         "device": str(context["device"]),
     }
@@ -300,7 +323,7 @@ def write_suspect_maps(
     config = context["config"]
     dataset = context["dataset"]
     device = context["device"]
-    reshape = reshape_from_spec(config.reshape)
+    reshape = reshape_from_spec(config.reshape, context["model"], config.image_size)
     errors: dict[str, str] = {}
     rows = suspects[suspects["target_index"] >= 0]
     if rows.empty:

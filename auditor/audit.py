@@ -27,6 +27,7 @@ from auditor.config import RUNTIME_ONLY, AuditConfig
 from auditor.data import AuditDataset, DatasetIndex, open_source
 from auditor.detect.flags import at_or_above
 from auditor.errors import DataError, ModelLoadError
+from auditor.models.initial import random_weights_note, runs_on_random_weights
 from auditor.models.layers import default_target_layer, get_module
 from auditor.models.loading import LoadedModel, load_model
 from auditor.pipeline import DEFAULT_CHUNK_SIZE, AuditInterrupted, PassSettings, run_pass
@@ -118,12 +119,16 @@ def run_audit(
         if device.type == "cuda":
             module = module.to(memory_format=torch.channels_last)
         num_outputs = _output_size(module, config, device)
+        random_weights = model is None and runs_on_random_weights(loaded, config.num_classes)
+        if random_weights:
+            log.warning("%s", random_weights_note(config.model))
         _check_labels(index, num_outputs)
         layers, layer_warning = list(config.target_layers), None
+        reshape = reshape_from_spec(config.reshape, module, config.image_size)
         if not layers:
             # A default layer in front of transformer blocks is worth a line in the report.
             default, layer_warning = default_target_layer(
-                module, (1, 3, *config.image_size), reshape_from_spec(config.reshape))
+                module, (1, 3, *config.image_size), reshape)
             layers = [default]
             if layer_warning:
                 log.warning("%s", layer_warning)
@@ -148,7 +153,7 @@ def run_audit(
         rank=ranks.rank, world_size=ranks.world_size, compile=config.compile,
         chunk_size=int(config.extra.get("chunk_size", DEFAULT_CHUNK_SIZE)),
         compile_backend=str(config.extra.get("compile_backend", "inductor")),
-        reshape=reshape_from_spec(config.reshape),
+        reshape=reshape,
     )
     try:
         # Rank 0 prepares the directory; every rank reads what is already done before any
@@ -198,6 +203,7 @@ def run_audit(
                 "loaded": loaded, "layers": layers, "layer_warning": layer_warning,
                 "layers_given": bool(config.target_layers), "device": device, "pass": pass_stats,
                 "command": command, "num_outputs": num_outputs,
+                "random_weights": random_weights,
                 "world_size": ranks.world_size,
             }
             summary = analyse_run(out, context, timer)

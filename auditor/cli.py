@@ -460,7 +460,9 @@ def _print_outcome(summary: dict[str, Any], report_path: Any) -> None:
 
 
 def _load_for_maps(opts: dict[str, Any]) -> Any:
-    """The model of --model/--weights/--num-classes/--trust-pickle, on --device, in eval mode."""
+    """The model of --model/--weights/--num-classes/--trust-pickle, on --device, in eval mode
+    (a model on random initial weights is said in the log)."""
+    from auditor.models.initial import random_weights_note, runs_on_random_weights
     from auditor.models.loading import load_model
     from auditor.runtime import select_device
 
@@ -468,6 +470,8 @@ def _load_for_maps(opts: dict[str, Any]) -> Any:
     loaded = load_model(
         opts["model_spec"], opts["weights"], opts["num_classes"], opts["trust_pickle"]
     )
+    if runs_on_random_weights(loaded, opts["num_classes"]):
+        log.warning("%s", random_weights_note(opts["model_spec"]))
     return loaded.module.to(device)
 
 
@@ -601,7 +605,7 @@ def explain(
         target=target,
         classes=opts["classes"],
         target_layer=_layers(opts["target_layers"]),
-        reshape=reshape_from_spec(opts["reshape"]),
+        reshape=reshape_from_spec(opts["reshape"], model, opts["image_size"]),
         image_size=opts["image_size"],
         mean=opts["mean"],
         std=opts["std"],
@@ -695,7 +699,7 @@ def sanity(
         batch_size=opts["batch_size"],
         occlusion_patch=opts["occlusion_patch"],
         scorecam_channels=opts["scorecam_channels"],
-        reshape=reshape_from_spec(opts["reshape"]),
+        reshape=reshape_from_spec(opts["reshape"], model, opts["image_size"]),
     )
     click.echo(format_sanity_table(result))
     if out:

@@ -18,6 +18,8 @@ FLAG_KINDS: tuple[str, ...] = (
     "border_pixels_shortcut",
     "intervention_sensitive",
     "degenerate_maps",
+    "labels_permuted",
+    "model_at_chance",
 )
 
 
