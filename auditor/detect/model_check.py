@@ -2,8 +2,9 @@
 attention flag.
 
 Maps explain a class through the model; when the model predicts nothing, or predicts the right
-thing under other names, its maps are no evidence about the data. Over the readable, labelled
-samples (n), with r_k samples of class k and c_k predictions of output k:
+thing under other names, its maps are no evidence about the data. Single-label runs (a
+multi-label run is not checked). Over the readable, labelled samples (n), with r_k samples of
+class k and c_k predictions of output k:
 
 | step | rule |
 |---|---|
@@ -65,6 +66,11 @@ class ModelCheck:
     assigned_accuracy: float = math.nan
     classes_order: list[str] | None = None
     flags: list[Flag] = field(default_factory=list)
+
+    @classmethod
+    def not_run(cls) -> ModelCheck:
+        """The record of a run the check does not apply to (multi-label)."""
+        return cls(n=0, accuracy=math.nan, chance=math.nan, p_value=math.nan)
 
     def to_dict(self) -> dict[str, Any]:
         return {"n": self.n, "accuracy": _finite(self.accuracy), "chance": _finite(self.chance),
