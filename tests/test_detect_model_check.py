@@ -138,3 +138,14 @@ def test_withheld_keeps_model_free_and_data_set_wide_flags():
                                       "intervention_sensitive"]
     good = check_model(table(labels, labels), [f"c{k}" for k in range(50)], 50)
     assert withheld(made, good) == (made, [])
+
+
+def test_random_predictions_on_few_samples_per_cell_are_never_called_permuted():
+    # 10 classes, 50 samples: the best of all assignments beats the identity by chance alone
+    # (about 0.3 against 0.1), and a test of it that ignores the choice gives small p.
+    rng = np.random.default_rng(5)
+    classes = [f"c{k}" for k in range(10)]
+    raised = [f.kind for _ in range(60)
+              for f in check_model(table(rng.integers(0, 10, 50), rng.integers(0, 10, 50)),
+                                   classes, 10).flags]
+    assert "labels_permuted" not in raised

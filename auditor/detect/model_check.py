@@ -14,8 +14,11 @@ class k and c_k predictions of output k:
 | | predictions are paired with labels at random (both marginals fixed): p |
 | permuted | the class -> output assignment that fits the confusion matrix best (Hungarian, |
 | | scipy.optimize.linear_sum_assignment); `labels_permuted` (high) when n >= 20, it is not |
-| | the identity, its accuracy is >= 0.25 above the accuracy as given, and its own test |
-| | gives p < 0.001. Raised at any accuracy: a partial permutation counts too |
+| | the identity, its accuracy is >= 0.25 above the accuracy as given, its lift over chance |
+| | is >= 0.5 and its own test gives p < 0.001. The best of all assignments is far above |
+| | chance even for random predictions on few samples per cell (the test does not account |
+| | for that choice): the lift rule keeps those out. Raised at any accuracy: a partial |
+| | permutation counts too |
 | lift | (accuracy - chance) / (1 - chance) (Cohen's kappa); its upper bound adds z(0.99) |
 | | null standard deviations of the accuracy |
 | at chance | `model_at_chance` (high) when n >= 20, not permuted, p >= 0.01 (no evidence |
@@ -43,6 +46,7 @@ MIN_SAMPLES = 20
 ALPHA_CHANCE = 0.01
 ALPHA_PERMUTED = 0.001
 MIN_GAIN = 0.25
+MIN_ASSIGNED_LIFT = 0.5
 MAX_LIFT_AT_CHANCE = 0.1
 MAX_SAMPLES_LISTED = 20
 #: Classes up to which the confusion matrix goes into the evidence.
@@ -166,20 +170,24 @@ def check_model(samples: pd.DataFrame, classes: list[str], num_outputs: int | No
     if n < MIN_SAMPLES:
         return check
     identity = all(k == j for k, j in assigned.items())
-    assigned_p = chance_test(mapped, preds).p
+    mapped_test = chance_test(mapped, preds)
+    assigned_p = mapped_test.p
+    assigned_lift = ((assigned_accuracy - mapped_test.chance) / (1 - mapped_test.chance)
+                     if mapped_test.chance < 1 else 0.0)
     gain = assigned_accuracy - accuracy
     evidence = {"n": n, "accuracy": accuracy, "chance": chance, "p_value": p_value,
                 "assigned_accuracy": assigned_accuracy, "assignment": check.assignment,
                 "classes_order": check.classes_order}
     if len(classes) <= MAX_CONFUSION_CLASSES and outputs <= MAX_CONFUSION_CLASSES:
         evidence["confusion"] = confusion.tolist()
-    if not identity and gain >= MIN_GAIN and assigned_p < ALPHA_PERMUTED:
+    if (not identity and gain >= MIN_GAIN and assigned_lift >= MIN_ASSIGNED_LIFT
+            and assigned_p < ALPHA_PERMUTED):
         check.flags.append(_permuted_flag(check, rows, mapped == preds, labels != preds,
                                           gain, assigned_p, evidence))
         return check
     if p_value >= ALPHA_CHANCE and test.upper_lift < MAX_LIFT_AT_CHANCE:
         lift = (accuracy - chance) / (1 - chance) if chance < 1 else 0.0
-        message = (f"the model is no better than chance: accuracy {accuracy:.1%} on {n} "
+        message = (f"The model is no better than chance: accuracy {accuracy:.1%} on {n} "
                    f"images against {chance:.1%} if its predictions ignored the images "
                    f"(p = {p_value:.2g}; lift over chance {lift:.3f}, at most "
                    f"{test.upper_lift:.3f} at 99% confidence). Maps of a "
@@ -219,14 +227,15 @@ def _permuted_flag(check: ModelCheck, rows: pd.DataFrame, right_when_mapped: np.
         pairs = ", ".join(f"{name} -> output {j}" for name, j in moved[:10])
         fix = (f"the data's classes fit the model's outputs {pairs}: give --classes the "
                "model's names of all its outputs, in output order")
-    message = (f"the class order looks permuted: read as given, the model's accuracy is "
+    message = (f"The class order looks permuted: read as given, the model's accuracy is "
                f"{check.accuracy:.1%}, but mapping its outputs to other classes gives "
                f"{check.assigned_accuracy:.1%} (p = {assigned_p:.2g}); {fix}. Until then its "
                "maps explain other classes than the labels say, so the class-level attention "
                "flags are withheld")
     evidence.update(gain=gain, assigned_p_value=assigned_p,
                     rule=f"Hungarian assignment not the identity, n >= {MIN_SAMPLES}, accuracy "
-                         f"gain >= {MIN_GAIN}, p < {ALPHA_PERMUTED}",
+                         f"gain >= {MIN_GAIN}, lift over chance >= {MIN_ASSIGNED_LIFT}, "
+                         f"p < {ALPHA_PERMUTED}",
                     score_meaning="accuracy gained by the assignment")
     listed = rows["rel_path"].to_numpy()[right_when_mapped & wrong][:MAX_SAMPLES_LISTED]
     return Flag(kind="labels_permuted", severity="high", class_name=None, score=gain,

@@ -295,11 +295,13 @@ def report_context(run_dir: str | Path, gallery_size: int = 48) -> dict[str, Any
     }
 
 
-def _severity_rank(flag: dict[str, Any]) -> tuple[int, float]:
+def _severity_rank(flag: dict[str, Any]) -> tuple[bool, int, float]:
+    """Model-level flags first (they say how to read the others), then severity and score."""
     sev = flag.get("severity")
     rank = SEVERITIES.index(sev) if sev in SEVERITIES else len(SEVERITIES)
     score = _finite(flag.get("score"))
-    return rank, -abs(score) if score is not None else 0.0
+    return (flag.get("kind") not in MODEL_KINDS, rank,
+            -abs(score) if score is not None else 0.0)
 
 
 def _input_size(summary: dict[str, Any]) -> tuple[int, int]:
@@ -459,7 +461,10 @@ def _facts(summary: dict[str, Any], classes: list[str]) -> dict[str, Any]:
         "model": model_rows if summary.get("model") is None else [
             ("Model", str(model.get("spec", "–"))),
             ("Parameters", _parameters(model.get("parameters"))),
-            ("Weights", str(model.get("weights") or "none (random or built-in)")),
+            ("Weights", str(model.get("weights") or (
+                "none: random initial weights" if model.get("random_weights")
+                else "none (built into the model)" if model.get("random_weights") is False
+                else "none (random or built-in)"))),
             ("Weights SHA-256", str(model.get("weights_sha256") or "–")),
             ("Target layer", (", ".join(str(x) for x in model.get("target_layers") or []) or "–")
              + ("" if model.get("target_layers_given", True) else " (chosen automatically)")),
