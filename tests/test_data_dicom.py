@@ -257,3 +257,16 @@ def test_audit_of_dicom_files_leaks_no_patient_string(tmp_path):
     texts = _every_text(out) + result.output + (result.stderr_bytes or b"").decode()
     assert not [s for s in PATIENT_STRINGS if s in texts]
     assert "Northwind Imaging" in texts
+
+
+def test_reencode_decodes_a_dicom_file_with_the_runs_window(tmp_path):
+    from auditor.data.edits import reencode
+
+    ds = dicom_dataset(STORED, RescaleSlope=2, RescaleIntercept=-1000, WindowCenter=510.5,
+                       WindowWidth=1021)
+    path = write_dicom(tmp_path / "w.dcm", ds)
+    # PNG is lossless: the re-encoded pixels are the decoded ones, with the window given.
+    own = reencode(str(path), "PNG")[..., 0]
+    given = reencode(str(path), "PNG", dicom_window=(1020.5, 2041))[..., 0]
+    assert np.array_equal(own, BY_FOUR)
+    assert np.array_equal(given, [[0, 50, 125], [128, 0, 255]])
