@@ -76,6 +76,13 @@ def test_12_bit_without_window_spans_its_own_range(tmp_path):
     assert decode_image(str(tmp_path / "b12.dcm")).props["bit_depth"] == 12
 
 
+def test_8_bit_grey_without_window_spans_its_own_range(tmp_path):
+    stored = np.array([[10, 20], [30, 110]], dtype=np.uint8)
+    # min..max = 10..110: (v - 10) * 2.55 -> 0, 25.5 -> 26 (rint to even), 51, 255.
+    assert np.array_equal(grey(write_dicom(tmp_path / "b8.dcm", dicom_dataset(stored))),
+                          [[0, 26], [51, 255]])
+
+
 def test_12_bit_stored_ignores_bits_above_high_bit(tmp_path):
     # Bits 12-15 carry an overlay-like pattern; only the 12 stored bits are the pixel.
     stored = np.array([[0xF000, 0xF000 | 4095]], dtype=np.uint16)
