@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from auditor.cams import (
-    METHODS,
     CamEngine,
     nhwc_reshape,
     reshape_from_spec,
@@ -20,9 +19,10 @@ from auditor.cams import (
 )
 from auditor.cams.reshape import model_patch_layout, token_grids
 from auditor.errors import AuditorError, ModelLoadError, TokenGridError, UsageError
-from tests.cam_models import CornerNet, DetachedHeadNet, count_hooks, tiny_gap_net, tiny_vit
+from auditor.map_methods import ONE_PASS_METHODS
+from tests.helpers.cam_models import CornerNet, DetachedHeadNet, count_hooks, tiny_gap_net, tiny_vit
 
-ALL_METHODS = tuple(METHODS)
+ALL_METHODS = ONE_PASS_METHODS
 
 
 @pytest.fixture

@@ -51,8 +51,6 @@ MAX_LIFT_AT_CHANCE = 0.1
 MAX_SAMPLES_LISTED = 20
 #: Classes up to which the confusion matrix goes into the evidence.
 MAX_CONFUSION_CLASSES = 20
-#: The flag kinds this module raises.
-MODEL_KINDS = ("labels_permuted", "model_at_chance")
 #: Flags that read the model's maps or predictions class by class.
 WITHHELD_KINDS = frozenset({"background_attention", "border_attention", "fixed_location",
                             "intervention_sensitive"})
