@@ -215,7 +215,7 @@ def data_facts(samples: pd.DataFrame, index: Any, data: str) -> dict[str, Any]:
     sources = samples.loc[samples["status"] == "ok", "foreground_source"].value_counts()
     return {
         "root": index.root,
-        "source": "manifest" if str(data).lower().endswith(".csv") else "folder",
+        "source": index.source,
         "classes": list(index.classes),
         "counts": {c: int(counts.get(c, 0)) for c in index.classes},
         "counts_ok": {c: int(ok_counts.get(c, 0)) for c in index.classes},

@@ -97,6 +97,7 @@ def run_audit(
         index = open_source(
             config.data, classes=list(config.classes) if config.classes else None,
             masks_dir=config.masks, allow_outside=config.allow_outside,
+            image_column=config.image_column, label_column=config.label_column,
         )
         for warning in index.warnings:
             log.warning("%s", warning)
@@ -267,12 +268,12 @@ def _model_fingerprint(loaded: LoadedModel) -> str:
 
 
 def data_fingerprint(index: DatasetIndex) -> str:
-    """sha256 over (relative path, label, size, mtime) of every sample: resume refuses when the
-    data changed."""
+    """sha256 over (relative path, label, size, mtime) of every sample (of the container file
+    for a sample kept in one): resume refuses when the data changed."""
     digest = hashlib.sha256("\x00".join(index.classes).encode())
     for ref in index.samples:
         try:
-            st = os.stat(ref.path)
+            st = os.stat(ref.member.container if ref.member is not None else ref.path)
             stamp = f"{st.st_size}:{st.st_mtime_ns}"
         except OSError:
             stamp = "missing"

@@ -126,6 +126,19 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "(any image extension; nonzero = foreground).",
         ),
         click.option(
+            "--image-column",
+            default="image",
+            show_default=True,
+            help="Parquet / Hugging Face data: the column of the images (bytes, a path or "
+            "the {bytes, path} struct).",
+        ),
+        click.option(
+            "--label-column",
+            default="label",
+            show_default=True,
+            help="Parquet / Hugging Face data: the column of the labels (indices or names).",
+        ),
+        click.option(
             "--image-size",
             default="224",
             show_default=True,
@@ -158,7 +171,7 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @main.command()
-@click.argument("data", type=click.Path(exists=True))
+@click.argument("data")
 @click.option(
     "--model",
     "model_spec",
@@ -303,7 +316,8 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 )
 @_handle_errors
 def audit(data: str, model_spec: str, out: str, **opts: Any) -> None:
-    """Audit a model on DATA (a class-per-folder tree or a CSV manifest)."""
+    """Audit a model on DATA: a class-per-folder tree, a CSV manifest, Parquet, a saved
+    Hugging Face data set or WebDataset .tar shards (a shard, a folder, a {000..009} pattern)."""
     from auditor.audit import run_audit
     from auditor.config import AuditConfig
 
@@ -332,6 +346,8 @@ def audit(data: str, model_spec: str, out: str, **opts: Any) -> None:
         amp=opts["amp"],
         trust_pickle=opts["trust_pickle"],
         allow_outside=opts["allow_outside"],
+        image_column=opts["image_column"],
+        label_column=opts["label_column"],
         quiet=opts["quiet"],
         overwrite=opts["overwrite"],
         fail_on=opts["fail_on"],
@@ -350,7 +366,7 @@ def audit(data: str, model_spec: str, out: str, **opts: Any) -> None:
 
 
 @main.command()
-@click.argument("data", type=click.Path(exists=True))
+@click.argument("data")
 @click.option(
     "--out",
     required=True,
@@ -378,6 +394,8 @@ def probe(data: str, out: str, **opts: Any) -> None:
         border=opts["border"],
         workers=opts["workers"],
         allow_outside=opts["allow_outside"],
+        image_column=opts["image_column"],
+        label_column=opts["label_column"],
         quiet=opts["quiet"],
         command=_command_line(),
     )
@@ -618,7 +636,7 @@ def explain(
 
 
 @main.command()
-@click.argument("data", type=click.Path(exists=True))
+@click.argument("data")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder to write sanity.json to.")
 @click.option(
     "--methods",

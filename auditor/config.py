@@ -67,6 +67,8 @@ class AuditConfig:
     compile: bool = False
     trust_pickle: bool = False
     allow_outside: bool = False
+    image_column: str = "image"
+    label_column: str = "label"
     max_pixels: int = 89_478_485
     quiet: bool = False
     overwrite: bool = False

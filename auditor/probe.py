@@ -32,6 +32,8 @@ def run_probe(
     border: float = 0.1,
     workers: int | None = None,
     allow_outside: bool = False,
+    image_column: str = "image",
+    label_column: str = "label",
     quiet: bool = False,
     command: str | None = None,
     seed: int = 0,
@@ -47,6 +49,8 @@ def run_probe(
             classes=list(classes) if classes else None,
             masks_dir=masks,
             allow_outside=allow_outside,
+            image_column=image_column,
+            label_column=label_column,
         )
         if not index.samples:
             raise DataError(f"no images found in {data}")

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from auditor.data.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
+from auditor.data.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_bytes
 from auditor.data.foreground import estimate_foreground
-from auditor.data.masks import box_to_mask, read_mask, resize_mask, scale_box
+from auditor.data.masks import box_to_mask, read_mask, read_mask_bytes, resize_mask, scale_box
+from auditor.data.members import read_member, sample_bytes
 from auditor.data.regions import border_band
 from auditor.data.sources import DatasetIndex, SampleRef
 from auditor.errors import DecodeError, UsageError
@@ -122,7 +123,7 @@ class AuditDataset(Dataset):
     def __getitem__(self, position: int) -> dict[str, Any]:
         ref = self.index.samples[position]
         try:
-            decoded = decode_image(ref.path, max_pixels=self.max_pixels)
+            decoded = decode_bytes(*sample_bytes(ref), max_pixels=self.max_pixels)
             return self._item(ref, decoded)
         except DecodeError as exc:
             return self._error_item(ref, str(exc))
@@ -182,12 +183,13 @@ class AuditDataset(Dataset):
             else:
                 box = scaled
         mask: np.ndarray | None = None
-        if ref.mask_path is not None:
+        if ref.mask_path is not None or ref.mask_member is not None:
             try:
-                upright, warning = read_mask(
-                    ref.mask_path, image_size, decoded.raw_size, decoded.orientation,
-                    self.max_pixels,
-                )
+                image = (image_size, decoded.raw_size, decoded.orientation, self.max_pixels)
+                if ref.mask_member is not None:
+                    upright, warning = read_mask_bytes(read_member(ref.mask_member), *image)
+                else:
+                    upright, warning = read_mask(ref.mask_path, *image)
                 mask = resize_mask(upright, self.image_size)
                 if warning:
                     warnings.append(warning)

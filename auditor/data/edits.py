@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,7 +29,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from auditor.data.dataset import resize_image
-from auditor.data.decode import decode_image
+from auditor.data.decode import decode_bytes, decode_image
 from auditor.data.regions import border_band
 from auditor.errors import UsageError
 
@@ -200,13 +198,7 @@ def reencode(
     if not 1 <= int(quality) <= 95:
         raise UsageError(f"JPEG quality must be 1-95, got {quality}")
     if isinstance(source, bytes):
-        handle, temp = tempfile.mkstemp(prefix="auditor-reencode-")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(source)
-            rgb = decode_image(temp).rgb
-        finally:
-            os.unlink(temp)
+        rgb = decode_bytes(source, "").rgb
     else:
         rgb = decode_image(str(source)).rgb
     buffer = io.BytesIO()

@@ -1,4 +1,5 @@
-"""Data sources -> DatasetIndex: a class-per-subfolder tree or a CSV manifest.
+"""Data sources -> DatasetIndex: a class-per-subfolder tree or a CSV manifest (and, through
+``open_source``, the table and shard sources of ``auditor.data.tables`` and ``webdataset``).
 
 Folder tree: ``DATA/<class>/<file>``, searched recursively inside each class folder, hidden
 files and folders skipped, symlinks followed once (a visited set of folder inodes stops loops).
@@ -22,8 +23,9 @@ import csv
 import math
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from auditor.data.members import Member
 from auditor.errors import DataError
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -35,7 +37,12 @@ _SHOW = 5  # how many offending names an error message lists before "and N more"
 
 @dataclass(frozen=True)
 class SampleRef:
-    """One input file of the data set (see docs/architecture.md, "Data items")."""
+    """One input file of the data set (see docs/architecture.md, "Data items").
+
+    ``member``: where the image's bytes are when they are inside a container file (a Parquet
+    or Arrow cell, a tar member; ``path`` then reads ``CONTAINER#KEY``); None for a file at
+    ``path``. ``mask_member`` likewise for the mask.
+    """
 
     index: int
     path: str
@@ -43,6 +50,8 @@ class SampleRef:
     label: int
     mask_path: str | None = None
     box: tuple[float, float, float, float] | None = None
+    member: Member | None = None
+    mask_member: Member | None = None
 
 
 @dataclass
@@ -53,6 +62,9 @@ class DatasetIndex:
     classes: list[str]
     samples: list[SampleRef]
     warnings: list[str] = field(default_factory=list)
+    #: what the data is: folder, manifest, parquet, arrow (a saved Hugging Face data set)
+    #: or webdataset.
+    source: str = "folder"
 
 
 def is_image_name(name: str) -> bool:
@@ -146,12 +158,10 @@ def _attach_masks(
     attached: list[SampleRef] = []
     missing = 0
     for sample in samples:
-        if sample.mask_path is None:
+        if sample.mask_path is None and sample.mask_member is None:
             mask = lookup.get(os.path.splitext(sample.rel_path)[0])
             missing += mask is None
-            sample = SampleRef(
-                sample.index, sample.path, sample.rel_path, sample.label, mask, sample.box
-            )
+            sample = replace(sample, mask_path=mask)
         attached.append(sample)
     if missing:
         warnings.append(
@@ -354,7 +364,8 @@ def _open_manifest(
                   mask_path=mask, box=box)
         for i, ((path, _, mask, box), label) in enumerate(zip(entries, labels, strict=True))
     ]
-    return DatasetIndex(root=root, classes=classes, samples=samples, warnings=warnings)
+    return DatasetIndex(root=root, classes=classes, samples=samples, warnings=warnings,
+                        source="manifest")
 
 
 def open_source(
@@ -362,15 +373,22 @@ def open_source(
     classes: Sequence[str] | None = None,
     masks_dir: str | os.PathLike[str] | None = None,
     allow_outside: bool = False,
+    image_column: str = "image",
+    label_column: str = "label",
 ) -> DatasetIndex:
-    """Index a folder tree or a CSV manifest (see the module docstring for the rules).
+    """Index a data set: a folder tree or a CSV manifest (rules in the module docstring),
+    Parquet or a saved Hugging Face data set (``auditor.data.tables``), or WebDataset tar
+    shards (``auditor.data.webdataset``).
 
     Args:
-        data: a folder ``DATA/<class>/<file>`` or a ``.csv`` manifest.
+        data: a folder ``DATA/<class>/<file>``, a ``.csv`` manifest, a ``.parquet`` file or a
+            folder of them, a ``save_to_disk`` folder, a ``.tar`` shard, a folder of shards
+            or a brace pattern of shards.
         classes: class names in the model's output order; default: from the data.
         masks_dir: folder of masks at the images' relative paths (any image extension);
             a manifest's ``mask`` column takes precedence.
         allow_outside: accept manifest paths outside the manifest's folder.
+        image_column, label_column: the columns of a table source.
 
     Returns:
         DatasetIndex with samples in a stable order.
@@ -378,22 +396,32 @@ def open_source(
     Raises:
         DataError: the data cannot be audited at all; the message names the problem.
     """
+    from auditor.data.tables import is_saved_dataset, open_table_source, parquet_files
+    from auditor.data.webdataset import is_webdataset, open_webdataset
+
     location = os.path.abspath(os.fspath(data))
     checked = _check_classes(classes)
-    if os.path.isdir(location):
+    if is_webdataset(location):
+        index = open_webdataset(location, checked)
+    elif (os.path.isdir(location) and is_saved_dataset(location)) or parquet_files(location):
+        index = open_table_source(location, checked, image_column, label_column, allow_outside)
+    elif os.path.isdir(location):
         index = _open_folder(location, checked)
         if not index.samples:
             raise DataError(
                 f"no image files under {location!r}; expected DATA/<class>/<file> with "
-                f"extensions {', '.join(sorted(IMAGE_EXTENSIONS))}"
+                f"extensions {', '.join(sorted(IMAGE_EXTENSIONS))}, Parquet files, a saved "
+                "Hugging Face data set or .tar shards"
             )
     elif os.path.isfile(location) and location.lower().endswith(".csv"):
         index = _open_manifest(location, checked, allow_outside)
     elif not os.path.exists(location):
-        raise DataError(f"data {location!r} does not exist; give a folder or a .csv manifest")
+        raise DataError(f"data {location!r} does not exist; give a folder, a .csv manifest, "
+                        "Parquet, a saved Hugging Face data set or .tar shards")
     else:
         raise DataError(
-            f"data {location!r} is neither a folder nor a .csv manifest (path,label columns)"
+            f"data {location!r} is neither a folder, a .csv manifest (path,label columns), "
+            "a .parquet file nor a .tar shard"
         )
     if masks_dir is not None:
         index.samples = _attach_masks(index.samples, os.fspath(masks_dir), index.warnings)

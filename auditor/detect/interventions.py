@@ -70,6 +70,7 @@ from torch import nn
 
 from auditor.data.edits import blank_border, fill_box, reencode, replace_background
 from auditor.data.foreground import estimate_foreground
+from auditor.data.members import sample_bytes
 from auditor.detect.flags import Flag, Severity
 from auditor.errors import AuditorError, UsageError
 from auditor.runtime import normalise_images
@@ -279,7 +280,8 @@ class _Runner:
         size = tuple(images.shape[2:])
         for i, p in enumerate(kept):
             try:
-                rgb = reencode(self.index.samples[p].path, fmt, JPEG_QUALITY, size=size)
+                data, _ = sample_bytes(self.index.samples[p])
+                rgb = reencode(data, fmt, JPEG_QUALITY, size=size)
             except AuditorError:  # unreadable since the pass: left out, like any error row
                 continue
             keep.append(i)
