@@ -27,6 +27,7 @@ from auditor.config import RUNTIME_ONLY, AuditConfig
 from auditor.data import AuditDataset, DatasetIndex, open_source
 from auditor.detect.flags import at_or_above
 from auditor.errors import DataError, ModelLoadError
+from auditor.models.defaults import ModelDefaults, model_defaults
 from auditor.models.layers import default_target_layer, get_module
 from auditor.models.loading import LoadedModel, load_model
 from auditor.pipeline import DEFAULT_CHUNK_SIZE, AuditInterrupted, PassSettings, run_pass
@@ -93,6 +94,11 @@ def run_audit(
     from auditor.analysis import analyse_run
 
     timer = PhaseTimer()
+    with timer.phase("model"):
+        defaults = model_defaults(config.model, config.weights) if model is None \
+            else ModelDefaults()
+        config = config.resolved(defaults.image_size, defaults.mean, defaults.std,
+                                 defaults.classes, defaults.reshape)
     with timer.phase("index"):
         index = open_source(
             config.data, classes=list(config.classes) if config.classes else None,
@@ -105,7 +111,7 @@ def run_audit(
             raise DataError(f"no images found in {config.data}")
     ranks = distributed.ranks_from_env()
     with timer.phase("model"):
-        loaded = _prepare_model(config, model)
+        loaded = _prepare_model(config, model, len(index.classes))
         if loaded.scripted:
             raise ModelLoadError(
                 f"{config.model} is a TorchScript model: its layers cannot be hooked, so no "
@@ -215,9 +221,11 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
-def _prepare_model(config: AuditConfig, model: nn.Module | None) -> LoadedModel:
+def _prepare_model(config: AuditConfig, model: nn.Module | None,
+                   data_classes: int) -> LoadedModel:
     if model is None:
-        return load_model(config.model, config.weights, config.num_classes, config.trust_pickle)
+        return load_model(config.model, config.weights, config.num_classes, config.trust_pickle,
+                          data_classes=data_classes)
     model.eval()
     return LoadedModel(
         module=model, spec=config.model, weights=None, weights_sha256=None,

@@ -58,7 +58,11 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _floats3(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float, float]:
+def _floats3(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[float, float, float] | None:
+    if value is None:
+        return None
     try:
         parts = tuple(float(v) for v in value.split(","))
     except ValueError:
@@ -70,7 +74,9 @@ def _floats3(ctx: click.Context, param: click.Parameter, value: str) -> tuple[fl
     return parts  # type: ignore[return-value]
 
 
-def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
+def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
     try:
         parts = [int(v) for v in value.lower().replace("x", ",").split(",")]
     except ValueError:
@@ -101,9 +107,9 @@ def main() -> None:
 
 reshape_option = click.option(
     "--reshape",
-    default="none",
-    show_default=True,
-    help="How the target layer's output becomes a feature map: none (already [B,C,h,w]), "
+    default=None,
+    help="How the target layer's output becomes a feature map (default: from the model's "
+    "family for torchvision, timm and hf: models, else none): none (already [B,C,h,w]), "
     "vit (transformer tokens [B,N,C]; class/register tokens dropped, square grid inferred), "
     "vit:GHxGW, or nhwc (channels-last [B,h,w,C], timm Swin). With vit or nhwc the default "
     "layer is the last norm layer whose positions the prediction depends on.",
@@ -140,10 +146,9 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--image-size",
-            default="224",
-            show_default=True,
             callback=_size,
-            help="Model input size, N or HxW pixels (images are resized, not cropped).",
+            help="Model input size, N or HxW pixels (images are resized, not cropped; default: "
+            "the model's own, else 224).",
         ),
         click.option(
             "--border",
@@ -176,7 +181,8 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     "--model",
     "model_spec",
     required=True,
-    help="torchvision:NAME, module.path:factory, path/file.py:factory, or a TorchScript file.",
+    help="torchvision:NAME, timm:NAME, hf:PATH_OR_ID, module.path:factory, "
+    "path/file.py:factory, or a TorchScript file.",
 )
 @click.option(
     "--out",
@@ -186,8 +192,9 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option(
     "--weights",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Weights: a state_dict (.pt/.pth, loaded with weights_only) or .safetensors.",
+    help="Weights: a state_dict file (.pt/.pth, loaded with weights_only) or .safetensors; "
+    "for torchvision: also DEFAULT or a weights name (IMAGENET1K_V2), for timm: also "
+    "pretrained, both from the local cache (nothing is downloaded).",
 )
 @click.option("--num-classes", type=int, help="Head size, when the weights do not say it.")
 @data_options
@@ -221,17 +228,13 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option(
     "--mean",
-    default="0.485,0.456,0.406",
-    show_default=True,
     callback=_floats3,
-    help="Normalisation mean (RGB, 0-1 units).",
+    help="Normalisation mean (RGB, 0-1 units; default: the model's own, else ImageNet's).",
 )
 @click.option(
     "--std",
-    default="0.229,0.224,0.225",
-    show_default=True,
     callback=_floats3,
-    help="Normalisation std (RGB, 0-1 units).",
+    help="Normalisation std (RGB, 0-1 units; default: the model's own, else ImageNet's).",
 )
 @click.option(
     "--foreground",
@@ -331,7 +334,7 @@ def audit(data: str, model_spec: str, out: str, **opts: Any) -> None:
         classes=opts["classes"],
         masks=opts["masks"],
         target_layers=tuple(opts["target_layers"]),
-        reshape=None if opts["reshape"] == "none" else opts["reshape"],
+        reshape=opts["reshape"],
         methods=opts["methods"],
         primary=opts["primary"],
         explain=opts["explain"],
@@ -382,6 +385,7 @@ def audit(data: str, model_spec: str, out: str, **opts: Any) -> None:
 @_handle_errors
 def probe(data: str, out: str, **opts: Any) -> None:
     """Model-free checks of DATA: do file properties or border pixels predict the label?"""
+    from auditor.config import DEFAULT_IMAGE_SIZE
     from auditor.probe import run_probe
 
     _setup_logging(opts["quiet"])
@@ -390,7 +394,7 @@ def probe(data: str, out: str, **opts: Any) -> None:
         out,
         classes=opts["classes"],
         masks=opts["masks"],
-        image_size=opts["image_size"],
+        image_size=opts["image_size"] or DEFAULT_IMAGE_SIZE,
         border=opts["border"],
         workers=opts["workers"],
         allow_outside=opts["allow_outside"],
@@ -478,10 +482,22 @@ def _print_outcome(summary: dict[str, Any], report_path: Any) -> None:
 
 
 def _load_for_maps(opts: dict[str, Any]) -> Any:
-    """The model of --model/--weights/--num-classes/--trust-pickle, on --device, in eval mode."""
+    """The model of --model/--weights/--num-classes/--trust-pickle, on --device, in eval mode.
+    --image-size, --mean, --std, --classes and --reshape not given are filled in ``opts`` from
+    what the model declares (as `audit` does)."""
+    from auditor.config import AuditConfig
+    from auditor.models.defaults import model_defaults
     from auditor.models.loading import load_model
     from auditor.runtime import select_device
 
+    defaults = model_defaults(opts["model_spec"], opts["weights"])
+    given = AuditConfig(data="", model=opts["model_spec"], out="", image_size=opts["image_size"],
+                        mean=opts["mean"], std=opts["std"], classes=opts["classes"],
+                        reshape=opts["reshape"])
+    filled = given.resolved(defaults.image_size, defaults.mean, defaults.std, defaults.classes,
+                            defaults.reshape)
+    for name in ("image_size", "mean", "std", "classes", "reshape"):
+        opts[name] = getattr(filled, name)
     device = select_device(opts["device"])
     loaded = load_model(
         opts["model_spec"], opts["weights"], opts["num_classes"], opts["trust_pickle"]
@@ -496,13 +512,13 @@ def map_model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--model",
             "model_spec",
             required=True,
-            help="torchvision:NAME, module.path:factory, path/file.py:factory, or a "
-            "TorchScript file.",
+            help="torchvision:NAME, timm:NAME, hf:PATH_OR_ID, module.path:factory, "
+            "path/file.py:factory, or a TorchScript file.",
         ),
         click.option(
             "--weights",
-            type=click.Path(exists=True, dir_okay=False),
-            help="Weights: a state_dict (.pt/.pth, loaded with weights_only) or .safetensors.",
+            help="Weights: a state_dict file (.pt/.pth) or .safetensors; torchvision: also "
+            "DEFAULT or a weights name; timm: also pretrained (local cache only).",
         ),
         click.option("--num-classes", type=int, help="Head size, when the weights do not say it."),
         click.option(
@@ -520,24 +536,21 @@ def map_model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         reshape_option,
         click.option(
             "--image-size",
-            default="224",
-            show_default=True,
             callback=_size,
-            help="Model input size, N or HxW pixels (images are resized, not cropped).",
+            help="Model input size, N or HxW pixels (images are resized, not cropped; default: "
+            "the model's own, else 224).",
         ),
         click.option(
             "--mean",
-            default="0.485,0.456,0.406",
-            show_default=True,
             callback=_floats3,
-            help="Normalisation mean (RGB, 0-1 units).",
+            help="Normalisation mean (RGB, 0-1 units; default: the model's own, else "
+            "ImageNet's).",
         ),
         click.option(
             "--std",
-            default="0.229,0.224,0.225",
-            show_default=True,
             callback=_floats3,
-            help="Normalisation std (RGB, 0-1 units).",
+            help="Normalisation std (RGB, 0-1 units; default: the model's own, else "
+            "ImageNet's).",
         ),
         click.option(
             "--occlusion-patch",
