@@ -141,9 +141,10 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--masks",
-            type=click.Path(exists=True, file_okay=False),
-            help="Folder of foreground masks at the same relative paths as the images "
-            "(any image extension; nonzero = foreground).",
+            type=click.Path(exists=True),
+            help="Foreground masks: a folder of mask images at the same relative paths as the "
+            "images (any image extension; nonzero = foreground), a COCO JSON file (polygons, "
+            "RLE) or a Pascal VOC folder of XML boxes, matched by file name.",
         ),
         click.option(
             "--image-column",

@@ -68,9 +68,9 @@ def _member(archive: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def write_shards(samples: list[dict], folder: Path, per_shard: int = 20,
-                 label_as: str = "cls") -> list[Path]:
+                 label_as: str = "cls", masks: bool = True) -> list[Path]:
     """WebDataset shards shard-000000.tar, ...: per sample KEY.<ext>, KEY.<label_as> (cls:
-    the index, txt: the class name, json: {"label": name}) and KEY.mask.png."""
+    the index, txt: the class name, json: {"label": name}) and (``masks``) KEY.mask.png."""
     folder.mkdir(parents=True, exist_ok=True)
     shards = []
     for start in range(0, len(samples), per_shard):
@@ -82,7 +82,43 @@ def write_shards(samples: list[dict], folder: Path, per_shard: int = 20,
                 label = {"cls": str(s["label"]), "txt": s["class"],
                          "json": json.dumps({"label": s["class"]})}[label_as]
                 _member(archive, f"{key}.{label_as}", label.encode())
-                if s["mask"] is not None:
+                if masks and s["mask"] is not None:
                     _member(archive, f"{key}.mask.png", s["mask"])
         shards.append(path)
     return shards
+
+
+def unique_names(samples: list[dict], root: Path) -> list[dict]:
+    """The samples renamed <class>/<class>_<name> (base names unique across classes, as file
+    name matching needs) and written as a tree: root/data/<class>/..., root/masks/<class>/..."""
+    renamed = []
+    for s in samples:
+        name = s["rel"].replace("/", "_")
+        rel = f"{s['class']}/{name}"
+        for folder, data in (("data", s["bytes"]), ("masks", s["mask"])):
+            target = root / folder / (rel if folder == "data" else rel.rsplit(".", 1)[0] + ".png")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        renamed.append({**s, "rel": rel})
+    return renamed
+
+
+def write_coco(samples: list[dict], path: Path) -> Path:
+    """COCO JSON of the samples' masks, each as one object's compressed RLE (exact), named by
+    the images' base names."""
+    import numpy as np
+    from PIL import Image
+    from pycocotools import mask as coco_mask
+
+    images, objects = [], []
+    for i, s in enumerate(samples):
+        mask = np.asarray(Image.open(io.BytesIO(s["mask"])).convert("L")) > 0
+        height, width = mask.shape
+        images.append({"id": i, "file_name": s["rel"].split("/")[-1], "width": width,
+                       "height": height})
+        rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+        objects.append({"id": i, "image_id": i, "category_id": 1, "iscrowd": 1,
+                        "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()}})
+    path.write_text(json.dumps({"images": images, "annotations": objects,
+                                "categories": [{"id": 1, "name": "creature"}]}))
+    return path

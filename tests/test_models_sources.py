@@ -16,9 +16,9 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
+from auditor import extras
 from auditor.cli import main
 from auditor.errors import ModelLoadError
-from auditor.models import extras
 from auditor.models.defaults import model_defaults, timm_reshape, torchvision_reshape
 from auditor.models.loading import load_model
 from auditor.models.torchvision_weights import cached_file, weights_entry

@@ -32,10 +32,14 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from auditor.data.dicom import DICOM_EXTENSIONS, is_dicom_file
 from auditor.data.members import Member
 from auditor.errors import DataError
+
+if TYPE_CHECKING:
+    from auditor.data.annotations import Annotation
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
@@ -50,7 +54,8 @@ class SampleRef:
 
     ``member``: where the image's bytes are when they are inside a container file (a Parquet
     or Arrow cell, a tar member; ``path`` then reads ``CONTAINER#KEY``); None for a file at
-    ``path``. ``mask_member`` likewise for the mask.
+    ``path``. ``mask_member`` likewise for the mask, or the COCO/VOC annotation it is drawn
+    from (``auditor.data.annotations``).
     """
 
     index: int
@@ -61,7 +66,7 @@ class SampleRef:
     box: tuple[float, float, float, float] | None = None
     labels: tuple[int, ...] = ()  # multi-label: every positive label of the image
     member: Member | None = None
-    mask_member: Member | None = None
+    mask_member: Member | Annotation | None = None
 
 
 @dataclass
@@ -448,8 +453,9 @@ def open_source(
             folder of them, a ``save_to_disk`` folder, a ``.tar`` shard, a folder of shards
             or a brace pattern of shards.
         classes: class names in the model's output order; default: from the data.
-        masks_dir: folder of masks at the images' relative paths (any image extension);
-            a manifest's ``mask`` column takes precedence.
+        masks_dir: folder of masks at the images' relative paths (any image extension), a
+            COCO JSON file or a Pascal VOC folder (``auditor.data.annotations``); a
+            manifest's ``mask`` column takes precedence.
         allow_outside: accept manifest paths outside the manifest's folder.
         multi_label: read the manifest's ``labels`` column (``|``-separated); one sample per
             (image, positive label). Needs a manifest.
@@ -495,5 +501,9 @@ def open_source(
             "a .parquet file nor a .tar shard"
         )
     if masks_dir is not None:
-        index.samples = _attach_masks(index.samples, os.fspath(masks_dir), index.warnings)
+        from auditor.data.annotations import attach_annotations, is_annotation_source
+
+        masks = os.fspath(masks_dir)
+        attach = attach_annotations if is_annotation_source(masks) else _attach_masks
+        index.samples = attach(index.samples, masks, index.warnings)
     return index

@@ -13,7 +13,7 @@ from typing import Any
 from torch import nn
 
 from auditor.errors import ModelLoadError
-from auditor.models.extras import require
+from auditor.extras import require
 
 
 def _not_found(path: str, exc: Exception) -> ModelLoadError:
@@ -28,7 +28,7 @@ def _not_found(path: str, exc: Exception) -> ModelLoadError:
 
 def hf_config(path: str) -> Any:
     """The model's configuration, read locally."""
-    transformers = require("transformers", f"--model hf:{path}")
+    transformers = require("transformers", f"--model hf:{path}", ModelLoadError)
     try:
         return transformers.AutoConfig.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as exc:
@@ -37,7 +37,7 @@ def hf_config(path: str) -> Any:
 
 def hf_processor(path: str) -> Any | None:
     """The model's image processor, read locally; None when the model has none saved."""
-    transformers = require("transformers", f"--model hf:{path}")
+    transformers = require("transformers", f"--model hf:{path}", ModelLoadError)
     try:
         return transformers.AutoImageProcessor.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError):
@@ -50,7 +50,7 @@ def hf_model(path: str) -> nn.Module:
     Raises:
         ModelLoadError: not found locally, or not an image classifier.
     """
-    transformers = require("transformers", f"--model hf:{path}")
+    transformers = require("transformers", f"--model hf:{path}", ModelLoadError)
     try:
         return transformers.AutoModelForImageClassification.from_pretrained(
             path, local_files_only=True)

@@ -17,13 +17,13 @@ import torch
 from torch import nn
 
 from auditor.errors import ModelLoadError
-from auditor.models.extras import require
+from auditor.extras import require
 
 _HUB_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def _timm(name: str) -> Any:
-    timm = require("timm", f"--model timm:{name}")
+    timm = require("timm", f"--model timm:{name}", ModelLoadError)
     if not timm.is_model(name.split(".")[0]):
         close = timm.list_models(f"*{name.split('.')[0]}*")[:8]
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
