@@ -137,7 +137,7 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--classes",
             callback=_csv_list,
             help="Class names in the model's output order, comma-separated "
-            "(default: sorted folder names / manifest labels).",
+            "(default: the model's own categories, else sorted folder names / labels).",
         ),
         click.option(
             "--masks",
