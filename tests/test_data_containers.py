@@ -179,3 +179,36 @@ def test_data_fingerprint_follows_the_container_file(tmp_path):
     before = data_fingerprint(open_source(path))
     write_parquet(_samples(2)[::-1], path)
     assert data_fingerprint(open_source(path)) != before
+
+
+def test_parquet_box_columns_give_a_box_foreground(tmp_path):
+    table = pa.table({"image": pa.array([_png(5, size=10)], type=pa.binary()), "label": ["a"],
+                      "x0": [2.0], "y0": [4.0], "x1": [6.0], "y1": [10.0]})
+    pq.write_table(table, tmp_path / "t.parquet")
+    item = AuditDataset(open_source(tmp_path / "t.parquet"), (10, 10))[0]
+    assert item["foreground_source"] == "box"
+    expected = np.zeros((10, 10), np.uint8)
+    expected[4:10, 2:6] = 1
+    np.testing.assert_array_equal(item["mask"].numpy(), expected)
+
+
+def test_resume_refuses_a_rewritten_table(tmp_path):
+    import torch
+
+    from auditor.audit import run_audit
+    from auditor.config import AuditConfig
+    from auditor.demo import DemoNet
+    from auditor.errors import RunMismatchError
+
+    path = write_parquet(_samples(4), tmp_path / "t.parquet")
+    config = AuditConfig(data=str(path), model="auditor.demo:DemoNet", out=str(tmp_path / "run"),
+                         image_size=(16, 16), target_layers=("features.6",), workers=0,
+                         quiet=True, interventions=False)
+    torch.manual_seed(0)
+    model = DemoNet(2)
+    first = run_audit(config, model=model)
+    assert len(first.samples()) == 4
+    assert run_audit(config, model=model).summary["data"]["n_samples"] == 4  # resumed
+    write_parquet(_samples(4)[::-1], path)
+    with pytest.raises(RunMismatchError, match=r"differs in: data\)"):
+        run_audit(config, model=model)
