@@ -14,8 +14,8 @@ from auditor.data import AuditDataset, open_source
 from auditor.data.annotations import Annotation, render
 from auditor.errors import DataError
 from auditor.probe import run_probe
-from tests.shortcut_sets import SIZE, write_set
-from tests.source_formats import tree_samples, unique_names, write_coco, write_shards
+from tests.helpers.shortcut_sets import SIZE, write_set
+from tests.helpers.source_formats import tree_samples, unique_names, write_coco, write_shards
 
 
 def _tree(root, names=("a/cat1.png", "b/dog1.png"), size=(10, 8)):

@@ -19,8 +19,8 @@ from auditor.data import AuditDataset, open_source
 from auditor.data.members import TarMember, read_member
 from auditor.data.webdataset import expand_braces
 from auditor.errors import DataError
-from tests.images import encoded, noise_rgb
-from tests.source_formats import hf_dataset, write_parquet, write_shards
+from tests.helpers.images import encoded, noise_rgb
+from tests.helpers.source_formats import hf_dataset, write_parquet, write_shards
 
 
 def _png(value: int, size: int = 8) -> bytes:

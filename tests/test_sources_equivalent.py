@@ -17,8 +17,8 @@ from auditor.audit import run_audit
 from auditor.config import AuditConfig
 from auditor.demo import DemoNet
 from auditor.probe import run_probe
-from tests.shortcut_sets import SIZE, write_set
-from tests.source_formats import hf_dataset, tree_samples, write_parquet, write_shards
+from tests.helpers.shortcut_sets import SIZE, write_set
+from tests.helpers.source_formats import hf_dataset, tree_samples, write_parquet, write_shards
 
 PER_CLASS = 24
 # Columns that name where a sample is kept, not what it is.

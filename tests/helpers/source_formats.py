@@ -1,5 +1,5 @@
-"""The same images and masks as a folder tree (tests/shortcut_sets.py layout), written as the
-other sources: Parquet (plain or Hugging Face), a saved Hugging Face data set, tar shards.
+"""The same images and masks as a folder tree (the layout of tests/helpers/shortcut_sets.py),
+written as the other sources: Parquet (plain or Hugging Face), a saved data set, tar shards.
 
 Rows and members follow the folder tree's sample order (class, then file name), so an index of
 any of them lists the same images in the same order as the tree.
