@@ -296,7 +296,8 @@ class _Runner:
         for i, p in enumerate(kept):
             try:
                 data, _ = sample_bytes(self.index.samples[p])
-                rgb = reencode(data, fmt, JPEG_QUALITY, size=size)
+                rgb = reencode(data, fmt, JPEG_QUALITY, size=size,
+                               dicom_window=self.config.dicom_window)
             except AuditorError:  # unreadable since the pass: left out, like any error row
                 continue
             keep.append(i)
