@@ -18,14 +18,17 @@ from auditor.models.loading import LoadedModel, load_model
 _OTHER_SEED = 2_147_483_629
 
 
-def runs_on_random_weights(loaded: LoadedModel, num_classes: int | None = None) -> bool:
-    """True when no weights file was loaded into `loaded` (a torchvision or factory SPEC) and
-    building it again under another seed gives different parameters or buffers."""
-    if loaded.weights or loaded.scripted or Path(loaded.spec).is_file():
+def runs_on_random_weights(loaded: LoadedModel, num_classes: int | None = None,
+                           data_classes: int | None = None) -> bool:
+    """True when auditor loaded no trained weights into `loaded` (``weights_loaded``; a
+    torchvision, timm or factory SPEC) and building it again under another seed, with the same
+    ``num_classes`` and ``data_classes`` as the first build, gives different parameters or
+    buffers."""
+    if loaded.weights_loaded or loaded.scripted or Path(loaded.spec).is_file():
         return False
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_OTHER_SEED)
-        again = load_model(loaded.spec, None, num_classes).module
+        again = load_model(loaded.spec, None, num_classes, data_classes=data_classes).module
     first = loaded.module.state_dict()
     second = again.state_dict()
     return any(
