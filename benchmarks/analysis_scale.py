@@ -269,7 +269,8 @@ def audit(root: Path, n_rows: int, n_classes: int) -> dict[str, Any]:
     torch.save(build_demo_model(n_classes).state_dict(), weights)
     config = AuditConfig(
         data=str(root / "data"), model="auditor.demo:build_demo_model", weights=str(weights),
-        out=str(root / "run"), image_size=(size, size), batch_size=256, quiet=True,
+        num_classes=n_classes, out=str(root / "run"), image_size=(size, size), batch_size=256,
+        quiet=True,
         interventions=False, device="cpu",
     )
     summary = run_audit(config).summary
