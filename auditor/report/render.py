@@ -257,6 +257,8 @@ def report_context(run_dir: str | Path, gallery_size: int = 48) -> dict[str, Any
             else f"Shortcut audit: {(summary.get('model') or {}).get('spec', 'model')}"
         ),
         "verdict": verdict(summary),
+        # Multi-label runs group by label: each (image, label) pair is a row of its label.
+        "unit": "label" if (summary.get("data") or {}).get("multi_label") else "class",
         "flag_items": [_flag_item(f, i, class_ids, grids, summary) for i, f in enumerate(flags)],
         "facts": _facts(summary, classes),
         "attention": _attention(summary, ok, order, class_ids, set(flagged_classes)),
@@ -396,15 +398,21 @@ def _cross_checks(kind: str, cls: Any, summary: dict[str, Any]) -> list[str]:
 def _facts(summary: dict[str, Any], classes: list[str]) -> dict[str, Any]:
     model = summary.get("model") or {}
     data = summary.get("data") or {}
-    per_class_acc = (summary.get("accuracy") or {}).get("per_class") or {}
+    accuracy = summary.get("accuracy") or {}
+    per_class_acc = accuracy.get("per_class") or {}
+    per_label = accuracy.get("per_label") or {}
     stats = summary.get("class_stats") or {}
     counts = data.get("counts") or {}
     rows = [
         {"name": c, "files": counts.get(c, (stats.get(c) or {}).get("n")),
          "readable": (stats.get(c) or {}).get("n_ok", (data.get("counts_ok") or {}).get(c)),
-         "accuracy": per_class_acc.get(c)}
+         "accuracy": per_class_acc.get(c), **(per_label.get(c) or {})}
         for c in classes[:MAX_TABLE_CLASSES]
     ]
+    multi_label = bool(accuracy.get("multi_label"))
+    overall = (("Mean AUROC over labels", fmt_number(accuracy.get("macro_auroc")))
+               if multi_label else
+               ("Overall accuracy", fmt_percent(accuracy.get("overall"), 1)))
     timings = summary.get("timings") or {}
     model_rows = [("Model", "none: a model-free probe (auditor probe)")]
     return {
@@ -428,7 +436,7 @@ def _facts(summary: dict[str, Any], classes: list[str]) -> dict[str, Any]:
             ("Audited (readable)", fmt_count(data.get("n_ok"))),
             ("Could not be read", fmt_count(data.get("n_errors"))),
             ("Foreground from", str(data.get("foreground_source", "–"))),
-            ("Overall accuracy", fmt_percent((summary.get("accuracy") or {}).get("overall"), 1)),
+            overall,
         ],
         "run": [
             ("Created", str(summary.get("created", "–"))),
@@ -444,6 +452,8 @@ def _facts(summary: dict[str, Any], classes: list[str]) -> dict[str, Any]:
                   for n in (*(model.get("warnings") or []), *(data.get("warnings") or []))],
         "class_rows": rows,
         "class_rows_left_out": max(0, len(classes) - MAX_TABLE_CLASSES),
+        "multi_label": multi_label,
+        "threshold": accuracy.get("threshold"),
     }
 
 
@@ -572,9 +582,26 @@ def peak_grid(peak_x: np.ndarray, peak_y: np.ndarray, size: int = PEAK_GRID) -> 
     return grid.tolist()
 
 
+def _per_label_probes(probes: dict[str, Any]) -> dict[str, Any]:
+    """A multi-label run's one-vs-rest probes as one probe record: each label's associations
+    and classifiers, named "label: ..." (the tables then compare that label with the rest)."""
+    merged: dict[str, Any] = {"associations": []}
+    for label, result in (probes.get("per_label") or {}).items():
+        if not isinstance(result, dict):
+            continue
+        merged["associations"] += [{**a, "label": label} for a in result.get("associations")
+                                   or [] if isinstance(a, dict)]
+        for name, rec in result.items():
+            if isinstance(rec, dict) and "accuracy" in rec:
+                merged[f"{label}: {name}"] = rec
+    return merged
+
+
 def _probes(probes: Any, samples: pd.DataFrame) -> dict[str, Any] | None:
     if not isinstance(probes, dict):
         return None
+    if probes.get("multi_label"):
+        probes = _per_label_probes(probes)
     associations = [a for a in probes.get("associations") or [] if isinstance(a, dict)]
     associations.sort(key=lambda a: (_finite(a.get("p_value")) is None,
                                      _finite(a.get("p_value")) or 0.0,
@@ -598,7 +625,9 @@ def _probes(probes: Any, samples: pd.DataFrame) -> dict[str, Any] | None:
              if classifiers else None)
     return {
         "associations": [
-            {"property": str(a.get("property", "")), "kind": str(a.get("kind", "")),
+            {"property": (f"{a['label']}: " if "label" in a else "")
+                         + str(a.get("property", "")),
+             "kind": str(a.get("kind", "")),
              "statistic": STATISTIC_NAMES.get(str(a.get("statistic", "")),
                                               str(a.get("statistic", ""))),
              "value": a.get("value"),
