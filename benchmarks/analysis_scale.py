@@ -2,6 +2,7 @@
 
     python benchmarks/analysis_scale.py [--sizes 10000:10 100000:100 1000000:1000]
     python benchmarks/analysis_scale.py --audit 30000:1000      # a real audit, pass included
+    python benchmarks/analysis_scale.py --sizes 100000:100 --interventions
     AUDITOR_BENCH_QUICK=1 python benchmarks/analysis_scale.py   # a few seconds, for CI smoke
 
 Analysis mode. For each ROWS:CLASSES a child process writes a run directory the way the pass
@@ -11,10 +12,13 @@ thumbnails; feature-resolution maps (a bump near each sample's object, class 0's
 measured by `metrics.attention_measures`; rows (`pipeline.file_columns`, `with_fingerprints`)
 and arrays written chunk by chunk through `RunWriter.write_chunk`, as the pass does. A second
 child then merges the parts and runs `analysis.analyse_run` on it with the demo CNN (random
-weights) as the model: detectors, clusters, probes, interventions, class means, thumbnails,
-suspect maps (occlusion on the gallery), summary.json and the report. It reports the phase
-timings from summary.json, the peak resident memory of the analysis child and the memory it
-held before the analysis began (Python, torch, the data index).
+weights) as the model, on the GPU when there is one: detectors, clusters, probes, class means,
+thumbnails, suspect maps (occlusion on the gallery), summary.json and the report; with
+`--interventions` also the confirmation runs (the model on up to 2 x 256 edited inputs per
+flagged class and edit: a second, smaller pass, timed as its own step). It reports the phase
+timings from summary.json, wall and CPU seconds (CPU seconds are less swayed by other work on
+a shared machine), a breakdown by step, the peak resident memory of the analysis child and the
+memory it held before the analysis began (Python, torch, the data index).
 
 Audit mode (`--audit ROWS:CLASSES`): ROWS generated 16x16 image files in CLASSES classes and a
 real `run_audit` of the demo CNN on them (no interventions), to compare the phases after the
@@ -151,9 +155,11 @@ def generate(root: Path, n_rows: int, n_classes: int, seed: int = 0) -> None:
     from auditor.data import AuditDataset
     from auditor.metrics import attention_measures
     from auditor.pipeline import DEFAULT_CHUNK_SIZE, MEASURES, file_columns, with_fingerprints
+    from auditor.runtime import select_device
     from auditor.store import RunWriter
 
     rng = np.random.default_rng(seed)
+    device = select_device("auto")
     _write_pool(root / "pool", n_classes, rng)
     index = _index(root, n_rows, n_classes)
     dataset = AuditDataset(index, image_size=(IMAGE_SIZE, IMAGE_SIZE))
@@ -182,8 +188,10 @@ def generate(root: Path, n_rows: int, n_classes: int, seed: int = 0) -> None:
         maps = _maps(label[ok], rng, map_size)
         masks = torch.stack([items[i]["mask"] for i in np.flatnonzero(ok)]).bool()
         boxes = torch.stack([items[i]["box"] for i in np.flatnonzero(ok)])
-        measures = attention_measures(torch.from_numpy(maps), masks,
-                                      torch.ones(len(maps), dtype=torch.bool), boxes)
+        measures = attention_measures(
+            torch.from_numpy(maps).to(device), masks.to(device),
+            torch.ones(len(maps), dtype=torch.bool, device=device), boxes.to(device))
+        measures = {k: v.cpu() for k, v in measures.items()}
         pred = np.where(rng.uniform(size=n) < 0.7, label, rng.integers(0, n_classes, n))
         pred = np.where(ok, pred, -1)
         columns["pred_index"] = pred
@@ -203,7 +211,7 @@ def generate(root: Path, n_rows: int, n_classes: int, seed: int = 0) -> None:
                            {"maps/gradcam": maps.astype(np.float16), "probe/thumb16": thumbs})
 
 
-def analyse(root: Path, n_rows: int, n_classes: int) -> dict[str, Any]:
+def analyse(root: Path, n_rows: int, n_classes: int, interventions: bool) -> dict[str, Any]:
     """Merge and analyse `root/run` as run_audit does after its pass; timings and memory."""
     from auditor.analysis import analyse_run
     from auditor.audit import PhaseTimer
@@ -211,16 +219,18 @@ def analyse(root: Path, n_rows: int, n_classes: int) -> dict[str, Any]:
     from auditor.data import AuditDataset
     from auditor.demo import build_demo_model
     from auditor.models.loading import LoadedModel
+    from auditor.runtime import select_device
     from auditor.store import RunWriter
 
     index = _index(root, n_rows, n_classes)
     config = AuditConfig(
         data=str(root / "pool"), model="auditor.demo:build_demo_model", out=str(root / "run"),
         image_size=(IMAGE_SIZE, IMAGE_SIZE), batch_size=256, workers=0, quiet=True,
-        suspect_methods=("occlusion",), device="cpu",
+        suspect_methods=("occlusion",), interventions=interventions,
     )
+    device = select_device(config.device)
     torch.manual_seed(0)
-    model = build_demo_model(n_classes).eval()
+    model = build_demo_model(n_classes).eval().to(device)
     loaded = LoadedModel(module=model, spec=config.model, weights=None, weights_sha256=None,
                          parameters=sum(p.numel() for p in model.parameters()), scripted=False)
     dataset = AuditDataset(index, image_size=config.image_size)
@@ -234,7 +244,7 @@ def analyse(root: Path, n_rows: int, n_classes: int) -> dict[str, Any]:
     context = {
         "config": config, "index": index, "dataset": dataset, "model": model,
         "loaded": loaded, "layers": ["features"], "layer_warning": None,
-        "layers_given": False, "device": torch.device("cpu"), "pass": {}, "command": "bench",
+        "layers_given": False, "device": device, "pass": {}, "command": "bench",
         "num_outputs": n_classes, "world_size": 1,
     }
     started = time.perf_counter()
@@ -271,7 +281,7 @@ def audit(root: Path, n_rows: int, n_classes: int) -> dict[str, Any]:
         data=str(root / "data"), model="auditor.demo:build_demo_model", weights=str(weights),
         num_classes=n_classes, out=str(root / "run"), image_size=(size, size), batch_size=256,
         quiet=True,
-        interventions=False, device="cpu",
+        interventions=False,
     )
     summary = run_audit(config).summary
     timings = summary["timings"]
@@ -302,6 +312,8 @@ def main() -> None:
                         help="ROWS:CLASSES of generated run directories")
     parser.add_argument("--audit", nargs="+", type=_size, default=None,
                         help="ROWS:CLASSES of real audits (pass included)")
+    parser.add_argument("--interventions", action="store_true",
+                        help="also run the interventions (model re-runs on edited inputs)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here too")
     parser.add_argument("--child", choices=("generate", "analyse", "audit"),
                         help=argparse.SUPPRESS)
@@ -315,7 +327,9 @@ def main() -> None:
             generate(root, *args.size)
             print(json.dumps({"seconds": round(time.perf_counter() - started, 1)}))
         else:
-            print(json.dumps((analyse if args.child == "analyse" else audit)(root, *args.size)))
+            result = (analyse(root, *args.size, args.interventions) if args.child == "analyse"
+                      else audit(root, *args.size))
+            print(json.dumps(result))
         return
     sizes = args.sizes
     if sizes is None and args.audit is None:
@@ -325,14 +339,16 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             size = f"{rows}:{classes}"
             made = _child("--child", "generate", "--root", tmp, "--size", size)
-            result = _child("--child", "analyse", "--root", tmp, "--size", size)
+            result = _child("--child", "analyse", "--root", tmp, "--size", size,
+                            *(["--interventions"] if args.interventions else []))
             result["generate_s"] = made["seconds"]
             results["analysis"].append(result)
             phases = ", ".join(f"{k} {v:.1f}" for k, v in result["timings"].items())
             steps = ", ".join(f"{k} {v:.1f}" for k, v in result["parts"].items())
             print(f"analysis {rows:>9,} rows {classes:>5} classes: {result['analysis_s']:7.1f} s "
-                  f"wall, {result['analysis_cpu_s']:.1f} s CPU ({phases}; {steps}); peak {result['peak_mib']} MiB, {result['held_before_mib']} MiB "
-                  f"before; flags {', '.join(result['flags']) or 'none'}", flush=True)
+                  f"wall, {result['analysis_cpu_s']:.1f} s CPU ({phases}; {steps}); peak "
+                  f"{result['peak_mib']} MiB, {result['held_before_mib']} MiB before; flags "
+                  f"{', '.join(result['flags']) or 'none'}", flush=True)
     for rows, classes in args.audit or []:
         with tempfile.TemporaryDirectory() as tmp:
             result = _child("--child", "audit", "--root", tmp, "--size", f"{rows}:{classes}")
