@@ -317,15 +317,21 @@ def _write_figures(
     run_dir: Path, samples: pd.DataFrame, maps: np.ndarray, dataset: AuditDataset, k: int,
     suspects: pd.DataFrame, workers: int | None,
 ) -> None:
-    """class_means.npz and the thumbnails the report shows, from one loading of the inputs
-    they need (see _write_class_means and _thumb_indices)."""
+    """The thumbnails the report shows (_thumb_indices) and class_means.npz: per class, the
+    mean max-normalised primary map of all readable samples (class_mean_maps) over the mean
+    input of its first MEAN_IMAGE_SAMPLES readable samples; one loading of the inputs."""
     ok = samples[samples["status"] == "ok"]
     labels = ok["label_index"].to_numpy(dtype=np.int64)
     rank = pd.Series(labels).groupby(labels).cumcount().to_numpy()
-    averaged = ok["index"].to_numpy()[(labels >= 0) & (rank < MEAN_IMAGE_SAMPLES)]
+    averaged = (labels >= 0) & (rank < MEAN_IMAGE_SAMPLES)
     thumbs = _thumb_indices(ok, suspects)
-    wanted = np.union1d(averaged, thumbs) if maps.size else thumbs
-    sums, counts, images = None, np.zeros(k, dtype=np.int64), None
+    indices = ok["index"].to_numpy(dtype=np.int64)
+    wanted = np.union1d(indices[averaged], thumbs) if maps.size else thumbs
+    # Class of each wanted input, -1 for one that is only a thumbnail (no maps: no means).
+    row_of = pd.Index(indices).get_indexer(wanted)
+    meaned = (row_of >= 0) & averaged[row_of] & bool(maps.size)
+    wanted_class = np.where(meaned, labels[row_of], -1)
+    sums: torch.Tensor | None = None
     for batch in _load_inputs(dataset, wanted, workers):
         index = np.asarray(batch["index"], dtype=np.int64)
         readable = batch["ok"].bool().numpy()
@@ -333,29 +339,22 @@ def _write_figures(
             mask = batch["mask"][row].numpy().astype(bool) if batch["has_mask"][row] else None
             write_thumb(run_dir, int(index[row]), batch["image"][row].permute(1, 2, 0).numpy(),
                         mask)
-        mean_rows = readable & np.isin(index, averaged)
+        classes = wanted_class[np.searchsorted(wanted, index)]
+        mean_rows = readable & (classes >= 0)
         if mean_rows.any():
             if sums is None:
                 # uint8 sums of at most MEAN_IMAGE_SAMPLES images are exact in float32.
                 sums = torch.zeros((k, *batch["image"].shape[1:]), dtype=torch.float32)
-            classes = torch.as_tensor(_label_of(ok, index[mean_rows]))
-            sums.index_add_(0, classes, batch["image"][torch.from_numpy(mean_rows)].float())
-    if maps.size == 0 or ok.empty:
+            sums.index_add_(0, torch.from_numpy(classes[mean_rows]),
+                            batch["image"][torch.from_numpy(mean_rows)].float())
+    if sums is None:
         return
+    # Divided by every chosen sample, readable or not, as the mean always was.
     counts = np.bincount(labels[labels >= 0], minlength=k)[:k]
-    if sums is not None:
-        # Divided by every chosen sample, readable or not, as the mean always was.
-        shown = np.minimum(counts, MEAN_IMAGE_SAMPLES).clip(min=1)
-        mean = sums.double().numpy() / shown[:, None, None, None]
-        images = np.clip(mean.round(), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
-    if images is not None:
-        write_class_means(run_dir, np.ascontiguousarray(images), class_mean_maps(maps, labels, k))
-
-
-def _label_of(ok: pd.DataFrame, indices: np.ndarray) -> np.ndarray:
-    """label_index of the ok rows with sample `indices`."""
-    positions = pd.Index(ok["index"].to_numpy()).get_indexer(indices)
-    return ok["label_index"].to_numpy(dtype=np.int64)[positions]
+    mean = sums.double().numpy() / np.minimum(counts, MEAN_IMAGE_SAMPLES).clip(min=1)[
+        :, None, None, None]
+    images = np.clip(mean.round(), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    write_class_means(run_dir, np.ascontiguousarray(images), class_mean_maps(maps, labels, k))
 
 
 def _thumb_indices(ok: pd.DataFrame, suspects: pd.DataFrame) -> np.ndarray:
