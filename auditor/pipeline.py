@@ -24,9 +24,10 @@ from torch import nn
 from auditor.cams import CamEngine
 from auditor.data import AuditDataset, DatasetIndex, make_loader
 from auditor.errors import AuditorError
+from auditor.jsonsafe import storable_text
 from auditor.metrics import attention_measures
 from auditor.runtime import normalise_images
-from auditor.store import RunWriter, storable_text
+from auditor.store import RunWriter
 
 log = logging.getLogger("auditor")
 
@@ -352,7 +353,7 @@ def multi_label_columns(
 
 def file_columns(batch: dict[str, Any], index: DatasetIndex, refs: list[Any]) -> dict[str, Any]:
     """The per-file columns of samples.parquet (identity, label, status, foreground source),
-    as stored: text valid UTF-8 (see store.storable_text)."""
+    as stored: text valid UTF-8 (see jsonsafe.storable_text)."""
     ok = batch["ok"].bool().numpy()
     has_mask = batch["has_mask"].bool().numpy() & ok
     return {

@@ -214,11 +214,11 @@ def generate(root: Path, n_rows: int, n_classes: int, seed: int = 0) -> None:
 def analyse(root: Path, n_rows: int, n_classes: int, interventions: bool) -> dict[str, Any]:
     """Merge and analyse `root/run` as run_audit does after its pass; timings and memory."""
     from auditor.analysis import analyse_run
-    from auditor.audit import PhaseTimer
     from auditor.config import AuditConfig
     from auditor.data import AuditDataset
     from auditor.demo import build_demo_model
     from auditor.models.loading import LoadedModel
+    from auditor.run import PassContext, PhaseTimer
     from auditor.runtime import select_device
     from auditor.store import RunWriter
 
@@ -241,12 +241,9 @@ def analyse(root: Path, n_rows: int, n_classes: int, interventions: bool) -> dic
     writer = RunWriter(root / "run", {"benchmark": f"{n_rows}:{n_classes}:0"})
     with timer.phase("merge"):
         writer.merge()
-    context = {
-        "config": config, "index": index, "dataset": dataset, "model": model,
-        "loaded": loaded, "layers": ["features"], "layer_warning": None,
-        "layers_given": False, "device": device, "pass": {}, "command": "bench",
-        "num_outputs": n_classes, "world_size": 1,
-    }
+    context = PassContext(config=config, index=index, dataset=dataset, model=model,
+                          loaded=loaded, layers=["features"], device=device,
+                          num_outputs=n_classes, command="bench")
     started = time.perf_counter()
     summary = analyse_run(root / "run", context, timer)
     return {

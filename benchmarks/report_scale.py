@@ -2,9 +2,9 @@
 
     python benchmarks/report_scale.py [--rows 100000] [--classes 100] [--keep DIR]
 
-Builds the run with tests/run_fixtures.py (store writers, maps, thumbnails of the top suspects),
-then times render_report and write_samples_csv. The report's size must stay bounded however
-many rows there are: the gallery, error list and per-class images are capped.
+Builds the run with tests/helpers/run_fixtures.py (store writers, maps, thumbnails of the top
+suspects), then times render_report and write_samples_csv. The report's size must stay bounded
+however many rows there are: the gallery, error list and per-class images are capped.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from run_fixtures import build_run
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from auditor.report import render_report, write_samples_csv
+from tests.helpers.run_fixtures import build_run
 
 
 def main() -> None:

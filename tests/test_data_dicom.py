@@ -19,8 +19,8 @@ from auditor.data.dicom import DICOM_PROPS_KEYS, lut_to_8bit, window_to_8bit
 from auditor.data.sources import open_source
 from auditor.errors import DecodeError
 
-dicom_files = pytest.importorskip("dicom_files")
-from dicom_files import (  # noqa: E402
+pytest.importorskip("pydicom")
+from tests.helpers.dicom_files import (
     PATIENT_STRINGS,
     dicom_dataset,
     write_dicom,

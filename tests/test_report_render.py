@@ -14,11 +14,18 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from run_fixtures import HOSTILE_CLASSES, build_run, clean_run, full_run, unreadable_run
 
 from auditor.errors import RunDirectoryError, UsageError
 from auditor.report import render as render_module
 from auditor.report import render_report, summary_html, summary_json, write_samples_csv
+from auditor.summary import Summary
+from tests.helpers.run_fixtures import (
+    HOSTILE_CLASSES,
+    build_run,
+    clean_run,
+    full_run,
+    unreadable_run,
+)
 
 SECTION_IDS = ("verdict", "facts", "attention", "maps", "probes", "gallery", "clusters",
                "interventions", "errors", "method")
@@ -303,14 +310,15 @@ def test_verdict_level_is_the_worst_severity_and_warns_on_many_errors() -> None:
         "data": {"n_samples": 100, "n_ok": 90, "n_errors": 10, "classes": ["a", "b"]},
         "flags": [{"severity": "low"}, {"severity": "medium"}],
     }
-    verdict = render_module.verdict(summary)
+    verdict = render_module.verdict(Summary.from_dict(summary))
     assert verdict["level"] == "medium"
     assert verdict["partial"]
     assert verdict["error_share"] == pytest.approx(0.1)
     summary["data"]["n_errors"] = 1
     summary["data"]["n_ok"] = 99
-    assert not render_module.verdict(summary)["partial"]
-    assert render_module.verdict({"data": {"n_samples": 3, "n_ok": 3}})["level"] == "ok"
+    assert not render_module.verdict(Summary.from_dict(summary))["partial"]
+    clean = Summary.from_dict({"data": {"n_samples": 3, "n_ok": 3}})
+    assert render_module.verdict(clean)["level"] == "ok"
 
 
 def test_peak_grid_counts_cells_with_row_zero_at_the_top() -> None:

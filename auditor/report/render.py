@@ -20,9 +20,14 @@ import numpy as np
 import pandas as pd
 
 from auditor.detect.categories import OTHER, category_strings
+from auditor.detect.flags import SEVERITIES as FLAG_SEVERITIES
+from auditor.detect.flags import flag_sort_key
+from auditor.detect.suspicion import top_suspects
 from auditor.errors import RunDirectoryError, UsageError
+from auditor.map_methods import METHODS
 from auditor.report import figures
 from auditor.store import RunReader
+from auditor.summary import DataFacts, Summary, read_summary, read_summary_json
 
 TEMPLATE_PACKAGE = "auditor.reports_templates"
 
@@ -45,7 +50,8 @@ MAX_FLAG_SAMPLES = 5
 #: Share of unreadable files at and above which the verdict warns that the audit is partial.
 ERROR_SHARE_WARNING = 0.05
 
-SEVERITIES = ("high", "medium", "low")
+#: Most severe first: the order the verdict counts are written in.
+SEVERITIES = FLAG_SEVERITIES[::-1]
 MEASURE_COLUMNS = ("fg_energy", "bg_energy", "border_energy", "border_lift", "pointing_hit",
                    "wsol_iou")
 
@@ -85,39 +91,6 @@ KIND_SECTION = {
     "metadata_shortcut": "probes", "border_pixels_shortcut": "probes",
     "intervention_sensitive": "interventions",
 }
-#: One sentence per map method that `--suspect-methods` can add to the gallery cards.
-METHOD_TEXTS = {
-    "gradcam": "Grad-CAM: the target layer's channels weighted by the mean gradient of the "
-               "explained class's score over each channel, summed, negative part dropped.",
-    "gradcam++": "Grad-CAM++: like Grad-CAM, but each channel is weighted by its positive "
-                 "gradients with position-wise higher-order factors, so several instances of "
-                 "the class can show up.",
-    "xgradcam": "XGrad-CAM: each channel weighted by the sum of gradient times activation "
-                "over its total activation.",
-    "layercam": "Layer-CAM: each position of each channel weighted by its own positive "
-                "gradient, which keeps finer detail.",
-    "hirescam": "HiRes-CAM: activations times gradients summed over channels, position by "
-                "position, without averaging the gradients first.",
-    "counterfactual": "Counterfactual map: Grad-CAM with the gradient negated: the regions "
-                      "whose presence lowers the explained class's score.",
-    "cam": "CAM: the target layer's channels weighted by the classifier weights of the "
-           "explained class (models with global average pooling and one linear layer).",
-    "eigencam": "Eigen-CAM: the target layer's activations projected on their first "
-                "principal direction; the same for every class, no gradients.",
-    "scorecam": "Score-CAM: each channel of the target layer, upsampled and scaled to [0, 1], "
-                "masks the input, and its weight is the explained class's probability for "
-                "that masked input; no gradients.",
-    "occlusion": "Occlusion: a square patch filled with the normalisation mean slides over "
-                 "the image, and the map is how much the explained class's probability drops "
-                 "when each patch is hidden (cells where it rose are shown as none).",
-    "guided-backprop": "Guided backpropagation: the gradient of the class score with respect "
-                       "to the input pixels, passing only positive gradients back through "
-                       "positive activations; sharp edges, but nearly the same for every class.",
-    "guided-gradcam": "Guided Grad-CAM: guided backpropagation times the Grad-CAM map "
-                      "upsampled to the input: pixel detail inside the region Grad-CAM points "
-                      "at.",
-}
-GRID_KEYS = ("grid", "peak_grid", "grid_counts", "counts")
 PEAK_GRID = 4
 
 
@@ -173,7 +146,7 @@ def _csv_safe(value: Any) -> Any:
 
 def summary_json(run_dir: str | Path) -> str:
     """summary.json of a run as indented JSON text (`auditor report --format json`)."""
-    return json.dumps(RunReader(run_dir).summary, indent=2, ensure_ascii=False)
+    return json.dumps(read_summary_json(run_dir), indent=2, ensure_ascii=False)
 
 
 def environment() -> jinja2.Environment:
@@ -235,75 +208,74 @@ def _parameters(value: Any) -> str:
 def report_context(run_dir: str | Path, gallery_size: int = 48) -> dict[str, Any]:
     """Everything the report template shows, as plain data (strings, numbers, lists, dicts)."""
     reader = RunReader(run_dir)
-    summary = reader.summary
+    summary = read_summary(run_dir)
     samples = reader.samples()
-    data = summary.get("data") or {}
-    classes = [str(c) for c in data.get("classes") or sorted(samples["label"].unique())]
+    data = summary.data or DataFacts()
+    classes = [str(c) for c in data.classes or sorted(samples["label"].unique())]
     class_ids = {name: f"class-{k}" for k, name in enumerate(classes)}
-    flags = sorted(summary.get("flags") or [], key=_severity_rank)
+    flags = sorted(summary.flags, key=_severity_rank)
     flagged_classes = [f.get("class") for f in flags if f.get("class") is not None]
     # Classes with a flag come first wherever a list must be capped.
     order = list(dict.fromkeys([c for c in flagged_classes if c in class_ids] + classes))
     ok = samples[samples["status"] == "ok"]
-    primary = str(summary.get("primary") or (summary.get("methods") or ["gradcam"])[0])
+    primary = str(summary.primary or (summary.methods or ["gradcam"])[0])
     input_size = _input_size(summary)
     means = reader.class_means()
     grids = _fixed_location_grids(flags, ok)
-    suspect_methods = [str(m) for m in summary.get("suspect_methods") or []]
-    suspect_errors = summary.get("suspect_methods_errors") or {}
+    suspect_methods = summary.suspect_methods
+    suspect_errors = summary.suspect_methods_errors
     return {
         "title": (
-            f"Data-set probe: {data.get('root', '')}" if summary.get("model") is None
-            else f"Shortcut audit: {(summary.get('model') or {}).get('spec', 'model')}"
+            f"Data-set probe: {data.root}" if summary.model is None
+            else f"Shortcut audit: {summary.model.spec}"
         ),
         "verdict": verdict(summary),
         # Multi-label runs group by label: each (image, label) pair is a row of its label.
-        "unit": "label" if (summary.get("data") or {}).get("multi_label") else "class",
+        "unit": "label" if summary.data and summary.data.multi_label else "class",
         "flag_items": [_flag_item(f, i, class_ids, grids, summary) for i, f in enumerate(flags)],
         "facts": _facts(summary, classes),
         "attention": _attention(summary, ok, order, class_ids, set(flagged_classes)),
         "class_maps": _class_maps(means, classes, order, class_ids),
         "fixed_grids": list(grids.values()),
-        "probes": _probes(summary.get("probes"), samples),
+        "probes": _probes(summary.probes, samples),
         "gallery": _gallery(reader, ok, primary, input_size, gallery_size, class_ids,
                             suspect_methods),
-        "suspect_methods": [(m, METHOD_TEXTS.get(m, "")) for m in suspect_methods],
+        "suspect_methods": [
+            (m, METHODS[m].description if m in METHODS else "") for m in suspect_methods
+        ],
         "suspect_errors": sorted((str(m), str(e)) for m, e in suspect_errors.items()),
-        "clusters": _clusters(summary.get("clusters"), reader, means, classes, input_size),
-        "interventions": _interventions(summary.get("interventions")),
-        "sanity": _sanity(summary.get("sanity")),
+        "clusters": _clusters(summary.clusters, reader, means, classes, input_size),
+        "interventions": _interventions(summary.interventions),
+        "sanity": _sanity(summary.sanity),
         "errors": _errors(samples),
         "legend": figures.legend_stops(),
         "primary": primary,
-        "border": (summary.get("config") or {}).get("border"),
+        "border": summary.config.get("border"),
         "kind_titles": KIND_TITLES,
         "kind_methods": KIND_METHODS,
-        "model_free": summary.get("model") is None,
+        "model_free": summary.model is None,
     }
 
 
 def _severity_rank(flag: dict[str, Any]) -> tuple[int, float]:
-    sev = flag.get("severity")
-    rank = SEVERITIES.index(sev) if sev in SEVERITIES else len(SEVERITIES)
-    score = _finite(flag.get("score"))
-    return rank, -abs(score) if score is not None else 0.0
+    return flag_sort_key(flag.get("severity"), _finite(flag.get("score")))
 
 
-def _input_size(summary: dict[str, Any]) -> tuple[int, int]:
-    size = (summary.get("model") or {}).get("input_size") or [224, 224]
+def _input_size(summary: Summary) -> tuple[int, int]:
+    size = (summary.model.input_size if summary.model else None) or [224, 224]
     return int(size[0]), int(size[1])
 
 
-def verdict(summary: dict[str, Any]) -> dict[str, Any]:
+def verdict(summary: Summary) -> dict[str, Any]:
     """The one-sentence verdict, its traffic-light level and the error count, as plain data.
 
     level: 'high' | 'medium' | 'low' (worst flag), 'ok' (no flag), 'none' (nothing audited)."""
-    data = summary.get("data") or {}
-    flags = summary.get("flags") or []
-    n = int(_finite(data.get("n_samples")) or 0)
-    n_ok = int(_finite(data.get("n_ok")) or 0)
-    n_errors = int(_finite(data.get("n_errors")) or max(n - n_ok, 0))
-    n_classes = len(data.get("classes") or [])
+    data = summary.data or DataFacts()
+    flags = summary.flags
+    n = int(_finite(data.n_samples) or 0)
+    n_ok = int(_finite(data.n_ok) or 0)
+    n_errors = int(_finite(data.n_errors) or max(n - n_ok, 0))
+    n_classes = len(data.classes)
     counts = {s: sum(1 for f in flags if f.get("severity") == s) for s in SEVERITIES}
     if n_ok == 0:
         level = "none"
@@ -313,7 +285,7 @@ def verdict(summary: dict[str, Any]) -> dict[str, Any]:
         level = next(s for s in SEVERITIES if counts[s]) if any(counts.values()) else "low"
         parts = ", ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts[s])
         noun = "sign" if len(flags) == 1 else "signs"
-        before = ("before a model is trained on this data" if summary.get("model") is None
+        before = ("before a model is trained on this data" if summary.model is None
                   else "before this model ships")
         sentence = (f"{len(flags)} {noun} of shortcut learning found ({parts}): review the "
                     f"evidence below {before}.")
@@ -322,7 +294,7 @@ def verdict(summary: dict[str, Any]) -> dict[str, Any]:
         sentence = (f"No shortcut was flagged in the {n_ok:,} audited images of {n_classes} "
                     "classes (no flag is not proof: see Method).")
     share = n_errors / n if n else 0.0
-    accuracy = (summary.get("accuracy") or {}).get("overall")
+    accuracy = (summary.accuracy or {}).get("overall")
     return {
         "level": level, "sentence": sentence, "counts": counts, "n_samples": n, "n_ok": n_ok,
         "n_errors": n_errors, "error_share": share, "accuracy": accuracy,
@@ -332,7 +304,7 @@ def verdict(summary: dict[str, Any]) -> dict[str, Any]:
 
 def _flag_item(
     flag: dict[str, Any], i: int, class_ids: dict[str, str], grids: dict[int, Any],
-    summary: dict[str, Any],
+    summary: Summary,
 ) -> dict[str, Any]:
     kind = str(flag.get("kind", ""))
     cls = flag.get("class")
@@ -369,11 +341,11 @@ def _evidence_text(value: Any) -> str:
     return str(value)
 
 
-def _cross_checks(kind: str, cls: Any, summary: dict[str, Any]) -> list[str]:
+def _cross_checks(kind: str, cls: Any, summary: Summary) -> list[str]:
     """Independent evidence for a flag found elsewhere in the run (plain sentences): the
     interventions that tested this flag, and the model-free probe behind it."""
     checks = []
-    for rec in summary.get("interventions") or []:
+    for rec in summary.interventions or []:
         if rec.get("confirms") != kind or (cls is not None and rec.get("class") != cls):
             continue
         flip, control = _finite(rec.get("flip_rate")), _finite(rec.get("control_flip_rate"))
@@ -384,7 +356,7 @@ def _cross_checks(kind: str, cls: Any, summary: dict[str, Any]) -> list[str]:
         edit = rec.get("description") or rec.get("edit")
         checks.append(f"intervention ({edit}){where} flips {fmt_percent(flip)} of "
                       f"predictions (control edit: {fmt_percent(control)}): {verdict}")
-    probes = summary.get("probes") or {}
+    probes = summary.probes or {}
     probe = {"metadata_shortcut": "metadata_classifier",
              "border_pixels_shortcut": "border_classifier"}.get(kind)
     if probe and isinstance(probes.get(probe), dict):
@@ -395,17 +367,17 @@ def _cross_checks(kind: str, cls: Any, summary: dict[str, Any]) -> list[str]:
     return checks
 
 
-def _facts(summary: dict[str, Any], classes: list[str]) -> dict[str, Any]:
-    model = summary.get("model") or {}
-    data = summary.get("data") or {}
-    accuracy = summary.get("accuracy") or {}
+def _facts(summary: Summary, classes: list[str]) -> dict[str, Any]:
+    model = summary.model
+    data = summary.data or DataFacts()
+    accuracy = summary.accuracy or {}
     per_class_acc = accuracy.get("per_class") or {}
     per_label = accuracy.get("per_label") or {}
-    stats = summary.get("class_stats") or {}
-    counts = data.get("counts") or {}
+    stats = summary.class_stats or {}
+    counts = data.counts
     rows = [
         {"name": c, "files": counts.get(c, (stats.get(c) or {}).get("n")),
-         "readable": (stats.get(c) or {}).get("n_ok", (data.get("counts_ok") or {}).get(c)),
+         "readable": (stats.get(c) or {}).get("n_ok", data.counts_ok.get(c)),
          "accuracy": per_class_acc.get(c), **(per_label.get(c) or {})}
         for c in classes[:MAX_TABLE_CLASSES]
     ]
@@ -413,43 +385,40 @@ def _facts(summary: dict[str, Any], classes: list[str]) -> dict[str, Any]:
     overall = (("Mean AUROC over labels", fmt_number(accuracy.get("macro_auroc")))
                if multi_label else
                ("Overall accuracy", fmt_percent(accuracy.get("overall"), 1)))
-    timings = summary.get("timings") or {}
+    timings = summary.timings
     model_rows = [("Model", "none: a model-free probe (auditor probe)")]
     return {
-        "model": model_rows if summary.get("model") is None else [
-            ("Model", str(model.get("spec", "–"))),
-            ("Parameters", _parameters(model.get("parameters"))),
-            ("Weights", str(model.get("weights") or "none (random or built-in)")),
-            ("Weights SHA-256", str(model.get("weights_sha256") or "–")),
-            ("Target layer", (", ".join(str(x) for x in model.get("target_layers") or []) or "–")
-             + ("" if model.get("target_layers_given", True) else " (chosen automatically)")),
-            ("Methods", ", ".join(str(m) for m in summary.get("methods") or []) or "–"),
-            ("Primary method (shown)", str(summary.get("primary") or "–")),
-            ("Input size (H × W)", " × ".join(str(x) for x in model.get("input_size") or [])
-             or "–"),
+        "model": model_rows if model is None else [
+            ("Model", model.spec or "–"),
+            ("Parameters", _parameters(model.parameters)),
+            ("Weights", str(model.weights or "none (random or built-in)")),
+            ("Weights SHA-256", str(model.weights_sha256 or "–")),
+            ("Target layer", (", ".join(str(x) for x in model.target_layers) or "–")
+             + ("" if model.target_layers_given else " (chosen automatically)")),
+            ("Methods", ", ".join(summary.methods) or "–"),
+            ("Primary method (shown)", str(summary.primary or "–")),
+            ("Input size (H × W)", " × ".join(str(x) for x in model.input_size) or "–"),
         ],
         "data": [
-            ("Data root", str(data.get("root", "–"))),
-            ("Source", str(data.get("source", "–"))),
+            ("Data root", data.root or "–"),
+            ("Source", data.source or "–"),
             ("Classes", fmt_count(len(classes))),
-            ("Files", fmt_count(data.get("n_samples"))),
-            ("Audited (readable)", fmt_count(data.get("n_ok"))),
-            ("Could not be read", fmt_count(data.get("n_errors"))),
-            ("Foreground from", str(data.get("foreground_source", "–"))),
+            ("Files", fmt_count(data.n_samples)),
+            ("Audited (readable)", fmt_count(data.n_ok)),
+            ("Could not be read", fmt_count(data.n_errors)),
+            ("Foreground from", data.foreground_source),
             overall,
         ],
         "run": [
-            ("Created", str(summary.get("created", "–"))),
-            ("auditor", str((summary.get("versions") or {}).get("auditor")
-                            or summary.get("auditor_version", "–"))),
-            *[(name, str(v)) for name, v in (summary.get("versions") or {}).items()
-              if name != "auditor"],
+            ("Created", summary.created or "–"),
+            ("auditor", str(summary.versions.get("auditor") or summary.auditor_version or "–")),
+            *[(name, str(v)) for name, v in summary.versions.items() if name != "auditor"],
             ("Time taken", " · ".join(f"{k} {fmt_number(v, 1)} s" for k, v in timings.items())
              or "–"),
         ],
-        "command": str(summary.get("command") or ""),
+        "command": summary.command,
         "notes": [str(n)[:1].upper() + str(n)[1:]
-                  for n in (*(model.get("warnings") or []), *(data.get("warnings") or []))],
+                  for n in (*(model.warnings if model else []), *data.warnings)],
         "class_rows": rows,
         "class_rows_left_out": max(0, len(classes) - MAX_TABLE_CLASSES),
         "multi_label": multi_label,
@@ -458,10 +427,10 @@ def _facts(summary: dict[str, Any], classes: list[str]) -> dict[str, Any]:
 
 
 def _attention(
-    summary: dict[str, Any], ok: pd.DataFrame, order: list[str], class_ids: dict[str, str],
+    summary: Summary, ok: pd.DataFrame, order: list[str], class_ids: dict[str, str],
     flagged: set[Any],
 ) -> dict[str, Any]:
-    stats = summary.get("class_stats") or {}
+    stats = summary.class_stats or {}
     shown = order[:MAX_TABLE_CLASSES]
     rows = [{"name": c, "id": class_ids[c], "flagged": c in flagged, **(stats.get(c) or {})}
             for c in shown]
@@ -498,7 +467,7 @@ def _attention(
         "rows_left_out": max(0, len(order) - len(shown)),
         "chart_classes_shown": len(chart_classes),
         "chart_classes_left_out": max(0, len(order) - len(chart_classes)),
-        "foreground_source": (summary.get("data") or {}).get("foreground_source"),
+        "foreground_source": summary.data.foreground_source if summary.data else None,
     }
 
 
@@ -546,14 +515,14 @@ def _fit_size(shape: tuple[int, ...], side: int) -> tuple[int, int]:
 
 def _fixed_location_grids(flags: list[dict[str, Any]], ok: pd.DataFrame) -> dict[int, Any]:
     """Peak-location grids of the fixed_location flags, keyed by flag position. Taken from the
-    flag's evidence (a 2-D list of counts under one of GRID_KEYS), else counted from the
+    flag's evidence (a 2-D list of counts under "grid_counts"), else counted from the
     class's peak_x, peak_y (fractions of width, height) on a PEAK_GRID x PEAK_GRID grid."""
     grids = {}
     for i, flag in enumerate(flags):
         if flag.get("kind") != "fixed_location":
             continue
         evidence = flag.get("evidence") or {}
-        counts = next((evidence[k] for k in GRID_KEYS if _is_table(evidence.get(k))), None)
+        counts = evidence["grid_counts"] if _is_table(evidence.get("grid_counts")) else None
         if counts is None and {"peak_x", "peak_y"} <= set(ok.columns):
             rows = ok[ok["label"] == flag.get("class")] if flag.get("class") is not None else ok
             counts = peak_grid(rows["peak_x"].to_numpy(float), rows["peak_y"].to_numpy(float))
@@ -674,17 +643,6 @@ def property_table(ok: pd.DataFrame, prop: str) -> dict[str, Any] | None:
         rows.append({"label": str(label), "cells": cells, "total": total})
     return {"property": prop, "numeric": False, "columns": [str(c) for c in columns],
             "rows": rows}
-
-
-def top_suspects(samples: pd.DataFrame, n: int) -> pd.DataFrame:
-    """The rows of the gallery: the `n` readable samples of highest suspicion, most suspicious
-    first, ties (and NaN, last) in index order. Empty when there is no suspicion column (a
-    model-free probe run). The audit stores the suspects' costly maps for exactly these rows."""
-    ok = samples[samples["status"] == "ok"]
-    if "suspicion" not in ok.columns:
-        return ok.iloc[:0]
-    top = ok.sort_values(["suspicion", "index"], ascending=[False, True], kind="stable")
-    return top.head(n)
 
 
 def _gallery(
