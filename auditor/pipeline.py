@@ -299,7 +299,6 @@ def _audit_batch(
         tprob = probs.gather(1, out.targets.view(-1, 1)).squeeze(1)
         if settings.multi_label:
             conf = tprob
-            all_probs[sel.numpy()] = probs.cpu().numpy()
         primary = out.maps[settings.primary]
         masks = batch["mask"][sel].to(device, non_blocking=True).bool()
         has_mask = batch["has_mask"][sel].to(device).bool()
@@ -308,9 +307,14 @@ def _audit_batch(
         # No peak means an all-zero or non-finite map: the measures are NaN for it.
         bad = ~torch.isfinite(measures["peak_x"]) | ~torch.isfinite(logits).all(dim=1)
         # One copy per dtype to the host (each .cpu() waits for the device).
-        scalars = torch.stack([*(measures[k].float() for k in MEASURES), conf, tprob]).cpu()
+        scalars = torch.stack([*(measures[k].float() for k in MEASURES), conf, tprob])
+        if settings.multi_label:  # every label's probability rides on the same copy
+            scalars = torch.cat([scalars, probs.float().T])
+        scalars = scalars.cpu()
         classes = torch.stack([top, out.targets, bad.long()]).cpu().numpy()
         sel_np = sel.numpy()
+        if settings.multi_label:
+            all_probs[sel_np] = scalars[len(MEASURES) + 2 :].T.numpy()
         for row, name in enumerate((*MEASURES, "confidence", "target_prob")):
             values[name][sel_np] = scalars[row].numpy()
         pred[sel_np] = classes[0]

@@ -70,6 +70,7 @@ def test_bfloat16_autocast_pass_gives_maps_close_to_float32(demo_set, tmp_path):
     assert not np.array_equal(maps_a, maps_b)
 
 
+@pytest.mark.slow  # torch.compile of the model
 def test_compiled_pass_gives_the_eager_numbers(demo_set, tmp_path):
     # The "eager" backend runs dynamo's graph capture (where hooks could break) without the
     # slow C++ compile of inductor.
@@ -82,6 +83,7 @@ def test_compiled_pass_gives_the_eager_numbers(demo_set, tmp_path):
     np.testing.assert_allclose(a[FLOATS], b[FLOATS], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # torch.compile of the model
 def test_compile_failure_falls_back_to_eager_with_a_warning(demo_set, tmp_path, monkeypatch):
     def exploding_compile(model: torch.nn.Module, backend: str) -> torch.nn.Module:
         class Exploding(type(model)):

@@ -294,7 +294,8 @@ class _Runner:
         size = tuple(images.shape[2:])
         for i, p in enumerate(kept):
             try:
-                rgb = reencode(self.index.samples[p].path, fmt, JPEG_QUALITY, size=size)
+                rgb = reencode(self.index.samples[p].path, fmt, JPEG_QUALITY, size=size,
+                               dicom_window=self.config.dicom_window)
             except AuditorError:  # unreadable since the pass: left out, like any error row
                 continue
             keep.append(i)
