@@ -114,7 +114,7 @@ def analyse_run(run_dir: Path, context: PassContext, timer: PhaseTimer) -> dict[
         command=context.command,
         config=config.to_dict(),
         model=model_facts(context),
-        data=DataFacts.of(samples, index.root, index.classes, index.warnings, config.data,
+        data=DataFacts.of(samples, index.root, index.classes, index.warnings, index.source,
                           multi_label=index.multi_label),
         methods=list(config.methods),
         primary=primary,
