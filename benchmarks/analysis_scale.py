@@ -227,7 +227,7 @@ def analyse(root: Path, n_rows: int, n_classes: int, interventions: bool) -> dic
         data=str(root / "pool"), model="auditor.demo:build_demo_model", out=str(root / "run"),
         image_size=(IMAGE_SIZE, IMAGE_SIZE), batch_size=256, workers=0, quiet=True,
         suspect_methods=("occlusion",), interventions=interventions,
-    )
+    ).resolved()  # as run_audit does: the normalisation left at None becomes ImageNet's
     device = select_device(config.device)
     torch.manual_seed(0)
     model = build_demo_model(n_classes).eval().to(device)
