@@ -15,7 +15,8 @@ that is a share of mass is a fraction of the map's total.
 | wsol_iou | IoU of the true box and the box of the largest 8-connected blob >= 15% of max | |
 | peak_x, peak_y | arg-max pixel centre as a fraction of width / height, (col + 0.5) / W | |
 
-Undefined values are NaN, never 0: an all-zero or non-finite map makes every measure NaN; a
+Undefined values are NaN, never 0: an all-zero map (every value below float32's smallest normal
+number, ~1.2e-38) or a non-finite map makes every measure NaN; a
 sample without a mask has NaN foreground measures (fg_*, bg_energy, pointing_hit, wsol_iou) but
 defined border measures and peaks; an empty mask makes the foreground measures NaN.
 
@@ -268,7 +269,9 @@ def attention_measures(
     heat = upsample_maps(clean, (height, width))
     flat = heat.reshape(batch, -1)
     total = flat.sum(dim=1)
-    valid = finite & (total > 0)
+    # A map whose values are all subnormal (below float32's smallest normal, ~1.2e-38) has lost
+    # the precision its shares are made of: it counts as all-zero, not as a location.
+    valid = finite & (flat.amax(dim=1) >= torch.finfo(torch.float32).tiny)
     safe_total = torch.where(valid, total, torch.ones_like(total))
 
     fg = masks.to(device).bool() & has_mask.to(device).bool()[:, None, None]
