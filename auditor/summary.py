@@ -130,12 +130,8 @@ class DataFacts:
 def accuracy(samples: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
     """Top-1 accuracy over readable, labelled samples, overall and per class (NaN: none)."""
     ok = samples[(samples["status"] == "ok") & (samples["label_index"] >= 0)]
-    per_class = {
-        name: float(ok.loc[ok["label_index"] == k, "correct"].mean())
-        if (ok["label_index"] == k).any()
-        else float("nan")
-        for k, name in enumerate(classes)
-    }
+    means = ok["correct"].astype(float).groupby(ok["label_index"]).mean()
+    per_class = {name: float(means.get(k, float("nan"))) for k, name in enumerate(classes)}
     return {
         "overall": float(ok["correct"].mean()) if len(ok) else float("nan"),
         "per_class": per_class,
