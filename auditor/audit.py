@@ -22,6 +22,8 @@ from auditor.cams import reshape_from_spec
 from auditor.config import RUNTIME_ONLY, AuditConfig
 from auditor.data import AuditDataset, DatasetIndex, open_source
 from auditor.errors import DataError, ModelLoadError
+from auditor.models.defaults import ModelDefaults, model_defaults
+from auditor.models.initial import random_weights_note, runs_on_random_weights
 from auditor.models.layers import default_target_layer, get_module
 from auditor.models.loading import LoadedModel, load_model
 from auditor.pipeline import DEFAULT_CHUNK_SIZE, AuditInterrupted, PassSettings, run_pass
@@ -43,10 +45,16 @@ def run_audit(
     for an unusable run directory, AuditInterrupted when stopped (resume by calling again).
     """
     timer = PhaseTimer()
+    with timer.phase("model"):
+        defaults = model_defaults(config.model, config.weights) if model is None \
+            else ModelDefaults()
+        config = config.resolved(defaults.image_size, defaults.mean, defaults.std,
+                                 defaults.classes, defaults.reshape)
     with timer.phase("index"):
         index = open_source(
             config.data, classes=list(config.classes) if config.classes else None,
             masks_dir=config.masks, allow_outside=config.allow_outside,
+            image_column=config.image_column, label_column=config.label_column,
             multi_label=config.multi_label,
         )
         for warning in index.warnings:
@@ -55,7 +63,7 @@ def run_audit(
             raise DataError(f"no images found in {config.data}")
     ranks = distributed.ranks_from_env()
     with timer.phase("model"):
-        loaded = _prepare_model(config, model)
+        loaded = _prepare_model(config, model, len(index.classes))
         if loaded.scripted:
             raise ModelLoadError(
                 f"{config.model} is a TorchScript model: its layers cannot be hooked, so no "
@@ -70,11 +78,16 @@ def run_audit(
             module = module.to(memory_format=torch.channels_last)
         num_outputs = _output_size(module, config, device)
         _check_labels(index, num_outputs)
+        random_weights = model is None and runs_on_random_weights(
+            loaded, config.num_classes, len(index.classes))
+        if random_weights:
+            log.warning("%s", random_weights_note(config.model))
         layers, layer_warning = list(config.target_layers), None
+        reshape = reshape_from_spec(config.reshape, module, config.image_size)
         if not layers:
             # A default layer in front of transformer blocks is worth a line in the report.
             default, layer_warning = default_target_layer(
-                module, (1, 3, *config.image_size), reshape_from_spec(config.reshape))
+                module, (1, 3, *config.image_size), reshape)
             layers = [default]
             if layer_warning:
                 log.warning("%s", layer_warning)
@@ -99,7 +112,7 @@ def run_audit(
         rank=ranks.rank, world_size=ranks.world_size, compile=config.compile,
         chunk_size=config.chunk_size or DEFAULT_CHUNK_SIZE,
         compile_backend=config.compile_backend,
-        reshape=reshape_from_spec(config.reshape),
+        reshape=reshape,
         multi_label=config.multi_label, threshold=config.threshold,
     )
     try:
@@ -150,7 +163,7 @@ def run_audit(
                 config=config, index=index, dataset=dataset, model=module, loaded=loaded,
                 layers=layers, device=device, num_outputs=num_outputs,
                 layers_given=bool(config.target_layers), layer_warning=layer_warning,
-                stats=pass_stats, command=command or "",
+                stats=pass_stats, command=command or "", random_weights=random_weights,
             )
             summary = analyse_run(out, context, timer)
             writer.mark_complete()
@@ -166,9 +179,11 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
-def _prepare_model(config: AuditConfig, model: nn.Module | None) -> LoadedModel:
+def _prepare_model(config: AuditConfig, model: nn.Module | None,
+                   data_classes: int) -> LoadedModel:
     if model is None:
-        return load_model(config.model, config.weights, config.num_classes, config.trust_pickle)
+        return load_model(config.model, config.weights, config.num_classes, config.trust_pickle,
+                          data_classes=data_classes)
     model.eval()
     return LoadedModel(
         module=model, spec=config.model, weights=None, weights_sha256=None,

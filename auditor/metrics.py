@@ -11,12 +11,12 @@ that is a share of mass is a fraction of the map's total.
 | bg_energy | 1 - fg_energy | |
 | border_energy | mass in the border band (`border` of each side) / total | band area fraction |
 | border_lift | border_energy / band area fraction | 1.0 |
-| pointing_hit | 1.0 if the arg-max pixel is foreground, else 0.0 | |
+| pointing_hit | 1.0 if the peak (below) lies on a foreground pixel, else 0.0 | |
 | wsol_iou | IoU of the true box and the box of the largest 8-connected blob >= 15% of max | |
-| peak_x, peak_y | arg-max pixel centre as a fraction of width / height, (col + 0.5) / W | |
+| peak_x, peak_y | the peak at feature resolution as a fraction of width / height (below) | |
 | fg_enrichment_ceiling | fg_enrichment of the sample's own mask average-pooled to the map's | 1.0 |
 | | grid and upsampled like a map: the most a map at that resolution can reach | |
-| peak_fg_cover | that pooled, upsampled mask at the peak pixel: the object's share of the | |
+| peak_fg_cover | that pooled mask at the peak's feature cell: the object's share of the | |
 | | feature cell the map peaks in (0 = background only, 1 = object only) | |
 
 The ceiling is what a map at feature resolution can reach: a map is never sharper than its grid,
@@ -24,9 +24,20 @@ so even the mask itself, seen through that grid, reaches only 1.007 on an object
 the image (7x7 grid) and about 4 on one covering 10% (8x8). Detectors judge attention on the
 object against it, and call a peak off the object only where the grid cell is mostly background.
 
-Undefined values are NaN, never 0: an all-zero or non-finite map makes every measure NaN; a
-sample without a mask has NaN foreground measures (fg_*, bg_energy, pointing_hit, wsol_iou) but
-defined border measures and peaks; an empty mask makes the foreground measures NaN.
+The peak is found on the map as computed (feature resolution), not on the upsampled one: a
+bilinear upsampling (align_corners=False) holds an edge cell's value flat out to the image edge,
+so the first arg-max pixel of the upsampled map of a corner cell is the image corner, not the
+cell. The peak is the centre of the arg-max cell, (col + 0.5) / w. Cells within `PEAK_RTOL` of
+the maximum form a plateau: the peak is then the centre of the largest 8-connected plateau
+(ties: the one that ends first in raster order), its centroid, or its cell nearest the centroid
+when the centroid falls outside it (an L or a ring).
+
+Undefined values are NaN, never 0. A map is degenerate when it is all zero (every value below
+float32's smallest normal number, ~1.2e-38), not finite, or constant (every cell within
+`PEAK_RTOL` of the maximum: no place stands out, so it has no peak and says nothing about where
+the model looks): every measure is NaN. A sample without a mask
+has NaN foreground measures (fg_*, bg_energy, pointing_hit, wsol_iou) but defined border
+measures and peaks; an empty mask makes the foreground measures NaN.
 
 Boxes are continuous pixel coordinates: pixel (row r, col c) covers [c, c+1) x [r, r+1), so the
 box of a set of pixels is (min col, min row, max col + 1, max row + 1).
@@ -58,7 +69,7 @@ MEASURES: tuple[str, ...] = (
 
 #: Share of the map's max above which a pixel belongs to the localisation (Grad-CAM paper).
 WSOL_THRESHOLD = 0.15
-#: Relative tolerance under which two map values count as the same maximum.
+#: Relative tolerance under which two map cells count as the same maximum (a plateau).
 PEAK_RTOL = 1e-5
 
 
@@ -135,6 +146,61 @@ def label_components(binary: torch.Tensor) -> torch.Tensor:
     return parent.reshape(batch, height, width)
 
 
+def map_peaks(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Peak of each map at its own resolution (module docstring: centre of the arg-max cell or
+    of the largest plateau).
+
+    Args:
+        maps: float [B, h, w], finite, >= 0.
+
+    Returns:
+        (x, y, located): float32 [B] positions as fractions of width and height in (0, 1), and
+        bool [B], False for a map without a peak (all zero or constant), whose x, y are NaN.
+    """
+    batch, height, width = maps.shape
+    flat = maps.to(torch.float32).reshape(batch, -1)
+    top = flat.amax(dim=1, keepdim=True)
+    tied = flat >= top * (1.0 - PEAK_RTOL)
+    n_tied = tied.sum(dim=1)
+    located = (top[:, 0] > 0) & (n_tied < height * width)
+    cell = flat.argmax(dim=1)
+    x = (cell % width).to(torch.float32) + 0.5
+    y = torch.div(cell, width, rounding_mode="floor").to(torch.float32) + 0.5
+    plateau = located & (n_tied > 1)
+    if bool(plateau.any()):
+        x[plateau], y[plateau] = _plateau_centres(tied[plateau].reshape(-1, height, width))
+    nan = torch.full_like(x, math.nan)
+    return (torch.where(located, x / width, nan), torch.where(located, y / height, nan),
+            located)
+
+
+def _plateau_centres(tied: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centre (x, y in cell units, cell c spans [c, c + 1)) of the largest 8-connected
+    component of each bool [B, h, w]: its centroid when that lies in one of its cells, else the
+    centre of its cell nearest the centroid (first in raster order on ties)."""
+    batch, height, width = tied.shape
+    labels = label_components(tied).reshape(batch, -1)
+    # Component sizes by label (labels are 1 + a flat index); the largest wins, and among
+    # equal sizes the smallest label, the component that ends first in raster order.
+    sizes = torch.zeros(batch, height * width + 1, dtype=torch.long, device=tied.device)
+    sizes = sizes.scatter_add_(1, labels, torch.ones_like(labels))
+    sizes[:, 0] = 0
+    member = labels == sizes.argmax(dim=1, keepdim=True)
+    cols = (torch.arange(height * width, device=tied.device) % width).to(torch.float32) + 0.5
+    rows = torch.div(torch.arange(height * width, device=tied.device), width,
+                     rounding_mode="floor").to(torch.float32) + 0.5
+    weight = member.to(torch.float32)
+    count = weight.sum(dim=1)
+    cx = (weight * cols).sum(dim=1) / count
+    cy = (weight * rows).sum(dim=1) / count
+    centroid_cell = (cy.floor().clamp(0, height - 1) * width
+                     + cx.floor().clamp(0, width - 1)).long()
+    inside = member.gather(1, centroid_cell[:, None])[:, 0]
+    distance = (cols - cx[:, None]) ** 2 + (rows - cy[:, None]) ** 2
+    nearest = torch.where(member, distance, math.inf).argmin(dim=1)
+    return (torch.where(inside, cx, cols[nearest]), torch.where(inside, cy, rows[nearest]))
+
+
 def _largest_component_boxes(binary: torch.Tensor) -> torch.Tensor:
     """Box (x0, y0, x1, y1) in pixels of the largest 8-connected component of each image.
 
@@ -151,27 +217,40 @@ def _largest_component_boxes(binary: torch.Tensor) -> torch.Tensor:
 
 
 def _largest_component_boxes_opencv(binary: torch.Tensor) -> torch.Tensor:
-    """`_largest_component_boxes` for CPU tensors, one cv2.connectedComponentsWithStats call
-    per image."""
+    """`_largest_component_boxes` for CPU tensors: ONE cv2.connectedComponentsWithStats call
+    for the whole batch, the images stacked with a row of zeros between them (no 8-connected
+    component crosses it), then the largest component of each image chosen in array code."""
     import cv2
     import numpy as np
 
     images = binary.to(torch.uint8).numpy()
-    boxes = np.empty((images.shape[0], 4), dtype=np.float32)
-    for i, image in enumerate(images):
-        _, labels, stats, _ = cv2.connectedComponentsWithStats(
-            image, connectivity=8, ltype=cv2.CV_32S
-        )
-        areas = stats[1:, cv2.CC_STAT_AREA]
-        candidates = 1 + np.flatnonzero(areas == areas.max())
-        best = int(candidates[0])
-        if len(candidates) > 1:
-            # Same tie rule as the tensor labelling: smallest last flat index wins.
-            flat = labels.reshape(-1)
-            last = [int(np.flatnonzero(flat == c)[-1]) for c in candidates]
-            best = int(candidates[int(np.argmin(last))])
-        x, y, w, h = stats[best, :4]
-        boxes[i] = (x, y, x + w, y + h)
+    batch, height, width = images.shape
+    stride = height + 1
+    stacked = np.zeros((batch * stride, width), dtype=np.uint8)
+    stacked.reshape(batch, stride, width)[:, :height] = images
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(
+        stacked, connectivity=8, ltype=cv2.CV_32S
+    )
+    stats = stats[1:]
+    image = stats[:, cv2.CC_STAT_TOP] // stride
+    area = stats[:, cv2.CC_STAT_AREA]
+    largest = np.zeros(batch, dtype=area.dtype)
+    np.maximum.at(largest, image, area)
+    # Tie rule of the tensor labelling: of equally large components, the one whose last pixel
+    # in raster order comes first wins (stacking keeps raster order). Found only for images
+    # with a tie, which are rare.
+    last = np.zeros(len(stats), dtype=np.int64)
+    tied = np.bincount(image[area == largest[image]], minlength=batch) > 1
+    if tied.any():
+        rows = np.flatnonzero(np.repeat(tied, stride))
+        flat = labels[rows].reshape(-1)
+        pixel = (rows[:, None] * width + np.arange(width)).reshape(-1)
+        np.maximum.at(last, flat[flat > 0] - 1, pixel[flat > 0])
+    order = np.lexsort((last, -area, image))
+    first = order[np.r_[True, image[order][1:] != image[order][:-1]]]
+    x, y, w, h = (stats[first, k] for k in range(4))
+    y = y - image[first] * stride
+    boxes = np.stack((x, y, x + w, y + h), axis=1).astype(np.float32)
     return torch.from_numpy(boxes)
 
 
@@ -262,11 +341,14 @@ def attention_measures(
 
     finite = torch.isfinite(maps.reshape(batch, -1)).all(dim=1)
     # Zero out non-finite maps so they cannot poison shared reductions; they end up NaN below.
-    clean = torch.where(finite[:, None, None], maps.to(torch.float32), 0.0)
+    clean = torch.where(finite[:, None, None], maps.to(torch.float32), 0.0).clamp(min=0.0)
+    peak_x, peak_y, located = map_peaks(clean)
     heat = upsample_maps(clean, (height, width))
     flat = heat.reshape(batch, -1)
     total = flat.sum(dim=1)
-    valid = finite & (total > 0)
+    # A map whose values are all subnormal (below float32's smallest normal, ~1.2e-38) has lost
+    # the precision its shares are made of: it counts as all-zero, not as a location.
+    valid = finite & (flat.amax(dim=1) >= torch.finfo(torch.float32).tiny) & located
     safe_total = torch.where(valid, total, torch.ones_like(total))
 
     fg = masks.to(device).bool() & has_mask.to(device).bool()[:, None, None]
@@ -282,24 +364,30 @@ def attention_measures(
     border_energy = torch.where(valid, (flat * band).sum(dim=1) / safe_total, nan)
     border_lift = border_energy / band_area if band_area > 0 else nan.clone()
 
-    # Ties at the maximum (a flat plateau, rounding noise of the upsampling) go to the first
-    # pixel in raster order within a relative tolerance, so scaling the map never moves the peak.
-    top = flat.amax(dim=1, keepdim=True)
-    peak = (flat >= top * (1.0 - PEAK_RTOL)).to(torch.int32).argmax(dim=1)
-    peak_x = torch.where(valid, ((peak % width).to(torch.float32) + 0.5) / width, nan)
-    peak_y = torch.where(valid, ((peak // width).to(torch.float32) + 0.5) / height, nan)
-    hit = fg_flat.gather(1, peak[:, None])[:, 0].to(torch.float32)
+    # The input pixel under the peak (a cell centre on a pixel edge goes to the pixel after it).
+    peak_col = (peak_x.nan_to_num(0.0) * width).floor().clamp(0, width - 1).long()
+    peak_row = (peak_y.nan_to_num(0.0) * height).floor().clamp(0, height - 1).long()
+    peak_pixel = (peak_row * width + peak_col)[:, None]
+    hit = fg_flat.gather(1, peak_pixel)[:, 0].to(torch.float32)
     pointing_hit = torch.where(fg_valid, hit, nan)
+    peak_x = torch.where(valid, peak_x, nan)
+    peak_y = torch.where(valid, peak_y, nan)
 
     # The mask seen through the map's grid: pooled to [h, w], upsampled like the map.
-    reach = upsample_maps(F.adaptive_avg_pool2d(fg.to(torch.float32)[:, None],
-                                                tuple(maps.shape[1:]))[:, 0], (height, width))
+    grid_h, grid_w = maps.shape[1:]
+    pooled = F.adaptive_avg_pool2d(fg.to(torch.float32)[:, None], (grid_h, grid_w))[:, 0]
+    reach = upsample_maps(pooled, (height, width))
     reach_flat = reach.reshape(batch, -1)
     reach_total = reach_flat.sum(dim=1)
     ceiling_ok = fg_valid & (reach_total > 0)
     ceiling_energy = (reach_flat * fg_flat).sum(dim=1) / reach_total.clamp(min=1e-12)
     fg_ceiling = torch.where(ceiling_ok, ceiling_energy / fg_area.clamp(min=1e-12), nan)
-    peak_cover = torch.where(fg_valid, reach_flat.gather(1, peak[:, None])[:, 0], nan)
+    # The object's share of the feature cell under the peak (a plateau centre on a cell edge
+    # goes to the cell after it, as the peak pixel does).
+    cell_col = (peak_x.nan_to_num(0.0) * grid_w).floor().clamp(0, grid_w - 1).long()
+    cell_row = (peak_y.nan_to_num(0.0) * grid_h).floor().clamp(0, grid_h - 1).long()
+    under_peak = pooled.reshape(batch, -1).gather(1, (cell_row * grid_w + cell_col)[:, None])
+    peak_cover = torch.where(fg_valid, under_peak[:, 0], nan)
 
     wsol_iou = nan.clone()
     truth = torch.where(torch.isfinite(boxes.to(device)).all(dim=1, keepdim=True),

@@ -294,18 +294,22 @@ def _audit_batch(
         tprob = probs.gather(1, out.targets.view(-1, 1)).squeeze(1)
         if settings.multi_label:
             conf = tprob
-            all_probs[sel.numpy()] = probs.cpu().numpy()
         primary = out.maps[settings.primary]
         masks = batch["mask"][sel].to(device, non_blocking=True).bool()
         has_mask = batch["has_mask"][sel].to(device).bool()
         boxes = batch["box"][sel].to(device, non_blocking=True).float()
         measures = attention_measures(primary, masks, has_mask, boxes, border=settings.border)
-        # No peak means an all-zero or non-finite map: the measures are NaN for it.
+        # No peak means an all-zero, constant or non-finite map: the measures are NaN for it.
         bad = ~torch.isfinite(measures["peak_x"]) | ~torch.isfinite(logits).all(dim=1)
         # One copy per dtype to the host (each .cpu() waits for the device).
-        scalars = torch.stack([*(measures[k].float() for k in MEASURES), conf, tprob]).cpu()
+        scalars = torch.stack([*(measures[k].float() for k in MEASURES), conf, tprob])
+        if settings.multi_label:  # every label's probability rides on the same copy
+            scalars = torch.cat([scalars, probs.float().T])
+        scalars = scalars.cpu()
         classes = torch.stack([top, out.targets, bad.long()]).cpu().numpy()
         sel_np = sel.numpy()
+        if settings.multi_label:
+            all_probs[sel_np] = scalars[len(MEASURES) + 2 :].T.numpy()
         for row, name in enumerate((*MEASURES, "confidence", "target_prob")):
             values[name][sel_np] = scalars[row].numpy()
         pred[sel_np] = classes[0]
@@ -370,10 +374,17 @@ def file_columns(batch: dict[str, Any], index: DatasetIndex, refs: list[Any]) ->
 
 def with_fingerprints(frame: pd.DataFrame, batch: dict[str, Any]) -> pd.DataFrame:
     """`frame` with the batch's file fingerprints appended as `file_<property>` columns."""
-    props = pd.DataFrame(list(batch["props"])).add_prefix("file_")
-    if props.empty:
+    records = list(batch["props"])
+    # Column by column (a row without a property gets NaN), as pd.DataFrame(records) would
+    # build it, without its per-record inference: this runs once per batch.
+    names = dict.fromkeys(name for record in records for name in record)
+    if not names:
         return frame
-    return pd.concat([frame, props.reset_index(drop=True)], axis=1)
+    props = pd.DataFrame(
+        {f"file_{name}": [record.get(name, np.nan) for record in records] for name in names},
+        index=frame.index,
+    )
+    return pd.concat([frame, props], axis=1)
 
 
 def _positions(batch: dict[str, Any], index: DatasetIndex) -> list[int]:

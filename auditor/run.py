@@ -64,6 +64,8 @@ class PassContext:
         num_outputs: the model's number of outputs.
         stats: the pass's own numbers (images/s ...), summary.json's ``pass``.
         command: the command line, for the report.
+        random_weights: the model runs on the random initial weights of its architecture
+            (auditor.models.initial).
     """
 
     config: AuditConfig
@@ -78,6 +80,7 @@ class PassContext:
     layer_warning: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     command: str = ""
+    random_weights: bool = False
 
 
 @dataclass
@@ -110,12 +113,12 @@ class AuditResult:
 
 
 def data_fingerprint(index: DatasetIndex) -> str:
-    """sha256 over (relative path, label, size, mtime) of every sample: resume refuses when the
-    data changed."""
+    """sha256 over (relative path, label, size, mtime) of every sample (of the container file
+    for a sample kept in one): resume refuses when the data changed."""
     digest = hashlib.sha256("\x00".join(index.classes).encode())
     for ref in index.samples:
         try:
-            st = os.stat(ref.path)
+            st = os.stat(ref.member.container if ref.member is not None else ref.path)
             stamp = f"{st.st_size}:{st.st_mtime_ns}"
         except OSError:
             stamp = "missing"

@@ -24,7 +24,8 @@ from auditor.store import write_json
 SUMMARY_FILE = "summary.json"
 #: Keys an audit writes and a probe (no model) leaves out.
 MODEL_ONLY_KEYS = frozenset(
-    {"suspect_methods", "suspect_methods_errors", "interventions", "clusters", "sanity", "pass"}
+    {"suspect_methods", "suspect_methods_errors", "model_check", "interventions", "clusters",
+     "sanity", "withheld_flags", "pass"}
 )
 
 
@@ -64,6 +65,7 @@ class ModelFacts:
     warnings: list[str] = field(default_factory=list)
     input_size: list[int] = field(default_factory=list)
     device: str = ""
+    random_weights: bool = False
 
 
 @dataclass
@@ -92,8 +94,9 @@ class DataFacts:
 
     @classmethod
     def of(cls, samples: pd.DataFrame, root: str, classes: list[str], warnings: list[str],
-           data: str, multi_label: bool = False) -> DataFacts:
-        """The facts of the samples.parquet table of a run on ``data`` (a folder or a CSV)."""
+           source: str, multi_label: bool = False) -> DataFacts:
+        """The facts of the samples.parquet table of a run on data of the kind ``source``
+        (``DatasetIndex.source``: folder, manifest, parquet, arrow, webdataset)."""
         files = samples.drop_duplicates("path") if multi_label else samples
         counts = samples["label"].value_counts()
         readable = samples["status"] == "ok"
@@ -101,7 +104,7 @@ class DataFacts:
         sources = samples.loc[readable, "foreground_source"].value_counts()
         return cls(
             root=root,
-            source="manifest" if str(data).lower().endswith(".csv") else "folder",
+            source=source,
             classes=list(classes),
             counts={c: int(counts.get(c, 0)) for c in classes},
             counts_ok={c: int(ok_counts.get(c, 0)) for c in classes},
@@ -127,12 +130,8 @@ class DataFacts:
 def accuracy(samples: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
     """Top-1 accuracy over readable, labelled samples, overall and per class (NaN: none)."""
     ok = samples[(samples["status"] == "ok") & (samples["label_index"] >= 0)]
-    per_class = {
-        name: float(ok.loc[ok["label_index"] == k, "correct"].mean())
-        if (ok["label_index"] == k).any()
-        else float("nan")
-        for k, name in enumerate(classes)
-    }
+    means = ok["correct"].astype(float).groupby(ok["label_index"]).mean()
+    per_class = {name: float(means.get(k, float("nan"))) for k, name in enumerate(classes)}
     return {
         "overall": float(ok["correct"].mean()) if len(ok) else float("nan"),
         "per_class": per_class,
@@ -142,8 +141,9 @@ def accuracy(samples: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
 @dataclass
 class Summary:
     """summary.json. Sections other detectors own (probes, clusters, interventions, sanity,
-    class_stats, accuracy) are their own JSON-ready dicts; ``flags`` are ``Flag.to_dict()``s,
-    most severe first."""
+    class_stats, accuracy, model_check) are their own JSON-ready dicts; ``flags`` are
+    ``Flag.to_dict()``s, model-level first, then most severe first; ``withheld_flags`` the
+    class-level flags the model check held back (auditor.detect.model_check)."""
 
     command: str
     config: dict[str, Any]
@@ -154,12 +154,14 @@ class Summary:
     suspect_methods: list[str] = field(default_factory=list)
     suspect_methods_errors: dict[str, str] = field(default_factory=dict)
     accuracy: dict[str, Any] | None = None
+    model_check: dict[str, Any] | None = None
     class_stats: dict[str, Any] | None = None
     probes: dict[str, Any] | None = None
     interventions: list[dict[str, Any]] | None = None
     clusters: dict[str, Any] | None = None
     sanity: dict[str, Any] | None = None
     flags: list[dict[str, Any]] = field(default_factory=list)
+    withheld_flags: list[dict[str, Any]] = field(default_factory=list)
     pass_stats: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     auditor_version: str = __version__
@@ -181,12 +183,14 @@ class Summary:
             "suspect_methods": list(self.suspect_methods),
             "suspect_methods_errors": dict(self.suspect_methods_errors),
             "accuracy": self.accuracy,
+            "model_check": self.model_check,
             "class_stats": self.class_stats,
             "probes": self.probes,
             "interventions": self.interventions,
             "clusters": self.clusters,
             "sanity": self.sanity,
             "flags": list(self.flags),
+            "withheld_flags": list(self.withheld_flags),
             "pass": self.pass_stats,
             "timings": dict(self.timings),
         }
@@ -208,12 +212,14 @@ class Summary:
             suspect_methods=[str(m) for m in raw.get("suspect_methods") or []],
             suspect_methods_errors=dict(raw.get("suspect_methods_errors") or {}),
             accuracy=raw.get("accuracy"),
+            model_check=raw.get("model_check"),
             class_stats=raw.get("class_stats"),
             probes=raw.get("probes"),
             interventions=raw.get("interventions"),
             clusters=raw.get("clusters"),
             sanity=raw.get("sanity"),
             flags=list(raw.get("flags") or []),
+            withheld_flags=list(raw.get("withheld_flags") or []),
             pass_stats=dict(raw.get("pass") or {}),
             timings=dict(raw.get("timings") or {}),
             auditor_version=str(raw.get("auditor_version") or ""),

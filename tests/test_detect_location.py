@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from auditor.detect.attention import degenerate_maps_flags
 from auditor.detect.location import describe_region, fixed_location_flags, peak_grid_counts
 from auditor.errors import UsageError
 from auditor.metrics import attention_measures
@@ -214,3 +215,13 @@ def test_300_classes_of_10_spread_peaks_raise_no_location_flag(gen):
     parts = [(f"c{k:03d}", spot_maps(spread_cells(10, gen), gen), None) for k in range(300)]
     samples, maps = build(parts)
     assert fixed_location_flags(samples, maps, [p[0] for p in parts]) == []
+def test_constant_maps_are_degenerate_and_never_a_fixed_location(gen):
+    # 20 constant non-zero maps (a layer that ignores its input) used to peak at the first
+    # pixel, the top-left corner, and raise a high flag; they have no peak at all.
+    flat = torch.full((20, 7, 7), 0.8)
+    other = spot_maps(spread_cells(20, gen), gen)
+    samples, maps = build([("horse", flat, None), ("zebra", other, None)])
+    assert fixed_location_flags(samples, maps, ["horse", "zebra"]) == []
+    flags = degenerate_maps_flags(samples, ["horse", "zebra"])
+    assert [f.kind for f in flags] == ["degenerate_maps"]
+    assert flags[0].evidence["per_class"] == {"horse": 20, "zebra": 0}

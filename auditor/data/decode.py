@@ -36,10 +36,8 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from auditor.data.dicom import DICOM_EXTENSIONS, decode_dicom, has_dicom_preamble
+from auditor.data.limits import DEFAULT_MAX_PIXELS, check_declared_size
 from auditor.errors import DecodeError, UsageError
-
-# PIL's own default, about a 0.25-gigapixel RGB image (8 GiB of RGBA float is far past it).
-DEFAULT_MAX_PIXELS = 89_478_485
 
 EXIF_ORIENTATION_TAG = 0x0112
 
@@ -290,10 +288,28 @@ def decode_image(
     """
     if max_pixels <= 0:
         raise UsageError(f"max_pixels must be a positive pixel count, got {max_pixels}")
-    data = read_file_bytes(path)
+    return decode_bytes(read_file_bytes(path), path, max_pixels, dicom_window)
+
+
+def decode_bytes(
+    data: bytes,
+    name: str,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    dicom_window: tuple[float, float] | None = None,
+) -> DecodedImage:
+    """Decode the bytes of an image (a file, a Parquet cell, a tar member) like decode_image.
+
+    Args:
+        data: the encoded image.
+        name: the file name the bytes had, for the ``extension`` of the fingerprint; a name
+            without an extension (bytes stored without one) never counts as a mismatch.
+        max_pixels, dicom_window: as for decode_image.
+    """
+    if max_pixels <= 0:
+        raise UsageError(f"max_pixels must be a positive pixel count, got {max_pixels}")
     if not data:
         raise DecodeError("empty file (0 bytes)")
-    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    extension = os.path.splitext(name)[1].lower().lstrip(".")
     if has_dicom_preamble(data) or f".{extension}" in DICOM_EXTENSIONS:
         rgb, props = decode_dicom(data, extension, max_pixels, dicom_window)
         height, width = rgb.shape[:2]
@@ -322,14 +338,7 @@ def _decode_opened(
 ) -> DecodedImage:
     """Check size, fingerprint, fully load, orient and convert an opened PIL image."""
     raw_width, raw_height = image.size
-    if raw_width <= 0 or raw_height <= 0:
-        raise DecodeError(f"invalid image size {raw_width}x{raw_height}")
-    if raw_width * raw_height > max_pixels:
-        raise DecodeError(
-            f"refused: decompression bomb: declared size {raw_width}x{raw_height} = "
-            f"{raw_width * raw_height} pixels exceeds max_pixels={max_pixels} "
-            "(raise max_pixels if the file is trusted)"
-        )
+    check_declared_size(raw_width, raw_height, max_pixels)
     image_format = image.format or ""
     n_frames = int(getattr(image, "n_frames", 1) or 1)
     exif = image.getexif()
@@ -352,7 +361,8 @@ def _decode_opened(
     props: dict[str, Any] = {
         "format": image_format,
         "extension": extension,
-        "extension_mismatch": bool(expected is not None and extension not in expected),
+        "extension_mismatch": bool(expected is not None and extension
+                                   and extension not in expected),
         "mode": mode,
         "bit_depth": int(bit_depth),
         "has_alpha": bool(has_alpha),

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,7 +29,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from auditor.data.dataset import resize_image
-from auditor.data.decode import decode_image
+from auditor.data.decode import decode_bytes, decode_image
 from auditor.data.regions import border_band
 from auditor.errors import UsageError
 
@@ -208,16 +206,18 @@ def reencode(
     fmt: str,
     quality: int = 75,
     size: tuple[int, int] | None = None,
+    dicom_window: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Decode a file as the loader does, encode it in `fmt`, decode that again.
 
     Args:
-        source: an image file path, or its bytes (decoded through a temporary file so the
-            decoding is exactly the loader's: EXIF orientation, alpha on black).
+        source: an image file path, or its bytes (decoded by decode_bytes, exactly as the
+            loader decodes: EXIF orientation, alpha on black).
         fmt: "JPEG" (or "JPG") or "PNG".
         quality: JPEG quality 1-95 (ignored for PNG, which is lossless).
         size: (H, W) to resize to as the loader does (area when shrinking, else bilinear);
             None keeps the decoded size.
+        dicom_window: the run's --dicom-window for a DICOM source (None: the file's own).
 
     Returns:
         RGB uint8 [H, W, 3].
@@ -231,15 +231,9 @@ def reencode(
     if not 1 <= int(quality) <= 95:
         raise UsageError(f"JPEG quality must be 1-95, got {quality}")
     if isinstance(source, bytes):
-        handle, temp = tempfile.mkstemp(prefix="auditor-reencode-")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(source)
-            rgb = decode_image(temp).rgb
-        finally:
-            os.unlink(temp)
+        rgb = decode_bytes(source, "", dicom_window=dicom_window).rgb
     else:
-        rgb = decode_image(str(source)).rgb
+        rgb = decode_image(str(source), dicom_window=dicom_window).rgb
     buffer = io.BytesIO()
     options = {"quality": int(quality)} if target == "JPEG" else {}
     Image.fromarray(rgb).save(buffer, format=target, **options)

@@ -47,10 +47,10 @@ Border sides: a border_attention flag names the sides of the band its class's at
 the most attended side in the class's mean normalised map), so its intervention blanks that band
 only, not every side (an info bar along the bottom is blanked, the object is not clipped).
 
-Degenerate maps: a sample's map is degenerate when it is all zero or not finite (column
-`map_degenerate`; without it, an ok row whose `peak_x` is NaN). Flagged when more than 10
-samples or more than 5% of the ok samples are degenerate; severity high above 50%, medium above
-20%, else low.
+Degenerate maps: a sample's map is degenerate when it is all zero, constant (no place stands
+out, auditor.metrics) or not finite (column `map_degenerate`; without it, an ok row whose
+`peak_x` is NaN). Flagged when more than 10 samples or more than 5% of the ok samples are
+degenerate; severity high above 50%, medium above 20%, else low.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ from scipy import stats
 from auditor.data.regions import SIDES, side_bands
 from auditor.detect.fdr import ClassTest, control_fdr
 from auditor.detect.flags import Flag, Severity, severity_at
+from auditor.detect.groups import class_rows
 from auditor.errors import UsageError
 from auditor.metrics import normalise_maps, upsample_maps
 
@@ -355,7 +356,7 @@ def annotate_border_sides(flags: list[Flag], samples: pd.DataFrame, maps: np.nda
 
 
 def degenerate_mask(samples: pd.DataFrame) -> pd.Series:
-    """Bool per row: an ok sample whose map is all zero or non-finite."""
+    """Bool per row: an ok sample whose map is all zero, constant or non-finite."""
     ok = samples["status"] == "ok"
     if "map_degenerate" in samples.columns:
         return ok & samples["map_degenerate"].fillna(False).astype(bool)
@@ -364,7 +365,8 @@ def degenerate_mask(samples: pd.DataFrame) -> pd.Series:
 
 
 def degenerate_maps_flags(samples: pd.DataFrame, classes: list[str]) -> list[Flag]:
-    """A data-set-wide `degenerate_maps` flag when many maps are all zero or non-finite."""
+    """A data-set-wide `degenerate_maps` flag when many maps are all zero, constant or
+    non-finite."""
     _require(samples, ("label", "status"))
     degenerate = degenerate_mask(samples)
     n_ok = int((samples["status"] == "ok").sum())
@@ -375,11 +377,12 @@ def degenerate_maps_flags(samples: pd.DataFrame, classes: list[str]) -> list[Fla
     if not (count > DEGENERATE_COUNT or share > DEGENERATE_SHARE):
         return []
     severity: Severity = "high" if share > 0.5 else "medium" if share > 0.2 else "low"
-    per_class = {name: int((degenerate & (samples["label"] == name)).sum()) for name in classes}
-    message = (f"{count} of {n_ok} maps ({share:.0%}) are all zero or not finite: their "
-               "attention measures are undefined. Check the target layer (a layer after the "
-               "last ReLU, or one the target class does not depend on, gives zero maps) and "
-               "the model's numerical stability")
+    counts = samples.loc[degenerate, "label"].value_counts()
+    per_class = {name: int(counts.get(name, 0)) for name in classes}
+    message = (f"{count} of {n_ok} maps ({share:.0%}) are all zero, constant or not finite: "
+               "they point nowhere and their attention measures are undefined. Check the "
+               "target layer (a layer after the last ReLU, or one the target class does not "
+               "depend on, gives zero or constant maps) and the model's numerical stability")
     return [Flag(kind="degenerate_maps", severity=severity, class_name=None, score=share,
                  message=message,
                  evidence={"n_degenerate": count, "n_ok": n_ok, "share": share,
@@ -407,9 +410,11 @@ def class_statistics(samples: pd.DataFrame, classes: list[str]) -> dict[str, dic
     """
     _require(samples, ("label", "status", "correct", *SUMMARY_MEASURES, "pointing_hit"))
     degenerate = degenerate_mask(samples)
+    table = samples[["label", "status", "correct", *SUMMARY_MEASURES, "pointing_hit"]]
+    positions = class_rows(table["label"].to_numpy(), classes)
     out: dict[str, dict[str, Any]] = {}
     for name in classes:
-        rows = samples[samples["label"] == name]
+        rows = table.iloc[positions[name]]
         ok = rows[rows["status"] == "ok"]
         entry: dict[str, Any] = {
             "n": len(rows),

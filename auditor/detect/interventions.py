@@ -83,6 +83,7 @@ from torch import nn
 
 from auditor.data.edits import box_mask, cells_mask, fill_region, reencode, replace_background
 from auditor.data.foreground import estimate_foreground
+from auditor.data.members import sample_bytes
 from auditor.data.regions import SIDES, side_bands
 from auditor.detect.fdr import FDR, bh_qvalues
 from auditor.detect.flags import Flag, Severity, severity_at
@@ -308,7 +309,9 @@ class _Runner:
         size = tuple(images.shape[2:])
         for i, p in enumerate(kept):
             try:
-                rgb = reencode(self.index.samples[p].path, fmt, JPEG_QUALITY, size=size)
+                data, _ = sample_bytes(self.index.samples[p])
+                rgb = reencode(data, fmt, JPEG_QUALITY, size=size,
+                               dicom_window=self.config.dicom_window)
             except AuditorError:  # unreadable since the pass: left out, like any error row
                 continue
             keep.append(i)

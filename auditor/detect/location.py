@@ -73,6 +73,7 @@ from scipy import ndimage, stats
 from auditor.detect.attention import sample_keys
 from auditor.detect.fdr import ClassTest, control_fdr
 from auditor.detect.flags import Flag, Severity
+from auditor.detect.groups import class_rows
 from auditor.errors import UsageError
 from auditor.metrics import normalise_maps, upsample_maps
 
@@ -115,9 +116,9 @@ def peak_grid_counts(samples: pd.DataFrame, classes: list[str], grid: int = 8
     _check(samples, grid)
     ok = samples[samples["status"] == "ok"]
     col, row = _cells(ok, grid)
-    labels = ok["label"].to_numpy()
-    return {name: _grid_counts(col[labels == name], row[labels == name], grid).tolist()
-            for name in classes}
+    positions = class_rows(ok["label"].to_numpy(), classes)
+    return {name: _grid_counts(col[mine], row[mine], grid).tolist()
+            for name, mine in positions.items()}
 
 
 def _check(samples: pd.DataFrame, grid: int) -> None:

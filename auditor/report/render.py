@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from auditor.detect.categories import OTHER, category_strings
+from auditor.detect.flags import MODEL_KINDS, flag_sort_key
 from auditor.detect.flags import SEVERITIES as FLAG_SEVERITIES
-from auditor.detect.flags import flag_sort_key
 from auditor.detect.suspicion import top_suspects
 from auditor.errors import RunDirectoryError, UsageError
 from auditor.map_methods import METHODS
@@ -63,6 +63,8 @@ KIND_TITLES = {
     "border_pixels_shortcut": "Border pixels alone predict the label",
     "intervention_sensitive": "Predictions change when the context is edited",
     "degenerate_maps": "Attention maps carry no signal",
+    "labels_permuted": "The class order looks permuted",
+    "model_at_chance": "The model is no better than chance",
 }
 KIND_METHODS = {
     "background_attention": "the class's maps put less of their mass on the object than the "
@@ -79,7 +81,12 @@ KIND_METHODS = {
     "intervention_sensitive": "editing what another flag blames (the background, the border, "
                               "a fixed region or the file format) changed the model's "
                               "predictions more than the same edit on a control",
-    "degenerate_maps": "a share of the maps is all zero or undefined",
+    "degenerate_maps": "a share of the maps is all zero, constant or undefined",
+    "labels_permuted": "the model's outputs, mapped to other classes (the assignment that fits "
+                       "the confusion matrix best), are far more accurate than read in the "
+                       "given class order",
+    "model_at_chance": "the model's accuracy is no better than predictions that ignore the "
+                       "images, tested against chance",
 }
 STATISTIC_NAMES = {
     "cramers_v": "Cramér's V",
@@ -90,6 +97,7 @@ KIND_SECTION = {
     "degenerate_maps": "attention", "fixed_location": "maps",
     "metadata_shortcut": "probes", "border_pixels_shortcut": "probes",
     "intervention_sensitive": "interventions",
+    "labels_permuted": "facts", "model_at_chance": "facts",
 }
 PEAK_GRID = 4
 
@@ -257,8 +265,8 @@ def report_context(run_dir: str | Path, gallery_size: int = 48) -> dict[str, Any
     }
 
 
-def _severity_rank(flag: dict[str, Any]) -> tuple[int, float]:
-    return flag_sort_key(flag.get("severity"), _finite(flag.get("score")))
+def _severity_rank(flag: dict[str, Any]) -> tuple[bool, int, float]:
+    return flag_sort_key(flag.get("severity"), _finite(flag.get("score")), flag.get("kind"))
 
 
 def _input_size(summary: Summary) -> tuple[int, int]:
@@ -277,10 +285,15 @@ def verdict(summary: Summary) -> dict[str, Any]:
     n_errors = int(_finite(data.n_errors) or max(n - n_ok, 0))
     n_classes = len(data.classes)
     counts = {s: sum(1 for f in flags if f.get("severity") == s) for s in SEVERITIES}
+    model_flags = [f for f in flags if f.get("kind") in MODEL_KINDS]
     if n_ok == 0:
         level = "none"
         sentence = (f"Nothing was audited: none of the {n:,} files could be read, so this "
                     "report cannot say whether the model uses a shortcut.")
+    elif model_flags:
+        level = "high"
+        sentence = _model_verdict(model_flags[0], len(summary.withheld_flags),
+                                  len(flags) - len(model_flags))
     elif flags:
         level = next(s for s in SEVERITIES if counts[s]) if any(counts.values()) else "low"
         parts = ", ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts[s])
@@ -300,6 +313,28 @@ def verdict(summary: Summary) -> dict[str, Any]:
         "n_errors": n_errors, "error_share": share, "accuracy": accuracy,
         "partial": n_errors > 0 and share >= ERROR_SHARE_WARNING,
     }
+
+
+def _model_verdict(flag: dict[str, Any], n_withheld: int, n_other: int) -> str:
+    """The verdict when the model itself failed its check (detect/model_check.py)."""
+    evidence = flag.get("evidence") or {}
+    if flag.get("kind") == "labels_permuted":
+        order = evidence.get("classes_order")
+        fix = (f"rerun with --classes {','.join(order)}" if order
+               else "give --classes in the model's output order")
+        sentence = ("The model's outputs fit another class order far better than the one "
+                    f"given: {fix}.")
+    else:
+        sentence = (f"The model is no better than chance (accuracy "
+                    f"{fmt_percent(evidence.get('accuracy'), 1)} against "
+                    f"{fmt_percent(evidence.get('chance'), 1)}): its maps say nothing about the "
+                    "data; fix the model first.")
+    if n_withheld:
+        sentence += (f" {n_withheld} class-level attention "
+                     f"{'flag was' if n_withheld == 1 else 'flags were'} withheld.")
+    if n_other:
+        sentence += f" {n_other} other {'finding' if n_other == 1 else 'findings'} below."
+    return sentence
 
 
 def _flag_item(
@@ -391,7 +426,9 @@ def _facts(summary: Summary, classes: list[str]) -> dict[str, Any]:
         "model": model_rows if model is None else [
             ("Model", model.spec or "–"),
             ("Parameters", _parameters(model.parameters)),
-            ("Weights", str(model.weights or "none (random or built-in)")),
+            ("Weights", str(model.weights or ("none: random initial weights"
+                                              if model.random_weights
+                                              else "none (random or built-in)"))),
             ("Weights SHA-256", str(model.weights_sha256 or "–")),
             ("Target layer", (", ".join(str(x) for x in model.target_layers) or "–")
              + ("" if model.target_layers_given else " (chosen automatically)")),
