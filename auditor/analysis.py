@@ -20,8 +20,7 @@ from auditor.detect.attention import attention_flags, class_statistics
 from auditor.detect.clusters import cluster_maps
 from auditor.detect.location import fixed_location_flags
 from auditor.detect.probes import run_probes
-from auditor.detect.suspicion import sample_flag_codes, suspicion_scores
-from auditor.report.render import top_suspects
+from auditor.detect.suspicion import sample_flag_codes, suspicion_scores, top_suspects
 from auditor.store import (
     RunReader,
     _atomic_write_bytes,
@@ -115,9 +114,14 @@ def analyse_run(run_dir: Path, context: dict[str, Any], timer: PhaseTimer) -> di
         "clusters": clusters,
         "sanity": sanity,
         "flags": [f.to_dict() for f in sorted(flags, key=_flag_order)],
+        "baseline": None,
         "pass": context.get("pass", {}),
         "timings": timer.timings,
     }
+    if config.baseline is not None:
+        from auditor.compare import baseline_record
+
+        summary["baseline"] = baseline_record(summary["flags"], config.baseline, samples)
     write_json(run_dir / "summary.json", summary)
     with timer.phase("report"):
         from auditor.report import render_report, write_samples_csv

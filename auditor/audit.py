@@ -26,7 +26,7 @@ from auditor.cams import reshape_from_spec
 from auditor.config import RUNTIME_ONLY, AuditConfig
 from auditor.data import AuditDataset, DatasetIndex, open_source
 from auditor.detect.flags import at_or_above
-from auditor.errors import DataError, ModelLoadError
+from auditor.errors import DataError, ModelLoadError, UsageError
 from auditor.models.layers import default_target_layer, get_module
 from auditor.models.loading import LoadedModel, load_model
 from auditor.pipeline import DEFAULT_CHUNK_SIZE, AuditInterrupted, PassSettings, run_pass
@@ -55,9 +55,18 @@ class AuditResult:
         """samples.parquet of the run."""
         return RunReader(self.run_dir).samples()
 
+    @property
+    def gated_flags(self) -> list[dict[str, Any]]:
+        """The flags --fail-on counts: with a baseline, only those new against it."""
+        baseline = self.summary.get("baseline")
+        if isinstance(baseline, dict):
+            return list(baseline.get("appeared") or [])
+        return self.flags
+
     def exit_code(self, fail_on: str | None) -> int:
-        """0, or 3 when a flag at or above `fail_on` was raised (the CI gate)."""
-        return 3 if fail_on and at_or_above(self.flags, fail_on) else 0
+        """0, or 3 when a flag at or above `fail_on` was raised (the CI gate); with a
+        baseline, only flags new against it count."""
+        return 3 if fail_on and at_or_above(self.gated_flags, fail_on) else 0
 
     def _repr_html_(self) -> str:
         from auditor.report.notebook import summary_html
@@ -92,6 +101,12 @@ def run_audit(
     """
     from auditor.analysis import analyse_run
 
+    if config.baseline is not None:  # before the pass: a wrong path must not cost a whole run
+        from auditor.compare import check_baseline
+
+        if Path(config.baseline).resolve() == Path(config.out).resolve():
+            raise UsageError("--baseline must be an earlier run directory, not --out itself")
+        check_baseline(config.baseline)
     timer = PhaseTimer()
     with timer.phase("index"):
         index = open_source(

@@ -235,7 +235,8 @@ def _summary(
         summary["flags"] = [
             {"kind": "fixed_location", "severity": "high", "class": first, "score": 0.92,
              "message": f"attention of {first} returns to the top-left corner",
-             "evidence": {"grid": grid.tolist(), "share_in_top_cell": 0.92},
+             "evidence": {"grid": grid.tolist(), "share_in_top_cell": 0.92,
+                          "region_box": [0.0, 0.0, 0.25, 0.25]},
              "samples": first_rows[:3]},
             {"kind": "border_attention", "severity": "medium", "class": first, "score": 1.6,
              "message": f"{first}: border lift 1.6 (chance 1.0)",
@@ -245,7 +246,11 @@ def _summary(
              "evidence": {"property": "format"}, "samples": []},
             {"kind": "intervention_sensitive", "severity": "low", "class": first, "score": 0.4,
              "message": "blurring the border flips 40% of predictions",
-             "evidence": {"edit": "blur_border"}, "samples": first_rows[:1]},
+             "evidence": {"confirms": {"kind": "border_attention", "class": first},
+                          "edit": "border_blank",
+                          "edits": [{"edit": "border_blank", "description": "border band blanked",
+                                     "flip_rate": 0.4, "control_flip_rate": 0.05}]},
+             "samples": first_rows[:1]},
         ]
     if optional_sections and len(ok):
         summary["probes"] = {

@@ -16,8 +16,9 @@ import auditor.explain
 from auditor.audit import run_audit
 from auditor.cli import main
 from auditor.config import AuditConfig
+from auditor.detect.suspicion import top_suspects
 from auditor.errors import UsageError
-from auditor.report.render import METHOD_TEXTS, top_suspects
+from auditor.report.texts import METHOD_TEXTS
 from auditor.store import RunReader, write_suspect_map
 from tests.test_audit_end_to_end import (
     SIZE,

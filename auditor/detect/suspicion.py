@@ -91,3 +91,14 @@ def sample_flag_codes(samples: pd.DataFrame, flags: list[Flag]) -> pd.Series:
             mine.add("border")
         codes.append(",".join(c for c in order if c in mine))
     return pd.Series(codes, index=samples.index, name="flags", dtype=object)
+
+
+def top_suspects(samples: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The rows of the gallery: the `n` readable samples of highest suspicion, most suspicious
+    first, ties (and NaN, last) in index order. Empty when there is no suspicion column (a
+    model-free probe run). The audit stores the suspects' costly maps for exactly these rows."""
+    ok = samples[samples["status"] == "ok"]
+    if "suspicion" not in ok.columns:
+        return ok.iloc[:0]
+    top = ok.sort_values(["suspicion", "index"], ascending=[False, True], kind="stable")
+    return top.head(n)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from auditor.report.render import environment, verdict
+from auditor.report.render import environment
+from auditor.report.sections.verdict import verdict
 
 #: Flags listed in the notebook summary; the report has them all.
 MAX_NOTEBOOK_FLAGS = 10

@@ -1,0 +1,90 @@
+"""Model-free probes: classifier accuracies, property associations, property-by-class tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from auditor.detect.categories import OTHER, category_strings
+from auditor.report import figures
+from auditor.report.formatting import finite, fmt_number
+from auditor.report.texts import STATISTIC_NAMES
+
+MAX_PROBE_TABLES = 6
+MAX_PROBE_VALUES = 12
+
+
+def probes_section(probes: Any, samples: pd.DataFrame) -> dict[str, Any] | None:
+    if not isinstance(probes, dict):
+        return None
+    associations = [a for a in probes.get("associations") or [] if isinstance(a, dict)]
+    associations.sort(key=lambda a: (finite(a.get("p_value")) is None,
+                                     finite(a.get("p_value")) or 0.0,
+                                     -(finite(a.get("value")) or 0.0)))
+    ok = samples[samples["status"] == "ok"]
+    tables = []
+    for assoc in associations[:MAX_PROBE_TABLES]:
+        table = property_table(ok, str(assoc.get("property", "")))
+        if table is not None:
+            tables.append({**table, "statistic": assoc.get("statistic"),
+                           "value": assoc.get("value"), "p_value": assoc.get("p_value")})
+    classifiers = []
+    for name, rec in probes.items():
+        if isinstance(rec, dict) and "accuracy" in rec:
+            classifiers.append({
+                "label": name.replace("_", " "), "value": rec.get("accuracy"),
+                "low": rec.get("ci_low"), "high": rec.get("ci_high"),
+                "chance": rec.get("baseline"),
+            })
+    chart = (figures.interval_chart_layout("Probe accuracy with 95% interval", classifiers)
+             if classifiers else None)
+    return {
+        "associations": [
+            {"property": str(a.get("property", "")), "kind": str(a.get("kind", "")),
+             "statistic": STATISTIC_NAMES.get(str(a.get("statistic", "")),
+                                              str(a.get("statistic", ""))),
+             "value": a.get("value"),
+             "p_value": a.get("p_value")}
+            for a in associations
+        ],
+        "tables": tables, "classifiers": classifiers, "chart": chart,
+    }
+
+
+def property_table(ok: pd.DataFrame, prop: str) -> dict[str, Any] | None:
+    """The property-by-class table of one file property: for a categorical property, counts
+    and row shares per (class, value), a cell `distinctive` when the value covers at least half
+    the class and 30 points more than its share of the whole data set; for a numeric property
+    with many values, per-class quartiles. None when the property is not a column (looked up as
+    given, then with the 'file_' prefix)."""
+    column = prop if prop in ok.columns else f"file_{prop}"
+    if column not in ok.columns or ok.empty:
+        return None
+    values = ok[column]
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if numeric and values.nunique() > MAX_PROBE_VALUES:
+        stats = values.groupby(ok["label"], sort=False).quantile([0.0, 0.25, 0.5, 0.75, 1.0])
+        rows = [{"label": str(label), "cells": [fmt_number(stats[(label, q)], 1)
+                                                for q in (0.0, 0.25, 0.5, 0.75, 1.0)]}
+                for label in ok["label"].unique()]
+        return {"property": prop, "numeric": True,
+                "columns": ["min", "lower quartile", "median", "upper quartile", "max"],
+                "rows": rows}
+    text = category_strings(values)
+    top = text.value_counts().index[:MAX_PROBE_VALUES].tolist()
+    text = text.where(text.isin(top), OTHER)
+    table = pd.crosstab(ok["label"], text)
+    columns = [c for c in top if c in table.columns] + ([OTHER] if OTHER in table else [])
+    overall = table.sum(axis=0) / max(int(table.to_numpy().sum()), 1)
+    rows = []
+    for label, counts in table.iterrows():
+        total = int(counts.sum())
+        cells = []
+        for c in columns:
+            share = counts[c] / total if total else 0.0
+            cells.append({"count": int(counts[c]), "share": float(share),
+                          "distinctive": bool(share >= 0.5 and share - overall[c] >= 0.3)})
+        rows.append({"label": str(label), "cells": cells, "total": total})
+    return {"property": prop, "numeric": False, "columns": [str(c) for c in columns],
+            "rows": rows}
