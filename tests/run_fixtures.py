@@ -12,6 +12,7 @@ flag, no optional section), `unreadable_run` (every file failed to decode).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -305,3 +306,23 @@ def clean_run(run_dir: str | Path, **kwargs: Any) -> Path:
 def unreadable_run(run_dir: str | Path, **kwargs: Any) -> Path:
     """Every file failed to decode: no map, no thumbnail, no class means."""
     return build_run(run_dir, readable=False, flagged=False, optional_sections=False, **kwargs)
+
+
+def many_classes_run(run_dir: str | Path, n_classes: int = 1000, **kwargs: Any) -> Path:
+    """A run of `n_classes` classes ("c0000", ...) and two images each, with the full run's
+    flags on the first class plus a background_attention flag on every third class and a
+    border_attention flag on every tenth: the report's grouping at scale."""
+    classes = [f"c{k:04d}" for k in range(n_classes)]
+    run = build_run(run_dir, classes=classes, n_per_class=2, thumbs=64, **kwargs)
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    for k in range(1, n_classes):
+        for kind, every, severity in (("background_attention", 3, "medium"),
+                                      ("border_attention", 10, "low")):
+            if k % every == 0:
+                summary["flags"].append({
+                    "kind": kind, "severity": severity, "class": classes[k],
+                    "score": k / n_classes,
+                    "message": f"{classes[k]}: {kind.replace('_', ' ')}", "evidence": {},
+                    "samples": []})
+    write_json(run / "summary.json", summary)
+    return run

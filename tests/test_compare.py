@@ -74,7 +74,7 @@ def test_per_class_medians_are_taken_over_the_shared_samples_only(runs, tmp_path
 
 
 def test_runs_that_share_no_sample_exit_2_with_the_reason(runs, tmp_path: Path) -> None:
-    clean, flagged = runs
+    clean, _ = runs
     other = full_run(tmp_path / "other")
     frame = pd.read_parquet(other / "samples.parquet")
     frame["rel_path"] = "elsewhere/" + frame["rel_path"]
@@ -122,7 +122,7 @@ def test_baseline_record_counts_only_new_flags(runs) -> None:
 def test_report_marks_what_is_new_against_the_baseline(runs, tmp_path: Path) -> None:
     from auditor.report import render_report
 
-    clean, flagged = runs
+    clean, _ = runs
     run = full_run(tmp_path / "run")
     reader = RunReader(run)
     summary = reader.summary

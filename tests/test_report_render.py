@@ -84,7 +84,8 @@ def test_full_run_report_populates_every_section(full: tuple[Path, str]) -> None
     assert set(SECTION_IDS) <= ids
     assert "Not run" not in html
     text = _text(page)
-    assert "2 signs of shortcut learning found from 4 flags (2 high, 1 medium, 1 low)" in text
+    assert ("2 signs of shortcut learning found in 1 of 3 classes, from 4 flags (2 high, 1 medium, "
+            "1 low)") in text
     assert len([a for a in page.with_attr("class", "card")]) == 18  # every readable sample
     assert "fixed-0" in ids  # the fixed_location flag's peak grid (first in summary.json)
     assert "format by class" in text

@@ -32,7 +32,7 @@ from auditor.report.formatting import evidence_text, finite, fmt_number, fmt_per
 from auditor.report.texts import KIND_METHODS, KIND_SECTION, KIND_TITLES, MODEL_LEVEL_KINDS
 
 MAX_CARDS = 10
-MAX_CARD_ROWS = 25
+MAX_CARD_ROWS = 10
 MAX_FLAG_SAMPLES = 5
 #: Attention kinds that one mark on a class raises together, most specific first.
 SHARED_CAUSE_KINDS = ("fixed_location", "border_attention", "background_attention")

@@ -36,11 +36,13 @@ def verdict(summary: dict[str, Any], n_findings: int | None = None) -> dict[str,
         parts = ", ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts[s])
         found = len(flags) if n_findings is None else n_findings
         noun = "sign" if found == 1 else "signs"
-        joined = f" from {len(flags)} flags" if found != len(flags) else ""
+        joined = f", from {len(flags):,} flags" if found != len(flags) else ""
         before = ("before a model is trained on this data" if summary.get("model") is None
                   else "before this model ships")
-        sentence = (f"{found} {noun} of shortcut learning found{joined} ({parts}): review "
-                    f"the evidence below {before}.")
+        flagged = len({str(f.get("class")) for f in flags if f.get("class") is not None})
+        where = f" in {flagged:,} of {n_classes:,} classes" if flagged and n_classes else ""
+        sentence = (f"{found:,} {noun} of shortcut learning found{where}{joined} ({parts}): "
+                    f"review the evidence below {before}.")
     else:
         level = "ok"
         sentence = (f"No shortcut was flagged in the {n_ok:,} audited images of {n_classes} "
