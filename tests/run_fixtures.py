@@ -309,11 +309,12 @@ def unreadable_run(run_dir: str | Path, **kwargs: Any) -> Path:
 
 
 def many_classes_run(run_dir: str | Path, n_classes: int = 1000, **kwargs: Any) -> Path:
-    """A run of `n_classes` classes ("c0000", ...) and two images each, with the full run's
-    flags on the first class plus a background_attention flag on every third class and a
-    border_attention flag on every tenth: the report's grouping at scale."""
+    """A run of `n_classes` classes ("c0000", ...) (two images each unless n_per_class says),
+    with the full run's flags on the first class plus a background_attention flag on every
+    third class and a border_attention flag on every tenth: the report's grouping at scale."""
     classes = [f"c{k:04d}" for k in range(n_classes)]
-    run = build_run(run_dir, classes=classes, n_per_class=2, thumbs=64, **kwargs)
+    kwargs = {"n_per_class": 2, "thumbs": 64, **kwargs}
+    run = build_run(run_dir, classes=classes, **kwargs)
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
     for k in range(1, n_classes):
         for kind, every, severity in (("background_attention", 3, "medium"),
