@@ -17,7 +17,6 @@ is stated. Flags are matched by (kind, class, region) (auditor.detect.matching).
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from scipy import stats
 from auditor.detect.flags import at_or_above
 from auditor.detect.matching import flag_key, key_dict, match_flags
 from auditor.errors import RunDirectoryError, UsageError
+from auditor.report.formatting import finite
 from auditor.store import RunReader
 
 #: Per-sample measures compared per class (samples.parquet columns).
@@ -135,21 +135,13 @@ def _primary(summary: dict[str, Any]) -> str:
     return str(summary.get("primary") or (summary.get("methods") or ["gradcam"])[0])
 
 
-def _number(value: Any) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def _accuracy(sa: dict[str, Any], sb: dict[str, Any], joined: pd.DataFrame) -> dict[str, Any]:
     shared = {}
     if {"correct_a", "correct_b"} <= set(joined.columns):
         shared = {"a": float(joined["correct_a"].mean()), "b": float(joined["correct_b"].mean())}
     return {
-        "a": _number((sa.get("accuracy") or {}).get("overall")),
-        "b": _number((sb.get("accuracy") or {}).get("overall")),
+        "a": finite((sa.get("accuracy") or {}).get("overall")),
+        "b": finite((sb.get("accuracy") or {}).get("overall")),
         "shared_a": shared.get("a"), "shared_b": shared.get("b"),
     }
 
@@ -177,7 +169,7 @@ def paired_test(before: np.ndarray, after: np.ndarray) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # small-sample and tie warnings: the p-value stands
         result = stats.wilcoxon(y, x, zero_method="wilcox", alternative="two-sided")
-    out["p_value"] = _number(result.pvalue)
+    out["p_value"] = finite(result.pvalue)
     return out
 
 
@@ -220,8 +212,8 @@ def changed_most(joined: pd.DataFrame, n: int = MAX_CHANGED) -> list[dict[str, A
             "index_a": int(row["index_a"]), "index_b": int(row["index_b"]),
             "pred_a": str(row.get("pred_a", "")), "pred_b": str(row.get("pred_b", "")),
             "correct_a": bool(row.get("correct_a")), "correct_b": bool(row.get("correct_b")),
-            "suspicion_a": _number(row.get("suspicion_a")),
-            "suspicion_b": _number(row.get("suspicion_b")),
+            "suspicion_a": finite(row.get("suspicion_a")),
+            "suspicion_b": finite(row.get("suspicion_b")),
             "change": float(frame.at[position, "change"]),
         })
     return rows

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from run_fixtures import HOSTILE_CLASSES, full_run, many_classes_run
+from run_fixtures import HOSTILE_CLASSES, build_run, full_run, many_classes_run
 
 from auditor.report import render_report
 
@@ -263,3 +263,27 @@ def test_a_link_to_a_hidden_class_row_clears_the_filter(
     assert _visible_rows(browser) == []
     browser.execute_script("window.location.hash = 'class-0'")  # type: ignore[attr-defined]
     assert len(_visible_rows(browser)) == n
+
+
+def test_compare_page_loads_without_console_errors_and_filters(
+    browser: object, tmp_path: Path, screenshot_dir: Path,
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from auditor.compare import compare_runs
+    from auditor.report.compare_page import write_comparison
+
+    before = build_run(tmp_path / "a", classes=HOSTILE_CLASSES, flagged=False,
+                       optional_sections=False, seed=1)
+    after = full_run(tmp_path / "b", classes=HOSTILE_CLASSES)
+    _, page = write_comparison(compare_runs(before, after), tmp_path / "cmp")
+    browser.set_window_size(1280, 900)  # type: ignore[attr-defined]
+    browser.get_log("browser")  # type: ignore[attr-defined]
+    browser.get(page.resolve().as_uri())  # type: ignore[attr-defined]
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []  # type: ignore[attr-defined]
+    assert browser.find_elements(By.CSS_SELECTOR, "#changed-cards .card")  # type: ignore[attr-defined]
+    browser.find_element(By.ID, "class-search").send_keys("<b>")  # type: ignore[attr-defined]
+    assert _visible_rows(browser) == ['Mañana "quoted" & <b>bold</b>']
+    height = browser.execute_script("return document.documentElement.scrollHeight")  # type: ignore[attr-defined]
+    browser.set_window_size(1280, int(height) + 140)  # type: ignore[attr-defined]
+    assert browser.save_screenshot(str(screenshot_dir / "compare_full.png"))  # type: ignore[attr-defined]

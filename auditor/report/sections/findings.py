@@ -85,9 +85,10 @@ def _level(flag: dict[str, Any]) -> str:
 
 def group_findings(flags: list[dict[str, Any]]) -> list[Finding]:
     """Join the flags of one run into findings (see the module table); every flag lands in
-    exactly one finding, in the order of first appearance."""
+    exactly one finding. Findings come strongest lead first (severity, then |score|); within
+    one, the lead flag first."""
     findings: list[Finding] = []
-    by_class: dict[str | None, list[Finding]] = {}
+    by_class: dict[str, list[Finding]] = {}
     loose: list[dict[str, Any]] = []
     confirming: list[dict[str, Any]] = []
     ordered = sorted(flags, key=_strength, reverse=True)
@@ -109,10 +110,7 @@ def group_findings(flags: list[dict[str, Any]]) -> list[Finding]:
                 findings.append(same)
             same.flags.append(flag)
         else:
-            finding = Finding(_level(flag), cls, region_of(flag), [flag])
-            findings.append(finding)
-            if kind in SHARED_CAUSE_KINDS:
-                by_class.setdefault(cls, []).append(finding)
+            findings.append(Finding(_level(flag), cls, region_of(flag), [flag]))
     for flag in loose:  # regionless attention flags join the class's strongest region
         cls = str(flag["class"])
         mine = [f for f in by_class.get(cls, []) if f.lead.get("kind") in SHARED_CAUSE_KINDS]
@@ -173,7 +171,6 @@ def finding_cards(
         "cards": cards[:MAX_CARDS],
         "left_out": [(c["title"], c["support"]) for c in cards[MAX_CARDS:]],
         "n_findings": len(findings), "n_flags": len(flags),
-        "findings": findings,
     }
 
 
