@@ -19,15 +19,15 @@ from auditor import __version__
 from auditor.detect.attention import attention_flags, class_statistics
 from auditor.detect.clusters import cluster_maps
 from auditor.detect.location import fixed_location_flags
+from auditor.detect.per_label import one_vs_rest_probes
 from auditor.detect.probes import run_probes
 from auditor.detect.suspicion import sample_flag_codes, suspicion_scores, top_suspects
 from auditor.store import (
     RunReader,
-    _atomic_write_bytes,
-    _parquet_bytes,
     clear_suspect_maps,
     write_class_means,
     write_json,
+    write_samples,
     write_suspect_map,
     write_thumb,
 )
@@ -49,6 +49,8 @@ def analyse_run(run_dir: Path, context: dict[str, Any], timer: PhaseTimer) -> di
     classes: list[str] = index.classes
     reader = RunReader(run_dir)
     samples = reader.samples().copy()
+    if config.multi_label:
+        samples = one_error_row_per_file(samples)
     ok = samples[samples["status"] == "ok"]
     primary = config.primary_method
     with timer.phase("detect"):
@@ -56,7 +58,9 @@ def analyse_run(run_dir: Path, context: dict[str, Any], timer: PhaseTimer) -> di
         flags = attention_flags(samples, classes)
         flags += fixed_location_flags(samples, maps, classes)
         clusters = cluster_maps(samples, maps, classes, seed=config.seed)
-        probes = probe_samples(samples, reader, classes, config.border, config.seed)
+        probes = probe_samples(
+            samples, reader, classes, config.border, config.seed, config.multi_label
+        )
         if probes is not None:
             flags += probes.flags
         if config.interventions and context.get("model") is not None:
@@ -84,7 +88,7 @@ def analyse_run(run_dir: Path, context: dict[str, Any], timer: PhaseTimer) -> di
             )
     samples["suspicion"] = suspicion_scores(samples)
     samples["flags"] = sample_flag_codes(samples, flags)
-    _atomic_write_bytes(run_dir / "samples.parquet", _parquet_bytes(samples))
+    write_samples(run_dir, samples)
     suspects = top_suspects(samples, config.gallery_size)
     with timer.phase("figures"):
         _write_class_means(run_dir, samples, maps, context["dataset"], len(classes))
@@ -107,7 +111,8 @@ def analyse_run(run_dir: Path, context: dict[str, Any], timer: PhaseTimer) -> di
         "primary": primary,
         "suspect_methods": suspect_methods,
         "suspect_methods_errors": suspect_errors,
-        "accuracy": accuracy(samples, classes),
+        "accuracy": label_metrics(samples, classes, config.threshold)
+        if config.multi_label else accuracy(samples, classes),
         "class_stats": class_statistics(samples, classes),
         "probes": probes.to_dict() if probes is not None else None,
         "interventions": interventions,
@@ -139,27 +144,93 @@ def _flag_order(flag: Any) -> tuple[int, float]:
 
 
 def probe_samples(
-    samples: pd.DataFrame, reader: RunReader, classes: list[str], border: float, seed: int
+    samples: pd.DataFrame,
+    reader: RunReader,
+    classes: list[str],
+    border: float,
+    seed: int,
+    multi_label: bool = False,
 ) -> Any:
-    """The model-free probes on the file fingerprints and border thumbnails of readable rows."""
-    ok = samples[(samples["status"] == "ok") & (samples["label_index"] >= 0)]
+    """The model-free probes on the file fingerprints and border thumbnails of readable rows;
+    multi-label: one-vs-rest per label on one row per image (auditor.detect.per_label)."""
+    if multi_label:
+        ok = samples[samples["status"] == "ok"].drop_duplicates("path")
+    else:
+        ok = samples[(samples["status"] == "ok") & (samples["label_index"] >= 0)]
     if ok.empty:
         return None
     props = ok[[c for c in ok.columns if c.startswith("file_")]]
     props = props.rename(columns=lambda c: c[len("file_") :]).reset_index(drop=True)
     thumbs = reader.load_rows(ok["index"].tolist(), "probe/thumb16")
-    result = run_probes(
-        props,
-        ok["label_index"].to_numpy(),
-        classes,
-        thumbs if thumbs.size else None,
-        border=border,
-        seed=seed,
-    )
+    thumbs = thumbs if thumbs.size else None
+    if multi_label:
+        result: Any = one_vs_rest_probes(
+            props, label_sets(ok["labels"], classes), classes, thumbs, border=border, seed=seed
+        )
+    else:
+        result = run_probes(
+            props, ok["label_index"].to_numpy(), classes, thumbs, border=border, seed=seed
+        )
     paths = ok["rel_path"].tolist()
     for flag in result.flags:
         flag.samples = [paths[i] if isinstance(i, int | np.integer) else i for i in flag.samples]
     return result
+
+
+def label_sets(labels: pd.Series, classes: list[str]) -> list[tuple[int, ...]]:
+    """The ``labels`` column (``|``-joined names) as tuples of class indices."""
+    positions = {name: k for k, name in enumerate(classes)}
+    return [tuple(positions[n] for n in str(cell).split("|") if n) for cell in labels]
+
+
+def one_error_row_per_file(samples: pd.DataFrame) -> pd.DataFrame:
+    """Multi-label runs hold a row per (image, label); an unreadable file keeps one (its
+    first), with no label of its own (its labels stay in ``labels``)."""
+    error = samples["status"] == "error"
+    repeated = error & samples.duplicated("path")
+    out = samples[~repeated].reset_index(drop=True)
+    out.loc[out["status"] == "error", ["label", "label_index"]] = ["", -1]
+    return out
+
+
+def label_metrics(samples: pd.DataFrame, classes: list[str], threshold: float) -> dict[str, Any]:
+    """Per-label precision, recall and AUROC of a multi-label run, one row per readable image.
+
+    A label is predicted when its sigmoid probability (``scores``) is >= ``threshold``.
+    precision = TP / (TP + FP) (None without a prediction), recall = TP / (TP + FN) (None
+    without a positive image), AUROC from the probabilities (None unless both occur).
+    ``overall`` stays None: top-1 accuracy does not apply; ``macro_auroc`` is the mean AUROC.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    images = samples[samples["status"] == "ok"].drop_duplicates("path")
+    scores = np.stack(images["scores"].to_numpy()) if len(images) else np.zeros((0, len(classes)))
+    truth = np.zeros(scores.shape, dtype=bool)
+    for row, labels in enumerate(label_sets(images["labels"], classes)):
+        truth[row, list(labels)] = True
+    predicted = scores >= threshold
+    per_label: dict[str, dict[str, Any]] = {}
+    for k, name in enumerate(classes):
+        tp = int((predicted[:, k] & truth[:, k]).sum())
+        n_pred, n_pos = int(predicted[:, k].sum()), int(truth[:, k].sum())
+        both = 0 < n_pos < len(truth)
+        per_label[name] = {
+            "n_positive": n_pos,
+            "precision": tp / n_pred if n_pred else None,
+            "recall": tp / n_pos if n_pos else None,
+            "auroc": float(roc_auc_score(truth[:, k], scores[:, k])) if both else None,
+        }
+    aurocs = [m["auroc"] for m in per_label.values() if m["auroc"] is not None]
+    return {
+        "multi_label": True,
+        "threshold": threshold,
+        "n_images": len(images),
+        "overall": None,
+        "macro_auroc": float(np.mean(aurocs)) if aurocs else None,
+        "per_label": per_label,
+        # Recall per label: what the report's per-class accuracy column shows.
+        "per_class": {name: m["recall"] for name, m in per_label.items()},
+    }
 
 
 def accuracy(samples: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
@@ -213,7 +284,12 @@ def model_facts(context: dict[str, Any]) -> dict[str, Any]:
 
 
 def data_facts(samples: pd.DataFrame, index: Any, data: str) -> dict[str, Any]:
-    """The data section of summary.json: root, source kind, counts, errors, foreground."""
+    """The data section of summary.json: root, source kind, counts, errors, foreground.
+
+    Multi-label: counts are images with each label; n_samples, n_ok and n_errors count images
+    (files), and n_pairs the (image, label) rows.
+    """
+    files = samples.drop_duplicates("path") if index.multi_label else samples
     counts = samples["label"].value_counts()
     ok_counts = samples.loc[samples["status"] == "ok", "label"].value_counts()
     sources = samples.loc[samples["status"] == "ok", "foreground_source"].value_counts()
@@ -223,9 +299,10 @@ def data_facts(samples: pd.DataFrame, index: Any, data: str) -> dict[str, Any]:
         "classes": list(index.classes),
         "counts": {c: int(counts.get(c, 0)) for c in index.classes},
         "counts_ok": {c: int(ok_counts.get(c, 0)) for c in index.classes},
-        "n_samples": len(samples),
-        "n_ok": int((samples["status"] == "ok").sum()),
-        "n_errors": int((samples["status"] == "error").sum()),
+        "n_samples": len(files),
+        "n_ok": int((files["status"] == "ok").sum()),
+        "n_errors": int((files["status"] == "error").sum()),
+        **({"multi_label": True, "n_pairs": len(samples)} if index.multi_label else {}),
         "has_masks": bool(samples["has_mask"].any()),
         "foreground_source": sources.index[0] if len(sources) else "none",
         "foreground_sources": {k: int(v) for k, v in sources.items()},

@@ -112,6 +112,7 @@ def run_audit(
         index = open_source(
             config.data, classes=list(config.classes) if config.classes else None,
             masks_dir=config.masks, allow_outside=config.allow_outside,
+            multi_label=config.multi_label,
         )
         for warning in index.warnings:
             log.warning("%s", warning)
@@ -164,6 +165,7 @@ def run_audit(
         chunk_size=int(config.extra.get("chunk_size", DEFAULT_CHUNK_SIZE)),
         compile_backend=str(config.extra.get("compile_backend", "inductor")),
         reshape=reshape_from_spec(config.reshape),
+        multi_label=config.multi_label, threshold=config.threshold,
     )
     try:
         # Rank 0 prepares the directory; every rank reads what is already done before any
@@ -189,6 +191,7 @@ def run_audit(
         dataset = AuditDataset(
             index, image_size=config.image_size, border=config.border,
             max_pixels=config.max_pixels, foreground=config.foreground,
+            dicom_window=config.dicom_window,
         )
         with timer.phase("pass"):
             try:

@@ -93,6 +93,20 @@ def _csv_list(
     return items
 
 
+def _window(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[float, float] | None:
+    from auditor.data.dicom import parse_window
+    from auditor.errors import UsageError
+
+    if value is None:
+        return None
+    try:
+        return parse_window(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="auditor")
 def main() -> None:
@@ -150,6 +164,18 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             is_flag=True,
             help="Allow manifest paths outside the manifest's folder.",
         ),
+        click.option(
+            "--multi-label",
+            is_flag=True,
+            help="Several labels per image: a manifest column `labels` separated by | (empty "
+            "= no finding); maps, statistics and probes per label.",
+        ),
+        click.option(
+            "--dicom-window",
+            callback=_window,
+            help="CENTER,WIDTH in modality units (e.g. HU) for every DICOM file, replacing "
+            "the files' own VOI LUT or window (default: each file's; its min..max without).",
+        ),
         click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr."),
     ]
     for option in reversed(options):
@@ -205,6 +231,14 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     default="label",
     show_default=True,
     help="Which class the maps explain.",
+)
+@click.option(
+    "--threshold",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="With --multi-label: a label is predicted when its sigmoid probability is at least "
+    "this.",
 )
 @click.option(
     "--mean",
@@ -338,6 +372,9 @@ def audit(data: str, model_spec: str, out: str, **opts: Any) -> None:
         amp=opts["amp"],
         trust_pickle=opts["trust_pickle"],
         allow_outside=opts["allow_outside"],
+        dicom_window=opts["dicom_window"],
+        multi_label=opts["multi_label"],
+        threshold=opts["threshold"],
         quiet=opts["quiet"],
         overwrite=opts["overwrite"],
         fail_on=opts["fail_on"],
@@ -387,6 +424,8 @@ def probe(data: str, out: str, **opts: Any) -> None:
         allow_outside=opts["allow_outside"],
         quiet=opts["quiet"],
         command=_command_line(),
+        dicom_window=opts["dicom_window"],
+        multi_label=opts["multi_label"],
     )
     _print_outcome(result.summary, result.report_path)
     sys.exit(result.exit_code(opts["fail_on"]))
@@ -486,11 +525,14 @@ def _command_line() -> str:
 
 def _print_outcome(summary: dict[str, Any], report_path: Any) -> None:
     flags = summary.get("flags", [])
-    acc = (summary.get("accuracy") or {}).get("overall")
+    accuracy = summary.get("accuracy") or {}
+    acc, auroc = accuracy.get("overall"), accuracy.get("macro_auroc")
     data = summary.get("data") or {}
     line = f"{data.get('n_ok', 0)} of {data.get('n_samples', 0)} images audited"
     if acc is not None:
         line += f", accuracy {acc:.1%}"
+    if auroc is not None:
+        line += f", mean AUROC over labels {auroc:.3f}"
     click.echo(line)
     for flag in flags:
         where = f" [{flag['class']}]" if flag.get("class") else ""

@@ -70,6 +70,9 @@ class AuditConfig:
     trust_pickle: bool = False
     allow_outside: bool = False
     max_pixels: int = 89_478_485
+    dicom_window: tuple[float, float] | None = None
+    multi_label: bool = False
+    threshold: float = 0.5
     quiet: bool = False
     overwrite: bool = False
     fail_on: Literal["high", "medium", "low"] | None = None
@@ -113,6 +116,19 @@ class AuditConfig:
             raise UsageError(f"--amp must be auto, on or off, not {self.amp!r}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise UsageError(f"--device must be auto, cpu or cuda[:N], not {self.device!r}")
+        if self.dicom_window is not None and (
+            len(self.dicom_window) != 2 or not self.dicom_window[1] > 0
+        ):
+            raise UsageError(
+                f"--dicom-window takes CENTER,WIDTH with a width > 0, not {self.dicom_window}"
+            )
+        if not 0.0 < self.threshold < 1.0:
+            raise UsageError(f"--threshold must be a probability in (0, 1), not {self.threshold}")
+        if self.multi_label and self.explain != "label":
+            raise UsageError(
+                "--multi-label explains each positive label of an image; --explain predicted "
+                "does not apply"
+            )
         self._check_suspect_methods()
         for name in ("scorecam_channels", "occlusion_patch"):
             value = getattr(self, name)

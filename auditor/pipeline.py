@@ -66,6 +66,8 @@ class PassSettings:
     compile: bool = False
     compile_backend: str = "inductor"
     reshape: Callable[[torch.Tensor], torch.Tensor] | None = None
+    multi_label: bool = False
+    threshold: float = 0.5
 
 
 @contextmanager
@@ -273,20 +275,30 @@ def _audit_batch(
     degenerate = np.zeros(n, dtype=bool)
     map_rows = np.full(n, -1, dtype=np.int64)
     arrays: dict[str, np.ndarray] = {}
+    all_probs = np.full((n, len(index.classes)), np.nan, dtype=np.float32)
     ok_pos = torch.nonzero(ok).flatten()
     if len(ok_pos):
         sel = ok_pos
         images_u8 = batch["image"][sel]
         x = normalise_images(images_u8, settings.mean, settings.std, device)
         ok_labels = labels[sel]
-        # Decided on the host: a check on the device would wait for it.
-        by_label = settings.explain == "label" and bool((ok_labels >= 0).all())
-        targets = ok_labels.to(device, non_blocking=True) if by_label else None
+        if settings.multi_label:
+            # Each row is one (image, positive label) pair: its label is the target; -1 (no
+            # finding) explains the top-scoring class. One backward serves every pair.
+            targets = ok_labels.to(device, non_blocking=True)
+        else:
+            # Decided on the host: a check on the device would wait for it.
+            by_label = settings.explain == "label" and bool((ok_labels >= 0).all())
+            targets = ok_labels.to(device, non_blocking=True) if by_label else None
         out = engine(x, targets)
         logits = out.logits.float()
-        probs = torch.softmax(logits, dim=1)
+        # Multi-label outputs are independent sigmoids; single-label ones one softmax.
+        probs = torch.sigmoid(logits) if settings.multi_label else torch.softmax(logits, dim=1)
         conf, top = probs.max(dim=1)
         tprob = probs.gather(1, out.targets.view(-1, 1)).squeeze(1)
+        if settings.multi_label:
+            conf = tprob
+            all_probs[sel.numpy()] = probs.cpu().numpy()
         primary = out.maps[settings.primary]
         masks = batch["mask"][sel].to(device, non_blocking=True).bool()
         has_mask = batch["has_mask"][sel].to(device).bool()
@@ -311,9 +323,31 @@ def _audit_batch(
     columns["pred"] = [index.classes[p] if 0 <= p < len(index.classes) else "" for p in pred]
     columns["target_index"] = target_index
     columns["correct"] = (pred == columns["label_index"]) & ok.numpy()
+    if settings.multi_label:
+        columns.update(multi_label_columns(all_probs, refs, index.classes, settings.threshold))
+        columns["correct"] &= ok.numpy()
     columns["map_degenerate"] = degenerate
     columns.update(values)
     return with_fingerprints(pd.DataFrame(columns), batch), map_rows, arrays
+
+
+def multi_label_columns(
+    probs: np.ndarray, refs: list[Any], classes: list[str], threshold: float
+) -> dict[str, Any]:
+    """Columns of multi-label rows from sigmoid probabilities [n, C] (NaN rows: unreadable).
+
+    ``pred``: the labels at or above ``threshold``, ``|``-joined; ``correct``: the row's label
+    is predicted (a true positive), or, for an image with no finding, no label is;
+    ``scores``: every label's probability (per-label precision, recall and AUROC).
+    """
+    positive = probs >= threshold  # NaN compares False
+    label = np.array([r.label for r in refs], dtype=np.int64)
+    hit = positive[np.arange(len(refs)), np.clip(label, 0, None)]
+    return {
+        "pred": ["|".join(classes[k] for k in np.flatnonzero(row)) for row in positive],
+        "correct": np.where(label >= 0, hit, ~positive.any(axis=1)),
+        "scores": list(probs),
+    }
 
 
 def file_columns(batch: dict[str, Any], index: DatasetIndex, refs: list[Any]) -> dict[str, Any]:
@@ -332,6 +366,9 @@ def file_columns(batch: dict[str, Any], index: DatasetIndex, refs: list[Any]) ->
         "warning": [storable_text(w) for w in batch["warning"]],
         "has_mask": has_mask,
         "foreground_source": list(batch["foreground_source"]),
+        # Multi-label: every positive label of the row's image, |-joined.
+        **({"labels": ["|".join(index.classes[k] for k in r.labels) for r in refs]}
+           if index.multi_label else {}),
     }
 
 

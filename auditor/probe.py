@@ -15,12 +15,12 @@ import pandas as pd
 import torch
 
 from auditor import __version__
-from auditor.analysis import data_facts, probe_samples, versions
+from auditor.analysis import data_facts, one_error_row_per_file, probe_samples, versions
 from auditor.audit import AuditResult, PhaseTimer, data_fingerprint
 from auditor.data import AuditDataset, make_loader, open_source
 from auditor.errors import DataError
 from auditor.pipeline import file_columns, with_fingerprints
-from auditor.store import RunLock, RunReader, RunWriter, write_json
+from auditor.store import RunLock, RunReader, RunWriter, write_json, write_samples
 
 
 def run_probe(
@@ -36,6 +36,8 @@ def run_probe(
     command: str | None = None,
     seed: int = 0,
     batch_size: int = 128,
+    dicom_window: tuple[float, float] | None = None,
+    multi_label: bool = False,
 ) -> AuditResult:
     """Run the model-free probes on DATA and write OUT (summary.json, report.html, ...)."""
     from tqdm.auto import tqdm
@@ -47,19 +49,22 @@ def run_probe(
             classes=list(classes) if classes else None,
             masks_dir=masks,
             allow_outside=allow_outside,
+            multi_label=multi_label,
         )
         if not index.samples:
             raise DataError(f"no images found in {data}")
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = {
-        "config": f"probe|{image_size}|{border}",
+        "config": f"probe|{image_size}|{border}|{dicom_window}|{multi_label}",
         "model": "none",
         "data": data_fingerprint(index),
     }
     with RunLock(run_dir):
         writer = RunWriter(run_dir, fingerprint, overwrite=True)
-        dataset = AuditDataset(index, image_size=image_size, border=border)
+        dataset = AuditDataset(
+            index, image_size=image_size, border=border, dicom_window=dicom_window
+        )
         loader = make_loader(dataset, batch_size, workers, "cpu")
         with timer.phase("decode"):
             bar = tqdm(total=len(dataset), unit="img", desc="probe", disable=quiet)
@@ -69,8 +74,13 @@ def run_probe(
                 bar.update(len(rows))
             bar.close()
         samples = writer.merge()
+        if multi_label:
+            samples = one_error_row_per_file(samples)
+            write_samples(run_dir, samples)
         with timer.phase("probes"):
-            probes = probe_samples(samples, RunReader(run_dir), index.classes, border, seed)
+            probes = probe_samples(
+                samples, RunReader(run_dir), index.classes, border, seed, multi_label
+            )
         flags = probes.flags if probes is not None else []
         summary: dict[str, Any] = {
             "auditor_version": __version__,
@@ -82,6 +92,8 @@ def run_probe(
                 "border": border,
                 "classes": list(classes) if classes else None,
                 "masks": masks,
+                "dicom_window": None if dicom_window is None else list(dicom_window),
+                "multi_label": multi_label,
             },
             "versions": versions(),
             "model": None,

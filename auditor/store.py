@@ -375,6 +375,11 @@ class RunReader:
             return {k: data[k] for k in data.files}
 
 
+def write_samples(run_dir: Path, samples: pd.DataFrame) -> None:
+    """Replace the run's samples.parquet (atomically) with ``samples``."""
+    _atomic_write_bytes(Path(run_dir) / "samples.parquet", _parquet_bytes(samples))
+
+
 def write_thumb(run_dir: Path, index: int, rgb: np.ndarray, mask: np.ndarray | None = None) -> None:
     """Store a sample's resized input (uint8 [H, W, 3] RGB) as PNG for the report, and its
     foreground mask (bool [H, W]) beside it when there is one."""

@@ -55,3 +55,16 @@ def test_python_api_script(tmp_path: Path, script: str) -> None:
     assert "maps: {'gradcam': (8, 16, 16), 'gradcam++': (8, 16, 16), 'cam': (8, 16, 16)}" in out
     assert (tmp_path / "overlay.png").is_file()
     assert (tmp_path / "run" / "report.html").is_file()
+
+
+def test_multilabel_dicom_script_finds_the_marker_for_its_label_only(tmp_path: Path) -> None:
+    out = _run("multilabel_dicom_audit.py", "--out", str(tmp_path), "--n", "160",
+               "--epochs", "10")
+    audit = out.split("auditor audit flags:")[1]
+    assert "fixed_location [effusion]" in audit  # the burned-in "R" of the effusion films
+    assert "fixed_location [nodule]" not in audit
+    assert "metadata_shortcut [effusion]" in out  # the portable scanner's Manufacturer
+    assert "metadata_shortcut [nodule]" not in out
+    assert "effusion: precision" in out
+    assert "patient fields found in" in out
+    assert out.split("patient fields found in")[1].split(": ")[1].startswith("none")

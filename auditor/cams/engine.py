@@ -97,7 +97,11 @@ def frozen_parameters(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def resolve_targets(logits: Tensor, targets: Tensor | None) -> Tensor:
-    """The explained class per sample: ``targets`` checked, or the argmax of logits [B, C]."""
+    """The explained class per sample: ``targets`` checked, or the argmax of logits [B, C].
+
+    A target of -1 explains that sample's argmax class (a multi-label image with no finding
+    shares its batch with labelled ones).
+    """
     batch, classes = logits.shape
     if targets is None:
         return logits.argmax(dim=1)
@@ -111,12 +115,12 @@ def resolve_targets(logits: Tensor, targets: Tensor | None) -> Tensor:
             f"targets has shape {tuple(targets.shape)}; expected ({batch},), one class per image."
         )
     targets = targets.to(device=logits.device, dtype=torch.long)
-    if batch and (int(targets.min()) < 0 or int(targets.max()) >= classes):
+    if batch and (int(targets.min()) < -1 or int(targets.max()) >= classes):
         raise UsageError(
-            f"target classes must lie in [0, {classes}); got values from {int(targets.min())} "
-            f"to {int(targets.max())}."
+            f"target classes must lie in [0, {classes}) or be -1 (the predicted class); got "
+            f"values from {int(targets.min())} to {int(targets.max())}."
         )
-    return targets
+    return torch.where(targets >= 0, targets, logits.argmax(dim=1))
 
 
 def fuse_layer_maps(maps: Sequence[Tensor]) -> Tensor:
@@ -267,7 +271,8 @@ class CamEngine(AbstractContextManager["CamEngine"]):
 
         Args:
             images: float [B, 3, H, W], normalised, on the model's device.
-            targets: LongTensor [B], None (the predicted class), or a callable
+            targets: LongTensor [B] (-1: that sample's predicted class), None (the predicted
+                class of every sample), or a callable
                 logits [B, C] -> scores [B] (e.g. a multi-label sum); each score must depend
                 on its own sample only. The score explained is the pre-softmax logit.
 

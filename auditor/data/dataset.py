@@ -92,6 +92,7 @@ class AuditDataset(Dataset):
             object of a sample without either from its resized image
             (auditor.data.foreground.estimate_foreground). Each item's `foreground_source`
             says which: "mask", "box", "estimate" or "none".
+        dicom_window: (center, width) replacing DICOM files' own VOI; None = each file's.
     """
 
     def __init__(
@@ -101,6 +102,7 @@ class AuditDataset(Dataset):
         border: float = 0.1,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         foreground: str = "mask",
+        dicom_window: tuple[float, float] | None = None,
     ) -> None:
         height, width = (int(v) for v in image_size)
         if foreground not in ("mask", "estimate"):
@@ -114,6 +116,7 @@ class AuditDataset(Dataset):
         self.border = border
         self.max_pixels = max_pixels
         self.foreground = foreground
+        self.dicom_window = dicom_window
         self._band = border_band(height, width, border).numpy()
 
     def __len__(self) -> int:
@@ -122,7 +125,9 @@ class AuditDataset(Dataset):
     def __getitem__(self, position: int) -> dict[str, Any]:
         ref = self.index.samples[position]
         try:
-            decoded = decode_image(ref.path, max_pixels=self.max_pixels)
+            decoded = decode_image(
+                ref.path, max_pixels=self.max_pixels, dicom_window=self.dicom_window
+            )
             return self._item(ref, decoded)
         except DecodeError as exc:
             return self._error_item(ref, str(exc))

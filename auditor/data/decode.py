@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from auditor.data.dicom import DICOM_EXTENSIONS, decode_dicom, has_dicom_preamble
 from auditor.errors import DecodeError, UsageError
 
 # PIL's own default, about a 0.25-gigapixel RGB image (8 GiB of RGBA float is far past it).
@@ -264,13 +265,21 @@ def strict_pil() -> Iterator[None]:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
-def decode_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+def decode_image(
+    path: str,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    dicom_window: tuple[float, float] | None = None,
+) -> DecodedImage:
     """Decode an image file by content into upright RGB uint8 and its fingerprint.
+
+    DICOM files (the ``DICM`` preamble, or a ``.dcm``/``.dicom`` name) go to
+    auditor.data.dicom; their fingerprint adds the allow-listed ``dicom_<Keyword>`` tags.
 
     Args:
         path: the image file.
         max_pixels: refuse images whose declared width*height exceeds this, before any
             pixel is decoded (decompression bombs).
+        dicom_window: (center, width) replacing a DICOM file's own VOI; None = the file's.
 
     Returns:
         DecodedImage with ``rgb`` uint8 [H, W, 3].
@@ -285,6 +294,10 @@ def decode_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImag
     if not data:
         raise DecodeError("empty file (0 bytes)")
     extension = os.path.splitext(path)[1].lower().lstrip(".")
+    if has_dicom_preamble(data) or f".{extension}" in DICOM_EXTENSIONS:
+        rgb, props = decode_dicom(data, extension, max_pixels, dicom_window)
+        height, width = rgb.shape[:2]
+        return DecodedImage(rgb=rgb, props=props, orientation=1, raw_size=(width, height))
     try:
         with strict_pil():
             image = Image.open(io.BytesIO(data))

@@ -1,7 +1,9 @@
 """Data sources -> DatasetIndex: a class-per-subfolder tree or a CSV manifest.
 
 Folder tree: ``DATA/<class>/<file>``, searched recursively inside each class folder, hidden
-files and folders skipped, symlinks followed once (a visited set of folder inodes stops loops).
+files and folders skipped, image files found by extension or, for DICOM files (often named
+without one), by their ``DICM`` preamble; symlinks followed once (a visited set of folder
+inodes stops loops).
 Samples are sorted by (class index, relative path). Files at the top level are ignored.
 
 CSV manifest: columns ``path,label``, optional ``mask`` and optional box ``x0,y0,x1,y1``
@@ -10,6 +12,12 @@ A label is matched as a class NAME first; when ``classes`` is given and the labe
 name but a decimal integer in range, it is read as a class INDEX (so class names "0", "1"
 still work as names). An empty label gives label -1 (unknown). Without ``classes`` the
 classes are the sorted unique labels (plain string order, like torchvision's ImageFolder).
+
+Multi-label manifests (``multi_label=True``): a column ``labels`` holds each image's labels
+separated by ``|`` (empty = no finding; names only). The index then holds one SampleRef per
+(image, positive label), in the classes' order, and one with label -1 for an image with no
+positive label; every ref of an image carries all its labels in ``labels``. Maps, measures and
+every per-class detector then work per label unchanged.
 
 Paths that leave the data root (``..`` or an absolute path elsewhere, checked lexically)
 are refused unless ``allow_outside=True``. File names that are not valid UTF-8 work: they
@@ -22,13 +30,14 @@ import csv
 import math
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from auditor.data.dicom import DICOM_EXTENSIONS, is_dicom_file
 from auditor.errors import DataError
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
-)
+) | DICOM_EXTENSIONS
 BOX_COLUMNS: tuple[str, ...] = ("x0", "y0", "x1", "y1")
 _SHOW = 5  # how many offending names an error message lists before "and N more"
 
@@ -43,21 +52,31 @@ class SampleRef:
     label: int
     mask_path: str | None = None
     box: tuple[float, float, float, float] | None = None
+    labels: tuple[int, ...] = ()  # multi-label: every positive label of the image
 
 
 @dataclass
 class DatasetIndex:
-    """Every sample of a data set in a stable order, its classes and indexing warnings."""
+    """Every sample of a data set in a stable order, its classes and indexing warnings.
+
+    ``multi_label``: samples are (image, positive label) pairs (see the module docstring).
+    """
 
     root: str
     classes: list[str]
     samples: list[SampleRef]
     warnings: list[str] = field(default_factory=list)
+    multi_label: bool = False
 
 
 def is_image_name(name: str) -> bool:
     """True when a file name has one of the image extensions (any case)."""
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _is_image_file(path: str, name: str) -> bool:
+    """An image extension, or a DICOM file by its preamble (DICOM names often have none)."""
+    return is_image_name(name) or is_dicom_file(path)
 
 
 def _listing(names: Sequence[str]) -> str:
@@ -109,7 +128,7 @@ def _walk_images(folder: str, visited: set[tuple[int, int]]) -> Iterator[str]:
                 continue
             if is_dir:
                 subfolders.append(entry.path)
-            elif is_file and is_image_name(entry.name):
+            elif is_file and _is_image_file(entry.path, entry.name):
                 yield entry.path
         stack.extend(reversed(subfolders))
 
@@ -149,9 +168,7 @@ def _attach_masks(
         if sample.mask_path is None:
             mask = lookup.get(os.path.splitext(sample.rel_path)[0])
             missing += mask is None
-            sample = SampleRef(
-                sample.index, sample.path, sample.rel_path, sample.label, mask, sample.box
-            )
+            sample = replace(sample, mask_path=mask)
         attached.append(sample)
     if missing:
         warnings.append(
@@ -172,7 +189,7 @@ def _open_folder(root: str, classes: list[str] | None) -> DatasetIndex:
         try:
             if entry.is_dir():
                 class_dirs[entry.name] = entry.path
-            elif entry.is_file() and is_image_name(entry.name):
+            elif entry.is_file() and _is_image_file(entry.path, entry.name):
                 top_level_files += 1
         except OSError:
             continue
@@ -248,7 +265,7 @@ def _label_of(label: str, classes: list[str], positions: dict[str, int]) -> int 
 
 
 def _open_manifest(
-    manifest: str, classes: list[str] | None, allow_outside: bool
+    manifest: str, classes: list[str] | None, allow_outside: bool, multi_label: bool = False
 ) -> DatasetIndex:
     root = os.path.dirname(os.path.abspath(manifest))
     warnings: list[str] = []
@@ -266,11 +283,13 @@ def _open_manifest(
         raise DataError(f"manifest {manifest!r} is empty; it needs a header row path,label")
     header_line, header = rows_numbered[0]
     columns = [name.strip().lower() for name in header]
-    for required in ("path", "label"):
+    label_column = "labels" if multi_label else "label"
+    for required in ("path", label_column):
         if required not in columns:
             raise DataError(
                 f"manifest {manifest!r} has no column {required!r}; columns found: "
-                f"{[name for name in columns if name]} (the header needs path,label)"
+                f"{[name for name in columns if name]} (the header needs path,{label_column}"
+                f"{'; labels separated by |' if multi_label else ''})"
             )
     box_found = [name for name in BOX_COLUMNS if name in columns]
     if box_found and len(box_found) != len(BOX_COLUMNS):
@@ -279,7 +298,7 @@ def _open_manifest(
             f"manifest {manifest!r} has box columns {box_found} but not {missing}; "
             "give all of x0,y0,x1,y1 or none"
         )
-    where = {name: columns.index(name) for name in ("path", "label", "mask", *BOX_COLUMNS)
+    where = {name: columns.index(name) for name in ("path", label_column, "mask", *BOX_COLUMNS)
              if name in columns}
 
     def cell(row: list[str], name: str) -> str:
@@ -312,7 +331,7 @@ def _open_manifest(
         if isinstance(box, str):
             bad_boxes.append(f"line {line}: {box}")
             box = None
-        entries.append((path, cell(row, "label"), mask, box))
+        entries.append((path, cell(row, label_column), mask, box))
     if outside and not allow_outside:
         raise DataError(
             f"manifest paths outside its folder {root!r}: {_listing(outside)} "
@@ -331,6 +350,8 @@ def _open_manifest(
         warnings.append(f"{len(bad_boxes)} boxes dropped: {'; '.join(bad_boxes[:_SHOW])}")
     if not entries:
         raise DataError(f"manifest {manifest!r} lists no images")
+    if multi_label:
+        return _multi_label_index(root, entries, classes, warnings)
 
     if classes is None:
         classes = sorted({label for _, label, _, _ in entries if label})
@@ -357,11 +378,51 @@ def _open_manifest(
     return DatasetIndex(root=root, classes=classes, samples=samples, warnings=warnings)
 
 
+def _split_labels(cell: str) -> list[str]:
+    """The labels of a multi-label cell: ``|``-separated names, blanks dropped, order kept."""
+    return list(dict.fromkeys(part.strip() for part in cell.split("|") if part.strip()))
+
+
+def _multi_label_index(
+    root: str,
+    entries: list[tuple[str, str, str | None, tuple[float, float, float, float] | None]],
+    classes: list[str] | None,
+    warnings: list[str],
+) -> DatasetIndex:
+    """One SampleRef per (image, positive label), or one with label -1 for no finding."""
+    names = [_split_labels(label) for _, label, _, _ in entries]
+    if classes is None:
+        classes = sorted({name for image in names for name in image})
+    if not classes:
+        raise DataError("the manifest's labels column is empty everywhere; give the labels, "
+                        "or --classes in the model's output order")
+    positions = {name: i for i, name in enumerate(classes)}
+    unknown = sorted({name for image in names for name in image if name not in positions})
+    if unknown:
+        raise DataError(
+            f"manifest labels not among the classes: {_listing(unknown)} ({len(unknown)} "
+            f"distinct); classes are {_listing(classes)} ({len(classes)}); fix the labels or "
+            "the classes list"
+        )
+    samples: list[SampleRef] = []
+    for (path, _, mask, box), image in zip(entries, names, strict=True):
+        labels = tuple(sorted(positions[name] for name in image))
+        rel = os.path.relpath(path, root)
+        for label in labels or (-1,):
+            samples.append(SampleRef(len(samples), path, rel, label, mask, box, labels))
+    no_finding = sum(1 for image in names if not image)
+    if no_finding:
+        warnings.append(f"{no_finding} of {len(entries)} images have no label (no finding)")
+    return DatasetIndex(root=root, classes=classes, samples=samples, warnings=warnings,
+                        multi_label=True)
+
+
 def open_source(
     data: str | os.PathLike[str],
     classes: Sequence[str] | None = None,
     masks_dir: str | os.PathLike[str] | None = None,
     allow_outside: bool = False,
+    multi_label: bool = False,
 ) -> DatasetIndex:
     """Index a folder tree or a CSV manifest (see the module docstring for the rules).
 
@@ -371,6 +432,8 @@ def open_source(
         masks_dir: folder of masks at the images' relative paths (any image extension);
             a manifest's ``mask`` column takes precedence.
         allow_outside: accept manifest paths outside the manifest's folder.
+        multi_label: read the manifest's ``labels`` column (``|``-separated); one sample per
+            (image, positive label). Needs a manifest.
 
     Returns:
         DatasetIndex with samples in a stable order.
@@ -380,6 +443,11 @@ def open_source(
     """
     location = os.path.abspath(os.fspath(data))
     checked = _check_classes(classes)
+    if multi_label and os.path.isdir(location):
+        raise DataError(
+            f"--multi-label needs a CSV manifest with columns path,labels (labels separated "
+            f"by |); {location!r} is a folder, which holds one label per image"
+        )
     if os.path.isdir(location):
         index = _open_folder(location, checked)
         if not index.samples:
@@ -388,7 +456,7 @@ def open_source(
                 f"extensions {', '.join(sorted(IMAGE_EXTENSIONS))}"
             )
     elif os.path.isfile(location) and location.lower().endswith(".csv"):
-        index = _open_manifest(location, checked, allow_outside)
+        index = _open_manifest(location, checked, allow_outside, multi_label)
     elif not os.path.exists(location):
         raise DataError(f"data {location!r} does not exist; give a folder or a .csv manifest")
     else:

@@ -25,7 +25,8 @@ it changes no pixel and can only confirm nothing: it stays as a built-in null.
 
 **Per sample.** Only samples the model (float32, here) classifies correctly count: `flipped`
 when the edited input is no longer classified as its label; `prob_drop` = p(label | original)
-- p(label | edited).
+- p(label | edited). In a multi-label run each row is an (image, label) pair, p is the label's
+sigmoid, "correct" means p >= the run's threshold and `flipped` that the edit takes it below.
 
 **Control.** The same edit on samples that should not care: by default up to MAX_PER_CLASS
 samples of the other classes that carry no flag of the same kind (all other classes for a
@@ -202,13 +203,17 @@ class _Runner:
 
     # --- model ------------------------------------------------------------------------------
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 [n,3,H,W] (any device) -> softmax probabilities float32 [n, C] on the CPU."""
+        """uint8 [n,3,H,W] (any device) -> probabilities float32 [n, C] on the CPU: softmax,
+        or each label's sigmoid in a multi-label run."""
         out = []
         with torch.inference_mode():
             for start in range(0, len(images), self.config.batch_size):
                 batch = images[start:start + self.config.batch_size]
                 x = normalise_images(batch, self.config.mean, self.config.std, self.device)
-                out.append(torch.softmax(self.model(x).float(), dim=1).cpu())
+                logits = self.model(x).float()
+                probs = (torch.sigmoid(logits) if self.config.multi_label
+                         else torch.softmax(logits, dim=1))
+                out.append(probs.cpu())
         return torch.cat(out)
 
     def measure(self, positions: list[int], originals: torch.Tensor,
@@ -220,8 +225,13 @@ class _Runner:
             self.before.update({positions[i]: fresh[j] for j, i in enumerate(missing)})
         before = torch.stack([self.before[p] for p in positions])
         after = self.probabilities(edited)
-        correct = before.argmax(dim=1) == labels
-        flipped = after.argmax(dim=1) != labels
+        if self.config.multi_label:  # the label is predicted, then no longer
+            threshold = self.config.threshold
+            correct = before.gather(1, labels[:, None])[:, 0] >= threshold
+            flipped = after.gather(1, labels[:, None])[:, 0] < threshold
+        else:
+            correct = before.argmax(dim=1) == labels
+            flipped = after.argmax(dim=1) != labels
         drop = before.gather(1, labels[:, None])[:, 0] - after.gather(1, labels[:, None])[:, 0]
         keep = correct.numpy()
         kept = [p for p, k in zip(positions, keep, strict=True) if k]

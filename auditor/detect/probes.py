@@ -18,7 +18,10 @@ fingerprints of `auditor.data.decode` and the 16x16 thumbnails of `auditor.data.
      is itself a feature. `strength` is MI / H(label) in [0, 1]: the fraction of the label's
      entropy the property explains.
 
-   Constant or absent columns are skipped and listed in `skipped_properties` with the reason.
+   Constant or absent columns are skipped and listed in `skipped_properties` with the reason
+   (absent `dicom_<Keyword>` tags silently: only DICOM files have them). DICOM files add the
+   allow-listed technical tags of `auditor.data.dicom` (Manufacturer, ViewPosition, KVP, ...);
+   a tag that predicts the label is named in the `metadata_shortcut` message like any property.
 
 2. **Cross-validated probes.** A random forest (stratified K-fold, seeded; K = 5 up to 1000
    rows, 3 above, never more than the smallest class) on the file properties alone (one-hot
@@ -82,6 +85,7 @@ from scipy.stats import norm
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedKFold
 
+from auditor.data.dicom import DICOM_CATEGORICAL_TAGS, DICOM_NUMERIC_TAGS, PROPERTY_PREFIX
 from auditor.detect.categories import MISSING, OTHER, category_strings
 from auditor.detect.flags import SEVERITY_RANK, Flag, Severity
 from auditor.errors import UsageError
@@ -98,6 +102,7 @@ CATEGORICAL_PROPERTIES: tuple[str, ...] = (
     "exif_orientation",
     "n_frames",
     "border_dominant",
+    *(PROPERTY_PREFIX + tag for tag in DICOM_CATEGORICAL_TAGS),
 )
 NUMERIC_PROPERTIES: tuple[str, ...] = (
     "width",
@@ -111,6 +116,7 @@ NUMERIC_PROPERTIES: tuple[str, ...] = (
     "border_mean_b",
     "border_std",
     "border_uniform_frac",
+    *(PROPERTY_PREFIX + tag for tag in DICOM_NUMERIC_TAGS),
 )
 #: Fingerprint properties computed from pixels of the border band, not from the file itself.
 BORDER_PROPERTIES: frozenset[str] = frozenset(
@@ -491,7 +497,9 @@ def _encode_properties(frame: pd.DataFrame) -> tuple[dict[str, _Column], dict[st
     skipped: dict[str, str] = {}
     for name in CATEGORICAL_PROPERTIES + NUMERIC_PROPERTIES:
         if name not in frame:
-            skipped[name] = "not in the fingerprints"
+            # DICOM tags exist only for DICOM files: their absence elsewhere is no news.
+            if not name.startswith(PROPERTY_PREFIX):
+                skipped[name] = "not in the fingerprints"
             continue
         if name in CATEGORICAL_PROPERTIES:
             col = _encode_categorical(frame[name], colour=name == "border_dominant")

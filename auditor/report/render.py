@@ -153,6 +153,8 @@ def report_context(run_dir: str | Path, gallery_size: int = 48) -> dict[str, Any
             else f"Shortcut audit: {(summary.get('model') or {}).get('spec', 'model')}"
         ),
         "verdict": verdict(summary, findings["n_findings"]),
+        # Multi-label runs group by label: each (image, label) pair is a row of its label.
+        "unit": "label" if data.get("multi_label") else "class",
         "executive": executive_summary(summary, findings["cards"], findings["n_findings"]),
         "findings": findings,
         "baseline": _baseline(summary),

@@ -26,6 +26,10 @@ COLUMNS = (
     ("wsol_iou_mean", "Localisation IoU", "num"),
 )
 
+#: A multi-label run's per-label scores (summary.json accuracy.per_label) in the class table.
+MULTI_LABEL_QUALITY = (("precision", "Precision", "pct"), ("recall", "Recall", "pct"),
+                       ("auroc", "AUROC", "num"))
+
 
 def class_ids(classes: list[str]) -> dict[str, str]:
     """The HTML id of each class's row ('class-<k>', k its index): safe for any class name."""
@@ -35,10 +39,16 @@ def class_ids(classes: list[str]) -> dict[str, str]:
 def classes_section(
     summary: dict[str, Any], classes: list[str], new_keys: set[FlagKey] | None = None,
 ) -> dict[str, Any]:
-    """{rows, columns, kinds [(code, title)], left_out, n}: the class table as plain data."""
+    """{rows, quality, columns, kinds [(code, title)], left_out, n}: the class table as plain
+    data. `quality` names the columns of each row's `scores`: accuracy, or for a multi-label
+    run each label's precision, recall and AUROC."""
     data = summary.get("data") or {}
     stats = summary.get("class_stats") or {}
-    per_class_acc = (summary.get("accuracy") or {}).get("per_class") or {}
+    accuracy = summary.get("accuracy") or {}
+    per_class_acc = accuracy.get("per_class") or {}
+    per_label = accuracy.get("per_label") or {}
+    quality = (MULTI_LABEL_QUALITY if accuracy.get("multi_label") else
+               (("accuracy", "Accuracy", "pct"),))
     counts = data.get("counts") or {}
     counts_ok = data.get("counts_ok") or {}
     ids = class_ids(classes)
@@ -65,7 +75,8 @@ def classes_section(
             "name": name, "id": ids[name],
             "files": counts.get(name, s.get("n")),
             "readable": s.get("n_ok", counts_ok.get(name)),
-            "accuracy": per_class_acc.get(name, s.get("accuracy")),
+            "scores": [(per_label.get(name) or {}).get(key) if key != "accuracy"
+                       else per_class_acc.get(name, s.get("accuracy")) for key, _, _ in quality],
             "values": [s.get(key) for key, _, _ in COLUMNS],
             "kinds": kinds.get(name, []),
             "severity": next((k for k, v in SEVERITY_RANK.items() if v == rank), None),
@@ -74,6 +85,7 @@ def classes_section(
     present = list(dict.fromkeys(k for r in rows for k in r["kinds"]))
     return {
         "rows": rows, "columns": [(title, fmt) for _, title, fmt in COLUMNS],
+        "quality": [(title, fmt) for _, title, fmt in quality],
         "kinds": [(k, KIND_TITLES.get(k, k)) for k in present],
         "left_out": max(0, len(classes) - len(rows)), "n": len(classes),
         "has_baseline": new_keys is not None,

@@ -11,6 +11,11 @@ def facts_section(summary: dict[str, Any], classes: list[str]) -> dict[str, Any]
     """{model, data, run: [(key, value)], command, notes}: the run's facts as text."""
     model = summary.get("model") or {}
     data = summary.get("data") or {}
+    accuracy = summary.get("accuracy") or {}
+    multi_label = bool(accuracy.get("multi_label"))
+    overall = (("Mean AUROC over labels", fmt_number(accuracy.get("macro_auroc")))
+               if multi_label else
+               ("Overall accuracy", fmt_percent(accuracy.get("overall"), 1)))
     timings = summary.get("timings") or {}
     model_rows = [("Model", "none: a model-free probe (auditor probe)")]
     return {
@@ -34,7 +39,7 @@ def facts_section(summary: dict[str, Any], classes: list[str]) -> dict[str, Any]
             ("Audited (readable)", fmt_count(data.get("n_ok"))),
             ("Could not be read", fmt_count(data.get("n_errors"))),
             ("Foreground from", str(data.get("foreground_source", "–"))),
-            ("Overall accuracy", fmt_percent((summary.get("accuracy") or {}).get("overall"), 1)),
+            overall,
         ],
         "run": [
             ("Created", str(summary.get("created", "–"))),
@@ -46,6 +51,8 @@ def facts_section(summary: dict[str, Any], classes: list[str]) -> dict[str, Any]
              or "–"),
         ],
         "command": str(summary.get("command") or ""),
+        "multi_label": multi_label,
+        "threshold": accuracy.get("threshold"),
         "notes": [str(n)[:1].upper() + str(n)[1:]
                   for n in (*(model.get("warnings") or []), *(data.get("warnings") or []))],
     }

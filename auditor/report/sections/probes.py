@@ -15,9 +15,27 @@ MAX_PROBE_TABLES = 6
 MAX_PROBE_VALUES = 12
 
 
+def _per_label_probes(probes: dict[str, Any]) -> dict[str, Any]:
+    """A multi-label run's one-vs-rest probes as one probe record: each label's associations
+    and classifiers, named "label: ..." (the tables then compare that label with the rest)."""
+    merged: dict[str, Any] = {"associations": []}
+    for label, result in (probes.get("per_label") or {}).items():
+        if not isinstance(result, dict):
+            continue
+        merged["associations"] += [{**a, "label": label} for a in result.get("associations")
+                                   or [] if isinstance(a, dict)]
+        for name, rec in result.items():
+            if isinstance(rec, dict) and "accuracy" in rec:
+                merged[f"{label}: {name}"] = rec
+    return merged
+
+
 def probes_section(probes: Any, samples: pd.DataFrame) -> dict[str, Any] | None:
+    """{associations, tables, classifiers, chart}: the model-free probes (None: not run)."""
     if not isinstance(probes, dict):
         return None
+    if probes.get("multi_label"):
+        probes = _per_label_probes(probes)
     associations = [a for a in probes.get("associations") or [] if isinstance(a, dict)]
     associations.sort(key=lambda a: (finite(a.get("p_value")) is None,
                                      finite(a.get("p_value")) or 0.0,
@@ -41,7 +59,9 @@ def probes_section(probes: Any, samples: pd.DataFrame) -> dict[str, Any] | None:
              if classifiers else None)
     return {
         "associations": [
-            {"property": str(a.get("property", "")), "kind": str(a.get("kind", "")),
+            {"property": (f"{a['label']}: " if "label" in a else "")
+                         + str(a.get("property", "")),
+             "kind": str(a.get("kind", "")),
              "statistic": STATISTIC_NAMES.get(str(a.get("statistic", "")),
                                               str(a.get("statistic", ""))),
              "value": a.get("value"),

@@ -138,6 +138,9 @@ def _trust(summary: dict[str, Any], data: dict[str, Any]) -> str:
     parts = [f"{n_ok:,} of {n:,} files audited across {n_classes:,} classes"]
     if accuracy is not None:
         parts.append(f"top-1 accuracy {fmt_percent(accuracy, 1)}")
+    auroc = finite((summary.get("accuracy") or {}).get("macro_auroc"))
+    if auroc is not None:
+        parts.append(f"mean AUROC over labels {auroc:.2f} (0.5 = chance)")
     if n_errors:
         parts.append(f"{n_errors:,} file{'s' if n_errors != 1 else ''} "
                      f"({fmt_percent(n_errors / n if n else 0, 1)}) could not be read and "
