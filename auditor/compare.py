@@ -154,11 +154,10 @@ def paired_test(before: np.ndarray, after: np.ndarray) -> dict[str, Any]:
     keep = np.isfinite(before) & np.isfinite(after)
     x, y = before[keep], after[keep]
     n = int(keep.sum())
+    median_a, median_b = (float(np.median(x)), float(np.median(y))) if n else (None, None)
     out: dict[str, Any] = {
-        "n": n,
-        "median_a": float(np.median(x)) if n else None,
-        "median_b": float(np.median(y)) if n else None,
-        "difference": float(np.median(y) - np.median(x)) if n else None,
+        "n": n, "median_a": median_a, "median_b": median_b,
+        "difference": median_b - median_a if n else None,  # type: ignore[operator]
         "p_value": None,
     }
     if n < MIN_PAIRS:
@@ -175,19 +174,30 @@ def paired_test(before: np.ndarray, after: np.ndarray) -> dict[str, Any]:
 
 def class_changes(joined: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """{class: {n, accuracy_a, accuracy_b, measures: {measure: paired_test}}} over the shared
-    samples, by the label of run B."""
+    samples, by the label of run B, classes in name order.
+
+    The table is sorted by class once and each class is a slice of plain arrays: splitting a
+    DataFrame per class costs seconds at 1 000 classes and a million rows."""
     measures = [m for m in MEASURES if f"{m}_a" in joined.columns and f"{m}_b" in joined.columns]
+    labels = joined["label_b"].astype(str).to_numpy()
+    order = np.argsort(labels, kind="stable")
+    names, starts = np.unique(labels[order], return_index=True)
+    bounds = np.append(starts, len(order))
+    before = {m: joined[f"{m}_a"].to_numpy(float)[order] for m in measures}
+    after = {m: joined[f"{m}_b"].to_numpy(float)[order] for m in measures}
+    correct = None
+    if {"correct_a", "correct_b"} <= set(joined.columns):
+        correct = (joined["correct_a"].to_numpy(float)[order],
+                   joined["correct_b"].to_numpy(float)[order])
     out: dict[str, dict[str, Any]] = {}
-    for label, group in joined.groupby("label_b", sort=True):
-        entry: dict[str, Any] = {"n": len(group)}
-        if {"correct_a", "correct_b"} <= set(group.columns):
-            entry["accuracy_a"] = float(group["correct_a"].mean())
-            entry["accuracy_b"] = float(group["correct_b"].mean())
-        entry["measures"] = {
-            m: paired_test(group[f"{m}_a"].to_numpy(float), group[f"{m}_b"].to_numpy(float))
-            for m in measures
-        }
-        out[str(label)] = entry
+    for k, name in enumerate(names):
+        rows = slice(int(bounds[k]), int(bounds[k + 1]))
+        entry: dict[str, Any] = {"n": rows.stop - rows.start}
+        if correct is not None:
+            entry["accuracy_a"] = float(correct[0][rows].mean())
+            entry["accuracy_b"] = float(correct[1][rows].mean())
+        entry["measures"] = {m: paired_test(before[m][rows], after[m][rows]) for m in measures}
+        out[str(name)] = entry
     return out
 
 

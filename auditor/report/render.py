@@ -9,6 +9,7 @@ from its module in auditor.report.sections; this module joins them and writes th
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import json
 from pathlib import Path
@@ -93,8 +94,10 @@ def summary_json(run_dir: str | Path) -> str:
     return json.dumps(RunReader(run_dir).summary, indent=2, ensure_ascii=False)
 
 
+@functools.cache
 def environment() -> jinja2.Environment:
-    """The Jinja environment of the report templates: autoescape on for every template."""
+    """The Jinja environment of the report templates: autoescape on for every template; one per
+    process, so each template compiles once."""
     root = importlib.resources.files(TEMPLATE_PACKAGE)
 
     def load(name: str) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from auditor.detect.categories import OTHER, category_strings
@@ -13,6 +14,8 @@ from auditor.report.texts import STATISTIC_NAMES
 
 MAX_PROBE_TABLES = 6
 MAX_PROBE_VALUES = 12
+#: Classes per property table: those with a distinctive value first, then by size.
+MAX_PROBE_ROWS = 40
 
 
 def _per_label_probes(probes: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +80,8 @@ def property_table(ok: pd.DataFrame, prop: str) -> dict[str, Any] | None:
     and row shares per (class, value), a cell `distinctive` when the value covers at least half
     the class and 30 points more than its share of the whole data set; for a numeric property
     with many values, per-class quartiles. None when the property is not a column (looked up as
-    given, then with the 'file_' prefix)."""
+    given, then with the 'file_' prefix). At most MAX_PROBE_ROWS classes (`left_out` says how
+    many more): for a categorical property those with a distinctive cell first."""
     column = prop if prop in ok.columns else f"file_{prop}"
     if column not in ok.columns or ok.empty:
         return None
@@ -85,26 +89,27 @@ def property_table(ok: pd.DataFrame, prop: str) -> dict[str, Any] | None:
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     if numeric and values.nunique() > MAX_PROBE_VALUES:
         stats = values.groupby(ok["label"], sort=False).quantile([0.0, 0.25, 0.5, 0.75, 1.0])
+        labels = ok["label"].unique()
         rows = [{"label": str(label), "cells": [fmt_number(stats[(label, q)], 1)
                                                 for q in (0.0, 0.25, 0.5, 0.75, 1.0)]}
-                for label in ok["label"].unique()]
+                for label in labels[:MAX_PROBE_ROWS]]
         return {"property": prop, "numeric": True,
                 "columns": ["min", "lower quartile", "median", "upper quartile", "max"],
-                "rows": rows}
+                "rows": rows, "left_out": max(0, len(labels) - len(rows))}
     text = category_strings(values)
     top = text.value_counts().index[:MAX_PROBE_VALUES].tolist()
     text = text.where(text.isin(top), OTHER)
     table = pd.crosstab(ok["label"], text)
     columns = [c for c in top if c in table.columns] + ([OTHER] if OTHER in table else [])
-    overall = table.sum(axis=0) / max(int(table.to_numpy().sum()), 1)
-    rows = []
-    for label, counts in table.iterrows():
-        total = int(counts.sum())
-        cells = []
-        for c in columns:
-            share = counts[c] / total if total else 0.0
-            cells.append({"count": int(counts[c]), "share": float(share),
-                          "distinctive": bool(share >= 0.5 and share - overall[c] >= 0.3)})
-        rows.append({"label": str(label), "cells": cells, "total": total})
+    counts = table[columns].to_numpy()  # [classes, values]
+    totals = counts.sum(axis=1)
+    overall = counts.sum(axis=0) / max(int(totals.sum()), 1)
+    shares = counts / np.maximum(totals, 1)[:, None]
+    distinctive = (shares >= 0.5) & (shares - overall[None, :] >= 0.3)
+    order = np.argsort(~distinctive.any(axis=1), kind="stable")[:MAX_PROBE_ROWS]
+    rows = [{"label": str(table.index[k]), "total": int(totals[k]),
+             "cells": [{"count": int(counts[k, j]), "share": float(shares[k, j]),
+                        "distinctive": bool(distinctive[k, j])} for j in range(len(columns))]}
+            for k in order]
     return {"property": prop, "numeric": False, "columns": [str(c) for c in columns],
-            "rows": rows}
+            "rows": rows, "left_out": max(0, len(table) - len(rows))}
