@@ -6,34 +6,32 @@ feature-resolution maps of the readable samples, float32 [N, h, w]).
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
-import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from auditor import __version__
 from auditor.detect.attention import attention_flags, class_statistics
 from auditor.detect.clusters import cluster_maps
+from auditor.detect.flags import Flag, flag_sort_key
 from auditor.detect.location import fixed_location_flags
-from auditor.detect.per_label import one_vs_rest_probes
-from auditor.detect.probes import run_probes
+from auditor.detect.per_label import label_sets, one_error_row_per_file
+from auditor.detect.probe_run import probe_samples
 from auditor.detect.suspicion import sample_flag_codes, suspicion_scores, top_suspects
+from auditor.run import PassContext, PhaseTimer
 from auditor.store import (
     RunReader,
     clear_suspect_maps,
     write_class_means,
-    write_json,
     write_samples,
     write_suspect_map,
     write_thumb,
 )
+from auditor.summary import DataFacts, ModelFacts, Summary, accuracy, write_summary
 
 if TYPE_CHECKING:
-    from auditor.audit import PhaseTimer
     from auditor.data import AuditDataset
 
 log = logging.getLogger("auditor")
@@ -42,10 +40,11 @@ log = logging.getLogger("auditor")
 MEAN_IMAGE_SAMPLES = 64
 
 
-def analyse_run(run_dir: Path, context: dict[str, Any], timer: PhaseTimer) -> dict[str, Any]:
-    """Run the detectors on a merged run directory, write summary.json and report.html."""
-    config = context["config"]
-    index = context["index"]
+def analyse_run(run_dir: Path, context: PassContext, timer: PhaseTimer) -> dict[str, Any]:
+    """Run the detectors on a merged run directory, write summary.json and report.html;
+    returns the summary.json object."""
+    config = context.config
+    index = context.index
     classes: list[str] = index.classes
     reader = RunReader(run_dir)
     samples = reader.samples().copy()
@@ -63,24 +62,25 @@ def analyse_run(run_dir: Path, context: dict[str, Any], timer: PhaseTimer) -> di
         )
         if probes is not None:
             flags += probes.flags
-        if config.interventions and context.get("model") is not None:
+        if config.interventions:
             from auditor.detect.interventions import run_interventions
 
-            found = run_interventions(samples, flags, context)
+            found = run_interventions(samples, flags, context.model, context.dataset,
+                                      config, context.device)
             flags += found.flags
             interventions = found.records
         else:
             interventions = None
     sanity = None
-    if config.sanity and context.get("model") is not None:
+    if config.sanity:
         from auditor.sanity import sanity_from_dataset
 
         with timer.phase("sanity"):
             sanity = sanity_from_dataset(
-                context["model"],
-                context["dataset"],
+                context.model,
+                context.dataset,
                 config.methods,
-                context["layers"],
+                context.layers,
                 config.mean,
                 config.std,
                 n_samples=16,
@@ -91,106 +91,51 @@ def analyse_run(run_dir: Path, context: dict[str, Any], timer: PhaseTimer) -> di
     write_samples(run_dir, samples)
     suspects = top_suspects(samples, config.gallery_size)
     with timer.phase("figures"):
-        _write_class_means(run_dir, samples, maps, context["dataset"], len(classes))
-        _write_thumbs(run_dir, samples, context["dataset"], suspects)
+        _write_class_means(run_dir, samples, maps, context.dataset, len(classes))
+        _write_thumbs(run_dir, samples, context.dataset, suspects)
     clear_suspect_maps(run_dir)  # maps of an earlier analysis may belong to other suspects
     suspect_methods: list[str] = []
     suspect_errors: dict[str, str] = {}
-    if config.suspect_methods and context.get("model") is not None:
+    if config.suspect_methods:
         with timer.phase("suspect maps"):
             suspect_methods, suspect_errors = write_suspect_maps(run_dir, suspects, context)
-    summary = {
-        "auditor_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": context.get("command") or "",
-        "config": config.to_dict(),
-        "versions": versions(),
-        "model": model_facts(context),
-        "data": data_facts(samples, index, config.data),
-        "methods": list(config.methods),
-        "primary": primary,
-        "suspect_methods": suspect_methods,
-        "suspect_methods_errors": suspect_errors,
-        "accuracy": label_metrics(samples, classes, config.threshold)
+    summary = Summary(
+        command=context.command,
+        config=config.to_dict(),
+        model=model_facts(context),
+        data=DataFacts.of(samples, index.root, index.classes, index.warnings, config.data,
+                          multi_label=index.multi_label),
+        methods=list(config.methods),
+        primary=primary,
+        suspect_methods=suspect_methods,
+        suspect_methods_errors=suspect_errors,
+        accuracy=label_metrics(samples, classes, config.threshold)
         if config.multi_label else accuracy(samples, classes),
-        "class_stats": class_statistics(samples, classes),
-        "probes": probes.to_dict() if probes is not None else None,
-        "interventions": interventions,
-        "clusters": clusters,
-        "sanity": sanity,
-        "flags": [f.to_dict() for f in sorted(flags, key=_flag_order)],
-        "baseline": None,
-        "pass": context.get("pass", {}),
-        "timings": timer.timings,
-    }
+        class_stats=class_statistics(samples, classes),
+        probes=probes.to_dict() if probes is not None else None,
+        interventions=interventions,
+        clusters=clusters,
+        sanity=sanity,
+        flags=[f.to_dict() for f in sorted(flags, key=_flag_order)],
+        pass_stats=context.stats,
+        timings=timer.timings,
+    )
     if config.baseline is not None:
         from auditor.compare import baseline_record
 
-        summary["baseline"] = baseline_record(summary["flags"], config.baseline, samples)
-    write_json(run_dir / "summary.json", summary)
+        summary.baseline = baseline_record(summary.flags, config.baseline, samples)
+    write_summary(run_dir, summary)
     with timer.phase("report"):
         from auditor.report import render_report, write_samples_csv
 
         render_report(run_dir, gallery_size=config.gallery_size)
         write_samples_csv(run_dir)
-    summary["timings"] = timer.timings
-    write_json(run_dir / "summary.json", summary)
-    return summary
+    write_summary(run_dir, summary)  # again, with the report's time
+    return summary.to_dict()
 
 
-def _flag_order(flag: Any) -> tuple[int, float]:
-    rank = {"high": 0, "medium": 1, "low": 2}[flag.severity]
-    return rank, -abs(flag.score) if np.isfinite(flag.score) else 0.0
-
-
-def probe_samples(
-    samples: pd.DataFrame,
-    reader: RunReader,
-    classes: list[str],
-    border: float,
-    seed: int,
-    multi_label: bool = False,
-) -> Any:
-    """The model-free probes on the file fingerprints and border thumbnails of readable rows;
-    multi-label: one-vs-rest per label on one row per image (auditor.detect.per_label)."""
-    if multi_label:
-        ok = samples[samples["status"] == "ok"].drop_duplicates("path")
-    else:
-        ok = samples[(samples["status"] == "ok") & (samples["label_index"] >= 0)]
-    if ok.empty:
-        return None
-    props = ok[[c for c in ok.columns if c.startswith("file_")]]
-    props = props.rename(columns=lambda c: c[len("file_") :]).reset_index(drop=True)
-    thumbs = reader.load_rows(ok["index"].tolist(), "probe/thumb16")
-    thumbs = thumbs if thumbs.size else None
-    if multi_label:
-        result: Any = one_vs_rest_probes(
-            props, label_sets(ok["labels"], classes), classes, thumbs, border=border, seed=seed
-        )
-    else:
-        result = run_probes(
-            props, ok["label_index"].to_numpy(), classes, thumbs, border=border, seed=seed
-        )
-    paths = ok["rel_path"].tolist()
-    for flag in result.flags:
-        flag.samples = [paths[i] if isinstance(i, int | np.integer) else i for i in flag.samples]
-    return result
-
-
-def label_sets(labels: pd.Series, classes: list[str]) -> list[tuple[int, ...]]:
-    """The ``labels`` column (``|``-joined names) as tuples of class indices."""
-    positions = {name: k for k, name in enumerate(classes)}
-    return [tuple(positions[n] for n in str(cell).split("|") if n) for cell in labels]
-
-
-def one_error_row_per_file(samples: pd.DataFrame) -> pd.DataFrame:
-    """Multi-label runs hold a row per (image, label); an unreadable file keeps one (its
-    first), with no label of its own (its labels stay in ``labels``)."""
-    error = samples["status"] == "error"
-    repeated = error & samples.duplicated("path")
-    out = samples[~repeated].reset_index(drop=True)
-    out.loc[out["status"] == "error", ["label", "label_index"]] = ["", -1]
-    return out
+def _flag_order(flag: Flag) -> tuple[int, float]:
+    return flag_sort_key(flag.severity, flag.score)
 
 
 def label_metrics(samples: pd.DataFrame, classes: list[str], threshold: float) -> dict[str, Any]:
@@ -233,81 +178,21 @@ def label_metrics(samples: pd.DataFrame, classes: list[str], threshold: float) -
     }
 
 
-def accuracy(samples: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
-    """Top-1 accuracy over readable, labelled samples, overall and per class (NaN: none)."""
-    ok = samples[(samples["status"] == "ok") & (samples["label_index"] >= 0)]
-    per_class = {
-        name: float(ok.loc[ok["label_index"] == k, "correct"].mean())
-        if (ok["label_index"] == k).any()
-        else float("nan")
-        for k, name in enumerate(classes)
-    }
-    return {
-        "overall": float(ok["correct"].mean()) if len(ok) else float("nan"),
-        "per_class": per_class,
-    }
-
-
-def versions() -> dict[str, str]:
-    """Versions of Python, torch, torchvision and auditor (read without importing them)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    def installed(name: str) -> str:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return "not installed"
-
-    return {
-        "python": platform.python_version(),
-        "torch": installed("torch"),
-        "torchvision": installed("torchvision"),
-        "auditor": __version__,
-    }
-
-
-def model_facts(context: dict[str, Any]) -> dict[str, Any]:
-    loaded = context["loaded"]
-    config = context["config"]
-    return {
-        "spec": loaded.spec,
-        "weights": loaded.weights,
-        "weights_sha256": loaded.weights_sha256,
-        "parameters": loaded.parameters,
-        "outputs": context.get("num_outputs"),
-        "target_layers": list(context["layers"]),
-        "target_layers_given": bool(context.get("layers_given", True)),
-        "warnings": [context["layer_warning"]] if context.get("layer_warning") else [],
-        "input_size": list(config.image_size),
-        "device": str(context["device"]),
-    }
-
-
-def data_facts(samples: pd.DataFrame, index: Any, data: str) -> dict[str, Any]:
-    """The data section of summary.json: root, source kind, counts, errors, foreground.
-
-    Multi-label: counts are images with each label; n_samples, n_ok and n_errors count images
-    (files), and n_pairs the (image, label) rows.
-    """
-    files = samples.drop_duplicates("path") if index.multi_label else samples
-    counts = samples["label"].value_counts()
-    ok_counts = samples.loc[samples["status"] == "ok", "label"].value_counts()
-    sources = samples.loc[samples["status"] == "ok", "foreground_source"].value_counts()
-    return {
-        "root": index.root,
-        "source": "manifest" if str(data).lower().endswith(".csv") else "folder",
-        "classes": list(index.classes),
-        "counts": {c: int(counts.get(c, 0)) for c in index.classes},
-        "counts_ok": {c: int(ok_counts.get(c, 0)) for c in index.classes},
-        "n_samples": len(files),
-        "n_ok": int((files["status"] == "ok").sum()),
-        "n_errors": int((files["status"] == "error").sum()),
-        **({"multi_label": True, "n_pairs": len(samples)} if index.multi_label else {}),
-        "has_masks": bool(samples["has_mask"].any()),
-        "foreground_source": sources.index[0] if len(sources) else "none",
-        "foreground_sources": {k: int(v) for k, v in sources.items()},
-        "warnings": list(index.warnings)[:50],
-    }
+def model_facts(context: PassContext) -> ModelFacts:
+    """The model section of summary.json."""
+    loaded = context.loaded
+    return ModelFacts(
+        spec=loaded.spec,
+        weights=loaded.weights,
+        weights_sha256=loaded.weights_sha256,
+        parameters=loaded.parameters,
+        outputs=context.num_outputs,
+        target_layers=list(context.layers),
+        target_layers_given=context.layers_given,
+        warnings=[context.layer_warning] if context.layer_warning else [],
+        input_size=list(context.config.image_size),
+        device=str(context.device),
+    )
 
 
 def _write_class_means(
@@ -359,14 +244,14 @@ def _write_thumbs(
 
 
 def write_suspect_maps(
-    run_dir: Path, suspects: pd.DataFrame, context: dict[str, Any]
+    run_dir: Path, suspects: pd.DataFrame, context: PassContext
 ) -> tuple[list[str], dict[str, str]]:
     """Compute config.suspect_methods for the gallery's suspects and store one map per suspect
     and method (store.write_suspect_map), at the method's native resolution.
 
     Each suspect is explained for its `target_index` (the class the pass explained). Batches
-    of config.batch_size suspects are decoded, normalised on context["device"] and passed
-    through explain.compute_maps one method at a time, so a method that fails (e.g. guided
+    of config.batch_size suspects are decoded, normalised on context.device and passed
+    through cams.compute.compute_maps one method at a time, so a method that fails (e.g. guided
     backprop on an unusual model) only loses its own maps: it is logged and returned.
 
     Returns:
@@ -375,12 +260,12 @@ def write_suspect_maps(
     import torch
 
     from auditor.cams import reshape_from_spec
-    from auditor.explain import compute_maps
+    from auditor.cams.compute import compute_maps
     from auditor.runtime import normalise_images
 
-    config = context["config"]
-    dataset = context["dataset"]
-    device = context["device"]
+    config = context.config
+    dataset = context.dataset
+    device = context.device
     reshape = reshape_from_spec(config.reshape)
     errors: dict[str, str] = {}
     rows = suspects[suspects["target_index"] >= 0]
@@ -401,8 +286,8 @@ def write_suspect_maps(
                 continue
             try:
                 maps = compute_maps(
-                    context["model"], images, targets, [method],
-                    target_layer=context["layers"], reshape=reshape,
+                    context.model, images, targets, [method],
+                    target_layer=context.layers, reshape=reshape,
                     batch_size=config.batch_size, occlusion_patch=config.occlusion_patch,
                     scorecam_channels=config.scorecam_channels,
                 )[method].cpu().numpy()

@@ -10,83 +10,26 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from torch import nn
 
 from auditor import distributed
+from auditor.analysis import analyse_run
 from auditor.cams import reshape_from_spec
 from auditor.config import RUNTIME_ONLY, AuditConfig
 from auditor.data import AuditDataset, DatasetIndex, open_source
-from auditor.detect.flags import at_or_above
 from auditor.errors import DataError, ModelLoadError, UsageError
 from auditor.models.layers import default_target_layer, get_module
 from auditor.models.loading import LoadedModel, load_model
 from auditor.pipeline import DEFAULT_CHUNK_SIZE, AuditInterrupted, PassSettings, run_pass
+from auditor.run import AuditResult, PassContext, PhaseTimer, data_fingerprint
 from auditor.runtime import autocast_dtype, select_device
-from auditor.store import RunLock, RunReader, RunWriter
+from auditor.store import RunLock, RunWriter
 
 log = logging.getLogger("auditor")
-
-
-@dataclass
-class AuditResult:
-    """A finished run: its directory and summary. Shows a compact summary in notebooks."""
-
-    run_dir: Path
-    summary: dict[str, Any]
-
-    @property
-    def flags(self) -> list[dict[str, Any]]:
-        return list(self.summary.get("flags", []))
-
-    @property
-    def report_path(self) -> Path:
-        return self.run_dir / "report.html"
-
-    def samples(self) -> pd.DataFrame:
-        """samples.parquet of the run."""
-        return RunReader(self.run_dir).samples()
-
-    @property
-    def gated_flags(self) -> list[dict[str, Any]]:
-        """The flags --fail-on counts: with a baseline, only those new against it."""
-        baseline = self.summary.get("baseline")
-        if isinstance(baseline, dict):
-            return list(baseline.get("appeared") or [])
-        return self.flags
-
-    def exit_code(self, fail_on: str | None) -> int:
-        """0, or 3 when a flag at or above `fail_on` was raised (the CI gate); with a
-        baseline, only flags new against it count."""
-        return 3 if fail_on and at_or_above(self.gated_flags, fail_on) else 0
-
-    def _repr_html_(self) -> str:
-        from auditor.report.notebook import summary_html
-
-        return summary_html(self.summary)
-
-
-class PhaseTimer:
-    """Logs one line per phase with its duration and keeps the durations for summary.json."""
-
-    def __init__(self) -> None:
-        self.timings: dict[str, float] = {}
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        yield
-        seconds = time.perf_counter() - started
-        self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 3)
-        log.info("%s: %.2f s", name, seconds)
 
 
 def run_audit(
@@ -99,8 +42,6 @@ def run_audit(
     Raises UsageError subclasses (exit 2) for input that cannot be audited, RunDirectoryError
     for an unusable run directory, AuditInterrupted when stopped (resume by calling again).
     """
-    from auditor.analysis import analyse_run
-
     if config.baseline is not None:  # before the pass: a wrong path must not cost a whole run
         from auditor.compare import check_baseline
 
@@ -151,7 +92,7 @@ def run_audit(
         "data": data_fingerprint(index),
     }
     details = {"config": {
-        k: v for k, v in config.to_dict().items() if k not in RUNTIME_ONLY and k != "extra"
+        k: v for k, v in config.to_dict().items() if k not in RUNTIME_ONLY
     }}
     out = Path(config.out)
     lock = RunLock(out)
@@ -162,8 +103,8 @@ def run_audit(
         workers=distributed.workers_per_rank(config.workers, ranks, _cores()),
         amp_dtype=autocast_dtype(device, config.amp), progress=not config.quiet,
         rank=ranks.rank, world_size=ranks.world_size, compile=config.compile,
-        chunk_size=int(config.extra.get("chunk_size", DEFAULT_CHUNK_SIZE)),
-        compile_backend=str(config.extra.get("compile_backend", "inductor")),
+        chunk_size=config.chunk_size or DEFAULT_CHUNK_SIZE,
+        compile_backend=config.compile_backend,
         reshape=reshape_from_spec(config.reshape),
         multi_label=config.multi_label, threshold=config.threshold,
     )
@@ -211,13 +152,12 @@ def run_audit(
             )
             with timer.phase("merge"):
                 writer.merge()
-            context = {
-                "config": config, "index": index, "dataset": dataset, "model": module,
-                "loaded": loaded, "layers": layers, "layer_warning": layer_warning,
-                "layers_given": bool(config.target_layers), "device": device, "pass": pass_stats,
-                "command": command, "num_outputs": num_outputs,
-                "world_size": ranks.world_size,
-            }
+            context = PassContext(
+                config=config, index=index, dataset=dataset, model=module, loaded=loaded,
+                layers=layers, device=device, num_outputs=num_outputs,
+                layers_given=bool(config.target_layers), layer_warning=layer_warning,
+                stats=pass_stats, command=command or "",
+            )
             summary = analyse_run(out, context, timer)
             writer.mark_complete()
     finally:
@@ -281,19 +221,4 @@ def _model_fingerprint(loaded: LoadedModel) -> str:
     for name, tensor in loaded.module.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def data_fingerprint(index: DatasetIndex) -> str:
-    """sha256 over (relative path, label, size, mtime) of every sample: resume refuses when the
-    data changed."""
-    digest = hashlib.sha256("\x00".join(index.classes).encode())
-    for ref in index.samples:
-        try:
-            st = os.stat(ref.path)
-            stamp = f"{st.st_size}:{st.st_mtime_ns}"
-        except OSError:
-            stamp = "missing"
-        digest.update(f"{ref.rel_path}\x00{ref.label}\x00{ref.mask_path}\x00{ref.box}\x00{stamp}\n".encode(
-            "utf-8", "surrogateescape"))
     return digest.hexdigest()

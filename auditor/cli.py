@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from auditor import __version__
+from auditor import cli_options as options
 from auditor.errors import AuditorError
 
 log = logging.getLogger("auditor")
@@ -58,169 +59,26 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _floats3(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float, float]:
-    try:
-        parts = tuple(float(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter(
-            f"expected three numbers like 0.5,0.5,0.5, got {value!r}"
-        ) from None
-    if len(parts) != 3:
-        raise click.BadParameter(f"expected three comma-separated numbers, got {value!r}")
-    return parts  # type: ignore[return-value]
-
-
-def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
-    try:
-        parts = [int(v) for v in value.lower().replace("x", ",").split(",")]
-    except ValueError:
-        raise click.BadParameter(f"expected N or HxW, got {value!r}") from None
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2:
-        raise click.BadParameter(f"expected N or HxW, got {value!r}")
-    return parts[0], parts[1]
-
-
-def _csv_list(
-    ctx: click.Context, param: click.Parameter, value: str | None
-) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    items = tuple(v.strip() for v in value.split(",") if v.strip())
-    if not items:
-        raise click.BadParameter("expected a comma-separated list")
-    return items
-
-
-def _window(
-    ctx: click.Context, param: click.Parameter, value: str | None
-) -> tuple[float, float] | None:
-    from auditor.data.dicom import parse_window
-    from auditor.errors import UsageError
-
-    if value is None:
-        return None
-    try:
-        return parse_window(value)
-    except UsageError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="auditor")
 def main() -> None:
     """Audit image classifiers and their data sets for shortcut learning."""
 
 
-reshape_option = click.option(
-    "--reshape",
-    default="none",
-    show_default=True,
-    help="How the target layer's output becomes a feature map: none (already [B,C,h,w]), "
-    "vit (transformer tokens [B,N,C]; class/register tokens dropped, square grid inferred), "
-    "vit:GHxGW, or nhwc (channels-last [B,h,w,C], timm Swin). With vit or nhwc the default "
-    "layer is the last norm layer whose positions the prediction depends on.",
-)
-
-
-def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Options shared by every command that reads a data set."""
-    options = [
-        click.option(
-            "--classes",
-            callback=_csv_list,
-            help="Class names in the model's output order, comma-separated "
-            "(default: sorted folder names / manifest labels).",
-        ),
-        click.option(
-            "--masks",
-            type=click.Path(exists=True, file_okay=False),
-            help="Folder of foreground masks at the same relative paths as the images "
-            "(any image extension; nonzero = foreground).",
-        ),
-        click.option(
-            "--image-size",
-            default="224",
-            show_default=True,
-            callback=_size,
-            help="Model input size, N or HxW pixels (images are resized, not cropped).",
-        ),
-        click.option(
-            "--border",
-            default=0.1,
-            show_default=True,
-            type=float,
-            help="Width of the border band, as a fraction of each side.",
-        ),
-        click.option(
-            "--workers",
-            type=int,
-            default=None,
-            help="DataLoader worker processes (default: from the core count).",
-        ),
-        click.option(
-            "--allow-outside",
-            is_flag=True,
-            help="Allow manifest paths outside the manifest's folder.",
-        ),
-        click.option(
-            "--multi-label",
-            is_flag=True,
-            help="Several labels per image: a manifest column `labels` separated by | (empty "
-            "= no finding); maps, statistics and probes per label.",
-        ),
-        click.option(
-            "--dicom-window",
-            callback=_window,
-            help="CENTER,WIDTH in modality units (e.g. HU) for every DICOM file, replacing "
-            "the files' own VOI LUT or window (default: each file's; its min..max without).",
-        ),
-        click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
 @main.command()
 @click.argument("data", type=click.Path(exists=True))
-@click.option(
-    "--model",
-    "model_spec",
-    required=True,
-    help="torchvision:NAME, module.path:factory, path/file.py:factory, or a TorchScript file.",
-)
+@options.model
 @click.option(
     "--out",
     required=True,
     type=click.Path(file_okay=False),
     help="Run directory to write (an unfinished one is resumed).",
 )
-@click.option(
-    "--weights",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Weights: a state_dict (.pt/.pth, loaded with weights_only) or .safetensors.",
-)
-@click.option("--num-classes", type=int, help="Head size, when the weights do not say it.")
-@data_options
-@click.option(
-    "--target-layer",
-    "target_layers",
-    multiple=True,
-    help="Dotted module name of the layer to explain; repeat to average several "
-    "(default: the last layer with a spatial feature map, see --reshape).",
-)
-@reshape_option
-@click.option(
-    "--methods",
-    default="gradcam",
-    show_default=True,
-    callback=_csv_list,
-    help="Map methods computed in the pass, comma-separated "
-    "(gradcam, gradcam++, xgradcam, layercam, hirescam, counterfactual, cam, "
-    "eigencam).",
-)
+@options.weights
+@options.num_classes
+@options.data_options
+@options.layer_options
+@options.pass_methods
 @click.option(
     "--primary",
     help="The method whose maps feed the measures and flags (default: the first of --methods).",
@@ -240,20 +98,7 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     help="With --multi-label: a label is predicted when its sigmoid probability is at least "
     "this.",
 )
-@click.option(
-    "--mean",
-    default="0.485,0.456,0.406",
-    show_default=True,
-    callback=_floats3,
-    help="Normalisation mean (RGB, 0-1 units).",
-)
-@click.option(
-    "--std",
-    default="0.229,0.224,0.225",
-    show_default=True,
-    callback=_floats3,
-    help="Normalisation std (RGB, 0-1 units).",
-)
+@options.normalisation_options
 @click.option(
     "--foreground",
     type=click.Choice(["mask", "estimate"]),
@@ -263,7 +108,7 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     "(flood fill of a uniform border, else GrabCut); estimates are marked.",
 )
 @click.option("--batch-size", default=64, show_default=True, type=int, help="Images per batch.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@options.device
 @click.option(
     "--amp",
     type=click.Choice(["auto", "on", "off"]),
@@ -273,7 +118,6 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option(
     "--compile",
-    "compile_model",
     is_flag=True,
     help="torch.compile the model (checked against eager on the first batch; falls "
     "back with a warning). Pays off on GPUs for long runs.",
@@ -285,17 +129,9 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     hidden=True,
     help="Rows per stored chunk (default 2048): what an interruption can lose.",
 )
-@click.option(
-    "--trust-pickle",
-    is_flag=True,
-    help="Allow loading full pickled models/weights (unpickling can run code).",
-)
+@options.trust_pickle
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
-@click.option(
-    "--fail-on",
-    type=click.Choice(["high", "medium", "low"]),
-    help="Exit with code 3 when a flag at or above this severity is raised.",
-)
+@options.fail_on
 @click.option(
     "--baseline",
     type=click.Path(exists=True, file_okay=False),
@@ -309,29 +145,8 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     type=int,
     help="Suspect samples shown in the report.",
 )
-@click.option(
-    "--suspect-methods",
-    callback=_csv_list,
-    default=None,
-    help="Costly map methods run on the report's suspects only (the --gallery-size most "
-    "suspicious samples), never the whole pass, comma-separated: scorecam, occlusion, "
-    "guided-backprop, guided-gradcam, or a one-pass method not in --methods. Each adds an "
-    "overlay to every suspect's card.",
-)
-@click.option(
-    "--scorecam-channels",
-    type=int,
-    default=None,
-    help="With --suspect-methods scorecam: use only the N channels of highest mean "
-    "activation (default: all; Score-CAM costs one forward per channel).",
-)
-@click.option(
-    "--occlusion-patch",
-    type=int,
-    default=None,
-    help="With --suspect-methods occlusion: patch side in pixels (default: an eighth of the "
-    "shorter image side).",
-)
+@options.suspect_methods
+@options.separate_method_options
 @click.option(
     "--no-interventions", is_flag=True, help="Skip the confirmation runs on edited inputs."
 )
@@ -342,51 +157,13 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     "samples (see `auditor sanity`); the report says which methods passed.",
 )
 @_handle_errors
-def audit(data: str, model_spec: str, out: str, **opts: Any) -> None:
+def audit(data: str, out: str, no_interventions: bool, **opts: Any) -> None:
     """Audit a model on DATA (a class-per-folder tree or a CSV manifest)."""
     from auditor.audit import run_audit
     from auditor.config import AuditConfig
 
     _setup_logging(opts["quiet"])
-    config = AuditConfig(
-        data=data,
-        model=model_spec,
-        out=out,
-        weights=opts["weights"],
-        num_classes=opts["num_classes"],
-        classes=opts["classes"],
-        masks=opts["masks"],
-        target_layers=tuple(opts["target_layers"]),
-        reshape=None if opts["reshape"] == "none" else opts["reshape"],
-        methods=opts["methods"],
-        primary=opts["primary"],
-        explain=opts["explain"],
-        image_size=opts["image_size"],
-        mean=opts["mean"],
-        std=opts["std"],
-        border=opts["border"],
-        foreground=opts["foreground"],
-        batch_size=opts["batch_size"],
-        workers=opts["workers"],
-        device=opts["device"],
-        amp=opts["amp"],
-        trust_pickle=opts["trust_pickle"],
-        allow_outside=opts["allow_outside"],
-        dicom_window=opts["dicom_window"],
-        multi_label=opts["multi_label"],
-        threshold=opts["threshold"],
-        quiet=opts["quiet"],
-        overwrite=opts["overwrite"],
-        fail_on=opts["fail_on"],
-        baseline=opts["baseline"],
-        gallery_size=opts["gallery_size"],
-        suspect_methods=opts["suspect_methods"] or (),
-        scorecam_channels=opts["scorecam_channels"],
-        occlusion_patch=opts["occlusion_patch"],
-        interventions=not opts["no_interventions"],
-        compile=opts["compile_model"],
-        extra={} if opts["chunk_size"] is None else {"chunk_size": opts["chunk_size"]},
-    )
+    config = AuditConfig(data=data, out=out, interventions=not no_interventions, **opts)
     result = run_audit(config, command=_command_line())
     if result.summary:  # empty on the non-zero ranks of a torchrun job: rank 0 reports
         _print_outcome(result.summary, result.report_path)
@@ -401,12 +178,8 @@ def audit(data: str, model_spec: str, out: str, **opts: Any) -> None:
     type=click.Path(file_okay=False),
     help="Directory for probe.json, samples.parquet and report.html.",
 )
-@data_options
-@click.option(
-    "--fail-on",
-    type=click.Choice(["high", "medium", "low"]),
-    help="Exit with code 3 when a flag at or above this severity is raised.",
-)
+@options.data_options
+@options.fail_on
 @_handle_errors
 def probe(data: str, out: str, **opts: Any) -> None:
     """Model-free checks of DATA: do file properties or border pixels predict the label?"""
@@ -471,14 +244,12 @@ def report(run_dir: str, output: str | None, fmt: str, gallery_size: int) -> Non
     type=click.Path(file_okay=False),
     help="Directory for compare.json and compare.html.",
 )
-@click.option(
-    "--fail-on",
-    type=click.Choice(["high", "medium", "low"]),
-    help="Exit with code 3 when a flag at or above this severity appeared in RUN_B.",
-)
+@options.fail_on
 @_handle_errors
 def compare(run_a: str, run_b: str, out: str, fail_on: str | None) -> None:
-    """What changed from RUN_A (before) to RUN_B (after): flags, per-class measures, samples."""
+    """What changed from RUN_A (before) to RUN_B (after): flags, per-class measures, samples.
+
+    --fail-on counts the flags that appeared in RUN_B."""
     from auditor.compare import compare_runs
     from auditor.report.compare_page import write_comparison
 
@@ -508,7 +279,7 @@ def compare(run_a: str, run_b: str, out: str, fail_on: str | None) -> None:
     "--per-class", default=150, show_default=True, type=int, help="Images generated per class."
 )
 @click.option("--epochs", default=4, show_default=True, type=int, help="Training epochs.")
-@click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
+@options.quiet
 @_handle_errors
 def demo(out: str, per_class: int, epochs: int, quiet: bool) -> None:
     """Generate a Pokemon/Digimon-style shortcut data set, train a small CNN, audit it."""
@@ -555,91 +326,28 @@ def _load_for_maps(opts: dict[str, Any]) -> Any:
 
     device = select_device(opts["device"])
     loaded = load_model(
-        opts["model_spec"], opts["weights"], opts["num_classes"], opts["trust_pickle"]
+        opts["model"], opts["weights"], opts["num_classes"], opts["trust_pickle"]
     )
     return loaded.module.to(device)
 
 
-def map_model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Options shared by `explain` and `sanity`: the model, its input and the map methods."""
-    options = [
-        click.option(
-            "--model",
-            "model_spec",
-            required=True,
-            help="torchvision:NAME, module.path:factory, path/file.py:factory, or a "
-            "TorchScript file.",
-        ),
-        click.option(
-            "--weights",
-            type=click.Path(exists=True, dir_okay=False),
-            help="Weights: a state_dict (.pt/.pth, loaded with weights_only) or .safetensors.",
-        ),
-        click.option("--num-classes", type=int, help="Head size, when the weights do not say it."),
-        click.option(
-            "--classes",
-            callback=_csv_list,
-            help="Class names in the model's output order, comma-separated.",
-        ),
-        click.option(
-            "--target-layer",
-            "target_layers",
-            multiple=True,
-            help="Dotted module name of the layer to explain; repeat to average several "
-            "(default: the last layer with a spatial feature map, see --reshape).",
-        ),
-        reshape_option,
-        click.option(
-            "--image-size",
-            default="224",
-            show_default=True,
-            callback=_size,
-            help="Model input size, N or HxW pixels (images are resized, not cropped).",
-        ),
-        click.option(
-            "--mean",
-            default="0.485,0.456,0.406",
-            show_default=True,
-            callback=_floats3,
-            help="Normalisation mean (RGB, 0-1 units).",
-        ),
-        click.option(
-            "--std",
-            default="0.229,0.224,0.225",
-            show_default=True,
-            callback=_floats3,
-            help="Normalisation std (RGB, 0-1 units).",
-        ),
-        click.option(
-            "--occlusion-patch",
-            type=click.IntRange(min=1),
-            help="Occlusion patch side in pixels (default: 1/8 of the shorter side).",
-        ),
-        click.option(
-            "--scorecam-channels",
-            type=click.IntRange(min=1),
-            help="Score-CAM uses only the N most active channels (default: all).",
-        ),
-        click.option(
-            "--batch-size",
-            default=16,
-            show_default=True,
-            type=click.IntRange(min=1),
-            help="Images per batch.",
-        ),
-        click.option(
-            "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."
-        ),
-        click.option(
-            "--trust-pickle",
-            is_flag=True,
-            help="Allow loading full pickled models/weights (unpickling can run code).",
-        ),
-        click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+#: Options shared by `explain` and `sanity`: the model, its input and the map settings.
+map_model_options = options.group(
+    options.model_options,
+    options.layer_options,
+    options.image_size,
+    options.normalisation_options,
+    options.separate_method_options,
+    click.option(
+        "--batch-size",
+        default=16,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Images per batch.",
+    ),
+    options.device,
+    options.quiet,
+)
 
 
 def _layers(target_layers: tuple[str, ...]) -> str | list[str] | None:
@@ -658,19 +366,16 @@ def _layers(target_layers: tuple[str, ...]) -> str | list[str] | None:
     type=click.Path(file_okay=False),
     help="Folder for <stem>.png, <stem>.<method>.npy and <stem>.json.",
 )
-@click.option(
-    "--methods",
-    default="gradcam,gradcam++,layercam,occlusion,guided-gradcam",
-    show_default=True,
-    callback=_csv_list,
-    help="Comma-separated: gradcam, gradcam++, xgradcam, layercam, hirescam, "
-    "counterfactual, cam, eigencam, scorecam, occlusion, guided-backprop, "
-    "guided-gradcam.",
-)
+@options.explain_methods
 @click.option(
     "--target",
     help="Class to explain, by index or by name (names need --classes); "
     "default: each image's predicted class.",
+)
+@click.option(
+    "--classes",
+    callback=options.csv_list,
+    help="Class names in the model's output order, comma-separated.",
 )
 @map_model_options
 @_handle_errors
@@ -713,7 +418,7 @@ def explain(
     "--methods",
     default="gradcam",
     show_default=True,
-    callback=_csv_list,
+    callback=options.csv_list,
     help="Map methods to check, comma-separated (as for `explain`).",
 )
 @click.option(
@@ -745,9 +450,8 @@ def explain(
     type=int,
     help="Seeds the sample choice and the re-initialisation.",
 )
-@click.option(
-    "--allow-outside", is_flag=True, help="Allow manifest paths outside the manifest's folder."
-)
+@options.data_classes
+@options.allow_outside
 @map_model_options
 @_handle_errors
 def sanity(

@@ -31,6 +31,7 @@ from auditor.detect.matching import flag_key, key_dict, match_flags
 from auditor.errors import RunDirectoryError, UsageError
 from auditor.report.formatting import finite
 from auditor.store import RunReader
+from auditor.summary import read_summary_json
 
 #: Per-sample measures compared per class (samples.parquet columns).
 MEASURES = ("fg_energy", "fg_enrichment", "bg_energy", "border_energy", "border_lift",
@@ -81,13 +82,12 @@ class Comparison:
         return 3 if fail_on and at_or_above(self.flags["appeared"], fail_on) else 0
 
 
-def _reader(run_dir: str | Path, name: str) -> RunReader:
+def _reader(run_dir: str | Path, name: str) -> tuple[RunReader, dict[str, Any]]:
+    """The run's reader and summary.json; UsageError when it is not a finished run."""
     try:
-        reader = RunReader(run_dir)
-        _ = reader.summary
+        return RunReader(run_dir), read_summary_json(run_dir)
     except RunDirectoryError as exc:
         raise UsageError(f"run {name} ({run_dir}) cannot be compared: {exc}") from exc
-    return reader
 
 
 def _readable(reader: RunReader) -> pd.DataFrame:
@@ -104,7 +104,7 @@ def shared_samples(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
 def compare_runs(run_a: str | Path, run_b: str | Path) -> Comparison:
     """Compare run B (after) with run A (before). Raises UsageError when either is not a
     finished run or when they share no readable sample (nothing to compare)."""
-    reader_a, reader_b = _reader(run_a, "A"), _reader(run_b, "B")
+    (reader_a, summary_a), (reader_b, summary_b) = _reader(run_a, "A"), _reader(run_b, "B")
     a, b = _readable(reader_a), _readable(reader_b)
     joined = shared_samples(a, b)
     overlap = Overlap(len(a), len(b), len(joined))
@@ -113,7 +113,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> Comparison:
             f"runs {run_a} and {run_b} share no readable sample (matched by the path under "
             f"the data root: {len(a):,} in A, {len(b):,} in B): they audited different data, "
             "so there is nothing to compare")
-    match = match_flags(reader_a.summary.get("flags") or [], reader_b.summary.get("flags") or [])
+    match = match_flags(summary_a.get("flags") or [], summary_b.get("flags") or [])
     flags = {
         "appeared": match.appeared,
         "disappeared": match.disappeared,
@@ -124,10 +124,10 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> Comparison:
     }
     return Comparison(
         run_a=str(run_a), run_b=str(run_b), overlap=overlap, flags=flags,
-        accuracy=_accuracy(reader_a.summary, reader_b.summary, joined),
+        accuracy=_accuracy(summary_a, summary_b, joined),
         classes=class_changes(joined),
         changed=changed_most(joined),
-        primary={"a": _primary(reader_a.summary), "b": _primary(reader_b.summary)},
+        primary={"a": _primary(summary_a), "b": _primary(summary_b)},
     )
 
 
@@ -236,7 +236,7 @@ def baseline_record(
     {run, appeared, disappeared (flag keys with severity and message), n_persisting, overlap}.
 
     Raises UsageError when the baseline is not a finished run or shares no readable sample."""
-    reader = _reader(baseline, "--baseline")
+    reader, summary = _reader(baseline, "--baseline")
     before = _readable(reader)
     now = samples[samples["status"] == "ok"].drop_duplicates("rel_path").set_index("rel_path")
     n_shared = int(now.index.isin(before.index).sum())
@@ -244,7 +244,7 @@ def baseline_record(
         raise UsageError(
             f"--baseline {baseline} shares no readable sample with this run (matched by the "
             "path under the data root): it audited other data")
-    match = match_flags(reader.summary.get("flags") or [], flags)
+    match = match_flags(summary.get("flags") or [], flags)
 
     def brief(flag: dict[str, Any]) -> dict[str, Any]:
         return {**key_dict(flag_key(flag)), "severity": flag.get("severity"),

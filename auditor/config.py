@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 from auditor.errors import UsageError
+from auditor.map_methods import METHODS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -27,6 +28,8 @@ RUNTIME_ONLY = frozenset(
         "fail_on",
         "out",
         "compile",
+        "compile_backend",
+        "chunk_size",
         "gallery_size",
         "trust_pickle",
         # Maps of the report's suspects are computed after the pass: adding them to a
@@ -42,8 +45,9 @@ RUNTIME_ONLY = frozenset(
 
 @dataclass(frozen=True)
 class AuditConfig:
-    """Every option of `auditor audit`. Units: image_size in pixels (height, width), border as a
-    fraction of each side, mean/std in [0, 1] RGB units."""
+    """Every option of `auditor audit` (the CLI's option names, `auditor.cli_options`). Units:
+    image_size in pixels (height, width), border as a fraction of each side, mean/std in [0, 1]
+    RGB units; chunk_size in rows per stored chunk (None: the pipeline's default)."""
 
     data: str
     model: str
@@ -85,7 +89,8 @@ class AuditConfig:
     interventions: bool = True
     sanity: bool = False
     seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    chunk_size: int | None = None
+    compile_backend: str = "inductor"
 
     def __post_init__(self) -> None:
         if self.explain not in ("label", "predicted"):
@@ -130,7 +135,7 @@ class AuditConfig:
                 "does not apply"
             )
         self._check_suspect_methods()
-        for name in ("scorecam_channels", "occlusion_patch"):
+        for name in ("scorecam_channels", "occlusion_patch", "chunk_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
@@ -142,14 +147,11 @@ class AuditConfig:
         object.__setattr__(self, "suspect_methods", names)
         if not names:
             return
-        # Imported here: auditor.explain imports this module (and torch, cv2).
-        from auditor.explain import EXPLAIN_METHODS
-
-        unknown = [name for name in names if name not in EXPLAIN_METHODS]
+        unknown = [name for name in names if name not in METHODS]
         if unknown:
             raise UsageError(
                 f"unknown --suspect-methods {', '.join(unknown)}; choose from "
-                f"{', '.join(n for n in EXPLAIN_METHODS if n not in self.methods)}"
+                f"{', '.join(n for n in METHODS if n not in self.methods)}"
             )
         in_pass = [name for name in names if name in self.methods]
         if in_pass:
@@ -173,7 +175,7 @@ class AuditConfig:
         relevant = {
             f.name: getattr(self, f.name)
             for f in fields(self)
-            if f.name not in RUNTIME_ONLY and f.name != "extra"
+            if f.name not in RUNTIME_ONLY
         }
         text = json.dumps(relevant, sort_keys=True, default=list)
         return hashlib.sha256(text.encode()).hexdigest()

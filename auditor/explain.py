@@ -1,10 +1,9 @@
 """`auditor explain`: every map method on a few images, side by side, with the raw maps.
 
-``compute_maps`` is the one dispatcher from method names to maps [B, h, w] (also used by the
-sanity check): the one-pass methods share ONE ``CamEngine`` forward + backward; Score-CAM,
-occlusion and guided backprop run through their own functions. ``explain_images`` decodes
-image files, explains them in batches and returns plain ``Explanation`` records;
-``write_explanations`` turns them into a PNG, one ``.npy`` per method and a JSON per image.
+``explain_images`` decodes image files, explains them in batches (maps from
+``auditor.cams.compute.compute_maps``, the one dispatcher from method names to maps) and returns
+plain ``Explanation`` records; ``write_explanations`` turns them into a PNG, one ``.npy`` per
+method and a JSON per image.
 """
 
 from __future__ import annotations
@@ -20,28 +19,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from auditor.cams import (
-    METHODS,
-    CamEngine,
-    guided_backprop,
-    guided_gradcam,
-    occlusion,
-    scorecam,
-)
+from auditor.cams.compute import compute_maps, default_occlusion_patch
 from auditor.cams.engine import eval_mode
-from auditor.cams.methods import validate_names
 from auditor.config import IMAGENET_MEAN, IMAGENET_STD
 from auditor.data import decode_image
 from auditor.data.dataset import resize_image
 from auditor.errors import DecodeError, RunDirectoryError, UsageError
+from auditor.map_methods import needs_target_layer, validate_names
 from auditor.models.layers import find_target_layer
 from auditor.report.figures import VIRIDIS, overlay
 from auditor.runtime import normalise_images
-
-#: Methods that need more than the one engine pass; each runs through its own function.
-SEPARATE_METHODS: tuple[str, ...] = ("scorecam", "occlusion", "guided-backprop", "guided-gradcam")
-#: Every method name ``compute_maps`` and ``auditor explain`` accept.
-EXPLAIN_METHODS: tuple[str, ...] = (*METHODS, *SEPARATE_METHODS)
 
 # Height in pixels of the title strip above each panel and of the legend strip below.
 _HEADER_H = 18
@@ -50,92 +37,6 @@ _LEGEND_TEXT_H = 14
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _MIN_FONT_SCALE = 0.3
 _TOP_K = 5
-
-
-def validate_explain_methods(methods: Sequence[str]) -> tuple[str, ...]:
-    """Method names checked against ``EXPLAIN_METHODS``, duplicates dropped (order kept)."""
-    return validate_names(methods, EXPLAIN_METHODS)
-
-
-def default_occlusion_patch(image_size: tuple[int, int]) -> int:
-    """Occlusion patch side in pixels: an eighth of the shorter image side (at least 1)."""
-    return max(1, min(image_size) // 8)
-
-
-def needs_target_layer(methods: Sequence[str]) -> bool:
-    """True when a method among ``methods`` reads a layer's activations (all but occlusion
-    and guided backprop, which see only the input and the logits)."""
-    return any(name not in ("occlusion", "guided-backprop") for name in methods)
-
-
-def _single_layer(method: str, target_layer: str | Sequence[str] | None) -> str | None:
-    if target_layer is None or isinstance(target_layer, str):
-        return target_layer
-    layers = list(target_layer)
-    if len(layers) != 1:
-        raise UsageError(
-            f"method {method!r} takes one target layer, got {layers}; pass a single "
-            "--target-layer (several layers are averaged only by the one-pass methods)."
-        )
-    return layers[0]
-
-
-def compute_maps(
-    model: nn.Module,
-    images: Tensor,
-    targets: Tensor,
-    methods: Sequence[str],
-    target_layer: str | Sequence[str] | None = None,
-    occlusion_patch: int | None = None,
-    scorecam_channels: int | None = None,
-    reshape: Callable[[Tensor], Tensor] | None = None,
-    batch_size: int = 64,
-) -> dict[str, Tensor]:
-    """Maps of every requested method for one batch.
-
-    Args:
-        model: images -> logits [B, C].
-        images: float [B, 3, H, W], normalised, on the model's device.
-        targets: long [B], the class each map explains (the same for every method).
-        methods: names from ``EXPLAIN_METHODS``.
-        target_layer: dotted name(s) for the CAM methods; None finds the last feature map.
-        occlusion_patch: occlusion patch side in pixels (stride = patch); None: an eighth
-            of the shorter image side.
-        scorecam_channels: Score-CAM keeps the k most active channels; None keeps all.
-        reshape: token output -> [B, K, h, w] (vision transformers).
-        batch_size: perturbed images per forward of Score-CAM and occlusion.
-
-    Returns:
-        method -> float32 [B, h, w] at the method's native resolution: the target layer's grid
-        for the CAM methods, the patch grid for occlusion (probability drop, signed), the input
-        pixels for the guided methods (max over colour channels of |gradient|).
-    """
-    names = validate_explain_methods(methods)
-    if target_layer is None and needs_target_layer(names):
-        target_layer = find_target_layer(model, (1, *images.shape[1:]), reshape)
-    maps: dict[str, Tensor] = {}
-    engine_methods = [name for name in names if name in METHODS]
-    if engine_methods:
-        with CamEngine(model, target_layer, methods=engine_methods, reshape=reshape) as engine:
-            maps.update(engine(images, targets).maps)
-    if "scorecam" in names:
-        layer = _single_layer("scorecam", target_layer)
-        assert layer is not None  # found above
-        maps["scorecam"] = scorecam(
-            model, images, targets, layer, max_channels=scorecam_channels,
-            batch_size=batch_size, reshape=reshape,
-        )
-    if "occlusion" in names:
-        patch = occlusion_patch or default_occlusion_patch(tuple(images.shape[-2:]))
-        maps["occlusion"] = occlusion(model, images, targets, patch=patch, batch_size=batch_size)
-    if "guided-backprop" in names:
-        maps["guided-backprop"] = guided_backprop(model, images, targets).abs().amax(dim=1)
-    if "guided-gradcam" in names:
-        layer = _single_layer("guided-gradcam", target_layer)
-        maps["guided-gradcam"] = (
-            guided_gradcam(model, images, targets, layer, reshape=reshape).abs().amax(dim=1)
-        )
-    return {name: maps[name].float() for name in names}
 
 
 @dataclass(frozen=True)
@@ -301,10 +202,11 @@ def explain_images(
     Args:
         paths: image files; one that cannot be decoded gives an Explanation with ``error``.
         model: images -> logits [B, C] (it is not moved: put it on the device first).
-        methods: names from ``EXPLAIN_METHODS``.
+        methods: names from ``auditor.map_methods.METHODS``.
         target: class index or name (names need ``classes``); None: each predicted class.
         classes: class names in the model's output order (must match C).
-        target_layer, occlusion_patch, scorecam_channels, reshape: see ``compute_maps``.
+        target_layer, occlusion_patch, scorecam_channels, reshape: see
+            ``auditor.cams.compute.compute_maps``.
         image_size: (H, W) model input; images are resized without cropping.
         mean, std: normalisation, RGB in [0, 1] units.
         batch_size: images per batch.
@@ -312,7 +214,7 @@ def explain_images(
     Returns:
         One Explanation per path, in order.
     """
-    names = validate_explain_methods(methods)
+    names = validate_names(methods)
     if batch_size < 1:
         raise UsageError(f"batch_size must be at least 1, got {batch_size}.")
     size = (int(image_size[0]), int(image_size[1]))

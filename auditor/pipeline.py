@@ -24,9 +24,10 @@ from torch import nn
 from auditor.cams import CamEngine
 from auditor.data import AuditDataset, DatasetIndex, make_loader
 from auditor.errors import AuditorError
+from auditor.jsonsafe import storable_text
 from auditor.metrics import attention_measures
 from auditor.runtime import normalise_images
-from auditor.store import RunWriter, storable_text
+from auditor.store import RunWriter
 
 log = logging.getLogger("auditor")
 
@@ -298,7 +299,6 @@ def _audit_batch(
         tprob = probs.gather(1, out.targets.view(-1, 1)).squeeze(1)
         if settings.multi_label:
             conf = tprob
-            all_probs[sel.numpy()] = probs.cpu().numpy()
         primary = out.maps[settings.primary]
         masks = batch["mask"][sel].to(device, non_blocking=True).bool()
         has_mask = batch["has_mask"][sel].to(device).bool()
@@ -307,9 +307,14 @@ def _audit_batch(
         # No peak means an all-zero or non-finite map: the measures are NaN for it.
         bad = ~torch.isfinite(measures["peak_x"]) | ~torch.isfinite(logits).all(dim=1)
         # One copy per dtype to the host (each .cpu() waits for the device).
-        scalars = torch.stack([*(measures[k].float() for k in MEASURES), conf, tprob]).cpu()
+        scalars = torch.stack([*(measures[k].float() for k in MEASURES), conf, tprob])
+        if settings.multi_label:  # every label's probability rides on the same copy
+            scalars = torch.cat([scalars, probs.float().T])
+        scalars = scalars.cpu()
         classes = torch.stack([top, out.targets, bad.long()]).cpu().numpy()
         sel_np = sel.numpy()
+        if settings.multi_label:
+            all_probs[sel_np] = scalars[len(MEASURES) + 2 :].T.numpy()
         for row, name in enumerate((*MEASURES, "confidence", "target_prob")):
             values[name][sel_np] = scalars[row].numpy()
         pred[sel_np] = classes[0]
@@ -352,7 +357,7 @@ def multi_label_columns(
 
 def file_columns(batch: dict[str, Any], index: DatasetIndex, refs: list[Any]) -> dict[str, Any]:
     """The per-file columns of samples.parquet (identity, label, status, foreground source),
-    as stored: text valid UTF-8 (see store.storable_text)."""
+    as stored: text valid UTF-8 (see jsonsafe.storable_text)."""
     ok = batch["ok"].bool().numpy()
     has_mask = batch["has_mask"].bool().numpy() & ok
     return {

@@ -6,7 +6,6 @@ auditor.detect.probes; writes samples.parquet, summary.json and a report in the 
 
 from __future__ import annotations
 
-import datetime as _dt
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +13,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from auditor import __version__
-from auditor.analysis import data_facts, one_error_row_per_file, probe_samples, versions
-from auditor.audit import AuditResult, PhaseTimer, data_fingerprint
 from auditor.data import AuditDataset, make_loader, open_source
+from auditor.detect.per_label import one_error_row_per_file
+from auditor.detect.probe_run import probe_samples
 from auditor.errors import DataError
 from auditor.pipeline import file_columns, with_fingerprints
-from auditor.store import RunLock, RunReader, RunWriter, write_json, write_samples
+from auditor.run import AuditResult, PhaseTimer, data_fingerprint
+from auditor.store import RunLock, RunReader, RunWriter, write_samples
+from auditor.summary import DataFacts, Summary, write_summary
 
 
 def run_probe(
@@ -82,11 +82,9 @@ def run_probe(
                 samples, RunReader(run_dir), index.classes, border, seed, multi_label
             )
         flags = probes.flags if probes is not None else []
-        summary: dict[str, Any] = {
-            "auditor_version": __version__,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": command or "",
-            "config": {
+        summary = Summary(
+            command=command or "",
+            config={
                 "data": data,
                 "image_size": list(image_size),
                 "border": border,
@@ -95,24 +93,19 @@ def run_probe(
                 "dicom_window": None if dicom_window is None else list(dicom_window),
                 "multi_label": multi_label,
             },
-            "versions": versions(),
-            "model": None,
-            "data": data_facts(samples, index, data),
-            "methods": [],
-            "primary": None,
-            "accuracy": None,
-            "class_stats": None,
-            "probes": probes.to_dict() if probes is not None else None,
-            "flags": [f.to_dict() for f in flags],
-            "timings": timer.timings,
-        }
-        write_json(run_dir / "summary.json", summary)
+            data=DataFacts.of(samples, index.root, index.classes, index.warnings, data,
+                              multi_label=multi_label),
+            probes=probes.to_dict() if probes is not None else None,
+            flags=[f.to_dict() for f in flags],
+            timings=timer.timings,
+        )
+        write_summary(run_dir, summary)
         from auditor.report import render_report, write_samples_csv
 
         render_report(run_dir)
         write_samples_csv(run_dir)
         writer.mark_complete()
-    return AuditResult(run_dir=run_dir, summary=summary)
+    return AuditResult(run_dir=run_dir, summary=summary.to_dict())
 
 
 def _probe_rows(batch: dict[str, Any], index: Any) -> tuple[pd.DataFrame, Any, dict[str, Any]]:

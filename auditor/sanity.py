@@ -37,14 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from auditor.cams.compute import compute_maps
 from auditor.cams.engine import eval_mode
 from auditor.data import AuditDataset
 from auditor.errors import DataError, RunDirectoryError, UsageError
-from auditor.explain import (
-    EXPLAIN_METHODS,
-    compute_maps,
-    needs_target_layer,
-)
+from auditor.map_methods import METHODS, needs_target_layer
 from auditor.models.layers import find_target_layer
 from auditor.runtime import normalise_images
 
@@ -271,7 +268,7 @@ def run_sanity(
         images: float [N, 3, H, W], normalised, on the model's device.
         targets: long [N], the class every map explains at every step; None: the class the
             ORIGINAL model predicts (fixed before any layer is randomised).
-        methods: names from ``auditor.explain.EXPLAIN_METHODS`` or keys of custom_methods.
+        methods: names from ``auditor.map_methods.METHODS`` or keys of custom_methods.
         target_layers: dotted name(s) for the CAM methods; None: the last feature map.
         steps: cascade steps; the parametrised modules (head first) are split into at most
             this many consecutive groups. None: one step per module (as in the paper).
@@ -280,7 +277,7 @@ def run_sanity(
         batch_size: images per map computation.
         seed: seeds each step's re-initialisation (step k uses seed + k).
         custom_methods: extra methods by name (e.g. a model-independent baseline).
-        occlusion_patch, scorecam_channels, reshape: see ``auditor.explain.compute_maps``.
+        occlusion_patch, scorecam_channels, reshape: see ``auditor.cams.compute.compute_maps``.
 
     Returns:
         JSON-ready ``{method: {"passed": bool, "threshold": float, "half_layer": str,
@@ -290,14 +287,14 @@ def run_sanity(
         images against the original maps.
     """
     custom = dict(custom_methods or {})
-    clash = sorted(set(custom) & set(EXPLAIN_METHODS))
+    clash = sorted(set(custom) & set(METHODS))
     if clash:
         raise UsageError(f"custom method name(s) {clash} shadow built-in methods; rename them.")
     names = tuple(dict.fromkeys([methods] if isinstance(methods, str) else methods))
-    unknown = [n for n in names if n not in EXPLAIN_METHODS and n not in custom]
+    unknown = [n for n in names if n not in METHODS and n not in custom]
     if not names or unknown:
         raise UsageError(f"unknown or no method(s) {unknown}; choose from "
-                         f"{', '.join(EXPLAIN_METHODS)} or pass them in custom_methods.")
+                         f"{', '.join(METHODS)} or pass them in custom_methods.")
     if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[0] < 1:
         raise UsageError(f"images must be a float tensor [N, 3, H, W] with N >= 1; got "
                          f"{getattr(images, 'shape', type(images).__name__)}.")
@@ -305,7 +302,7 @@ def run_sanity(
         raise UsageError(f"ssim_size must be at least 11 (the SSIM window), got {ssim_size}.")
     if batch_size < 1:
         raise UsageError(f"batch_size must be at least 1, got {batch_size}.")
-    builtin = [n for n in names if n in EXPLAIN_METHODS]
+    builtin = [n for n in names if n in METHODS]
     chosen = {n: custom[n] for n in names if n in custom}
     device = _model_device(model)
     images = images.detach().to(device)

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from auditor.errors import RunDirectoryError, RunMismatchError
+from auditor.jsonsafe import json_ready
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
@@ -47,34 +48,8 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write `obj` as indented JSON, atomically (NaN written as null)."""
-    text = json.dumps(_json_safe(obj), indent=2, ensure_ascii=False, allow_nan=False)
+    text = json.dumps(json_ready(obj), indent=2, ensure_ascii=False, allow_nan=False)
     _atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def storable_text(text: str) -> str:
-    """`text` as valid UTF-8: a file name that is not UTF-8 (decoded by Python with
-    surrogateescape) keeps its undecodable bytes as visible escapes, e.g. caf\\xe9.png."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return text
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, str):
-        return storable_text(obj)
-    if isinstance(obj, dict):
-        return {storable_text(str(k)): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return storable_text(str(obj))
-    return obj
 
 
 def _pid_alive(pid: int) -> bool:
@@ -247,7 +222,7 @@ class RunWriter:
 
 def _changed_details(before: dict[str, Any], now: dict[str, Any]) -> str:
     """'; options changed: image_size [64, 64] -> [32, 32], ...' for a refusal message."""
-    old, new = before.get("config", {}), _json_safe(now.get("config", {}))
+    old, new = before.get("config", {}), json_ready(now.get("config", {}))
     changed = [
         f"{key} {old.get(key)!r} -> {new.get(key)!r}"
         for key in sorted(set(old) | set(new))
@@ -283,14 +258,6 @@ class RunReader:
                 "(an interrupted audit resumes when you run the same `auditor audit` again)"
             )
         self._samples: pd.DataFrame | None = None
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        """summary.json as a dict."""
-        path = self.run_dir / "summary.json"
-        if not path.is_file():
-            raise RunDirectoryError(f"{self.run_dir} has no summary.json: the audit did not finish")
-        return json.loads(path.read_text(encoding="utf-8"))
 
     def samples(self) -> pd.DataFrame:
         """samples.parquet as a DataFrame (cached)."""

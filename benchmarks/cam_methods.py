@@ -20,7 +20,8 @@ from timing import wall_seconds
 from torch import Tensor, nn
 from torchvision import models
 
-from auditor.cams import GRADIENT_METHODS, CamEngine
+from auditor.cams import CamEngine
+from auditor.map_methods import GRADIENT_METHODS
 
 ENGINE_METHODS = ("gradcam", "gradcam++", "xgradcam", "layercam", "hirescam")
 

@@ -55,7 +55,7 @@ def child(n: int, root: Path) -> None:
     config = AuditConfig(
         data=str(root / "data"), model="auditor.demo:build_demo_model", weights=str(weights),
         out=str(root / "run"), image_size=(SIZE, SIZE), batch_size=256, workers=0,
-        quiet=True, interventions=False, extra={"chunk_size": 1024},
+        quiet=True, interventions=False, chunk_size=1024,
     )
     audit_module.run_audit(config)
     peaks["audit_mib"] = _peak_mib()

@@ -3,8 +3,9 @@ sizes shown.
 
     python benchmarks/report_scale.py [--rows 1000000] [--classes 1000] [--keep DIR]
 
-Builds the run with tests/run_fixtures.py (store writers, maps, thumbnails of the top suspects;
-flags on every third and every tenth class, so the findings are grouped at scale), then times
+Builds the run with tests/helpers/run_fixtures.py (store writers, maps, thumbnails of the top
+suspects; flags on every third and every tenth class, so the findings are grouped at scale),
+then times
 render_report, write_samples_csv, and compare_runs + write_comparison of the run against itself
 (every row shared: the paired tests run on every class and measure). The report's and
 compare.html's sizes must stay bounded however many rows and classes there are: the gallery,
@@ -20,13 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from run_fixtures import many_classes_run
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from auditor.compare import compare_runs
 from auditor.report import render_report, write_samples_csv
 from auditor.report.compare_page import write_comparison
+from tests.helpers.run_fixtures import many_classes_run
 
 
 def main() -> None:

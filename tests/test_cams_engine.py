@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from auditor.cams import METHODS, CamEngine, nhwc_reshape, reshape_from_spec, vit_reshape
+from auditor.cams import CamEngine, nhwc_reshape, reshape_from_spec, vit_reshape
 from auditor.errors import AuditorError, ModelLoadError, UsageError
-from tests.cam_models import CornerNet, DetachedHeadNet, count_hooks, tiny_gap_net, tiny_vit
+from auditor.map_methods import ONE_PASS_METHODS
+from tests.helpers.cam_models import CornerNet, DetachedHeadNet, count_hooks, tiny_gap_net, tiny_vit
 
-ALL_METHODS = tuple(METHODS)
+ALL_METHODS = ONE_PASS_METHODS
 
 
 @pytest.fixture

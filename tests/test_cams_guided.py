@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from auditor.cams import CamEngine, guided_backprop, guided_gradcam
-from tests.cam_models import CornerNet, TwoLayerReluNet, count_hooks, tiny_gap_net
+from tests.helpers.cam_models import CornerNet, TwoLayerReluNet, count_hooks, tiny_gap_net
 
 
 @pytest.fixture

@@ -10,10 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from auditor.cams import GRADIENT_METHODS, CamEngine, HeadWeights
-from auditor.cams.methods import eigencam, gradcam_plus_plus, validate_methods
+from auditor.cams import CamEngine, HeadWeights
+from auditor.cams.methods import eigencam, gradcam_plus_plus
 from auditor.errors import AuditorError, UsageError
-from tests.cam_models import max_pool_head_net, spatial_head_net, tiny_gap_net
+from auditor.map_methods import GRADIENT_METHODS, validate_one_pass
+from tests.helpers.cam_models import max_pool_head_net, spatial_head_net, tiny_gap_net
 
 
 @pytest.fixture
@@ -185,7 +186,7 @@ def test_gradcam_plus_plus_closed_form_matches_autograd_derivatives_of_exp_score
         score.detach().double()
     )
     grads = torch.autograd.grad(score, activations)[0]
-    got = gradcam_plus_plus(a.float(), grads, torch.zeros(1, 3), torch.tensor([target]))
+    got = gradcam_plus_plus(a.float(), grads)
     assert expected.abs().sum() > 0
     torch.testing.assert_close(got.double(), expected, rtol=1e-4, atol=1e-6)
 
@@ -196,7 +197,7 @@ def test_eigencam_of_rank_one_activations_is_the_spatial_pattern() -> None:
     pattern = torch.rand(2, 5, 4) + 0.1
     coefficients = torch.tensor([[1.0, 2.0, 2.0], [3.0, 0.0, 4.0]])
     activations = coefficients[:, :, None, None] * pattern[:, None]
-    got = eigencam(activations, None, torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))
+    got = eigencam(activations)
     torch.testing.assert_close(got, torch.tensor([3.0, 5.0])[:, None, None] * pattern)
 
 
@@ -239,5 +240,5 @@ def test_cam_without_gap_linear_head_raises_naming_the_reason(images: Tensor) ->
 
 def test_unknown_method_raises_usage_error_listing_valid_names() -> None:
     with pytest.raises(UsageError, match=r"\['gradcamm'\].*eigencam, gradcam"):
-        validate_methods(["gradcam", "gradcamm"])
-    assert validate_methods(["layercam", "gradcam", "layercam"]) == ("layercam", "gradcam")
+        validate_one_pass(["gradcam", "gradcamm"])
+    assert validate_one_pass(["layercam", "gradcam", "layercam"]) == ("layercam", "gradcam")

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from auditor.cams import occlusion, scorecam
 from auditor.errors import UsageError
-from tests.cam_models import CornerNet, PatchMeanNet, PixelMLP, count_hooks, tiny_gap_net
+from tests.helpers.cam_models import CornerNet, PatchMeanNet, PixelMLP, count_hooks, tiny_gap_net
 
 
 def sigmoid(x: float) -> float:

@@ -146,7 +146,10 @@ def test_fail_on_gives_exit_3_when_the_shortcut_is_flagged(demo_set: Path, tmp_p
             "3 classes",
         ),
         (["--model", "auditor.demo:build_demo_model", "--border", "0.7"], "--border"),
-        (["--model", "tests.cam_models:FeatureDictNet"], "forward returns the logits tensor"),
+        (
+            ["--model", "tests.helpers.cam_models:FeatureDictNet"],
+            "forward returns the logits tensor",
+        ),
     ],
 )
 def test_bad_usage_exits_2_with_a_message(
@@ -239,10 +242,25 @@ def test_probe_report_speaks_of_data_not_of_a_model(demo_set: Path, tmp_path: Pa
 def test_a_model_returning_an_output_dict_is_audited_through_its_logits(
         demo_set: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, [
-        "audit", str(demo_set / "data"), "--model", "tests.cam_models:DictOutputNet",
+        "audit", str(demo_set / "data"), "--model", "tests.helpers.cam_models:DictOutputNet",
         "--out", str(tmp_path / "r"), "--workers", "0", "--image-size", "32", "--quiet",
         "--no-interventions",
     ])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["model"]["target_layers"] == ["net.features"]
+
+
+def test_every_audit_option_fills_the_config_field_of_its_name() -> None:
+    from dataclasses import fields
+
+    from auditor.config import AuditConfig
+
+    audit = main.commands["audit"]
+    names = {param.name for param in audit.params} - {"help", "no_interventions"}
+    assert names <= {f.name for f in fields(AuditConfig)}
+    # The same option object serves every command that takes it: one declaration.
+    explain, sanity = main.commands["explain"], main.commands["sanity"]
+    for option in ("model", "weights", "target_layers", "reshape", "mean", "std", "device"):
+        helps = {p.help for c in (audit, explain, sanity) for p in c.params if p.name == option}
+        assert len(helps) == 1, option

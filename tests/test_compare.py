@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from run_fixtures import clean_run, full_run
 
 from auditor.cli import main
 from auditor.compare import baseline_record, compare_runs, paired_test
 from auditor.errors import UsageError
 from auditor.store import RunReader, write_json
+from auditor.summary import read_summary_json
+from tests.helpers.run_fixtures import clean_run, full_run
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +109,7 @@ def test_cli_compare_writes_json_and_a_self_contained_page(runs, tmp_path: Path)
 
 def test_baseline_record_counts_only_new_flags(runs) -> None:
     clean, flagged = runs
-    summary = RunReader(flagged).summary
+    summary = read_summary_json(flagged)
     samples = RunReader(flagged).samples()
     known = baseline_record(summary["flags"], flagged, samples)
     assert known["appeared"] == []
@@ -125,7 +126,7 @@ def test_report_marks_what_is_new_against_the_baseline(runs, tmp_path: Path) -> 
     clean, _ = runs
     run = full_run(tmp_path / "run")
     reader = RunReader(run)
-    summary = reader.summary
+    summary = read_summary_json(run)
     summary["baseline"] = baseline_record(summary["flags"][:1], clean, reader.samples())
     write_json(run / "summary.json", summary)
     html = render_report(run).read_text(encoding="utf-8")

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from auditor.cli import main
 from auditor.compare import compare_runs
-from tests.shortcut_sets import audit, train, write_set
+from tests.helpers.shortcut_sets import audit, train, write_set
 
 PER_CLASS = 40
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import images
 import numpy as np
 import pytest
 import torch
@@ -19,7 +18,9 @@ from auditor.data.dataset import (
 )
 from auditor.data.regions import border_band
 from auditor.data.sources import DatasetIndex, SampleRef, open_source
+from auditor.detect.probe_encoding import border_band_mask
 from auditor.errors import UsageError
+from tests.helpers import images
 
 ITEM_KEYS = {"index", "image", "mask", "has_mask", "box", "ok", "error", "props", "thumb16",
              "warning", "foreground_source"}
@@ -231,6 +232,14 @@ def test_border_band_matches_a_hand_built_band():
     assert border_band(5, 4, 0.5).all()
     with pytest.raises(UsageError, match=r"0\.6"):
         border_band(5, 5, 0.6)
+
+
+def test_a_positive_border_is_at_least_one_pixel_and_the_probe_uses_the_same_band():
+    # 0.01 * 16 = 0.16 rounds to 0: the one rule keeps a one-pixel band on every side.
+    band = border_band(16, 16, 0.01)
+    assert band.sum() == 16 * 16 - 14 * 14
+    np.testing.assert_array_equal(border_band_mask(16, 16, 0.01), band.numpy())
+    np.testing.assert_array_equal(border_band_mask(16, 12, 0.25), border_band(16, 12, 0.25).numpy())
 
 
 def test_border_stats_of_a_solid_frame_around_noise():

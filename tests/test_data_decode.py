@@ -6,13 +6,13 @@ import math
 import time
 
 import cv2
-import images
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
 from auditor.data.decode import PROPS_KEYS, decode_image, estimate_jpeg_quality
 from auditor.errors import DecodeError
+from tests.helpers import images
 
 
 def decode(path, **kwargs):

@@ -19,8 +19,8 @@ from auditor.data.dicom import DICOM_PROPS_KEYS, lut_to_8bit, window_to_8bit
 from auditor.data.sources import open_source
 from auditor.errors import DecodeError
 
-dicom_files = pytest.importorskip("dicom_files")
-from dicom_files import (  # noqa: E402
+pytest.importorskip("pydicom")
+from tests.helpers.dicom_files import (
     PATIENT_STRINGS,
     dicom_dataset,
     write_dicom,
@@ -74,6 +74,13 @@ def test_12_bit_without_window_spans_its_own_range(tmp_path):
     # min..max = 0..4095: 2048 * 255 / 4095 = 127.53 -> 128, 1024 * 255 / 4095 = 63.77 -> 64.
     assert np.array_equal(grey(write_dicom(tmp_path / "b12.dcm", ds)), [[0, 255], [128, 64]])
     assert decode_image(str(tmp_path / "b12.dcm")).props["bit_depth"] == 12
+
+
+def test_8_bit_grey_without_window_spans_its_own_range(tmp_path):
+    stored = np.array([[10, 20], [30, 110]], dtype=np.uint8)
+    # min..max = 10..110: (v - 10) * 2.55 -> 0, 25.5 -> 26 (rint to even), 51, 255.
+    assert np.array_equal(grey(write_dicom(tmp_path / "b8.dcm", dicom_dataset(stored))),
+                          [[0, 26], [51, 255]])
 
 
 def test_12_bit_stored_ignores_bits_above_high_bit(tmp_path):
@@ -257,3 +264,16 @@ def test_audit_of_dicom_files_leaks_no_patient_string(tmp_path):
     texts = _every_text(out) + result.output + (result.stderr_bytes or b"").decode()
     assert not [s for s in PATIENT_STRINGS if s in texts]
     assert "Northwind Imaging" in texts
+
+
+def test_reencode_decodes_a_dicom_file_with_the_runs_window(tmp_path):
+    from auditor.data.edits import reencode
+
+    ds = dicom_dataset(STORED, RescaleSlope=2, RescaleIntercept=-1000, WindowCenter=510.5,
+                       WindowWidth=1021)
+    path = write_dicom(tmp_path / "w.dcm", ds)
+    # PNG is lossless: the re-encoded pixels are the decoded ones, with the window given.
+    own = reencode(str(path), "PNG")[..., 0]
+    given = reencode(str(path), "PNG", dicom_window=(1020.5, 2041))[..., 0]
+    assert np.array_equal(own, BY_FOUR)
+    assert np.array_equal(given, [[0, 50, 125], [128, 0, 255]])

@@ -10,7 +10,6 @@ import struct
 import time
 from pathlib import Path
 
-import images
 import numpy as np
 import pytest
 from PIL import Image
@@ -19,6 +18,7 @@ from auditor.data.dataset import AuditDataset
 from auditor.data.decode import DecodedImage, decode_image
 from auditor.data.sources import DatasetIndex, SampleRef
 from auditor.errors import DecodeError
+from tests.helpers import images
 
 CASES_PER_BASE = 50
 SECONDS_PER_DECODE = 1.0

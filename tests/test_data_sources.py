@@ -7,7 +7,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import images
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +14,7 @@ from hypothesis import strategies as st
 from auditor.data.dataset import AuditDataset
 from auditor.data.sources import open_source
 from auditor.errors import DataError
+from tests.helpers import images
 
 
 @pytest.fixture

@@ -88,8 +88,9 @@ def _samples(data: dict, model: nn.Module) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _context(data: dict, model: nn.Module) -> dict:
-    return {**data, "model": model.eval(), "device": torch.device("cpu")}
+def _inputs(data: dict, model: nn.Module) -> tuple:
+    """run_interventions' model, dataset, config and device."""
+    return model.eval(), data["dataset"], data["config"], torch.device("cpu")
 
 
 def _background_flag() -> Flag:
@@ -101,7 +102,7 @@ def test_background_reader_is_confirmed_by_the_swap_not_by_its_control(data):
     samples = _samples(data, model)
     assert samples["correct"].all()
     flag = _background_flag()
-    result = run_interventions(samples, [flag], _context(data, model))
+    result = run_interventions(samples, [flag], *_inputs(data, model))
     swap = next(r for r in result.records if r["edit"] == "background_swap")
     assert swap["n"] == PER_CLASS
     assert swap["flip_rate"] == 1.0
@@ -128,7 +129,7 @@ def test_object_reader_is_never_confirmed(data):
     flags = [_background_flag(),
              Flag("border_attention", "medium", "b", 0.6, "class b looks at the border"),
              Flag("border_pixels_shortcut", "high", None, 0.9, "border pixels predict labels")]
-    result = run_interventions(samples, flags, _context(data, model))
+    result = run_interventions(samples, flags, *_inputs(data, model))
     assert result.flags == []
     assert {r["edit"] for r in result.records} == {
         "background_constant", "background_blur", "background_swap", "border_blank"}
@@ -148,7 +149,7 @@ def test_box_edits_confirm_fixed_location_only_where_the_model_looks(data):
                 evidence={"box": [0.0, 0.0, 1.0, 1.0]})
     centre = Flag("fixed_location", "high", "b", 0.9, "peak in one place",
                   evidence={"box": [0.3, 0.3, 0.7, 0.7]})
-    found = run_interventions(samples, [band], _context(data, model))
+    found = run_interventions(samples, [band], *_inputs(data, model))
     summary = [(r["edit"], r["n"], r["control"], r["flip_rate"], r["control_flip_rate"])
                for r in found.records]
     assert summary == [("box_blank", PER_CLASS, "unflagged classes", 1.0, 0.0),
@@ -157,7 +158,7 @@ def test_box_edits_confirm_fixed_location_only_where_the_model_looks(data):
         "attention box blanked", "attention box swapped for another class's"]
     assert [f.class_name for f in found.flags] == ["b"]
     assert len(found.flags[0].evidence["edits"]) == 2
-    missed = run_interventions(samples, [centre], _context(data, model))
+    missed = run_interventions(samples, [centre], *_inputs(data, model))
     assert missed.flags == []
     assert [r["flip_rate"] for r in missed.records] == [0.0, 0.0]
 
@@ -166,7 +167,7 @@ def test_format_swap_applies_to_png_classes_and_records_are_json_ready(data):
     model = CentreReader()
     samples = _samples(data, model)
     flag = Flag("metadata_shortcut", "high", None, 0.9, "format predicts the label")
-    result = run_interventions(samples, [flag], _context(data, model))
+    result = run_interventions(samples, [flag], *_inputs(data, model))
     assert [r["edit"] for r in result.records] == ["format_to_jpeg", "format_to_jpeg"]
     assert [r["class"] for r in result.records] == ["a", "b"]
     assert all(r["n"] == PER_CLASS for r in result.records)
@@ -175,6 +176,6 @@ def test_format_swap_applies_to_png_classes_and_records_are_json_ready(data):
 
 def test_no_testable_flag_runs_nothing(data):
     degenerate = Flag("degenerate_maps", "low", None, 0.1, "some maps are zero")
-    result = run_interventions(pd.DataFrame(), [degenerate], _context(data, CentreReader()))
+    result = run_interventions(pd.DataFrame(), [degenerate], *_inputs(data, CentreReader()))
     assert result.flags == []
     assert result.records == []

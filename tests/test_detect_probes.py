@@ -10,16 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from auditor.detect.probes import (
-    association_severity,
-    border_band_mask,
-    cramers_v,
-    mutual_information,
-    probe_severity,
-    property_association,
-    run_probes,
-    wilson_interval,
-)
+from auditor.detect.probe_associations import property_association
+from auditor.detect.probe_encoding import border_band_mask
+from auditor.detect.probe_rule import association_severity, probe_severity
+from auditor.detect.probes import run_probes
+from auditor.detect.stats import cramers_v, mutual_information, wilson_interval
 from auditor.errors import UsageError
 
 CLASSES = ["pokemon", "digimon"]

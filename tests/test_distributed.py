@@ -12,11 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from auditor.audit import run_audit
 from auditor.config import AuditConfig
 from auditor.demo import DemoNet
+
+# Among the longest tests (whole audits, training, subprocesses): `-m "not slow"` skips them.
+pytestmark = pytest.mark.slow
 
 NUMBERS = [
     "fg_energy", "fg_enrichment", "bg_energy", "border_energy", "border_lift", "pointing_hit",

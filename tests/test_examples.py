@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# Among the longest tests (whole audits, training, subprocesses): `-m "not slow"` skips them.
+pytestmark = pytest.mark.slow
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 

@@ -12,21 +12,21 @@ import torch
 from click.testing import CliRunner
 
 from auditor.cams import guided_gradcam
+from auditor.cams.compute import compute_maps
 from auditor.cli import main
 from auditor.errors import UsageError
 from auditor.explain import (
-    EXPLAIN_METHODS,
-    compute_maps,
     explain_images,
     map_peak,
     resolve_target,
     write_explanations,
 )
-from tests.cam_models import CornerNet, tiny_gap_net
+from auditor.map_methods import METHODS
+from tests.helpers.cam_models import CornerNet, tiny_gap_net
 
 HEIGHT, WIDTH = 32, 48  # non-square, so a width/height swap shows
 HALF = (0.5, 0.5, 0.5)
-CAM_MODELS = Path(__file__).with_name("cam_models.py")
+CAM_MODELS = Path(__file__).parent / "helpers" / "cam_models.py"
 CORNER_OPTS = ["--model", f"{CAM_MODELS}:CornerNet", "--image-size", f"{HEIGHT}x{WIDTH}",
                "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--device", "cpu", "--quiet"]
 HEADER, LEGEND = 18, 24  # title strip above the panels, legend strip below
@@ -180,8 +180,8 @@ def test_compute_maps_gives_every_method_at_its_native_resolution() -> None:
     model = tiny_gap_net(num_classes=3)
     images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     targets = torch.tensor([0, 2])
-    maps = compute_maps(model, images, targets, EXPLAIN_METHODS, occlusion_patch=4)
-    assert list(maps) == list(EXPLAIN_METHODS)
+    maps = compute_maps(model, images, targets, tuple(METHODS), occlusion_patch=4)
+    assert list(maps) == list(METHODS)
     for name, cam in maps.items():
         expected = {"occlusion": (2, 8, 8), "guided-backprop": (2, 32, 32),
                     "guided-gradcam": (2, 32, 32)}.get(name, (2, 16, 16))
@@ -231,12 +231,12 @@ def test_cli_explains_a_vision_transformer_with_the_reshape_option(
     out = tmp_path / "out"
     result = CliRunner().invoke(
         main, ["explain", str(grey_images[0]), "--methods", "gradcam", "--out", str(out),
-               "--model", "tests.cam_models:tiny_vit", "--image-size", "32", "--reshape", "vit",
-               "--device", "cpu", "--quiet"])
+               "--model", "tests.helpers.cam_models:tiny_vit", "--image-size", "32",
+               "--reshape", "vit", "--device", "cpu", "--quiet"])
     assert result.exit_code == 0, result.output
     assert np.load(out / "flat.gradcam.npy").shape == (4, 4)  # the patch grid
     bad = CliRunner().invoke(
         main, ["explain", str(grey_images[0]), "--out", str(out), "--model",
-               "tests.cam_models:tiny_vit", "--image-size", "32", "--reshape", "tokens"])
+               "tests.helpers.cam_models:tiny_vit", "--image-size", "32", "--reshape", "tokens"])
     assert bad.exit_code == 2
     assert "--reshape" in bad.stderr

@@ -15,7 +15,7 @@ from auditor.models.layers import (
     get_module,
     plausible_map,
 )
-from tests.cam_models import CornerNet, PixelMLP, count_hooks, tiny_gap_net, tiny_vit
+from tests.helpers.cam_models import CornerNet, PixelMLP, count_hooks, tiny_gap_net, tiny_vit
 
 
 def test_resnet18_target_layer_is_layer4() -> None:

@@ -149,7 +149,7 @@ def test_logits_are_found_in_every_usual_output_shape() -> None:
 
 
 def test_a_loaded_model_returning_a_dict_returns_its_logits() -> None:
-    loaded = load_model("tests.cam_models:DictOutputNet")
+    loaded = load_model("tests.helpers.cam_models:DictOutputNet")
     x = torch.randn(2, 3, 16, 16)
     out = loaded.module(x)
     assert isinstance(out, torch.Tensor)

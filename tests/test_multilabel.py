@@ -6,20 +6,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import images
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
 
-from auditor.analysis import label_metrics, one_error_row_per_file
+from auditor.analysis import label_metrics
 from auditor.cams import CamEngine
 from auditor.cli import main
 from auditor.data.sources import open_source
 from auditor.demo import DemoNet
-from auditor.detect.per_label import one_vs_rest_probes
+from auditor.detect.per_label import one_error_row_per_file, one_vs_rest_probes
 from auditor.errors import DataError
+from tests.helpers import images
 
 
 def _manifest(root: Path, rows: list[tuple[str, str]], header: str = "path,labels") -> Path:

@@ -70,18 +70,20 @@ def test_bfloat16_autocast_pass_gives_maps_close_to_float32(demo_set, tmp_path):
     assert not np.array_equal(maps_a, maps_b)
 
 
+@pytest.mark.slow  # torch.compile of the model
 def test_compiled_pass_gives_the_eager_numbers(demo_set, tmp_path):
     # The "eager" backend runs dynamo's graph capture (where hooks could break) without the
     # slow C++ compile of inductor.
     eager = run_audit(_config(demo_set, tmp_path / "eager"))
     compiled = run_audit(_config(
-        demo_set, tmp_path / "compiled", compile=True, extra={"compile_backend": "eager"}
+        demo_set, tmp_path / "compiled", compile=True, compile_backend="eager"
     ))
     assert compiled.summary["pass"]["compiled"] is True
     a, b = eager.samples(), compiled.samples()
     np.testing.assert_allclose(a[FLOATS], b[FLOATS], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # torch.compile of the model
 def test_compile_failure_falls_back_to_eager_with_a_warning(demo_set, tmp_path, monkeypatch):
     def exploding_compile(model: torch.nn.Module, backend: str) -> torch.nn.Module:
         class Exploding(type(model)):
@@ -103,7 +105,7 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(demo_set, tmp_path, 
 
 def test_small_chunks_store_every_row_once_with_its_own_map(demo_set, tmp_path):
     whole = run_audit(_config(demo_set, tmp_path / "whole"))
-    chunked = run_audit(_config(demo_set, tmp_path / "chunked", extra={"chunk_size": 7}))
+    chunked = run_audit(_config(demo_set, tmp_path / "chunked", chunk_size=7))
     n = len(whole.samples())
     parts = list((chunked.run_dir / "parts").glob("*.parquet"))
     # Chunks close at batch ends once they hold >= 7 rows: batches of 32 give one per batch.

@@ -14,9 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from run_fixtures import HOSTILE_CLASSES, build_run, full_run, many_classes_run
 
 from auditor.report import render_report
+from tests.helpers.run_fixtures import HOSTILE_CLASSES, build_run, full_run, many_classes_run
+
+# Drives headless Chromium: `-m 'not browser'` leaves it out (README).
+pytestmark = pytest.mark.browser
 
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 DRIVER_PATHS = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")

@@ -14,7 +14,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from run_fixtures import HOSTILE_CLASSES, build_run, clean_run, full_run, unreadable_run
 
 from auditor.errors import RunDirectoryError, UsageError
 from auditor.report import render_report, summary_html, summary_json, write_samples_csv
@@ -22,6 +21,13 @@ from auditor.report.formatting import fmt_number
 from auditor.report.sections import class_maps, probes
 from auditor.report.sections import unreadable as unreadable_section
 from auditor.report.sections.verdict import verdict as verdict_of
+from tests.helpers.run_fixtures import (
+    HOSTILE_CLASSES,
+    build_run,
+    clean_run,
+    full_run,
+    unreadable_run,
+)
 
 SECTION_IDS = ("verdict", "classes", "facts", "attention", "maps", "probes", "gallery", "clusters",
                "interventions", "errors", "method")

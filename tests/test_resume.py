@@ -97,6 +97,7 @@ def baseline(demo_set: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.Dat
     return run_audit(config).samples()
 
 
+@pytest.mark.slow  # an audit subprocess, interrupted and resumed
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupted_run_resumes_to_the_uninterrupted_result(demo_set, tmp_path, baseline, signum):
     out = tmp_path / "run"
@@ -126,6 +127,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(demo_set, tmp_path,
     assert samples["flags"].tolist() == baseline["flags"].tolist()
 
 
+@pytest.mark.slow  # three whole audits
 def test_resume_with_other_options_is_refused_and_overwrite_starts_again(demo_set, tmp_path):
     out = tmp_path / "run"
     first = _run(_command(demo_set, out, "--quiet"))

@@ -297,7 +297,7 @@ def test_cli_prints_the_table_and_writes_sanity_json(demo_set: Path, tmp_path: P
 def test_cli_checks_a_vision_transformer_with_the_reshape_option(demo_set: Path,
                                                                  tmp_path: Path) -> None:
     result = CliRunner().invoke(main, [
-        "sanity", str(demo_set / "data"), "--model", "tests.cam_models:tiny_vit",
+        "sanity", str(demo_set / "data"), "--model", "tests.helpers.cam_models:tiny_vit",
         "--num-classes", "2", "--image-size", "32", "--reshape", "vit", "--n-samples", "3",
         "--steps", "2", "--methods", "gradcam", "--device", "cpu", "--out", str(tmp_path),
         "--quiet"])

@@ -1,6 +1,6 @@
 """End to end through run_audit: each planted shortcut raises its flags; a clean set raises none.
 
-The data sets and the trainer are in tests/shortcut_sets.py. One trained model per set
+The data sets and the trainer are in tests/helpers/shortcut_sets.py. One trained model per set
 (module-scoped); interventions run only where a test checks them, to keep the file fast.
 """
 
@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.shortcut_sets import audit, train, write_set
+from tests.helpers.shortcut_sets import audit, train, write_set
+
+# Among the longest tests (whole audits, training, subprocesses): `-m "not slow"` skips them.
+pytestmark = pytest.mark.slow
 
 PER_CLASS = 40
 

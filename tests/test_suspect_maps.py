@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import auditor.explain
+import auditor.cams.compute
 from auditor.audit import run_audit
 from auditor.cli import main
 from auditor.config import AuditConfig
 from auditor.detect.suspicion import top_suspects
 from auditor.errors import UsageError
-from auditor.report.texts import METHOD_TEXTS
+from auditor.map_methods import METHODS
 from auditor.store import RunReader, write_suspect_map
-from tests.test_audit_end_to_end import (
+from tests.helpers.audit_runs import (
     SIZE,
-    CornerNet,
+    CornerFeatureNet,
     audit_config,
     hottest_overlay_point,
     noise_folder,
@@ -30,7 +30,7 @@ from tests.test_audit_end_to_end import (
 
 GALLERY = 7  # of 10 samples, 5 per class: both explained classes are among the suspects
 PATCH = SIZE // 8  # the default occlusion patch: an eighth of the shorter side
-CORNER = 8  # CornerNet's features live in one 8 x 8 corner
+CORNER = 8  # CornerFeatureNet's features live in one 8 x 8 corner
 
 
 def _noise_folder(root: Path, per_class: int = 5) -> Path:
@@ -53,7 +53,7 @@ def corner_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     data = _noise_folder(root / "data")
     result = run_audit(
         _config(data, root / "run", suspect_methods=("occlusion", "guided-gradcam")),
-        model=CornerNet(corner),
+        model=CornerFeatureNet(corner),
     )
     return corner, result
 
@@ -80,8 +80,8 @@ def test_maps_are_stored_for_exactly_the_gallery_suspects(corner_run) -> None:
 
 
 def test_occlusion_map_equals_the_hand_derived_probability_drop(corner_run) -> None:
-    # CornerNet: s = (1/HW) * sum over the corner of (x_r + x_g + x_b + 3) (the relu never
-    # cuts: x >= -1), logits (s, 2s), so p(1) = sigmoid(s), p(0) = sigmoid(-s). Occluding a
+    # CornerFeatureNet: s = (1/HW) * sum over the corner of (x_r + x_g + x_b + 3) (the relu
+    # never cuts: x >= -1), logits (s, 2s), so p(1) = sigmoid(s), p(0) = sigmoid(-s). Occluding a
     # patch with 0 removes its pixel sum from s; outside the corner nothing changes.
     corner, result = corner_run
     reader = RunReader(result.run_dir)
@@ -136,15 +136,15 @@ def test_report_names_and_describes_the_extra_methods(corner_run) -> None:
     assert "also shows the occlusion, guided-gradcam maps below the gradcam map" in text
     assert 'id="method-extra"' in text
     for method in ("occlusion", "guided-gradcam"):
-        assert METHOD_TEXTS[method] in text
-    assert METHOD_TEXTS["scorecam"] not in text
+        assert METHODS[method].description in text
+    assert METHODS["scorecam"].description not in text
 
 
 def test_without_the_option_nothing_is_stored_and_a_rerun_with_it_adds_the_maps(
     tmp_path: Path,
 ) -> None:
     data = _noise_folder(tmp_path / "data", per_class=3)
-    plain = run_audit(_config(data, tmp_path / "run"), model=CornerNet("top_left"))
+    plain = run_audit(_config(data, tmp_path / "run"), model=CornerFeatureNet("top_left"))
     assert plain.summary["suspect_methods"] == []
     assert plain.summary["suspect_methods_errors"] == {}
     assert not (plain.run_dir / "suspects").exists()
@@ -153,7 +153,7 @@ def test_without_the_option_nothing_is_stored_and_a_rerun_with_it_adds_the_maps(
     assert 'id="method-extra"' not in page
     # The option changes no number of the pass: the same run directory takes it (resume).
     again = run_audit(_config(data, tmp_path / "run", suspect_methods=("occlusion",)),
-                      model=CornerNet("top_left"))
+                      model=CornerFeatureNet("top_left"))
     assert again.summary["suspect_methods"] == ["occlusion"]
     assert _stored(again.run_dir, "occlusion") == set(
         top_suspects(again.samples(), GALLERY)["index"].tolist()
@@ -163,7 +163,7 @@ def test_without_the_option_nothing_is_stored_and_a_rerun_with_it_adds_the_maps(
 def test_a_failing_method_is_recorded_and_the_others_are_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = auditor.explain.compute_maps
+    real = auditor.cams.compute.compute_maps
     guided_calls = []
 
     def fails_on_second_guided_batch(model, images, targets, methods, **kw):
@@ -173,12 +173,12 @@ def test_a_failing_method_is_recorded_and_the_others_are_kept(
                 raise RuntimeError("functional relu not supported here")
         return real(model, images, targets, methods, **kw)
 
-    monkeypatch.setattr(auditor.explain, "compute_maps", fails_on_second_guided_batch)
+    monkeypatch.setattr(auditor.cams.compute, "compute_maps", fails_on_second_guided_batch)
     data = _noise_folder(tmp_path / "data", per_class=3)
     result = run_audit(
         _config(data, tmp_path / "run", suspect_methods=("guided-backprop", "occlusion"),
                 batch_size=2),
-        model=CornerNet("top_left"),
+        model=CornerFeatureNet("top_left"),
     )
     assert guided_calls == [2, 2]  # not tried again after the failure
     assert result.summary["suspect_methods"] == ["occlusion"]
@@ -234,7 +234,7 @@ def test_suspect_map_round_trips_as_float16_and_is_none_when_absent(tmp_path: Pa
 
 
 def test_every_method_a_card_can_show_has_a_method_sentence() -> None:
-    assert set(METHOD_TEXTS) == set(auditor.explain.EXPLAIN_METHODS)
+    assert all(method.description.strip() for method in METHODS.values())
 
 
 def test_occlusion_patch_option_sets_the_suspect_map_grid(tmp_path: Path) -> None:
@@ -243,7 +243,7 @@ def test_occlusion_patch_option_sets_the_suspect_map_grid(tmp_path: Path) -> Non
     data = _noise_folder(tmp_path / "data")
     result = run_audit(
         _config(data, tmp_path / "run", suspect_methods=("occlusion",), occlusion_patch=8),
-        model=CornerNet("top_left"),
+        model=CornerFeatureNet("top_left"),
     )
     index = int(result.samples().sort_values("suspicion", ascending=False)["index"].iloc[0])
     occluded = RunReader(result.run_dir).suspect_map(index, "occlusion")

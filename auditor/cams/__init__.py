@@ -2,13 +2,11 @@
 
 from auditor.cams.engine import CamEngine, CamOutput
 from auditor.cams.guided import guided_backprop, guided_gradcam
-from auditor.cams.methods import GRADIENT_METHODS, METHODS, HeadWeights
+from auditor.cams.methods import HeadWeights
 from auditor.cams.perturbation import occlusion, scorecam
 from auditor.cams.reshape import nhwc_reshape, reshape_from_spec, vit_reshape
 
 __all__ = [
-    "GRADIENT_METHODS",
-    "METHODS",
     "CamEngine",
     "CamOutput",
     "HeadWeights",

@@ -4,7 +4,8 @@ The parameters are frozen and a forward hook hands the target layer's output on 
 requires grad, so autograd records only the part of the network after the target layer and no
 weight gradient is ever computed; ``torch.autograd.grad`` then returns G = d(score)/dA for the
 whole batch at once (samples are independent in eval mode). The methods are pure functions of
-(A, G, logits) in ``auditor.cams.methods``.
+(A, G) in ``auditor.cams.methods``,
+described in the registry ``auditor.map_methods``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from auditor.cams.methods import GRADIENT_METHODS, METHODS, HeadWeights, validate_methods
+from auditor.cams.methods import HeadWeights, one_pass_map
 from auditor.errors import AuditorError, UsageError
+from auditor.map_methods import METHODS, validate_one_pass
 from auditor.models.layers import find_target_layer, get_module
 
 logger = logging.getLogger(__name__)
@@ -150,7 +152,7 @@ class CamEngine(AbstractContextManager["CamEngine"]):
         target_layer: dotted name, several names (maps averaged on the largest grid), or None
             for the last module that outputs a 4-D feature map (found by one extra dry
             forward at the first call).
-        methods: names from ``METHODS``.
+        methods: names from ``auditor.map_methods.ONE_PASS_METHODS``.
         amp_dtype: e.g. torch.bfloat16 to run the forward under torch.autocast; activations
             and gradients are cast to float32 before the methods.
         reshape: maps a layer output to [B, K, h, w], e.g. ``vit_reshape`` for token outputs.
@@ -167,10 +169,11 @@ class CamEngine(AbstractContextManager["CamEngine"]):
         head: HeadWeights | None = None,
     ) -> None:
         self.model = model
-        self.methods = validate_methods(methods)
+        self.methods = validate_one_pass(methods)
         self.amp_dtype = amp_dtype
         self.reshape = reshape
-        self._needs_grad = any(name in GRADIENT_METHODS for name in self.methods)
+        self._needs_grad = any(METHODS[name].needs_gradients for name in self.methods)
+        self._needs_head = any(METHODS[name].needs_head for name in self.methods)
         self._given_head = head
         self._heads: dict[str, HeadWeights] = {}
         self.layers: list[str] | None = None
@@ -202,7 +205,7 @@ class CamEngine(AbstractContextManager["CamEngine"]):
                     partial(self._layer_hook, name)
                 )
                 stack.callback(handle.remove)
-            if "cam" in self.methods and self._given_head is None:
+            if self._needs_head and self._given_head is None:
                 for name, module in self.model.named_modules():
                     if isinstance(module, nn.Linear):
                         handle = module.register_forward_pre_hook(partial(self._linear_hook, name))
@@ -339,9 +342,9 @@ class CamEngine(AbstractContextManager["CamEngine"]):
             acts = self._as_feature_map(layer, activations[layer].detach().float())
             grads = gradients.get(layer)
             grads = None if grads is None else self._as_feature_map(layer, grads.float())
-            head = self._head(layer, acts, linear_inputs) if "cam" in self.methods else None
+            head = self._head(layer, acts, linear_inputs) if self._needs_head else None
             for name in self.methods:
-                per_layer[name].append(METHODS[name](acts, grads, logits32, explained, head))
+                per_layer[name].append(one_pass_map(name, acts, grads, explained, head))
         maps = {name: fuse_layer_maps(layer_maps) for name, layer_maps in per_layer.items()}
         return CamOutput(maps, logits32.detach(), explained, list(self.layers))
 

@@ -1,21 +1,23 @@
 """Channel weightings of the Grad-CAM family, as pure functions of one forward/backward pass.
 
-Every method takes the target layer's activations ``A`` [B, K, h, w] and the gradients ``G``
-[B, K, h, w] of each sample's target score with respect to ``A`` (float32, same device), the
-logits [B, C], the explained classes ``targets`` [B] and, for CAM, the weights of a GAP+linear
-head. Each returns a map [B, h, w], float32, >= 0, unnormalised, so that magnitudes stay
-comparable across a data set. Sums over ``ij`` below are over the h x w grid.
+Each method takes only what it needs (as listed in ``auditor.map_methods``): the target
+layer's activations ``A`` [B, K, h, w], the gradients ``G`` [B, K, h, w] of each sample's
+target score with respect to ``A`` (float32, same device), and for CAM the weights of a
+GAP+linear head and the explained classes ``targets`` [B]. Each returns a map [B, h, w],
+float32, >= 0, unnormalised, so that magnitudes stay comparable across a data set. Sums over
+``ij`` below are over the h x w grid. ``one_pass_map`` calls a method by name with what the
+registry says it needs, and is the one place that checks it was given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from auditor.errors import AuditorError, UsageError
+from auditor.errors import AuditorError
+from auditor.map_methods import METHODS
 
 # Guards the divisions by sums of activations against 0/0 on dead channels.
 _EPS = 1e-7
@@ -34,119 +36,54 @@ class HeadWeights:
     bias: Tensor | None = None
 
 
-MethodFn = Callable[[Tensor, "Tensor | None", Tensor, Tensor, "HeadWeights | None"], Tensor]
-
-
 def _weighted_channel_sum(weights: Tensor, activations: Tensor) -> Tensor:
     """relu(sum_k weights[b, k] * A[b, k]) -> [B, h, w]."""
     return torch.einsum("bk,bkhw->bhw", weights, activations).clamp_min(0)
 
 
-def _require_gradients(name: str, gradients: Tensor | None) -> Tensor:
-    if gradients is None:
-        raise AuditorError(
-            f"method {name!r} needs the gradients of the target score, but none were given; "
-            "run it through CamEngine, which computes them in the same pass."
-        )
-    return gradients
-
-
-def gradcam(
-    activations: Tensor,
-    gradients: Tensor | None,
-    logits: Tensor,
-    targets: Tensor,
-    head: HeadWeights | None = None,
-) -> Tensor:
+def gradcam(activations: Tensor, gradients: Tensor) -> Tensor:
     """Grad-CAM: relu(sum_k w_k A_k) with w_k = mean_ij G_kij. Returns [B, h, w]."""
-    grads = _require_gradients("gradcam", gradients)
-    return _weighted_channel_sum(grads.mean(dim=(2, 3)), activations)
+    return _weighted_channel_sum(gradients.mean(dim=(2, 3)), activations)
 
 
-def gradcam_plus_plus(
-    activations: Tensor,
-    gradients: Tensor | None,
-    logits: Tensor,
-    targets: Tensor,
-    head: HeadWeights | None = None,
-) -> Tensor:
+def gradcam_plus_plus(activations: Tensor, gradients: Tensor) -> Tensor:
     """Grad-CAM++, closed form for the score exp(S) (Chattopadhay et al. 2018, eq. 19).
 
     alpha_kij = G^2 / (2 G^2 + sum_ab(A_kab) G^3), with 0/0 -> 0; w_k = sum_ij alpha * relu(G);
     map = relu(sum_k w_k A_k). The positive factor exp(S) of the paper is dropped (one
     positive scale per sample). Returns [B, h, w].
     """
-    grads = _require_gradients("gradcam++", gradients)
-    grads_2 = grads.pow(2)
-    denominator = 2 * grads_2 + activations.sum(dim=(2, 3), keepdim=True) * grads_2 * grads
+    squared = gradients.pow(2)
+    denominator = 2 * squared + activations.sum(dim=(2, 3), keepdim=True) * squared * gradients
     nonzero = denominator != 0
-    alpha = torch.where(nonzero, grads_2 / torch.where(nonzero, denominator, 1.0), 0.0)
-    weights = (alpha * grads.clamp_min(0)).sum(dim=(2, 3))
+    alpha = torch.where(nonzero, squared / torch.where(nonzero, denominator, 1.0), 0.0)
+    weights = (alpha * gradients.clamp_min(0)).sum(dim=(2, 3))
     return _weighted_channel_sum(weights, activations)
 
 
-def xgradcam(
-    activations: Tensor,
-    gradients: Tensor | None,
-    logits: Tensor,
-    targets: Tensor,
-    head: HeadWeights | None = None,
-) -> Tensor:
+def xgradcam(activations: Tensor, gradients: Tensor) -> Tensor:
     """XGrad-CAM: w_k = sum_ij(G A) / (sum_ij(A) + eps); map = relu(sum_k w_k A_k). [B, h, w]."""
-    grads = _require_gradients("xgradcam", gradients)
-    weights = (grads * activations).sum(dim=(2, 3)) / (activations.sum(dim=(2, 3)) + _EPS)
+    weights = (gradients * activations).sum(dim=(2, 3)) / (activations.sum(dim=(2, 3)) + _EPS)
     return _weighted_channel_sum(weights, activations)
 
 
-def layercam(
-    activations: Tensor,
-    gradients: Tensor | None,
-    logits: Tensor,
-    targets: Tensor,
-    head: HeadWeights | None = None,
-) -> Tensor:
+def layercam(activations: Tensor, gradients: Tensor) -> Tensor:
     """Layer-CAM: relu(sum_k relu(G_k) * A_k), element-wise weights. Returns [B, h, w]."""
-    grads = _require_gradients("layercam", gradients)
-    return (grads.clamp_min(0) * activations).sum(dim=1).clamp_min(0)
+    return (gradients.clamp_min(0) * activations).sum(dim=1).clamp_min(0)
 
 
-def hirescam(
-    activations: Tensor,
-    gradients: Tensor | None,
-    logits: Tensor,
-    targets: Tensor,
-    head: HeadWeights | None = None,
-) -> Tensor:
+def hirescam(activations: Tensor, gradients: Tensor) -> Tensor:
     """HiRes-CAM: relu(sum_k G_k * A_k), element-wise gradients. Returns [B, h, w]."""
-    grads = _require_gradients("hirescam", gradients)
-    return (grads * activations).sum(dim=1).clamp_min(0)
+    return (gradients * activations).sum(dim=1).clamp_min(0)
 
 
-def counterfactual(
-    activations: Tensor,
-    gradients: Tensor | None,
-    logits: Tensor,
-    targets: Tensor,
-    head: HeadWeights | None = None,
-) -> Tensor:
+def counterfactual(activations: Tensor, gradients: Tensor) -> Tensor:
     """Counterfactual Grad-CAM: Grad-CAM with negated gradients (evidence against the class)."""
-    grads = _require_gradients("counterfactual", gradients)
-    return _weighted_channel_sum(-grads.mean(dim=(2, 3)), activations)
+    return _weighted_channel_sum(-gradients.mean(dim=(2, 3)), activations)
 
 
-def cam(
-    activations: Tensor,
-    gradients: Tensor | None,
-    logits: Tensor,
-    targets: Tensor,
-    head: HeadWeights | None = None,
-) -> Tensor:
+def cam(activations: Tensor, head: HeadWeights, targets: Tensor) -> Tensor:
     """CAM (Zhou et al. 2016): relu(sum_k W[target, k] A_k) for a GAP+linear head. [B, h, w]."""
-    if head is None:
-        raise AuditorError(
-            "method 'cam' needs the class weights of a GAP+linear head (head=HeadWeights(...)); "
-            "CamEngine finds them itself when such a head follows the target layer."
-        )
     if head.weight.shape[1] != activations.shape[1]:
         raise AuditorError(
             f"method 'cam': the head has {head.weight.shape[1]} input features but the target "
@@ -156,13 +93,7 @@ def cam(
     return _weighted_channel_sum(weights, activations)
 
 
-def eigencam(
-    activations: Tensor,
-    gradients: Tensor | None,
-    logits: Tensor,
-    targets: Tensor,
-    head: HeadWeights | None = None,
-) -> Tensor:
+def eigencam(activations: Tensor) -> Tensor:
     """Eigen-CAM (Muhammad & Yeasin 2020): projection on the first principal direction.
 
     Per sample, the activation matrix M [hw, K] (not centred, as in the paper) is factorised
@@ -183,45 +114,35 @@ def eigencam(
     return (projection * sign).clamp_min(0).reshape(batch, height, width)
 
 
-METHODS: dict[str, MethodFn] = {
-    "gradcam": gradcam,
-    "gradcam++": gradcam_plus_plus,
-    "xgradcam": xgradcam,
-    "layercam": layercam,
-    "hirescam": hirescam,
-    "counterfactual": counterfactual,
-    "cam": cam,
-    "eigencam": eigencam,
-}
-"""Every one-pass map method by name."""
+def one_pass_map(
+    name: str,
+    activations: Tensor,
+    gradients: Tensor | None = None,
+    targets: Tensor | None = None,
+    head: HeadWeights | None = None,
+) -> Tensor:
+    """The one-pass method ``name`` on one layer, given what it needs. Returns [B, h, w].
 
-GRADIENT_METHODS: frozenset[str] = frozenset(
-    {"gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "counterfactual"}
-)
-"""The methods that need the gradients G (one backward for all of them together)."""
-
-
-def validate_names(
-    methods: Iterable[str] | str, valid: Iterable[str], note: str = ""
-) -> tuple[str, ...]:
-    """Method names checked against `valid`, duplicates dropped (order kept); a UsageError
-    names the unknown ones and lists the valid ones (plus `note`)."""
-    if isinstance(methods, str):
-        methods = (methods,)
-    valid = sorted(valid)
-    names = tuple(dict.fromkeys(methods))
-    if not names:
-        raise UsageError(f"no map method requested; choose from {', '.join(valid)}.")
-    unknown = [name for name in names if name not in valid]
-    if unknown:
-        raise UsageError(
-            f"unknown map method(s) {unknown}; valid names are {', '.join(valid)}{note}."
-        )
-    return names
-
-
-def validate_methods(methods: Iterable[str] | str) -> tuple[str, ...]:
-    """`validate_names` against the one-pass engine methods (METHODS)."""
-    return validate_names(
-        methods, METHODS, " (score-CAM, occlusion and guided backprop are separate functions)"
-    )
+    ``gradients`` are needed by the gradient methods, ``head`` and ``targets`` by CAM; an
+    AuditorError says what is missing.
+    """
+    method = METHODS[name]
+    if method.separate:
+        raise AuditorError(f"method {name!r} needs passes of its own; use compute_maps.")
+    inputs: dict[str, Tensor | HeadWeights] = {}
+    if method.needs_gradients:
+        if gradients is None:
+            raise AuditorError(
+                f"method {name!r} needs the gradients of the target score, but none were "
+                "given; run it through CamEngine, which computes them in the same pass."
+            )
+        inputs["gradients"] = gradients
+    if method.needs_head:
+        if head is None or targets is None:
+            raise AuditorError(
+                f"method {name!r} needs the class weights of a GAP+linear head "
+                "(head=HeadWeights(...)) and the explained classes; CamEngine finds the head "
+                "itself when such a head follows the target layer."
+            )
+        inputs["head"], inputs["targets"] = head, targets
+    return method.function(activations, **inputs)

@@ -36,10 +36,8 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from auditor.data.dicom import DICOM_EXTENSIONS, decode_dicom, has_dicom_preamble
+from auditor.data.limits import DEFAULT_MAX_PIXELS, check_declared_size
 from auditor.errors import DecodeError, UsageError
-
-# PIL's own default, about a 0.25-gigapixel RGB image (8 GiB of RGBA float is far past it).
-DEFAULT_MAX_PIXELS = 89_478_485
 
 EXIF_ORIENTATION_TAG = 0x0112
 
@@ -322,14 +320,7 @@ def _decode_opened(
 ) -> DecodedImage:
     """Check size, fingerprint, fully load, orient and convert an opened PIL image."""
     raw_width, raw_height = image.size
-    if raw_width <= 0 or raw_height <= 0:
-        raise DecodeError(f"invalid image size {raw_width}x{raw_height}")
-    if raw_width * raw_height > max_pixels:
-        raise DecodeError(
-            f"refused: decompression bomb: declared size {raw_width}x{raw_height} = "
-            f"{raw_width * raw_height} pixels exceeds max_pixels={max_pixels} "
-            "(raise max_pixels if the file is trusted)"
-        )
+    check_declared_size(raw_width, raw_height, max_pixels)
     image_format = image.format or ""
     n_frames = int(getattr(image, "n_frames", 1) or 1)
     exif = image.getexif()

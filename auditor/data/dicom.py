@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from auditor.data.limits import check_declared_size
 from auditor.errors import DecodeError, UsageError
 
 DICOM_EXTENSIONS: frozenset[str] = frozenset({".dcm", ".dicom"})
@@ -357,14 +358,7 @@ def decode_dicom(
             raise DecodeError("DICOM file without pixel data (not an image: a report, "
                               "a DICOMDIR or a presentation state?)")
         rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-        if rows <= 0 or columns <= 0:
-            raise DecodeError(f"invalid DICOM image size {columns}x{rows}")
-        if rows * columns > max_pixels:
-            raise DecodeError(
-                f"refused: decompression bomb: declared size {columns}x{rows} = "
-                f"{rows * columns} pixels exceeds max_pixels={max_pixels} "
-                "(raise max_pixels if the file is trusted)"
-            )
+        check_declared_size(columns, rows, max_pixels, kind="DICOM image")
         _check_decoder(pydicom, ds)
         try:
             pixels = pydicom.pixels.pixel_array(ds, index=0)

@@ -177,6 +177,7 @@ def reencode(
     fmt: str,
     quality: int = 75,
     size: tuple[int, int] | None = None,
+    dicom_window: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Decode a file as the loader does, encode it in `fmt`, decode that again.
 
@@ -187,6 +188,7 @@ def reencode(
         quality: JPEG quality 1-95 (ignored for PNG, which is lossless).
         size: (H, W) to resize to as the loader does (area when shrinking, else bilinear);
             None keeps the decoded size.
+        dicom_window: the run's --dicom-window for a DICOM source (None: the file's own).
 
     Returns:
         RGB uint8 [H, W, 3].
@@ -204,11 +206,11 @@ def reencode(
         try:
             with os.fdopen(handle, "wb") as out:
                 out.write(source)
-            rgb = decode_image(temp).rgb
+            rgb = decode_image(temp, dicom_window=dicom_window).rgb
         finally:
             os.unlink(temp)
     else:
-        rgb = decode_image(str(source)).rgb
+        rgb = decode_image(str(source), dicom_window=dicom_window).rgb
     buffer = io.BytesIO()
     options = {"quality": int(quality)} if target == "JPEG" else {}
     Image.fromarray(rgb).save(buffer, format=target, **options)

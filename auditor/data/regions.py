@@ -1,4 +1,8 @@
-"""Image regions shared by the data layer and the metrics: the border band."""
+"""Image regions shared by the data layer, the metrics and the probes: the border band.
+
+The one band rule: a band of fraction f on a side of n pixels is round-half-up(f * n) pixels
+wide, and at least one pixel when f > 0 (a positive border never vanishes on a small image).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,11 @@ from auditor.errors import UsageError
 
 
 def border_width(size: int, fraction: float) -> int:
-    """Pixels of the band along one side: ``fraction * size`` rounded half up."""
-    return math.floor(fraction * size + 0.5)
+    """Pixels of the band along one side: ``fraction * size`` rounded half up, at least 1
+    when ``fraction > 0``."""
+    if fraction <= 0:
+        return 0
+    return max(1, math.floor(fraction * size + 0.5))
 
 
 def border_band(

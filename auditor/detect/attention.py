@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from auditor.detect.flags import Flag, Severity
+from auditor.detect.flags import Flag, Severity, severity_at
 from auditor.errors import UsageError
 
 MIN_SAMPLES = 8
@@ -63,7 +63,6 @@ DEGENERATE_SHARE = 0.05
 SUMMARY_MEASURES: tuple[str, ...] = (
     "fg_energy", "fg_enrichment", "bg_energy", "border_energy", "border_lift", "wsol_iou",
 )
-_LEVELS: tuple[Severity, ...] = ("low", "medium", "high")
 
 
 @dataclass(frozen=True)
@@ -166,7 +165,7 @@ def _severity(rule: _Rule, median: float, n: int, effect_chance: float, p_rest: 
         level += 1
     if n < FULL_SEVERITY_SAMPLES:
         level = min(level, 1)
-    return _LEVELS[min(level, 2)]
+    return severity_at(level)
 
 
 def _class_flag(rule: _Rule, ok: pd.DataFrame, keys: pd.Series, name: str) -> Flag | None:

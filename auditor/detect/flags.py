@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Severity = Literal["high", "medium", "low"]
-SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3}
+#: The one severity order, least severe first; every sort and ladder reads it.
+SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high")
+SEVERITY_RANK: dict[str, int] = {name: rank for rank, name in enumerate(SEVERITIES, start=1)}
 
 #: Stable flag codes (the public contract; see README "Flag kinds").
 FLAG_KINDS: tuple[str, ...] = (
@@ -55,6 +57,18 @@ class Flag:
             "evidence": self.evidence,
             "samples": list(self.samples),
         }
+
+
+def severity_at(level: int) -> Severity:
+    """The severity of a 0-based level on the ladder low, medium, high (clipped to it)."""
+    return SEVERITIES[min(max(level, 0), len(SEVERITIES) - 1)]
+
+
+def flag_sort_key(severity: str | None, score: float | None) -> tuple[int, float]:
+    """Sort key of a flag: most severe first, then the largest |score|; unknown severities and
+    missing or non-finite scores last."""
+    strength = abs(score) if score is not None and math.isfinite(score) else 0.0
+    return -SEVERITY_RANK.get(str(severity), 0), -strength
 
 
 def at_or_above(flags: list[dict[str, Any]], severity: str) -> list[dict[str, Any]]:

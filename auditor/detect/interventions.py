@@ -61,7 +61,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -71,9 +71,13 @@ from torch import nn
 
 from auditor.data.edits import blank_border, fill_box, reencode, replace_background
 from auditor.data.foreground import estimate_foreground
-from auditor.detect.flags import Flag, Severity
-from auditor.errors import AuditorError, UsageError
+from auditor.detect.flags import Flag, Severity, severity_at
+from auditor.errors import AuditorError
 from auditor.runtime import normalise_images
+
+if TYPE_CHECKING:
+    from auditor.config import AuditConfig
+    from auditor.data import AuditDataset
 
 MAX_PER_CLASS = 256
 MEAN_COLOUR_SAMPLES = 256
@@ -137,12 +141,13 @@ class _Item:
 class _Runner:
     """Loads items (cached), edits them, runs the model, measures outcomes."""
 
-    def __init__(self, samples: pd.DataFrame, context: dict[str, Any]) -> None:
-        self.config = context["config"]
-        self.dataset = context["dataset"]
-        self.index = context["index"]
-        self.model: nn.Module = context["model"]
-        self.device: torch.device = torch.device(context["device"])
+    def __init__(self, samples: pd.DataFrame, model: nn.Module, dataset: AuditDataset,
+                 config: AuditConfig, device: torch.device) -> None:
+        self.config = config
+        self.dataset = dataset
+        self.index = dataset.index
+        self.model = model
+        self.device = torch.device(device)
         self.rng = np.random.default_rng(self.config.seed)
         self.items: dict[int, _Item | None] = {}
         self.before: dict[int, torch.Tensor] = {}  # position -> probabilities [C], unedited
@@ -289,7 +294,8 @@ class _Runner:
         size = tuple(images.shape[2:])
         for i, p in enumerate(kept):
             try:
-                rgb = reencode(self.index.samples[p].path, fmt, JPEG_QUALITY, size=size)
+                rgb = reencode(self.index.samples[p].path, fmt, JPEG_QUALITY, size=size,
+                               dicom_window=self.config.dicom_window)
             except AuditorError:  # unreadable since the pass: left out, like any error row
                 continue
             keep.append(i)
@@ -304,7 +310,7 @@ def _severity(effect: float, n: int) -> Severity:
     level = 2 if effect >= 0.5 else 1 if effect >= 0.35 else 0
     if n < FULL_SEVERITY_N:
         level -= 1
-    return ("low", "medium", "high")[max(level, 0)]  # type: ignore[return-value]
+    return severity_at(level)
 
 
 def _statistics(test: _Outcome, control: _Outcome) -> dict[str, Any]:
@@ -367,29 +373,29 @@ def _format_of(rows: pd.DataFrame) -> str:
     return str(formats.mode().iloc[0])
 
 
-def run_interventions(samples: pd.DataFrame, flags: list[Flag],
-                      context: dict[str, Any]) -> InterventionResult:
+def run_interventions(samples: pd.DataFrame, flags: list[Flag], model: nn.Module,
+                      dataset: AuditDataset, config: AuditConfig,
+                      device: torch.device) -> InterventionResult:
     """Test each testable flag by intervention (module docstring); annotate the tested flags.
 
     Args:
         samples: the samples.parquet table (index, rel_path, label, label_index, status,
             correct, fg_energy, peak_x, peak_y, file_format ...).
         flags: the flags raised so far; tested ones get evidence notes (modified in place).
-        context: config (AuditConfig), index (DatasetIndex), dataset (AuditDataset), model
-            (nn.Module, eval mode, on device), device (torch.device).
+        model: the audited model, eval mode, on ``device``.
+        dataset: the audit's inputs (its index gives the classes and file paths).
+        config: the audit's options (seed, batch size, normalisation, border).
+        device: where the model runs.
 
     Returns:
         InterventionResult with the new flags and the records for summary.json.
     """
-    for key in ("config", "index", "dataset", "model", "device"):
-        if key not in context:
-            raise UsageError(f"run_interventions needs context[{key!r}] (see auditor.analysis)")
     testable = [f for f in flags if f.kind in EDITS_BY_KIND]
     result = InterventionResult()
     if not testable:
         return result
-    runner = _Runner(samples, context)
-    classes = list(context["index"].classes)
+    runner = _Runner(samples, model, dataset, config, device)
+    classes = list(dataset.index.classes)
     paths = samples.set_index("index")["rel_path"] if "rel_path" in samples else None
     measured: dict[tuple, tuple[_Outcome, _Outcome]] = {}
     for flag in testable:

@@ -6,6 +6,9 @@ that tells the images with finding k from the others is a `metadata_shortcut` or
 `border_pixels_shortcut` flag for label k (`class_name` k, the message starts with the label).
 The rules, constants and severities are those of `run_probes`, unchanged. A label that every
 image has, or none, is skipped with a note.
+
+Also the multi-label run's table helpers: `label_sets` (the `labels` column as class indices)
+and `one_error_row_per_file`.
 """
 
 from __future__ import annotations
@@ -74,3 +77,19 @@ def one_vs_rest_probes(
         results[name] = result
         flags += result.flags
     return PerLabelProbes(results=results, flags=flags, notes=notes)
+
+
+def label_sets(labels: pd.Series, classes: list[str]) -> list[tuple[int, ...]]:
+    """The ``labels`` column (``|``-joined names) as tuples of class indices."""
+    positions = {name: k for k, name in enumerate(classes)}
+    return [tuple(positions[n] for n in str(cell).split("|") if n) for cell in labels]
+
+
+def one_error_row_per_file(samples: pd.DataFrame) -> pd.DataFrame:
+    """Multi-label runs hold a row per (image, label); an unreadable file keeps one (its
+    first), with no label of its own (its labels stay in ``labels``)."""
+    error = samples["status"] == "error"
+    repeated = error & samples.duplicated("path")
+    out = samples[~repeated].reset_index(drop=True)
+    out.loc[out["status"] == "error", ["label", "label_index"]] = ["", -1]
+    return out

@@ -20,6 +20,7 @@ import pandas as pd
 
 from auditor.detect.matching import FlagKey, flag_key
 from auditor.errors import RunDirectoryError, UsageError
+from auditor.map_methods import METHODS
 from auditor.report import figures
 from auditor.report.formatting import fmt_count, fmt_number, fmt_percent
 from auditor.report.sections.attention import attention_section
@@ -33,8 +34,9 @@ from auditor.report.sections.interventions import interventions_section, sanity_
 from auditor.report.sections.probes import probes_section
 from auditor.report.sections.unreadable import errors_section
 from auditor.report.sections.verdict import executive_summary, verdict
-from auditor.report.texts import KIND_METHODS, KIND_TITLES, METHOD_TEXTS
+from auditor.report.texts import KIND_METHODS, KIND_TITLES
 from auditor.store import RunReader
+from auditor.summary import read_summary_json
 
 TEMPLATE_PACKAGE = "auditor.reports_templates"
 
@@ -91,7 +93,7 @@ def _csv_safe(value: Any) -> Any:
 
 def summary_json(run_dir: str | Path) -> str:
     """summary.json of a run as indented JSON text (`auditor report --format json`)."""
-    return json.dumps(RunReader(run_dir).summary, indent=2, ensure_ascii=False)
+    return json.dumps(read_summary_json(run_dir), indent=2, ensure_ascii=False)
 
 
 @functools.cache
@@ -129,7 +131,8 @@ def baseline_keys(summary: dict[str, Any]) -> set[FlagKey] | None:
 def report_context(run_dir: str | Path, gallery_size: int = 48) -> dict[str, Any]:
     """Everything the report template shows, as plain data (strings, numbers, lists, dicts)."""
     reader = RunReader(run_dir)
-    summary = reader.summary
+    # The sections read summary.json as written, every optional part possibly absent.
+    summary = read_summary_json(run_dir)
     samples = reader.samples()
     data = summary.get("data") or {}
     classes = [str(c) for c in data.get("classes") or sorted(samples["label"].unique())]
@@ -170,7 +173,9 @@ def report_context(run_dir: str | Path, gallery_size: int = 48) -> dict[str, Any
         "probes": probes_section(summary.get("probes"), samples),
         "gallery": gallery_section(reader, ok, primary, input_size, gallery_size, ids,
                                    suspect_methods),
-        "suspect_methods": [(m, METHOD_TEXTS.get(m, "")) for m in suspect_methods],
+        "suspect_methods": [
+            (m, METHODS[m].description if m in METHODS else "") for m in suspect_methods
+        ],
         "suspect_errors": sorted((str(m), str(e)) for m, e in suspect_errors.items()),
         "clusters": clusters_section(summary.get("clusters"), reader, means, classes, input_size),
         "interventions": interventions_section(summary.get("interventions")),

@@ -45,38 +45,6 @@ KIND_SECTION = {
     "metadata_shortcut": "probes", "border_pixels_shortcut": "probes",
     "intervention_sensitive": "interventions",
 }
-#: One sentence per map method that `--suspect-methods` can add to the gallery cards.
-METHOD_TEXTS = {
-    "gradcam": "Grad-CAM: the target layer's channels weighted by the mean gradient of the "
-               "explained class's score over each channel, summed, negative part dropped.",
-    "gradcam++": "Grad-CAM++: like Grad-CAM, but each channel is weighted by its positive "
-                 "gradients with position-wise higher-order factors, so several instances of "
-                 "the class can show up.",
-    "xgradcam": "XGrad-CAM: each channel weighted by the sum of gradient times activation "
-                "over its total activation.",
-    "layercam": "Layer-CAM: each position of each channel weighted by its own positive "
-                "gradient, which keeps finer detail.",
-    "hirescam": "HiRes-CAM: activations times gradients summed over channels, position by "
-                "position, without averaging the gradients first.",
-    "counterfactual": "Counterfactual map: Grad-CAM with the gradient negated: the regions "
-                      "whose presence lowers the explained class's score.",
-    "cam": "CAM: the target layer's channels weighted by the classifier weights of the "
-           "explained class (models with global average pooling and one linear layer).",
-    "eigencam": "Eigen-CAM: the target layer's activations projected on their first "
-                "principal direction; the same for every class, no gradients.",
-    "scorecam": "Score-CAM: each channel of the target layer, upsampled and scaled to [0, 1], "
-                "masks the input, and its weight is the explained class's probability for "
-                "that masked input; no gradients.",
-    "occlusion": "Occlusion: a square patch filled with the normalisation mean slides over "
-                 "the image, and the map is how much the explained class's probability drops "
-                 "when each patch is hidden (cells where it rose are shown as none).",
-    "guided-backprop": "Guided backpropagation: the gradient of the class score with respect "
-                       "to the input pixels, passing only positive gradients back through "
-                       "positive activations; sharp edges, but nearly the same for every class.",
-    "guided-gradcam": "Guided Grad-CAM: guided backpropagation times the Grad-CAM map "
-                      "upsampled to the input: pixel detail inside the region Grad-CAM points "
-                      "at.",
-}
 #: Model-level kinds: judged before any class-level flag, shown first.
 MODEL_LEVEL_KINDS = ("labels_permuted", "model_at_chance")
 #: What a reviewer should do about each kind of finding (the executive summary's next steps).

@@ -20,7 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from auditor.detect.attention import class_statistics
+from auditor.detect.flags import Flag
 from auditor.store import RunWriter, write_class_means, write_json, write_thumb
+from auditor.summary import DataFacts, ModelFacts, Summary, accuracy, write_summary
 
 IMAGE_SIZE = (48, 64)
 MAP_SIZE = (6, 8)
@@ -166,95 +169,62 @@ def build_run(
         mean_map = np.stack([norm[label_index[ok] == c].mean(axis=0) for c in range(k)])
         write_class_means(run_dir, mean_image, mean_map.astype(np.float32))
 
-    write_json(run_dir / "summary.json", _summary(rows, list(classes), flagged, optional_sections))
+    write_summary(run_dir, _summary(rows, list(classes), flagged, optional_sections))
     return run_dir
-
-
-def _class_stats(rows: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
-    stats = {}
-    for name in classes:
-        g = rows[rows["label"] == name]
-        o = g[g["status"] == "ok"]
-        stats[name] = {
-            "n": len(g), "n_ok": len(o),
-            "accuracy": float(o["correct"].mean()) if len(o) else float("nan"),
-            "fg_energy_median": float(o["fg_energy"].median()),
-            "fg_energy_q1": float(o["fg_energy"].quantile(0.25)),
-            "fg_energy_q3": float(o["fg_energy"].quantile(0.75)),
-            "bg_energy_median": float(o["bg_energy"].median()),
-            "border_energy_median": float(o["border_energy"].median()),
-            "border_lift_median": float(o["border_lift"].median()),
-            "fg_enrichment_median": float(o["fg_enrichment"].median()),
-            "pointing_hit_rate": float(o["pointing_hit"].mean()),
-            "wsol_iou_mean": float(o["wsol_iou"].mean()),
-            "wsol_iou_at_50": float((o["wsol_iou"] >= 0.5).mean()) if len(o) else float("nan"),
-        }
-    return stats
 
 
 def _summary(
     rows: pd.DataFrame, classes: list[str], flagged: bool, optional_sections: bool
-) -> dict[str, Any]:
+) -> Summary:
+    """The summary an audit of these rows writes: its facts, accuracy and class statistics by
+    the code the audit uses; the detector sections below stand in for detectors not run."""
     ok = rows[rows["status"] == "ok"]
     first = classes[0]
     first_rows = ok[ok["label"] == first]["rel_path"].tolist()
-    summary: dict[str, Any] = {
-        "auditor_version": "0.1.0",
-        "created": "2024-05-01T12:00:00+00:00",
-        "command": "auditor audit /data/set --model torchvision:resnet18 --out run "
-                   "--weights 'w <1>.pt'",
-        "config": {"border": 0.1, "methods": ["gradcam"], "image_size": list(IMAGE_SIZE)},
-        "versions": {"python": "3.11.9", "torch": "2.4.0", "torchvision": "0.19.0",
-                     "auditor": "0.1.0"},
-        "model": {
-            "spec": "torchvision:resnet18", "weights": "/models/w <1>.pt",
-            "weights_sha256": "ab" * 32, "parameters": 11_178_051,
-            "target_layers": ["layer4"], "input_size": list(IMAGE_SIZE),
-        },
-        "data": {
-            "root": "/data/set", "source": "folder", "classes": classes,
-            "counts": {c: int((rows["label"] == c).sum()) for c in classes},
-            "n_samples": len(rows), "n_ok": len(ok), "n_errors": len(rows) - len(ok),
-            "has_masks": bool(len(ok)), "foreground_source": "mask" if len(ok) else "none",
-        },
-        "methods": ["gradcam"],
-        "primary": "gradcam",
-        "accuracy": {
-            "overall": float(ok["correct"].mean()) if len(ok) else float("nan"),
-            "per_class": {
-                c: float(ok.loc[ok["label"] == c, "correct"].mean())
-                if (ok["label"] == c).any() else float("nan") for c in classes
-            },
-        },
-        "class_stats": _class_stats(rows, classes),
-        "flags": [],
-        "timings": {"index": 0.1, "pass": 2.5, "detect": 0.4},
-    }
+    summary = Summary(
+        command="auditor audit /data/set --model torchvision:resnet18 --out run "
+                "--weights 'w <1>.pt'",
+        config={"border": 0.1, "methods": ["gradcam"], "image_size": list(IMAGE_SIZE)},
+        model=ModelFacts(
+            spec="torchvision:resnet18", weights="/models/w <1>.pt", weights_sha256="ab" * 32,
+            parameters=11_178_051, outputs=len(classes), target_layers=["layer4"],
+            input_size=list(IMAGE_SIZE), device="cpu",
+        ),
+        data=DataFacts.of(rows, "/data/set", classes, [], "/data/set"),
+        methods=["gradcam"],
+        primary="gradcam",
+        accuracy=accuracy(rows, classes),
+        class_stats=class_statistics(rows, classes),
+        timings={"index": 0.1, "pass": 2.5, "detect": 0.4},
+        created="2024-05-01T12:00:00+00:00",
+        versions={"python": "3.11.9", "torch": "2.4.0", "torchvision": "0.19.0",
+                  "auditor": "0.1.0"},
+    )
     if flagged and len(ok):
         grid = np.zeros((4, 4), dtype=int)
         grid[0, 0] = len(first_rows)
-        summary["flags"] = [
-            {"kind": "fixed_location", "severity": "high", "class": first, "score": 0.92,
-             "message": f"attention of {first} returns to the top-left corner",
-             "evidence": {"grid": grid.tolist(), "share_in_top_cell": 0.92,
-                          "region_box": [0.0, 0.0, 0.25, 0.25]},
-             "samples": first_rows[:3]},
-            {"kind": "border_attention", "severity": "medium", "class": first, "score": 1.6,
-             "message": f"{first}: border lift 1.6 (chance 1.0)",
-             "evidence": {"border_lift_median": 1.6}, "samples": first_rows[:2]},
-            {"kind": "metadata_shortcut", "severity": "high", "class": None, "score": 0.95,
-             "message": "file format predicts the label (accuracy 0.95, chance 0.33)",
-             "evidence": {"property": "format"}, "samples": []},
-            {"kind": "intervention_sensitive", "severity": "low", "class": first, "score": 0.4,
-             "message": "blurring the border flips 40% of predictions",
-             "evidence": {"confirms": {"kind": "border_attention", "class": first},
-                          "edit": "border_blank",
-                          "edits": [{"edit": "border_blank", "description": "border band blanked",
-                                     "flip_rate": 0.4, "control_flip_rate": 0.05}]},
-             "samples": first_rows[:1]},
+        flags = [
+            Flag("fixed_location", "high", first, 0.92,
+                 f"attention of {first} returns to the top-left corner",
+                 {"grid_counts": grid.tolist(), "share_in_top_cell": 0.92,
+                  "region_box": [0.0, 0.0, 0.25, 0.25]}, first_rows[:3]),
+            Flag("border_attention", "medium", first, 1.6,
+                 f"{first}: border lift 1.6 (chance 1.0)", {"border_lift_median": 1.6},
+                 first_rows[:2]),
+            Flag("metadata_shortcut", "high", None, 0.95,
+                 "file format predicts the label (accuracy 0.95, chance 0.33)",
+                 {"property": "format"}),
+            Flag("intervention_sensitive", "low", first, 0.4,
+                 "blurring the border flips 40% of predictions",
+                 {"confirms": {"kind": "border_attention", "class": first},
+                  "edit": "border_blank",
+                  "edits": [{"edit": "border_blank", "description": "border band blanked",
+                             "flip_rate": 0.4, "control_flip_rate": 0.05}]},
+                 first_rows[:1]),
         ]
+        summary.flags = [f.to_dict() for f in flags]
     if optional_sections and len(ok):
-        summary["probes"] = {
+        summary.probes = {
             "associations": [
                 {"property": "format", "kind": "categorical", "statistic": "cramers_v",
                  "value": 0.98, "p_value": 1e-9, "by_class": {}},
@@ -270,7 +240,7 @@ def _summary(
         h, w = MAP_SIZE
         corner = np.zeros(MAP_SIZE)
         corner[0, 0] = 1.0
-        summary["clusters"] = {
+        summary.clusters = {
             first: [
                 {"cluster": 0, "size": len(members) - 1, "fg_energy_mean": 0.2,
                  "border_energy_mean": 0.6, "members": members[:-1], "mean_map": corner.tolist()},
@@ -278,7 +248,7 @@ def _summary(
                  "members": members[-1:], "mean_map": np.ones((h, w)).tolist()},
             ]
         }
-        summary["interventions"] = [
+        summary.interventions = [
             {"class": first, "edit": "border_blank", "description": "border band blanked",
              "n": len(first_rows), "flip_rate": 0.4, "prob_drop_mean": 0.3,
              "control_flip_rate": 0.05, "control_prob_drop_mean": 0.02,
@@ -286,7 +256,7 @@ def _summary(
             {"class": first, "edit": "swap_background", "n": len(first_rows), "flip_rate": 0.1,
              "prob_drop_mean": -0.05, "control_flip_rate": 0.0, "control_prob_drop_mean": 0.01},
         ]
-        summary["sanity"] = {
+        summary.sanity = {
             "gradcam": {"passed": True, "layers": [{"layer": "layer4", "spearman": 0.12,
                                                     "ssim": 0.2}]},
         }

@@ -23,9 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from auditor.audit import AuditResult, run_audit
+from auditor.audit import run_audit
 from auditor.config import AuditConfig
 from auditor.demo import DemoNet, draw_creature, textured_background
+from auditor.run import AuditResult
 
 SIZE = 32
 TAG = 6

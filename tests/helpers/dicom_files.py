@@ -1,5 +1,5 @@
 """Writers of test DICOM files, pixels built in code, patient fields filled with strings that
-must never appear in any output (``PATIENT_STRINGS``). Other test modules may import these."""
+must never appear in any output (``PATIENT_STRINGS``)."""
 
 from __future__ import annotations
 

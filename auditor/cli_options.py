@@ -1,0 +1,247 @@
+"""The CLI's options, each declared once, and the groups the commands share.
+
+An option's destination is the name of the ``AuditConfig`` field it fills, so ``auditor audit``
+builds its config from the parsed options directly. Values are checked where they are parsed
+(click types and callbacks) and again by ``AuditConfig`` for Python users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from auditor.map_methods import METHODS, ONE_PASS_METHODS, SEPARATE_METHODS
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _floats3(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"expected three numbers like 0.5,0.5,0.5, got {value!r}"
+        ) from None
+    if len(parts) != 3:
+        raise click.BadParameter(f"expected three comma-separated numbers, got {value!r}")
+    return parts  # type: ignore[return-value]
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
+    try:
+        parts = [int(v) for v in value.lower().replace("x", ",").split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected N or HxW, got {value!r}") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2:
+        raise click.BadParameter(f"expected N or HxW, got {value!r}")
+    return parts[0], parts[1]
+
+
+def csv_list(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[str, ...] | None:
+    """A comma-separated option as a tuple of its items (None when the option is absent)."""
+    if value is None:
+        return None
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not items:
+        raise click.BadParameter("expected a comma-separated list")
+    return items
+
+
+def _csv_or_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    return csv_list(ctx, param, value) or ()
+
+
+def _window(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[float, float] | None:
+    from auditor.data.dicom import parse_window
+    from auditor.errors import UsageError
+
+    if value is None:
+        return None
+    try:
+        return parse_window(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _reshape(ctx: click.Context, param: click.Parameter, value: str) -> str | None:
+    return None if value == "none" else value
+
+
+def group(*options: Decorator) -> Decorator:
+    """Several options as one decorator, listed in --help in the order given."""
+
+    def apply(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply
+
+
+# -- single options ---------------------------------------------------------------------------
+
+model = click.option(
+    "--model",
+    required=True,
+    help="torchvision:NAME, module.path:factory, path/file.py:factory, or a TorchScript file.",
+)
+weights = click.option(
+    "--weights",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Weights: a state_dict (.pt/.pth, loaded with weights_only) or .safetensors.",
+)
+num_classes = click.option(
+    "--num-classes", type=int, help="Head size, when the weights do not say it."
+)
+trust_pickle = click.option(
+    "--trust-pickle",
+    is_flag=True,
+    help="Allow loading full pickled models/weights (unpickling can run code).",
+)
+data_classes = click.option(
+    "--classes",
+    callback=csv_list,
+    help="Class names in the model's output order, comma-separated "
+    "(default: sorted folder names / manifest labels).",
+)
+masks = click.option(
+    "--masks",
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of foreground masks at the same relative paths as the images "
+    "(any image extension; nonzero = foreground).",
+)
+image_size = click.option(
+    "--image-size",
+    default="224",
+    show_default=True,
+    callback=_size,
+    help="Model input size, N or HxW pixels (images are resized, not cropped).",
+)
+border = click.option(
+    "--border",
+    default=0.1,
+    show_default=True,
+    type=float,
+    help="Width of the border band, as a fraction of each side.",
+)
+workers = click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="DataLoader worker processes (default: from the core count).",
+)
+allow_outside = click.option(
+    "--allow-outside",
+    is_flag=True,
+    help="Allow manifest paths outside the manifest's folder.",
+)
+multi_label = click.option(
+    "--multi-label",
+    is_flag=True,
+    help="Several labels per image: a manifest column `labels` separated by | (empty "
+    "= no finding); maps, statistics and probes per label.",
+)
+dicom_window = click.option(
+    "--dicom-window",
+    callback=_window,
+    help="CENTER,WIDTH in modality units (e.g. HU) for every DICOM file, replacing "
+    "the files' own VOI LUT or window (default: each file's; its min..max without).",
+)
+quiet = click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
+target_layers = click.option(
+    "--target-layer",
+    "target_layers",
+    multiple=True,
+    help="Dotted module name of the layer to explain; repeat to average several "
+    "(default: the last layer with a spatial feature map, see --reshape).",
+)
+reshape = click.option(
+    "--reshape",
+    default="none",
+    show_default=True,
+    callback=_reshape,
+    help="How the target layer's output becomes a feature map: none (already [B,C,h,w]), "
+    "vit (transformer tokens [B,N,C]; class/register tokens dropped, square grid inferred), "
+    "vit:GHxGW, or nhwc (channels-last [B,h,w,C], timm Swin). With vit or nhwc the default "
+    "layer is the last norm layer whose positions the prediction depends on.",
+)
+mean = click.option(
+    "--mean",
+    default="0.485,0.456,0.406",
+    show_default=True,
+    callback=_floats3,
+    help="Normalisation mean (RGB, 0-1 units).",
+)
+std = click.option(
+    "--std",
+    default="0.229,0.224,0.225",
+    show_default=True,
+    callback=_floats3,
+    help="Normalisation std (RGB, 0-1 units).",
+)
+device = click.option(
+    "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."
+)
+fail_on = click.option(
+    "--fail-on",
+    type=click.Choice(["high", "medium", "low"]),
+    help="Exit with code 3 when a flag at or above this severity is raised.",
+)
+occlusion_patch = click.option(
+    "--occlusion-patch",
+    type=click.IntRange(min=1),
+    help="Occlusion patch side in pixels (default: an eighth of the shorter image side).",
+)
+scorecam_channels = click.option(
+    "--scorecam-channels",
+    type=click.IntRange(min=1),
+    help="Score-CAM uses only the N channels of highest mean activation (default: all; "
+    "Score-CAM costs one forward per channel).",
+)
+pass_methods = click.option(
+    "--methods",
+    default="gradcam",
+    show_default=True,
+    callback=csv_list,
+    help=f"Map methods computed in the pass, comma-separated ({', '.join(ONE_PASS_METHODS)}).",
+)
+suspect_methods = click.option(
+    "--suspect-methods",
+    callback=_csv_or_empty,
+    default=None,
+    help="Costly map methods run on the report's suspects only (the --gallery-size most "
+    f"suspicious samples), never the whole pass, comma-separated: {', '.join(SEPARATE_METHODS)}, "
+    "or a one-pass method not in --methods. Each adds an overlay to every suspect's card.",
+)
+#: Every registered method, for `explain`.
+explain_methods = click.option(
+    "--methods",
+    default="gradcam,gradcam++,layercam,occlusion,guided-gradcam",
+    show_default=True,
+    callback=csv_list,
+    help=f"Comma-separated: {', '.join(METHODS)}.",
+)
+
+# -- groups ------------------------------------------------------------------------------------
+
+#: Every command that reads a data set (audit, probe).
+data_options = group(
+    data_classes, masks, image_size, border, workers, allow_outside, multi_label, dicom_window,
+    quiet,
+)
+#: The model and how it is loaded (audit, explain, sanity).
+model_options = group(model, weights, num_classes, trust_pickle)
+#: Where the maps come from (audit, explain, sanity).
+layer_options = group(target_layers, reshape)
+#: How images are normalised for the model (audit, explain, sanity).
+normalisation_options = group(mean, std)
+#: Settings of the separate-pass methods (audit's --suspect-methods, explain, sanity).
+separate_method_options = group(occlusion_patch, scorecam_channels)

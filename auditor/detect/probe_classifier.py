@@ -1,0 +1,141 @@
+"""The cross-validated probe: a seeded random forest on one group of features, its out-of-fold
+accuracy against chance and whether it is well above chance (part 2 of
+`auditor.detect.probes`; the rule is `auditor.detect.probe_rule`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import StratifiedKFold
+
+from auditor.detect.probe_rule import (
+    CHANCE_MARGIN,
+    MAX_FLAG_SAMPLES,
+    MIN_CLASS_ROWS,
+    MIN_LIFT,
+    MIN_ROWS,
+    probe_severity,
+)
+from auditor.detect.stats import wilson_interval
+
+MAX_FOLDS = 5
+
+
+LARGE_N_FOLDS = 3  # above LARGE_N rows three folds keep enough rows per fold and halve the fits
+
+
+LARGE_N = 1000
+
+
+FOREST_TREES = 40
+
+
+MAX_CLASSIFIER_ROWS = 3000
+
+
+MIN_SUBSAMPLE_CLASS_ROWS = 5
+
+
+def subsample(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Row positions: all rows, or a stratified subsample of about MAX_CLASSIFIER_ROWS."""
+    if len(y) <= MAX_CLASSIFIER_ROWS:
+        return np.arange(len(y))
+    frac = MAX_CLASSIFIER_ROWS / len(y)
+    picked = []
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        take = min(len(members), max(MIN_SUBSAMPLE_CLASS_ROWS, round(len(members) * frac)))
+        picked.append(rng.choice(members, size=take, replace=False))
+    return np.sort(np.concatenate(picked))
+
+
+def cross_validated_probe(
+    x: np.ndarray,
+    groups: list[str],
+    y: np.ndarray,
+    names: list[str],
+    seed: int,
+    notes: list[str],
+) -> tuple[dict[str, Any], list[int]]:
+    """Out-of-fold accuracy of a forest on x vs the majority baseline; most telling rows."""
+    if x.shape[1] == 0:
+        return {"status": "skipped", "reason": "no usable (non-constant) features"}, []
+    counts = np.bincount(y, minlength=len(names))
+    small = [names[c] for c in np.flatnonzero((counts > 0) & (counts < MIN_CLASS_ROWS))]
+    usable = np.flatnonzero(counts[y] >= MIN_CLASS_ROWS)
+    if small:
+        note = (
+            f"classes with fewer than {MIN_CLASS_ROWS} samples left out of the probes: "
+            + ", ".join(small)
+        )
+        if note not in notes:
+            notes.append(note)
+    n_classes = int((counts >= MIN_CLASS_ROWS).sum())
+    if len(usable) < MIN_ROWS or n_classes < 2:
+        reason = (
+            f"too little data for a cross-validated probe: {len(usable)} rows in "
+            f"{n_classes} classes with >= {MIN_CLASS_ROWS} samples; need >= {MIN_ROWS} rows "
+            "in >= 2 classes"
+        )
+        return {"status": "skipped", "reason": reason}, []
+
+    rng = np.random.default_rng(seed)
+    rows = usable[subsample(y[usable], rng)]
+    xs, ys = x[rows], y[rows]
+    most = MAX_FOLDS if len(rows) <= LARGE_N else LARGE_N_FOLDS
+    folds = int(min(most, np.bincount(ys)[np.unique(ys)].min()))
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    true_proba = np.zeros(len(rows))
+    correct = np.zeros(len(rows), dtype=bool)
+    importance = np.zeros(x.shape[1])
+    for train, test in splitter.split(xs, ys):
+        forest = RandomForestClassifier(
+            n_estimators=FOREST_TREES,
+            min_samples_leaf=3,
+            max_features="sqrt",
+            # Half-size bootstraps halve the fit time; the out-of-fold estimate stays unbiased.
+            max_samples=0.5,
+            # Thread start-up costs more than it saves on small data sets.
+            n_jobs=-1 if len(rows) > LARGE_N else None,
+            random_state=seed,
+        )
+        forest.fit(xs[train], ys[train])
+        proba = forest.predict_proba(xs[test])
+        col = np.searchsorted(forest.classes_, ys[test])
+        true_proba[test] = proba[np.arange(len(test)), col]
+        correct[test] = forest.classes_[proba.argmax(axis=1)] == ys[test]
+        importance += forest.feature_importances_ / folds
+
+    n = len(rows)
+    hits = int(correct.sum())
+    majority = int(np.bincount(ys).max())
+    accuracy = hits / n
+    baseline = majority / n
+    ci_low, ci_high = wilson_interval(hits, n)
+    lift = (accuracy - baseline) / (1 - baseline)
+    well_above = ci_low >= baseline + CHANCE_MARGIN and lift >= MIN_LIFT
+    by_group = pd.Series(importance, index=groups).groupby(level=0, sort=False).sum()
+    top = by_group.sort_values(ascending=False, kind="stable").head(5)
+    order = np.lexsort((-true_proba, ~correct))
+    telling = [int(rows[i]) for i in order[:MAX_FLAG_SAMPLES] if correct[i]]
+    summary = {
+        "status": "ok",
+        "accuracy": accuracy,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "baseline": baseline,
+        "baseline_ci": list(wilson_interval(majority, n)),
+        "lift": lift,
+        "well_above_chance": bool(well_above),
+        "severity": probe_severity(lift, n) if well_above else None,
+        "n": n,
+        "folds": folds,
+        "model": f"random forest ({FOREST_TREES} trees), stratified {folds}-fold, out-of-fold",
+        "features": list(dict.fromkeys(groups)),
+        "top_features": [{"feature": k, "importance": float(v)} for k, v in top.items()],
+    }
+    return summary, telling

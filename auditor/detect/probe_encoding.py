@@ -1,0 +1,247 @@
+"""The probes' inputs and their encoding: which fingerprint properties are tested, how each
+becomes integer codes (categoricals, quantile bins, rounded colours) or features for the
+classifier, the thumbnails' border band, and the check of the inputs (see `auditor.detect.probes`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from auditor.data.dicom import DICOM_CATEGORICAL_TAGS, DICOM_NUMERIC_TAGS, PROPERTY_PREFIX
+from auditor.data.regions import border_band, border_width
+from auditor.detect.categories import MISSING, OTHER, category_strings
+from auditor.errors import UsageError
+
+CATEGORICAL_PROPERTIES: tuple[str, ...] = (
+    "format",
+    "extension",
+    "extension_mismatch",
+    "mode",
+    "bit_depth",
+    "has_alpha",
+    "chroma_subsampling",
+    "has_exif",
+    "exif_orientation",
+    "n_frames",
+    "border_dominant",
+    *(PROPERTY_PREFIX + tag for tag in DICOM_CATEGORICAL_TAGS),
+)
+
+
+NUMERIC_PROPERTIES: tuple[str, ...] = (
+    "width",
+    "height",
+    "aspect",
+    "file_size",
+    "jpeg_quality",
+    "mean_alpha",
+    "border_mean_r",
+    "border_mean_g",
+    "border_mean_b",
+    "border_std",
+    "border_uniform_frac",
+    *(PROPERTY_PREFIX + tag for tag in DICOM_NUMERIC_TAGS),
+)
+
+
+#: Fingerprint properties computed from pixels of the border band, not from the file itself.
+BORDER_PROPERTIES: frozenset[str] = frozenset(
+    {
+        "border_dominant",
+        "border_mean_r",
+        "border_mean_g",
+        "border_mean_b",
+        "border_std",
+        "border_uniform_frac",
+    }
+)
+
+
+MAX_LEVELS = 64
+
+
+MAX_NUMERIC_BINS = 10
+
+
+_COLOUR_LEVELS = 4  # 5 levels per channel: 0, 64, 128, 191, 255
+
+
+CHANNELS = ("red", "green", "blue")
+
+
+def border_band_mask(height: int, width: int, border: float) -> np.ndarray:
+    """Bool [height, width], True on the border band (``auditor.data.regions``' rule); a
+    UsageError when ``border`` is not in (0, 0.5) or leaves no centre."""
+    if not 0 < border < 0.5:
+        raise UsageError(f"border must be a fraction in (0, 0.5), got {border}; e.g. 0.1")
+    if 2 * border_width(height, border) >= height or 2 * border_width(width, border) >= width:
+        raise UsageError(
+            f"a border of {border} leaves no centre in a {height}x{width} thumbnail; "
+            "use a smaller border"
+        )
+    return border_band(height, width, border).numpy()
+
+
+@dataclass
+class Column:
+    """One property encoded as integer levels for contingency tables."""
+
+    kind: str  # "categorical" | "numeric"
+    codes: np.ndarray  # int64 [N], level index per row
+    levels: list[str]  # display name per level
+    values: np.ndarray | None = None  # float [N] (numeric only), NaN = missing
+
+
+def encode_properties(frame: pd.DataFrame) -> tuple[dict[str, Column], dict[str, str]]:
+    columns: dict[str, Column] = {}
+    skipped: dict[str, str] = {}
+    for name in CATEGORICAL_PROPERTIES + NUMERIC_PROPERTIES:
+        if name not in frame:
+            # DICOM tags exist only for DICOM files: their absence elsewhere is no news.
+            if not name.startswith(PROPERTY_PREFIX):
+                skipped[name] = "not in the fingerprints"
+            continue
+        if name in CATEGORICAL_PROPERTIES:
+            col = encode_categorical(frame[name], colour=name == "border_dominant")
+        else:
+            col = encode_numeric(frame[name])
+        if len(col.levels) < 2:
+            only = col.levels[0] if col.levels else MISSING
+            skipped[name] = f"constant: every file has {only}"
+            continue
+        columns[name] = col
+    return columns, skipped
+
+
+def quantize_colour(hex_colour: str) -> str:
+    text = hex_colour.strip().lstrip("#")
+    try:
+        rgb = [int(text[i : i + 2], 16) for i in (0, 2, 4)] if len(text) == 6 else None
+    except ValueError:
+        rgb = None
+    if rgb is None:
+        return MISSING
+    step = 255 / _COLOUR_LEVELS
+    return "#" + "".join(f"{round(round(v / step) * step):02x}" for v in rgb)
+
+
+def encode_categorical(series: pd.Series, colour: bool = False) -> Column:
+    strings = category_strings(series)
+    if colour:
+        strings = strings.map({v: quantize_colour(v) for v in strings.unique()})
+    counts = strings.value_counts(sort=True)
+    if len(counts) > MAX_LEVELS:
+        keep = set(counts.index[: MAX_LEVELS - 1])
+        strings = strings.where(strings.isin(keep), OTHER)
+        counts = strings.value_counts(sort=True)
+    levels = [str(v) for v in counts.index]
+    codes = pd.Categorical(strings, categories=levels).codes.astype(np.int64)
+    return Column("categorical", codes, levels)
+
+
+def encode_numeric(series: pd.Series) -> Column:
+    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+    values = np.where(np.isfinite(values), values, np.nan)
+    finite = values[~np.isnan(values)]
+    uniq = np.unique(finite)
+    n_bins = min(MAX_NUMERIC_BINS, max(2, len(finite) // 10))
+    if len(uniq) <= n_bins:
+        edges = uniq[1:]
+        levels = [f"{v:.6g}" for v in uniq]
+    else:
+        edges = np.unique(np.quantile(finite, np.linspace(0, 1, n_bins + 1)[1:-1]))
+        bounds = np.concatenate([[uniq[0]], edges, [uniq[-1]]])
+        levels = [f"[{lo:.6g}, {hi:.6g})" for lo, hi in itertools.pairwise(bounds)]
+        levels[-1] = levels[-1][:-1] + "]"  # the top bin holds the maximum
+    codes = np.searchsorted(edges, np.nan_to_num(values), side="right").astype(np.int64)
+    if np.isnan(values).any():
+        codes = np.where(np.isnan(values), len(levels), codes)
+        levels.append(MISSING)
+    # Drop empty levels so constant columns are seen as constant.
+    used, codes = np.unique(codes, return_inverse=True)
+    return Column("numeric", codes.astype(np.int64), [levels[i] for i in used], values)
+
+
+def property_features(
+    n_rows: int, columns: dict[str, Column], border_group: bool
+) -> tuple[np.ndarray, list[str]]:
+    """Float [N, F] from the file properties (border_group False) or the border statistics
+    (True): one-hot categoricals, raw numerics plus a missing indicator where any value is NaN;
+    and each column's property name."""
+    blocks: list[np.ndarray] = []
+    groups: list[str] = []
+    for name, col in columns.items():
+        if (name in BORDER_PROPERTIES) != border_group:
+            continue
+        if col.kind == "categorical":
+            blocks.append(np.eye(len(col.levels), dtype=np.float32)[col.codes])
+            groups.extend([name] * len(col.levels))
+        else:
+            missing = np.isnan(col.values)
+            # An explicit indicator (and the median in the gaps) works with every
+            # scikit-learn version; forests only take NaN natively from 1.4 on.
+            fill = np.median(col.values[~missing]) if (~missing).any() else 0.0
+            blocks.append(np.where(missing, fill, col.values).astype(np.float32)[:, None])
+            groups.append(name)
+            if missing.any():
+                blocks.append(missing.astype(np.float32)[:, None])
+                groups.append(name)
+    if not blocks:
+        return np.empty((n_rows, 0), dtype=np.float32), []
+    return np.hstack(blocks), groups
+
+
+def border_pixel_features(thumbs: np.ndarray, border: float) -> tuple[np.ndarray, list[str]]:
+    """Band pixels flattened to float [N, 3 * band_pixels], grouped as "<side> edge, <channel>"."""
+    _, _, h, w = thumbs.shape
+    band = border_band_mask(h, w, border)
+    bh, bw = border_width(h, border), border_width(w, border)
+    ys, xs = np.nonzero(band)
+    side = np.where(
+        ys < bh, "top", np.where(ys >= h - bh, "bottom", np.where(xs < bw, "left", "right"))
+    )
+    x = thumbs[:, :, ys, xs].astype(np.float32).reshape(len(thumbs), -1)
+    groups = [f"{s} edge, {ch}" for ch in CHANNELS for s in side]
+    return x, groups
+
+
+def validate_inputs(
+    props: pd.DataFrame,
+    labels: np.ndarray,
+    classes: list[str],
+    thumbs: np.ndarray | None,
+    border: float,
+    n_permutations: int,
+) -> np.ndarray:
+    if not isinstance(props, pd.DataFrame):
+        raise UsageError(f"props must be a pandas DataFrame of fingerprints, got {type(props)}")
+    labels_arr = np.asarray(labels)
+    if labels_arr.ndim != 1 or len(labels_arr) != len(props):
+        raise UsageError(
+            f"labels must be 1-D with one entry per props row ({len(props)}), "
+            f"got shape {labels_arr.shape}"
+        )
+    if len(labels_arr) and not np.issubdtype(labels_arr.dtype, np.integer):
+        raise UsageError(f"labels must be integer class indices, got dtype {labels_arr.dtype}")
+    labels_arr = labels_arr.astype(np.int64)
+    bad = labels_arr[(labels_arr < -1) | (labels_arr >= len(classes))]
+    if len(bad):
+        raise UsageError(
+            f"label {int(bad[0])} is not an index into the {len(classes)} classes; "
+            "use 0..len(classes)-1, or -1 for unknown"
+        )
+    if thumbs is not None:
+        t = np.asarray(thumbs)
+        if t.dtype != np.uint8 or t.ndim != 4 or t.shape[0] != len(props) or t.shape[1] != 3:
+            raise UsageError(
+                f"thumbs must be uint8 [N={len(props)}, 3, H, W], got {t.dtype} {t.shape}"
+            )
+    if not 0 < border < 0.5:
+        raise UsageError(f"border must be a fraction in (0, 0.5), got {border}; e.g. 0.1")
+    if n_permutations < 0:
+        raise UsageError(f"n_permutations must be >= 0, got {n_permutations}")
+    return labels_arr
