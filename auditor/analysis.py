@@ -7,11 +7,13 @@ feature-resolution maps of the readable samples, float32 [N, h, w]).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from auditor.detect.attention import attention_flags, class_statistics
 from auditor.detect.clusters import cluster_maps
@@ -38,6 +40,15 @@ log = logging.getLogger("auditor")
 
 #: Samples per class whose inputs are averaged into the report's mean image.
 MEAN_IMAGE_SAMPLES = 64
+#: Readable samples per class whose inputs the report may show (besides the suspects).
+THUMBS_PER_CLASS = 4
+#: Inputs loaded for the figures above which loader workers are started (a spawned worker
+#: costs seconds to start).
+PARALLEL_LOAD_ITEMS = 4096
+#: Items per batch when loading the figures' inputs.
+LOAD_BATCH = 256
+#: Rows of maps normalised at a time for the class means (bounds the working memory).
+MEAN_BLOCK_ROWS = 65_536
 
 
 def analyse_run(run_dir: Path, context: PassContext, timer: PhaseTimer) -> dict[str, Any]:
@@ -91,8 +102,8 @@ def analyse_run(run_dir: Path, context: PassContext, timer: PhaseTimer) -> dict[
     write_samples(run_dir, samples)
     suspects = top_suspects(samples, config.gallery_size)
     with timer.phase("figures"):
-        _write_class_means(run_dir, samples, maps, context.dataset, len(classes))
-        _write_thumbs(run_dir, samples, context.dataset, suspects)
+        _write_figures(run_dir, samples, maps, context.dataset, len(classes), suspects,
+                       config.workers)
     clear_suspect_maps(run_dir)  # maps of an earlier analysis may belong to other suspects
     suspect_methods: list[str] = []
     suspect_errors: dict[str, str] = {}
@@ -103,7 +114,7 @@ def analyse_run(run_dir: Path, context: PassContext, timer: PhaseTimer) -> dict[
         command=context.command,
         config=config.to_dict(),
         model=model_facts(context),
-        data=DataFacts.of(samples, index.root, index.classes, index.warnings, config.data,
+        data=DataFacts.of(samples, index.root, index.classes, index.warnings, index.source,
                           multi_label=index.multi_label),
         methods=list(config.methods),
         primary=primary,
@@ -195,52 +206,90 @@ def model_facts(context: PassContext) -> ModelFacts:
     )
 
 
-def _write_class_means(
-    run_dir: Path, samples: pd.DataFrame, maps: np.ndarray, dataset: AuditDataset, k: int
+def _write_figures(
+    run_dir: Path, samples: pd.DataFrame, maps: np.ndarray, dataset: AuditDataset, k: int,
+    suspects: pd.DataFrame, workers: int | None,
 ) -> None:
-    """Mean max-normalised primary map per class (all readable samples) over the mean input of
-    up to MEAN_IMAGE_SAMPLES samples of the class."""
-    ok = samples[samples["status"] == "ok"].reset_index(drop=True)
-    if ok.empty or maps.size == 0:
-        return
-    finite = np.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
-    peak = finite.reshape(len(finite), -1).max(axis=1)
-    norm = finite / np.where(peak > 0, peak, 1.0)[:, None, None]
-    mean_map = np.zeros((k, *maps.shape[1:]), dtype=np.float32)
-    images = None
-    for c in range(k):
-        rows = np.flatnonzero(ok["label_index"].to_numpy() == c)
-        if rows.size == 0:
-            continue
-        mean_map[c] = norm[rows].mean(axis=0)
-        acc = None
-        for r in rows[:MEAN_IMAGE_SAMPLES]:
-            item = dataset[int(ok.at[r, "index"])]
-            if item["ok"]:
-                img = item["image"].numpy().astype(np.float64)
-                acc = img if acc is None else acc + img
-        if acc is not None:
-            mean = (acc / min(rows.size, MEAN_IMAGE_SAMPLES)).transpose(1, 2, 0)
-            if images is None:
-                images = np.zeros((k, *mean.shape), dtype=np.uint8)
-            images[c] = np.clip(mean.round(), 0, 255).astype(np.uint8)
-    if images is not None:
-        write_class_means(run_dir, images, mean_map)
-
-
-def _write_thumbs(
-    run_dir: Path, samples: pd.DataFrame, dataset: AuditDataset, suspects: pd.DataFrame
-) -> None:
-    """Store the inputs the report shows: the gallery's suspects and a few samples per class."""
+    """The thumbnails the report shows (_thumb_indices) and class_means.npz: per class, the
+    mean max-normalised primary map of all readable samples (class_mean_maps) over the mean
+    input of its first MEAN_IMAGE_SAMPLES readable samples; one loading of the inputs."""
     ok = samples[samples["status"] == "ok"]
-    chosen = set(suspects["index"].tolist())
-    for _, group in ok.groupby("label"):
-        chosen.update(group["index"].head(4).tolist())
-    for position in sorted(chosen):
-        item = dataset[int(position)]
-        if item["ok"]:
-            mask = item["mask"].numpy().astype(bool) if item["has_mask"] else None
-            write_thumb(run_dir, int(position), item["image"].permute(1, 2, 0).numpy(), mask)
+    labels = ok["label_index"].to_numpy(dtype=np.int64)
+    rank = pd.Series(labels).groupby(labels).cumcount().to_numpy()
+    averaged = (labels >= 0) & (rank < MEAN_IMAGE_SAMPLES)
+    thumbs = _thumb_indices(ok, suspects)
+    indices = ok["index"].to_numpy(dtype=np.int64)
+    wanted = np.union1d(indices[averaged], thumbs) if maps.size else thumbs
+    # Class of each wanted input, -1 for one that is only a thumbnail (no maps: no means).
+    row_of = pd.Index(indices).get_indexer(wanted)
+    meaned = (row_of >= 0) & averaged[row_of] & bool(maps.size)
+    wanted_class = np.where(meaned, labels[row_of], -1)
+    sums: torch.Tensor | None = None
+    for batch in _load_inputs(dataset, wanted, workers):
+        index = np.asarray(batch["index"], dtype=np.int64)
+        readable = batch["ok"].bool().numpy()
+        for row in np.flatnonzero(readable & np.isin(index, thumbs)):
+            mask = batch["mask"][row].numpy().astype(bool) if batch["has_mask"][row] else None
+            write_thumb(run_dir, int(index[row]), batch["image"][row].permute(1, 2, 0).numpy(),
+                        mask)
+        classes = wanted_class[np.searchsorted(wanted, index)]
+        mean_rows = readable & (classes >= 0)
+        if mean_rows.any():
+            if sums is None:
+                # uint8 sums of at most MEAN_IMAGE_SAMPLES images are exact in float32.
+                sums = torch.zeros((k, *batch["image"].shape[1:]), dtype=torch.float32)
+            sums.index_add_(0, torch.from_numpy(classes[mean_rows]),
+                            batch["image"][torch.from_numpy(mean_rows)].float())
+    if sums is None:
+        return
+    # Divided by every chosen sample, readable or not, as the mean always was.
+    counts = np.bincount(labels[labels >= 0], minlength=k)[:k]
+    mean = sums.double().numpy() / np.minimum(counts, MEAN_IMAGE_SAMPLES).clip(min=1)[
+        :, None, None, None]
+    images = np.clip(mean.round(), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    write_class_means(run_dir, np.ascontiguousarray(images), class_mean_maps(maps, labels, k))
+
+
+def _thumb_indices(ok: pd.DataFrame, suspects: pd.DataFrame) -> np.ndarray:
+    """Sample indices whose inputs the report shows: the gallery's suspects and the first few
+    readable samples of each class."""
+    first = ok.groupby("label", sort=False).head(THUMBS_PER_CLASS)["index"].to_numpy()
+    return np.union1d(first, suspects["index"].to_numpy()).astype(np.int64)
+
+
+def _load_inputs(
+    dataset: AuditDataset, indices: np.ndarray, workers: int | None
+) -> Iterator[dict[str, Any]]:
+    """Batches (collate_samples) of the dataset items `indices`, through the pass's loader:
+    worker processes only when there are enough items to repay starting them."""
+    from auditor.data import make_loader
+
+    if len(indices) == 0:
+        return iter(())
+    workers = 0 if len(indices) < PARALLEL_LOAD_ITEMS else workers
+    return iter(make_loader(dataset, LOAD_BATCH, workers, indices=[int(i) for i in indices]))
+
+
+def class_mean_maps(maps: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Mean of each class's max-normalised maps: float32 [k, h, w] (zeros for a class without
+    maps). maps: float [N, h, w] (non-finite values count as 0; a map whose max is not
+    positive is left undivided); labels: int [N] class of each map, -1 for none.
+
+    One pass in blocks of rows (grouped sums, float64): memory is a block, not rows x classes.
+    """
+    sums = np.zeros((k, int(np.prod(maps.shape[1:]))), dtype=np.float64)
+    for start in range(0, len(maps), MEAN_BLOCK_ROWS):
+        block = np.nan_to_num(np.asarray(maps[start : start + MEAN_BLOCK_ROWS], np.float32),
+                              nan=0.0, posinf=0.0, neginf=0.0).reshape(-1, sums.shape[1])
+        peak = block.max(axis=1)
+        block /= np.where(peak > 0, peak, 1.0)[:, None]
+        mine = labels[start : start + MEAN_BLOCK_ROWS]
+        keep = (mine >= 0) & (mine < k)
+        torch.from_numpy(sums).index_add_(
+            0, torch.from_numpy(mine[keep]), torch.from_numpy(block[keep].astype(np.float64)))
+    counts = np.bincount(labels[(labels >= 0) & (labels < k)], minlength=k)
+    mean = sums / np.maximum(counts, 1)[:, None]
+    return mean.reshape(k, *maps.shape[1:]).astype(np.float32)
 
 
 def write_suspect_maps(
@@ -257,8 +306,6 @@ def write_suspect_maps(
     Returns:
         (methods whose maps were stored, {failed method: reason}).
     """
-    import torch
-
     from auditor.cams import reshape_from_spec
     from auditor.cams.compute import compute_maps
     from auditor.runtime import normalise_images

@@ -22,6 +22,7 @@ from auditor.cams import reshape_from_spec
 from auditor.config import RUNTIME_ONLY, AuditConfig
 from auditor.data import AuditDataset, DatasetIndex, open_source
 from auditor.errors import DataError, ModelLoadError, UsageError
+from auditor.models.defaults import ModelDefaults, model_defaults
 from auditor.models.layers import default_target_layer, get_module
 from auditor.models.loading import LoadedModel, load_model
 from auditor.pipeline import DEFAULT_CHUNK_SIZE, AuditInterrupted, PassSettings, run_pass
@@ -49,10 +50,16 @@ def run_audit(
             raise UsageError("--baseline must be an earlier run directory, not --out itself")
         check_baseline(config.baseline)
     timer = PhaseTimer()
+    with timer.phase("model"):
+        defaults = model_defaults(config.model, config.weights) if model is None \
+            else ModelDefaults()
+        config = config.resolved(defaults.image_size, defaults.mean, defaults.std,
+                                 defaults.classes, defaults.reshape)
     with timer.phase("index"):
         index = open_source(
             config.data, classes=list(config.classes) if config.classes else None,
             masks_dir=config.masks, allow_outside=config.allow_outside,
+            image_column=config.image_column, label_column=config.label_column,
             multi_label=config.multi_label,
         )
         for warning in index.warnings:
@@ -61,7 +68,7 @@ def run_audit(
             raise DataError(f"no images found in {config.data}")
     ranks = distributed.ranks_from_env()
     with timer.phase("model"):
-        loaded = _prepare_model(config, model)
+        loaded = _prepare_model(config, model, len(index.classes))
         if loaded.scripted:
             raise ModelLoadError(
                 f"{config.model} is a TorchScript model: its layers cannot be hooked, so no "
@@ -172,9 +179,11 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
-def _prepare_model(config: AuditConfig, model: nn.Module | None) -> LoadedModel:
+def _prepare_model(config: AuditConfig, model: nn.Module | None,
+                   data_classes: int) -> LoadedModel:
     if model is None:
-        return load_model(config.model, config.weights, config.num_classes, config.trust_pickle)
+        return load_model(config.model, config.weights, config.num_classes, config.trust_pickle,
+                          data_classes=data_classes)
     model.eval()
     return LoadedModel(
         module=model, spec=config.model, weights=None, weights_sha256=None,

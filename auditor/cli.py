@@ -66,7 +66,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("data", type=click.Path(exists=True))
+@click.argument("data")
 @options.model
 @click.option(
     "--out",
@@ -158,7 +158,8 @@ def main() -> None:
 )
 @_handle_errors
 def audit(data: str, out: str, no_interventions: bool, **opts: Any) -> None:
-    """Audit a model on DATA (a class-per-folder tree or a CSV manifest)."""
+    """Audit a model on DATA: a class-per-folder tree, a CSV manifest, Parquet, a saved
+    Hugging Face data set or WebDataset .tar shards (a shard, a folder, a {000..009} pattern)."""
     from auditor.audit import run_audit
     from auditor.config import AuditConfig
 
@@ -171,7 +172,7 @@ def audit(data: str, out: str, no_interventions: bool, **opts: Any) -> None:
 
 
 @main.command()
-@click.argument("data", type=click.Path(exists=True))
+@click.argument("data")
 @click.option(
     "--out",
     required=True,
@@ -183,6 +184,7 @@ def audit(data: str, out: str, no_interventions: bool, **opts: Any) -> None:
 @_handle_errors
 def probe(data: str, out: str, **opts: Any) -> None:
     """Model-free checks of DATA: do file properties or border pixels predict the label?"""
+    from auditor.config import DEFAULT_IMAGE_SIZE
     from auditor.probe import run_probe
 
     _setup_logging(opts["quiet"])
@@ -191,10 +193,12 @@ def probe(data: str, out: str, **opts: Any) -> None:
         out,
         classes=opts["classes"],
         masks=opts["masks"],
-        image_size=opts["image_size"],
+        image_size=opts["image_size"] or DEFAULT_IMAGE_SIZE,
         border=opts["border"],
         workers=opts["workers"],
         allow_outside=opts["allow_outside"],
+        image_column=opts["image_column"],
+        label_column=opts["label_column"],
         quiet=opts["quiet"],
         command=_command_line(),
         dicom_window=opts["dicom_window"],
@@ -320,10 +324,22 @@ def _print_outcome(summary: dict[str, Any], report_path: Any) -> None:
 
 
 def _load_for_maps(opts: dict[str, Any]) -> Any:
-    """The model of --model/--weights/--num-classes/--trust-pickle, on --device, in eval mode."""
+    """The model of --model/--weights/--num-classes/--trust-pickle, on --device, in eval mode.
+    --image-size, --mean, --std, --classes and --reshape not given are filled in ``opts`` from
+    what the model declares (as `audit` does)."""
+    from auditor.config import AuditConfig
+    from auditor.models.defaults import model_defaults
     from auditor.models.loading import load_model
     from auditor.runtime import select_device
 
+    defaults = model_defaults(opts["model"], opts["weights"])
+    given = AuditConfig(data="", model=opts["model"], out="", image_size=opts["image_size"],
+                        mean=opts["mean"], std=opts["std"], classes=opts.get("classes"),
+                        reshape=opts["reshape"])
+    filled = given.resolved(defaults.image_size, defaults.mean, defaults.std, defaults.classes,
+                            defaults.reshape)
+    for name in ("image_size", "mean", "std", "classes", "reshape"):
+        opts[name] = getattr(filled, name)
     device = select_device(opts["device"])
     loaded = load_model(
         opts["model"], opts["weights"], opts["num_classes"], opts["trust_pickle"]
@@ -412,7 +428,7 @@ def explain(
 
 
 @main.command()
-@click.argument("data", type=click.Path(exists=True))
+@click.argument("data")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder to write sanity.json to.")
 @click.option(
     "--methods",

@@ -17,7 +17,11 @@ from auditor.map_methods import METHODS, ONE_PASS_METHODS, SEPARATE_METHODS
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
-def _floats3(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float, float]:
+def _floats3(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[float, float, float] | None:
+    if value is None:  # not given: the model's own, else ImageNet's (AuditConfig.resolved)
+        return None
     try:
         parts = tuple(float(v) for v in value.split(","))
     except ValueError:
@@ -29,7 +33,9 @@ def _floats3(ctx: click.Context, param: click.Parameter, value: str) -> tuple[fl
     return parts  # type: ignore[return-value]
 
 
-def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
+def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:  # not given: the model's own, else 224 (AuditConfig.resolved)
+        return None
     try:
         parts = [int(v) for v in value.lower().replace("x", ",").split(",")]
     except ValueError:
@@ -71,10 +77,6 @@ def _window(
         raise click.BadParameter(str(exc)) from None
 
 
-def _reshape(ctx: click.Context, param: click.Parameter, value: str) -> str | None:
-    return None if value == "none" else value
-
-
 def group(*options: Decorator) -> Decorator:
     """Several options as one decorator, listed in --help in the order given."""
 
@@ -91,12 +93,14 @@ def group(*options: Decorator) -> Decorator:
 model = click.option(
     "--model",
     required=True,
-    help="torchvision:NAME, module.path:factory, path/file.py:factory, or a TorchScript file.",
+    help="torchvision:NAME, timm:NAME, hf:PATH_OR_ID, module.path:factory, "
+    "path/file.py:factory, or a TorchScript file.",
 )
 weights = click.option(
     "--weights",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Weights: a state_dict (.pt/.pth, loaded with weights_only) or .safetensors.",
+    help="Weights: a state_dict file (.pt/.pth, loaded with weights_only) or .safetensors; "
+    "for torchvision: also DEFAULT or a weights name (IMAGENET1K_V2), for timm: also "
+    "pretrained, both from the local cache (nothing is downloaded).",
 )
 num_classes = click.option(
     "--num-classes", type=int, help="Head size, when the weights do not say it."
@@ -110,20 +114,33 @@ data_classes = click.option(
     "--classes",
     callback=csv_list,
     help="Class names in the model's output order, comma-separated "
-    "(default: sorted folder names / manifest labels).",
+    "(default: the model's own categories, else sorted folder names / labels).",
 )
 masks = click.option(
     "--masks",
-    type=click.Path(exists=True, file_okay=False),
-    help="Folder of foreground masks at the same relative paths as the images "
-    "(any image extension; nonzero = foreground).",
+    type=click.Path(exists=True),
+    help="Foreground masks: a folder of mask images at the same relative paths as the "
+    "images (any image extension; nonzero = foreground), a COCO JSON file (polygons, RLE) "
+    "or a Pascal VOC folder of XML boxes, matched by file name.",
+)
+image_column = click.option(
+    "--image-column",
+    default="image",
+    show_default=True,
+    help="Parquet / Hugging Face data: the column of the images (bytes, a path or the "
+    "{bytes, path} struct).",
+)
+label_column = click.option(
+    "--label-column",
+    default="label",
+    show_default=True,
+    help="Parquet / Hugging Face data: the column of the labels (indices or names).",
 )
 image_size = click.option(
     "--image-size",
-    default="224",
-    show_default=True,
     callback=_size,
-    help="Model input size, N or HxW pixels (images are resized, not cropped).",
+    help="Model input size, N or HxW pixels (images are resized, not cropped; default: the "
+    "model's own, else 224).",
 )
 border = click.option(
     "--border",
@@ -165,27 +182,21 @@ target_layers = click.option(
 )
 reshape = click.option(
     "--reshape",
-    default="none",
-    show_default=True,
-    callback=_reshape,
-    help="How the target layer's output becomes a feature map: none (already [B,C,h,w]), "
+    help="How the target layer's output becomes a feature map (default: from the model's "
+    "family for torchvision:, timm: and hf: models, else none): none (already [B,C,h,w]), "
     "vit (transformer tokens [B,N,C]; class/register tokens dropped, square grid inferred), "
     "vit:GHxGW, or nhwc (channels-last [B,h,w,C], timm Swin). With vit or nhwc the default "
     "layer is the last norm layer whose positions the prediction depends on.",
 )
 mean = click.option(
     "--mean",
-    default="0.485,0.456,0.406",
-    show_default=True,
     callback=_floats3,
-    help="Normalisation mean (RGB, 0-1 units).",
+    help="Normalisation mean (RGB, 0-1 units; default: the model's own, else ImageNet's).",
 )
 std = click.option(
     "--std",
-    default="0.229,0.224,0.225",
-    show_default=True,
     callback=_floats3,
-    help="Normalisation std (RGB, 0-1 units).",
+    help="Normalisation std (RGB, 0-1 units; default: the model's own, else ImageNet's).",
 )
 device = click.option(
     "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."
@@ -234,8 +245,8 @@ explain_methods = click.option(
 
 #: Every command that reads a data set (audit, probe).
 data_options = group(
-    data_classes, masks, image_size, border, workers, allow_outside, multi_label, dicom_window,
-    quiet,
+    data_classes, masks, image_column, label_column, image_size, border, workers, allow_outside,
+    multi_label, dicom_window, quiet,
 )
 #: The model and how it is loaded (audit, explain, sanity).
 model_options = group(model, weights, num_classes, trust_pickle)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 from auditor.errors import UsageError
@@ -16,6 +16,8 @@ from auditor.map_methods import METHODS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: The input size when neither the user nor the model gives one.
+DEFAULT_IMAGE_SIZE = (224, 224)
 
 #: Options that change how fast or how loudly a run goes, never its numbers: resume ignores them.
 RUNTIME_ONLY = frozenset(
@@ -47,7 +49,11 @@ RUNTIME_ONLY = frozenset(
 class AuditConfig:
     """Every option of `auditor audit` (the CLI's option names, `auditor.cli_options`). Units:
     image_size in pixels (height, width), border as a fraction of each side, mean/std in [0, 1]
-    RGB units; chunk_size in rows per stored chunk (None: the pipeline's default)."""
+    RGB units; chunk_size in rows per stored chunk (None: the pipeline's default).
+
+    image_size, mean, std, classes and reshape left at None are taken from the model when it
+    declares them (``auditor.models.defaults``; run_audit calls ``resolved``), else 224 x 224,
+    the ImageNet normalisation, the data's classes and no reshape."""
 
     data: str
     model: str
@@ -61,9 +67,9 @@ class AuditConfig:
     methods: tuple[str, ...] = ("gradcam",)
     primary: str | None = None
     explain: Literal["label", "predicted"] = "label"
-    image_size: tuple[int, int] = (224, 224)
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    image_size: tuple[int, int] | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
     border: float = 0.1
     foreground: Literal["mask", "estimate"] = "mask"
     batch_size: int = 64
@@ -73,6 +79,8 @@ class AuditConfig:
     compile: bool = False
     trust_pickle: bool = False
     allow_outside: bool = False
+    image_column: str = "image"
+    label_column: str = "label"
     max_pixels: int = 89_478_485
     dicom_window: tuple[float, float] | None = None
     multi_label: bool = False
@@ -99,11 +107,12 @@ class AuditConfig:
             raise UsageError(f"--foreground must be 'mask' or 'estimate', not {self.foreground!r}")
         if not 0.0 < self.border < 0.5:
             raise UsageError(f"--border must be a fraction in (0, 0.5), not {self.border}")
-        if len(self.image_size) != 2 or min(self.image_size) < 8:
+        if self.image_size is not None and (len(self.image_size) != 2
+                                            or min(self.image_size) < 8):
             raise UsageError(f"--image-size must be at least 8 pixels, not {self.image_size}")
-        if len(self.mean) != 3 or len(self.std) != 3:
+        if any(v is not None and len(v) != 3 for v in (self.mean, self.std)):
             raise UsageError("--mean and --std take three numbers (R, G, B)")
-        if min(self.std) <= 0:
+        if self.std is not None and min(self.std) <= 0:
             raise UsageError(f"--std values must be positive, not {self.std}")
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, not {self.batch_size}")
@@ -159,6 +168,26 @@ class AuditConfig:
                 f"--suspect-methods {', '.join(in_pass)} already run on every sample "
                 "(--methods); drop them from --suspect-methods"
             )
+
+    def resolved(
+        self,
+        image_size: tuple[int, int] | None = None,
+        mean: tuple[float, float, float] | None = None,
+        std: tuple[float, float, float] | None = None,
+        classes: tuple[str, ...] | None = None,
+        reshape: str | None = None,
+    ) -> AuditConfig:
+        """This config with the options the user left at None filled in: from the arguments
+        (what the model declares), else 224 x 224 and the ImageNet normalisation; classes and
+        reshape stay None when neither gives them."""
+        return replace(
+            self,
+            image_size=self.image_size or image_size or DEFAULT_IMAGE_SIZE,
+            mean=self.mean or mean or IMAGENET_MEAN,
+            std=self.std or std or IMAGENET_STD,
+            classes=self.classes or classes,
+            reshape=self.reshape or reshape,
+        )
 
     @property
     def primary_method(self) -> str:

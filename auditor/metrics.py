@@ -15,7 +15,8 @@ that is a share of mass is a fraction of the map's total.
 | wsol_iou | IoU of the true box and the box of the largest 8-connected blob >= 15% of max | |
 | peak_x, peak_y | arg-max pixel centre as a fraction of width / height, (col + 0.5) / W | |
 
-Undefined values are NaN, never 0: an all-zero or non-finite map makes every measure NaN; a
+Undefined values are NaN, never 0: an all-zero map (every value below float32's smallest normal
+number, ~1.2e-38) or a non-finite map makes every measure NaN; a
 sample without a mask has NaN foreground measures (fg_*, bg_energy, pointing_hit, wsol_iou) but
 defined border measures and peaks; an empty mask makes the foreground measures NaN.
 
@@ -140,27 +141,40 @@ def _largest_component_boxes(binary: torch.Tensor) -> torch.Tensor:
 
 
 def _largest_component_boxes_opencv(binary: torch.Tensor) -> torch.Tensor:
-    """`_largest_component_boxes` for CPU tensors, one cv2.connectedComponentsWithStats call
-    per image."""
+    """`_largest_component_boxes` for CPU tensors: ONE cv2.connectedComponentsWithStats call
+    for the whole batch, the images stacked with a row of zeros between them (no 8-connected
+    component crosses it), then the largest component of each image chosen in array code."""
     import cv2
     import numpy as np
 
     images = binary.to(torch.uint8).numpy()
-    boxes = np.empty((images.shape[0], 4), dtype=np.float32)
-    for i, image in enumerate(images):
-        _, labels, stats, _ = cv2.connectedComponentsWithStats(
-            image, connectivity=8, ltype=cv2.CV_32S
-        )
-        areas = stats[1:, cv2.CC_STAT_AREA]
-        candidates = 1 + np.flatnonzero(areas == areas.max())
-        best = int(candidates[0])
-        if len(candidates) > 1:
-            # Same tie rule as the tensor labelling: smallest last flat index wins.
-            flat = labels.reshape(-1)
-            last = [int(np.flatnonzero(flat == c)[-1]) for c in candidates]
-            best = int(candidates[int(np.argmin(last))])
-        x, y, w, h = stats[best, :4]
-        boxes[i] = (x, y, x + w, y + h)
+    batch, height, width = images.shape
+    stride = height + 1
+    stacked = np.zeros((batch * stride, width), dtype=np.uint8)
+    stacked.reshape(batch, stride, width)[:, :height] = images
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(
+        stacked, connectivity=8, ltype=cv2.CV_32S
+    )
+    stats = stats[1:]
+    image = stats[:, cv2.CC_STAT_TOP] // stride
+    area = stats[:, cv2.CC_STAT_AREA]
+    largest = np.zeros(batch, dtype=area.dtype)
+    np.maximum.at(largest, image, area)
+    # Tie rule of the tensor labelling: of equally large components, the one whose last pixel
+    # in raster order comes first wins (stacking keeps raster order). Found only for images
+    # with a tie, which are rare.
+    last = np.zeros(len(stats), dtype=np.int64)
+    tied = np.bincount(image[area == largest[image]], minlength=batch) > 1
+    if tied.any():
+        rows = np.flatnonzero(np.repeat(tied, stride))
+        flat = labels[rows].reshape(-1)
+        pixel = (rows[:, None] * width + np.arange(width)).reshape(-1)
+        np.maximum.at(last, flat[flat > 0] - 1, pixel[flat > 0])
+    order = np.lexsort((last, -area, image))
+    first = order[np.r_[True, image[order][1:] != image[order][:-1]]]
+    x, y, w, h = (stats[first, k] for k in range(4))
+    y = y - image[first] * stride
+    boxes = np.stack((x, y, x + w, y + h), axis=1).astype(np.float32)
     return torch.from_numpy(boxes)
 
 
@@ -255,7 +269,9 @@ def attention_measures(
     heat = upsample_maps(clean, (height, width))
     flat = heat.reshape(batch, -1)
     total = flat.sum(dim=1)
-    valid = finite & (total > 0)
+    # A map whose values are all subnormal (below float32's smallest normal, ~1.2e-38) has lost
+    # the precision its shares are made of: it counts as all-zero, not as a location.
+    valid = finite & (flat.amax(dim=1) >= torch.finfo(torch.float32).tiny)
     safe_total = torch.where(valid, total, torch.ones_like(total))
 
     fg = masks.to(device).bool() & has_mask.to(device).bool()[:, None, None]

@@ -379,10 +379,17 @@ def file_columns(batch: dict[str, Any], index: DatasetIndex, refs: list[Any]) ->
 
 def with_fingerprints(frame: pd.DataFrame, batch: dict[str, Any]) -> pd.DataFrame:
     """`frame` with the batch's file fingerprints appended as `file_<property>` columns."""
-    props = pd.DataFrame(list(batch["props"])).add_prefix("file_")
-    if props.empty:
+    records = list(batch["props"])
+    # Column by column (a row without a property gets NaN), as pd.DataFrame(records) would
+    # build it, without its per-record inference: this runs once per batch.
+    names = dict.fromkeys(name for record in records for name in record)
+    if not names:
         return frame
-    return pd.concat([frame, props.reset_index(drop=True)], axis=1)
+    props = pd.DataFrame(
+        {f"file_{name}": [record.get(name, np.nan) for record in records] for name in names},
+        index=frame.index,
+    )
+    return pd.concat([frame, props], axis=1)
 
 
 def _positions(batch: dict[str, Any], index: DatasetIndex) -> list[int]:

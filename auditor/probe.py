@@ -32,6 +32,8 @@ def run_probe(
     border: float = 0.1,
     workers: int | None = None,
     allow_outside: bool = False,
+    image_column: str = "image",
+    label_column: str = "label",
     quiet: bool = False,
     command: str | None = None,
     seed: int = 0,
@@ -49,6 +51,8 @@ def run_probe(
             classes=list(classes) if classes else None,
             masks_dir=masks,
             allow_outside=allow_outside,
+            image_column=image_column,
+            label_column=label_column,
             multi_label=multi_label,
         )
         if not index.samples:
@@ -93,7 +97,7 @@ def run_probe(
                 "dicom_window": None if dicom_window is None else list(dicom_window),
                 "multi_label": multi_label,
             },
-            data=DataFacts.of(samples, index.root, index.classes, index.warnings, data,
+            data=DataFacts.of(samples, index.root, index.classes, index.warnings, index.source,
                               multi_label=multi_label),
             probes=probes.to_dict() if probes is not None else None,
             flags=[f.to_dict() for f in flags],

@@ -119,12 +119,12 @@ class AuditResult:
 
 
 def data_fingerprint(index: DatasetIndex) -> str:
-    """sha256 over (relative path, label, size, mtime) of every sample: resume refuses when the
-    data changed."""
+    """sha256 over (relative path, label, size, mtime) of every sample (of the container file
+    for a sample kept in one): resume refuses when the data changed."""
     digest = hashlib.sha256("\x00".join(index.classes).encode())
     for ref in index.samples:
         try:
-            st = os.stat(ref.path)
+            st = os.stat(ref.member.container if ref.member is not None else ref.path)
             stamp = f"{st.st_size}:{st.st_mtime_ns}"
         except OSError:
             stamp = "missing"

@@ -92,8 +92,9 @@ class DataFacts:
 
     @classmethod
     def of(cls, samples: pd.DataFrame, root: str, classes: list[str], warnings: list[str],
-           data: str, multi_label: bool = False) -> DataFacts:
-        """The facts of the samples.parquet table of a run on ``data`` (a folder or a CSV)."""
+           source: str, multi_label: bool = False) -> DataFacts:
+        """The facts of the samples.parquet table of a run on data of the kind ``source``
+        (``DatasetIndex.source``: folder, manifest, parquet, arrow, webdataset)."""
         files = samples.drop_duplicates("path") if multi_label else samples
         counts = samples["label"].value_counts()
         readable = samples["status"] == "ok"
@@ -101,7 +102,7 @@ class DataFacts:
         sources = samples.loc[readable, "foreground_source"].value_counts()
         return cls(
             root=root,
-            source="manifest" if str(data).lower().endswith(".csv") else "folder",
+            source=source,
             classes=list(classes),
             counts={c: int(counts.get(c, 0)) for c in classes},
             counts_ok={c: int(ok_counts.get(c, 0)) for c in classes},
@@ -127,12 +128,8 @@ class DataFacts:
 def accuracy(samples: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
     """Top-1 accuracy over readable, labelled samples, overall and per class (NaN: none)."""
     ok = samples[(samples["status"] == "ok") & (samples["label_index"] >= 0)]
-    per_class = {
-        name: float(ok.loc[ok["label_index"] == k, "correct"].mean())
-        if (ok["label_index"] == k).any()
-        else float("nan")
-        for k, name in enumerate(classes)
-    }
+    means = ok["correct"].astype(float).groupby(ok["label_index"]).mean()
+    per_class = {name: float(means.get(k, float("nan"))) for k, name in enumerate(classes)}
     return {
         "overall": float(ok["correct"].mean()) if len(ok) else float("nan"),
         "per_class": per_class,

@@ -142,7 +142,8 @@ def test_fail_on_gives_exit_3_when_the_shortcut_is_flagged(demo_set: Path, tmp_p
         (["--model", "torchvision:not_a_model"], "torchvision has no model"),
         (["--model", "auditor.demo:build_demo_model", "--target-layer", "nope"], "nope"),
         (
-            ["--model", "auditor.demo:build_demo_model", "--classes", "digimon,pokemon,extra"],
+            ["--model", "auditor.demo:build_demo_model", "--num-classes", "2",
+             "--classes", "digimon,pokemon,extra"],
             "3 classes",
         ),
         (["--model", "auditor.demo:build_demo_model", "--border", "0.7"], "--border"),

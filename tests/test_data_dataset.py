@@ -213,7 +213,7 @@ def test_unexpected_exception_becomes_an_error_row(tmp_path, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("library bug")
 
-    monkeypatch.setattr(dataset_module, "decode_image", explode)
+    monkeypatch.setattr(dataset_module, "decode_bytes", explode)
     item = one_sample(images.solid(tmp_path / "a.png", (4, 4)))
     assert item["ok"] is False
     assert item["error"] == "unexpected error: RuntimeError: library bug"

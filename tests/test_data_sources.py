@@ -74,7 +74,7 @@ def test_folder_without_images_and_missing_data_are_refused(tmp_path):
         open_source(tmp_path / "empty")
     with pytest.raises(DataError, match="does not exist"):
         open_source(tmp_path / "nowhere")
-    with pytest.raises(DataError, match=r"neither a folder nor a \.csv"):
+    with pytest.raises(DataError, match=r"neither a folder, a \.csv"):
         open_source(images.raw(tmp_path / "data.txt", b"x"))
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import auditor.metrics as metrics_module
 from auditor.errors import UsageError
 from auditor.metrics import (
     MEASURES,
@@ -105,10 +106,14 @@ def test_pointing_miss_when_peak_is_background(left_quarter_mask):
     assert got["fg_enrichment"] == 0.0
 
 
-@pytest.mark.parametrize("bad", ["zeros", "nan", "inf"])
+@pytest.mark.parametrize("bad", ["zeros", "subnormal", "nan", "inf"])
 def test_degenerate_map_makes_every_measure_nan(bad, left_quarter_mask):
     heat = torch.zeros(8, 8)
-    if bad != "zeros":
+    if bad == "subnormal":
+        # Shares of values below float32's smallest normal number are rounding noise.
+        heat[0, 0] = 1e-45
+        heat[5, 2] = 3e-45
+    elif bad != "zeros":
         heat[0, 0] = math.nan if bad == "nan" else math.inf
         heat[1, 1] = 1.0
     got = measure_one(heat, left_quarter_mask)
@@ -290,3 +295,24 @@ def test_largest_component_box_matches_opencv_stats():
 def test_bad_shapes_and_border_raise_usage_error(maps, masks, has, boxes, border):
     with pytest.raises(UsageError):
         attention_measures(maps, masks, has, boxes, border=border)
+
+
+def test_batched_opencv_boxes_equal_the_tensor_labelling_ties_included():
+    # One cv2 call for the whole stacked batch must pick the same component per image as the
+    # batched tensor labelling, including its tie rule (equal areas: last raster pixel first).
+    gen = torch.Generator().manual_seed(5)
+    binary = torch.rand(40, 13, 17, generator=gen) < torch.linspace(0.05, 0.7, 40)[:, None, None]
+    binary[:, 0, 0] = True  # every image has a foreground pixel
+    ties = torch.zeros(4, 13, 17, dtype=torch.bool)
+    ties[0, 1:3, 1:3] = ties[0, 8:10, 12:14] = True  # two equal squares
+    ties[1, 12, 16] = ties[1, 0, 0] = True  # two single pixels in opposite corners
+    ties[2, 0, :] = True  # a component touching the row that separates stacked images
+    ties[2, 12, :] = True
+    # Equal areas (11): the column starts first in raster order but ends last, so the row
+    # wins; a rule by first pixel (opencv's label order) would pick the column.
+    ties[3, 0:11, 0] = True
+    ties[3, 2, 5:16] = True
+    binary = torch.cat([binary, ties])
+    got = metrics_module._largest_component_boxes_opencv(binary)
+    want = metrics_module._largest_component_boxes_tensor(binary)
+    assert torch.equal(got, want)

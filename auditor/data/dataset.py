@@ -16,9 +16,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from auditor.data.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
+from auditor.data.annotations import Annotation, render
+from auditor.data.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_bytes
 from auditor.data.foreground import estimate_foreground
-from auditor.data.masks import box_to_mask, read_mask, resize_mask, scale_box
+from auditor.data.masks import (
+    box_to_mask,
+    read_mask,
+    read_mask_bytes,
+    resize_mask,
+    scale_box,
+    upright_mask,
+)
+from auditor.data.members import read_member, sample_bytes
 from auditor.data.regions import border_band
 from auditor.data.sources import DatasetIndex, SampleRef
 from auditor.errors import DecodeError, UsageError
@@ -125,9 +134,8 @@ class AuditDataset(Dataset):
     def __getitem__(self, position: int) -> dict[str, Any]:
         ref = self.index.samples[position]
         try:
-            decoded = decode_image(
-                ref.path, max_pixels=self.max_pixels, dicom_window=self.dicom_window
-            )
+            decoded = decode_bytes(*sample_bytes(ref), max_pixels=self.max_pixels,
+                                   dicom_window=self.dicom_window)
             return self._item(ref, decoded)
         except DecodeError as exc:
             return self._error_item(ref, str(exc))
@@ -187,12 +195,18 @@ class AuditDataset(Dataset):
             else:
                 box = scaled
         mask: np.ndarray | None = None
-        if ref.mask_path is not None:
+        drawn_from_boxes = False
+        if ref.mask_path is not None or ref.mask_member is not None:
             try:
-                upright, warning = read_mask(
-                    ref.mask_path, image_size, decoded.raw_size, decoded.orientation,
-                    self.max_pixels,
-                )
+                image = (image_size, decoded.raw_size, decoded.orientation, self.max_pixels)
+                if isinstance(ref.mask_member, Annotation):
+                    drawn = render(ref.mask_member, decoded.raw_size)
+                    upright, warning = upright_mask(drawn, 1, *image[:3])
+                    drawn_from_boxes = ref.mask_member.boxes_only
+                elif ref.mask_member is not None:
+                    upright, warning = read_mask_bytes(read_member(ref.mask_member), *image)
+                else:
+                    upright, warning = read_mask(ref.mask_path, *image)
                 mask = resize_mask(upright, self.image_size)
                 if warning:
                     warnings.append(warning)
@@ -201,7 +215,7 @@ class AuditDataset(Dataset):
             except Exception as exc:  # a bad mask must not cost the image its audit
                 warnings.append(f"mask ignored: unexpected {type(exc).__name__}: {exc}")
         if mask is not None:
-            return mask, "mask", box, warnings
+            return mask, "box" if drawn_from_boxes else "mask", box, warnings
         if not np.isnan(box[0]):
             return box_to_mask(box, self.image_size), "box", box, warnings
         return np.zeros(self.image_size, dtype=np.uint8), "none", box, warnings

@@ -288,10 +288,28 @@ def decode_image(
     """
     if max_pixels <= 0:
         raise UsageError(f"max_pixels must be a positive pixel count, got {max_pixels}")
-    data = read_file_bytes(path)
+    return decode_bytes(read_file_bytes(path), path, max_pixels, dicom_window)
+
+
+def decode_bytes(
+    data: bytes,
+    name: str,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    dicom_window: tuple[float, float] | None = None,
+) -> DecodedImage:
+    """Decode the bytes of an image (a file, a Parquet cell, a tar member) like decode_image.
+
+    Args:
+        data: the encoded image.
+        name: the file name the bytes had, for the ``extension`` of the fingerprint; a name
+            without an extension (bytes stored without one) never counts as a mismatch.
+        max_pixels, dicom_window: as for decode_image.
+    """
+    if max_pixels <= 0:
+        raise UsageError(f"max_pixels must be a positive pixel count, got {max_pixels}")
     if not data:
         raise DecodeError("empty file (0 bytes)")
-    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    extension = os.path.splitext(name)[1].lower().lstrip(".")
     if has_dicom_preamble(data) or f".{extension}" in DICOM_EXTENSIONS:
         rgb, props = decode_dicom(data, extension, max_pixels, dicom_window)
         height, width = rgb.shape[:2]
@@ -343,7 +361,8 @@ def _decode_opened(
     props: dict[str, Any] = {
         "format": image_format,
         "extension": extension,
-        "extension_mismatch": bool(expected is not None and extension not in expected),
+        "extension_mismatch": bool(expected is not None and extension
+                                   and extension not in expected),
         "mode": mode,
         "bit_depth": int(bit_depth),
         "has_alpha": bool(has_alpha),

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,7 +29,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from auditor.data.dataset import resize_image
-from auditor.data.decode import decode_image
+from auditor.data.decode import decode_bytes, decode_image
 from auditor.data.regions import border_band
 from auditor.errors import UsageError
 
@@ -182,8 +180,8 @@ def reencode(
     """Decode a file as the loader does, encode it in `fmt`, decode that again.
 
     Args:
-        source: an image file path, or its bytes (decoded through a temporary file so the
-            decoding is exactly the loader's: EXIF orientation, alpha on black).
+        source: an image file path, or its bytes (decoded by decode_bytes, exactly as the
+            loader decodes: EXIF orientation, alpha on black).
         fmt: "JPEG" (or "JPG") or "PNG".
         quality: JPEG quality 1-95 (ignored for PNG, which is lossless).
         size: (H, W) to resize to as the loader does (area when shrinking, else bilinear);
@@ -202,13 +200,7 @@ def reencode(
     if not 1 <= int(quality) <= 95:
         raise UsageError(f"JPEG quality must be 1-95, got {quality}")
     if isinstance(source, bytes):
-        handle, temp = tempfile.mkstemp(prefix="auditor-reencode-")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(source)
-            rgb = decode_image(temp, dicom_window=dicom_window).rgb
-        finally:
-            os.unlink(temp)
+        rgb = decode_bytes(source, "", dicom_window=dicom_window).rgb
     else:
         rgb = decode_image(str(source), dicom_window=dicom_window).rgb
     buffer = io.BytesIO()

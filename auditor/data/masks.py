@@ -85,7 +85,19 @@ def read_mask(
     Raises:
         DecodeError: the mask cannot be read.
     """
-    data = read_file_bytes(path)
+    return read_mask_bytes(
+        read_file_bytes(path), image_size, image_raw_size, image_orientation, max_pixels
+    )
+
+
+def read_mask_bytes(
+    data: bytes,
+    image_size: tuple[int, int],
+    image_raw_size: tuple[int, int],
+    image_orientation: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[np.ndarray, str]:
+    """read_mask for the encoded bytes of a mask (a Parquet cell, a tar member)."""
     if not data:
         raise DecodeError("empty mask file (0 bytes)")
     try:
@@ -104,6 +116,29 @@ def read_mask(
     except (OSError, SyntaxError, ValueError, IndexError, TypeError, KeyError, EOFError,
             Image.DecompressionBombError, MemoryError, RuntimeError, OverflowError) as exc:
         raise DecodeError(f"corrupt mask: {type(exc).__name__}: {exc}") from exc
+    return upright_mask(
+        foreground, own_orientation, image_size, image_raw_size, image_orientation
+    )
+
+
+def upright_mask(
+    foreground: np.ndarray,
+    own_orientation: int,
+    image_size: tuple[int, int],
+    image_raw_size: tuple[int, int],
+    image_orientation: int,
+) -> tuple[np.ndarray, str]:
+    """Turn a binarised mask [h, w] upright (rules in the module docstring) and say when its
+    size differs from the image's.
+
+    Args:
+        own_orientation: the mask's own EXIF orientation (1 = none).
+        image_size, image_raw_size, image_orientation: as for read_mask.
+
+    Returns:
+        (bool array [h, w] upright, warning or "").
+    """
+    height, width = foreground.shape
     if own_orientation in range(2, 9):
         foreground = orient_array(foreground, own_orientation)
     elif image_orientation != 1:

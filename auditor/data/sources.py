@@ -1,4 +1,5 @@
-"""Data sources -> DatasetIndex: a class-per-subfolder tree or a CSV manifest.
+"""Data sources -> DatasetIndex: a class-per-subfolder tree or a CSV manifest (and, through
+``open_source``, the table and shard sources of ``auditor.data.tables`` and ``webdataset``).
 
 Folder tree: ``DATA/<class>/<file>``, searched recursively inside each class folder, hidden
 files and folders skipped, image files found by extension or, for DICOM files (often named
@@ -31,9 +32,14 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from auditor.data.dicom import DICOM_EXTENSIONS, is_dicom_file
+from auditor.data.members import Member
 from auditor.errors import DataError
+
+if TYPE_CHECKING:
+    from auditor.data.annotations import Annotation
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
@@ -44,7 +50,13 @@ _SHOW = 5  # how many offending names an error message lists before "and N more"
 
 @dataclass(frozen=True)
 class SampleRef:
-    """One input file of the data set (see docs/architecture.md, "Data items")."""
+    """One input file of the data set (see docs/architecture.md, "Data items").
+
+    ``member``: where the image's bytes are when they are inside a container file (a Parquet
+    or Arrow cell, a tar member; ``path`` then reads ``CONTAINER#KEY``); None for a file at
+    ``path``. ``mask_member`` likewise for the mask, or the COCO/VOC annotation it is drawn
+    from (``auditor.data.annotations``).
+    """
 
     index: int
     path: str
@@ -53,6 +65,8 @@ class SampleRef:
     mask_path: str | None = None
     box: tuple[float, float, float, float] | None = None
     labels: tuple[int, ...] = ()  # multi-label: every positive label of the image
+    member: Member | None = None
+    mask_member: Member | Annotation | None = None
 
 
 @dataclass
@@ -67,6 +81,9 @@ class DatasetIndex:
     samples: list[SampleRef]
     warnings: list[str] = field(default_factory=list)
     multi_label: bool = False
+    #: what the data is: folder, manifest, parquet, arrow (a saved Hugging Face data set)
+    #: or webdataset.
+    source: str = "folder"
 
 
 def is_image_name(name: str) -> bool:
@@ -165,7 +182,7 @@ def _attach_masks(
     attached: list[SampleRef] = []
     missing = 0
     for sample in samples:
-        if sample.mask_path is None:
+        if sample.mask_path is None and sample.mask_member is None:
             mask = lookup.get(os.path.splitext(sample.rel_path)[0])
             missing += mask is None
             sample = replace(sample, mask_path=mask)
@@ -375,7 +392,8 @@ def _open_manifest(
                   mask_path=mask, box=box)
         for i, ((path, _, mask, box), label) in enumerate(zip(entries, labels, strict=True))
     ]
-    return DatasetIndex(root=root, classes=classes, samples=samples, warnings=warnings)
+    return DatasetIndex(root=root, classes=classes, samples=samples, warnings=warnings,
+                        source="manifest")
 
 
 def _split_labels(cell: str) -> list[str]:
@@ -414,7 +432,7 @@ def _multi_label_index(
     if no_finding:
         warnings.append(f"{no_finding} of {len(entries)} images have no label (no finding)")
     return DatasetIndex(root=root, classes=classes, samples=samples, warnings=warnings,
-                        multi_label=True)
+                        multi_label=True, source="manifest")
 
 
 def open_source(
@@ -423,17 +441,25 @@ def open_source(
     masks_dir: str | os.PathLike[str] | None = None,
     allow_outside: bool = False,
     multi_label: bool = False,
+    image_column: str = "image",
+    label_column: str = "label",
 ) -> DatasetIndex:
-    """Index a folder tree or a CSV manifest (see the module docstring for the rules).
+    """Index a data set: a folder tree or a CSV manifest (rules in the module docstring),
+    Parquet or a saved Hugging Face data set (``auditor.data.tables``), or WebDataset tar
+    shards (``auditor.data.webdataset``).
 
     Args:
-        data: a folder ``DATA/<class>/<file>`` or a ``.csv`` manifest.
+        data: a folder ``DATA/<class>/<file>``, a ``.csv`` manifest, a ``.parquet`` file or a
+            folder of them, a ``save_to_disk`` folder, a ``.tar`` shard, a folder of shards
+            or a brace pattern of shards.
         classes: class names in the model's output order; default: from the data.
-        masks_dir: folder of masks at the images' relative paths (any image extension);
-            a manifest's ``mask`` column takes precedence.
+        masks_dir: folder of masks at the images' relative paths (any image extension), a
+            COCO JSON file or a Pascal VOC folder (``auditor.data.annotations``); a
+            manifest's ``mask`` column takes precedence.
         allow_outside: accept manifest paths outside the manifest's folder.
         multi_label: read the manifest's ``labels`` column (``|``-separated); one sample per
             (image, positive label). Needs a manifest.
+        image_column, label_column: the columns of a table source.
 
     Returns:
         DatasetIndex with samples in a stable order.
@@ -441,28 +467,43 @@ def open_source(
     Raises:
         DataError: the data cannot be audited at all; the message names the problem.
     """
+    from auditor.data.tables import is_saved_dataset, open_table_source, parquet_files
+    from auditor.data.webdataset import is_webdataset, open_webdataset
+
     location = os.path.abspath(os.fspath(data))
     checked = _check_classes(classes)
-    if multi_label and os.path.isdir(location):
+    if multi_label and not (os.path.isfile(location) and location.lower().endswith(".csv")):
         raise DataError(
             f"--multi-label needs a CSV manifest with columns path,labels (labels separated "
-            f"by |); {location!r} is a folder, which holds one label per image"
+            f"by |); {location!r} is not one (a folder, a table or shards hold one label per "
+            "image)"
         )
-    if os.path.isdir(location):
+    if is_webdataset(location):
+        index = open_webdataset(location, checked)
+    elif (os.path.isdir(location) and is_saved_dataset(location)) or parquet_files(location):
+        index = open_table_source(location, checked, image_column, label_column, allow_outside)
+    elif os.path.isdir(location):
         index = _open_folder(location, checked)
         if not index.samples:
             raise DataError(
                 f"no image files under {location!r}; expected DATA/<class>/<file> with "
-                f"extensions {', '.join(sorted(IMAGE_EXTENSIONS))}"
+                f"extensions {', '.join(sorted(IMAGE_EXTENSIONS))}, Parquet files, a saved "
+                "Hugging Face data set or .tar shards"
             )
     elif os.path.isfile(location) and location.lower().endswith(".csv"):
         index = _open_manifest(location, checked, allow_outside, multi_label)
     elif not os.path.exists(location):
-        raise DataError(f"data {location!r} does not exist; give a folder or a .csv manifest")
+        raise DataError(f"data {location!r} does not exist; give a folder, a .csv manifest, "
+                        "Parquet, a saved Hugging Face data set or .tar shards")
     else:
         raise DataError(
-            f"data {location!r} is neither a folder nor a .csv manifest (path,label columns)"
+            f"data {location!r} is neither a folder, a .csv manifest (path,label columns), "
+            "a .parquet file nor a .tar shard"
         )
     if masks_dir is not None:
-        index.samples = _attach_masks(index.samples, os.fspath(masks_dir), index.warnings)
+        from auditor.data.annotations import attach_annotations, is_annotation_source
+
+        masks = os.fspath(masks_dir)
+        attach = attach_annotations if is_annotation_source(masks) else _attach_masks
+        index.samples = attach(index.samples, masks, index.warnings)
     return index

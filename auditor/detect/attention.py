@@ -49,6 +49,7 @@ import pandas as pd
 from scipy import stats
 
 from auditor.detect.flags import Flag, Severity, severity_at
+from auditor.detect.groups import class_rows
 from auditor.errors import UsageError
 
 MIN_SAMPLES = 8
@@ -168,9 +169,24 @@ def _severity(rule: _Rule, median: float, n: int, effect_chance: float, p_rest: 
     return severity_at(level)
 
 
-def _class_flag(rule: _Rule, ok: pd.DataFrame, keys: pd.Series, name: str) -> Flag | None:
-    finite = ok[np.isfinite(ok[rule.column].to_numpy(dtype=float))]
-    mine = finite[finite["label"] == name]
+def _rule_flags(rule: _Rule, samples: pd.DataFrame, classes: list[str]) -> list[Flag]:
+    """The flags of one rule: each class's ok rows with a finite measure, grouped once."""
+    ok = _ok(samples)
+    keys = sample_keys(samples)
+    # Only the columns a flag reads: taking rows of every column, per class, costs more than
+    # the tests themselves.
+    used = ["label", "correct", "fg_energy", "border_energy", rule.column, "foreground_source"]
+    finite = ok.loc[np.isfinite(ok[rule.column].to_numpy(dtype=float)),
+                    [c for c in dict.fromkeys(used) if c in ok.columns]]
+    rows = class_rows(finite["label"].to_numpy(), classes)
+    flags = (_class_flag(rule, finite, finite.iloc[rows[name]], keys, name) for name in classes)
+    return [f for f in flags if f is not None]
+
+
+def _class_flag(rule: _Rule, finite: pd.DataFrame, mine: pd.DataFrame, keys: pd.Series,
+                name: str) -> Flag | None:
+    """The flag of class `name` (its rows `mine` of `finite`, the ok rows whose measure is
+    finite), or None."""
     values = mine[rule.column].to_numpy(dtype=float)
     n = values.size
     if n < MIN_SAMPLES:
@@ -244,19 +260,13 @@ def _class_flag(rule: _Rule, ok: pd.DataFrame, keys: pd.Series, name: str) -> Fl
 def background_attention_flags(samples: pd.DataFrame, classes: list[str]) -> list[Flag]:
     """`background_attention` flags: classes whose attention sits off the object (module rule)."""
     _require(samples, ("label", "status", "correct", "fg_energy", "fg_enrichment"))
-    ok = _ok(samples)
-    keys = sample_keys(samples)
-    flags = (_class_flag(_BACKGROUND, ok, keys, name) for name in classes)
-    return [f for f in flags if f is not None]
+    return _rule_flags(_BACKGROUND, samples, classes)
 
 
 def border_attention_flags(samples: pd.DataFrame, classes: list[str]) -> list[Flag]:
     """`border_attention` flags: classes whose attention sits on the image border."""
     _require(samples, ("label", "status", "correct", "border_energy", "border_lift"))
-    ok = _ok(samples)
-    keys = sample_keys(samples)
-    flags = (_class_flag(_BORDER, ok, keys, name) for name in classes)
-    return [f for f in flags if f is not None]
+    return _rule_flags(_BORDER, samples, classes)
 
 
 def degenerate_mask(samples: pd.DataFrame) -> pd.Series:
@@ -280,7 +290,8 @@ def degenerate_maps_flags(samples: pd.DataFrame, classes: list[str]) -> list[Fla
     if not (count > DEGENERATE_COUNT or share > DEGENERATE_SHARE):
         return []
     severity: Severity = "high" if share > 0.5 else "medium" if share > 0.2 else "low"
-    per_class = {name: int((degenerate & (samples["label"] == name)).sum()) for name in classes}
+    counts = samples.loc[degenerate, "label"].value_counts()
+    per_class = {name: int(counts.get(name, 0)) for name in classes}
     message = (f"{count} of {n_ok} maps ({share:.0%}) are all zero or not finite: their "
                "attention measures are undefined. Check the target layer (a layer after the "
                "last ReLU, or one the target class does not depend on, gives zero maps) and "
@@ -311,9 +322,11 @@ def class_statistics(samples: pd.DataFrame, classes: list[str]) -> dict[str, dic
     """
     _require(samples, ("label", "status", "correct", *SUMMARY_MEASURES, "pointing_hit"))
     degenerate = degenerate_mask(samples)
+    table = samples[["label", "status", "correct", *SUMMARY_MEASURES, "pointing_hit"]]
+    positions = class_rows(table["label"].to_numpy(), classes)
     out: dict[str, dict[str, Any]] = {}
     for name in classes:
-        rows = samples[samples["label"] == name]
+        rows = table.iloc[positions[name]]
         ok = rows[rows["status"] == "ok"]
         entry: dict[str, Any] = {
             "n": len(rows),

@@ -71,6 +71,7 @@ from torch import nn
 
 from auditor.data.edits import blank_border, fill_box, reencode, replace_background
 from auditor.data.foreground import estimate_foreground
+from auditor.data.members import sample_bytes
 from auditor.detect.flags import Flag, Severity, severity_at
 from auditor.errors import AuditorError
 from auditor.runtime import normalise_images
@@ -294,7 +295,8 @@ class _Runner:
         size = tuple(images.shape[2:])
         for i, p in enumerate(kept):
             try:
-                rgb = reencode(self.index.samples[p].path, fmt, JPEG_QUALITY, size=size,
+                data, _ = sample_bytes(self.index.samples[p])
+                rgb = reencode(data, fmt, JPEG_QUALITY, size=size,
                                dicom_window=self.config.dicom_window)
             except AuditorError:  # unreadable since the pass: left out, like any error row
                 continue

@@ -36,6 +36,7 @@ from scipy import stats
 
 from auditor.detect.attention import sample_keys
 from auditor.detect.flags import Flag, Severity
+from auditor.detect.groups import class_rows
 from auditor.errors import UsageError
 from auditor.metrics import normalise_maps, upsample_maps
 
@@ -70,9 +71,9 @@ def peak_grid_counts(samples: pd.DataFrame, classes: list[str], grid: int = 8
     _check(samples, grid)
     ok = samples[samples["status"] == "ok"]
     col, row = _cells(ok, grid)
-    labels = ok["label"].to_numpy()
-    return {name: _grid_counts(col[labels == name], row[labels == name], grid).tolist()
-            for name in classes}
+    positions = class_rows(ok["label"].to_numpy(), classes)
+    return {name: _grid_counts(col[mine], row[mine], grid).tolist()
+            for name, mine in positions.items()}
 
 
 def _check(samples: pd.DataFrame, grid: int) -> None:
@@ -128,17 +129,21 @@ def fixed_location_flags(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
                          f"got shape {tuple(heat.shape)}")
     normalised = normalise_maps(heat.to(torch.float32))
     col, row = _cells(ok, grid)
-    labels = ok["label"].to_numpy()
+    defined = col >= 0
     hits = (ok["pointing_hit"].to_numpy(dtype=float) if "pointing_hit" in ok.columns
             else np.full(len(ok), np.nan))
     keys = sample_keys(samples).loc[ok.index].to_numpy()
     n_windows = (grid - WINDOW + 1) ** 2
     area = WINDOW**2 / grid**2
+    # Every class's rows at once, and the peaks of all classes (for the share of the rest).
+    positions = class_rows(ok["label"].to_numpy(), classes)
+    everyone = _grid_counts(col[defined], row[defined], grid)
+    n_defined = int(defined.sum())
 
     flags = []
     for name in classes:
-        mine = (labels == name) & (col >= 0)
-        n = int(mine.sum())
+        mine = positions[name][defined[positions[name]]]
+        n = int(mine.size)
         if n < MIN_SAMPLES:
             continue
         counts = _grid_counts(col[mine], row[mine], grid)
@@ -148,11 +153,12 @@ def fixed_location_flags(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
         k = int(windows[wy, wx])
         share = k / n
         p = min(1.0, float(stats.binom.sf(k - 1, n, area)) * n_windows)
-        inside = (col >= wx) & (col < wx + WINDOW) & (row >= wy) & (row < wy + WINDOW)
-        there = mine & inside
+        inside = ((col[mine] >= wx) & (col[mine] < wx + WINDOW) & (row[mine] >= wy)
+                  & (row[mine] < wy + WINDOW))
+        there = mine[inside]
         there_hits = hits[there]
         measured = np.isfinite(there_hits)
-        if measured.sum() * 2 >= there.sum():
+        if measured.sum() * 2 >= there.size:
             off_share = float((there_hits[measured] == 0).mean())
             off_object = off_share >= 0.5
         else:
@@ -161,10 +167,11 @@ def fixed_location_flags(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
         if not (share >= MIN_SHARE and p < ALPHA and off_object):
             continue
 
-        rest = (labels != name) & (col >= 0)
-        rest_share = float((rest & inside).sum() / rest.sum()) if rest.any() else None
+        n_rest = n_defined - n
+        rest_inside = int(everyone[wy:wy + WINDOW, wx:wx + WINDOW].sum()) - k
+        rest_share = rest_inside / n_rest if n_rest else None
         box = [wx / grid, wy / grid, (wx + WINDOW) / grid, (wy + WINDOW) / grid]
-        mean_map = normalised[torch.as_tensor(mine)].mean(dim=0)
+        mean_map = normalised[torch.from_numpy(mine)].mean(dim=0)
         fine = upsample_maps(mean_map[None], (grid * 4, grid * 4))[0]
         total = float(fine.sum())
         region = float(fine[wy * 4:(wy + WINDOW) * 4, wx * 4:(wx + WINDOW) * 4].sum())

@@ -74,23 +74,23 @@ def suspicion_scores(samples: pd.DataFrame) -> pd.Series:
 def sample_flag_codes(samples: pd.DataFrame, flags: list[Flag]) -> pd.Series:
     """Comma-joined flag codes per sample (module table), "" for none; indexed as `samples`."""
     keys = sample_keys(samples)
-    enrichment = _column(samples, "fg_enrichment")
-    lift = _column(samples, "border_lift")
+    order = ["off_object", "border"] + [k for k in FLAG_KINDS if k not in _CODE_OF_KIND]
     listed: dict[str, set[str]] = {}
     for flag in flags:
-        code = _CODE_OF_KIND.get(flag.kind, flag.kind)
-        for key in flag.samples:
-            listed.setdefault(key, set()).add(code)
-    order = ["off_object", "border"] + [k for k in FLAG_KINDS if k not in _CODE_OF_KIND]
-    codes = []
-    for key, enr, lft in zip(keys, enrichment, lift, strict=True):
-        mine = set(listed.get(key, ()))
-        if enr < OFF_OBJECT_ENRICHMENT:
-            mine.add("off_object")
-        if lft > BORDER_LIFT:
-            mine.add("border")
-        codes.append(",".join(c for c in order if c in mine))
-    return pd.Series(codes, index=samples.index, name="flags", dtype=object)
+        listed.setdefault(_CODE_OF_KIND.get(flag.kind, flag.kind), set()).update(flag.samples)
+    # One bit per code in `order`; the few distinct bit patterns are spelled once each.
+    bits = np.zeros(len(samples), dtype=np.int64)
+    for bit, code in enumerate(order):
+        has = keys.isin(listed.get(code, ())).to_numpy(copy=True)
+        if code == "off_object":
+            has |= _column(samples, "fg_enrichment") < OFF_OBJECT_ENRICHMENT
+        elif code == "border":
+            has |= _column(samples, "border_lift") > BORDER_LIFT
+        bits |= has.astype(np.int64) << bit
+    patterns = np.unique(bits)
+    spelled = {int(b): ",".join(c for i, c in enumerate(order) if b >> i & 1) for b in patterns}
+    codes = pd.Series(bits, index=samples.index).map(spelled)
+    return codes.astype(object).rename("flags")
 
 
 def top_suspects(samples: pd.DataFrame, n: int) -> pd.DataFrame:

@@ -1,10 +1,18 @@
 """Model specs -> nn.Module in eval mode, loading weights without running untrusted code.
 
 SPEC forms:
-    torchvision:NAME         architecture from torchvision (no download), weights from --weights
+    torchvision:NAME         architecture from torchvision, weights from --weights: a file, or
+                             DEFAULT / a weights name from the local torch.hub cache
+                             (auditor.models.torchvision_weights; nothing is downloaded)
+    timm:NAME                timm.create_model; --weights FILE or pretrained (timm's local cache)
+    hf:PATH_OR_ID            a Hugging Face image classifier from a folder or the local hub cache
     module.path:factory      a Python factory importable from sys.path
     path/to/file.py:factory  a Python factory in a file
     path/to/model.pt         a TorchScript archive, or (only with trust_pickle) a pickled nn.Module
+
+Head size: a torchvision, timm or factory model that takes ``num_classes`` gets it from
+--num-classes, else from the weights (the last Linear's out size where it differs from the
+default architecture's), else, for a factory without weights, from the data's classes.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,7 +40,14 @@ _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 
 @dataclass
 class LoadedModel:
-    """The model and what the report says about it."""
+    """The model and what the report says about it.
+
+    ``weights``: the file the weights were read from (for named torchvision or timm weights,
+    the cached file). ``weights_loaded``: auditor read trained weights for this model (a file,
+    named weights, timm's pretrained ones, a Hugging Face folder); False when it built the
+    model without any (its initial weights are random unless a factory loads its own) and for
+    a model handed over from Python.
+    """
 
     module: nn.Module
     spec: str
@@ -39,6 +55,7 @@ class LoadedModel:
     weights_sha256: str | None
     parameters: int
     scripted: bool
+    weights_loaded: bool = False
 
 
 def file_sha256(path: str | Path) -> str:
@@ -55,24 +72,45 @@ def load_model(
     weights: str | None = None,
     num_classes: int | None = None,
     trust_pickle: bool = False,
+    data_classes: int | None = None,
 ) -> LoadedModel:
     """Build the model a SPEC names, load `weights`, put it in eval mode, freeze nothing. A model
     whose forward returns a dict, a tuple or an output object with ``logits`` is made to return
     the logits tensor (``auditor.models.outputs.return_logits``).
 
+    Args:
+        weights: a weights file; for torchvision also DEFAULT or a weights name, for timm
+            also ``pretrained``.
+        num_classes: head size (--num-classes); default from the weights, else (a factory
+            without weights) ``data_classes``.
+        data_classes: the number of classes of the data, for a factory without weights.
+
     Raises ModelLoadError with the reason and the fix for every way this can fail.
     """
     scripted = False
-    if spec.startswith("torchvision:"):
-        module = _torchvision_model(spec.split(":", 1)[1], weights, num_classes, trust_pickle)
-    elif _is_factory_spec(spec):
-        module = _factory_model(spec, num_classes)
+    kind, _, name = spec.partition(":")
+    if kind == "torchvision":
+        module, weights_file = _torchvision_model(name, weights, num_classes, trust_pickle)
+    elif kind == "timm":
+        from auditor.models.timm_models import timm_model
+
+        module, weights_file = timm_model(name, weights, num_classes, trust_pickle)
+    elif kind == "hf":
+        from auditor.models.hf_models import hf_model
+
         if weights:
-            _load_into(module, read_state_dict(weights, trust_pickle))
+            raise ModelLoadError(f"--model {spec} loads its own weights; drop --weights")
+        module, weights_file = hf_model(name), None
+    elif _is_factory_spec(spec):
+        state = read_state_dict(weights, trust_pickle) if weights else None
+        module, weights_file = _factory_model(spec, num_classes, state, data_classes), weights
+        if state is not None:
+            load_into(module, state)
     else:
         module, scripted = _archive_model(spec, trust_pickle)
+        weights_file = weights
         if weights:
-            _load_into(module, read_state_dict(weights, trust_pickle))
+            load_into(module, read_state_dict(weights, trust_pickle))
     if not isinstance(module, nn.Module):
         raise ModelLoadError(f"{spec} did not give a torch.nn.Module but a {type(module).__name__}")
     module.eval()
@@ -81,10 +119,11 @@ def load_model(
     return LoadedModel(
         module=module,
         spec=spec,
-        weights=str(weights) if weights else None,
-        weights_sha256=file_sha256(weights) if weights else None,
+        weights=str(weights_file) if weights_file else None,
+        weights_sha256=file_sha256(weights_file) if weights_file else None,
         parameters=sum(p.numel() for p in module.parameters()),
         scripted=scripted,
+        weights_loaded=bool(weights_file) or kind == "hf",
     )
 
 
@@ -97,28 +136,37 @@ def _is_factory_spec(spec: str) -> bool:
 
 def _torchvision_model(
     name: str, weights: str | None, num_classes: int | None, trust_pickle: bool
-) -> nn.Module:
+) -> tuple[nn.Module, str | None]:
     import torchvision
+
+    from auditor.models.torchvision_weights import is_weights_name, pretrained_torchvision
 
     available = torchvision.models.list_models()
     if name not in available:
         close = [m for m in available if name.lower() in m or m in name.lower()][:8]
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ModelLoadError(f"torchvision has no model {name!r}.{hint}")
+    if weights and is_weights_name(weights):
+        if num_classes is not None:
+            raise ModelLoadError(
+                f"--weights {weights} fixes the head of {name} to its own categories; drop "
+                "--num-classes, or give a weights file of the head size you need"
+            )
+        return pretrained_torchvision(name, weights)
     state = read_state_dict(weights, trust_pickle) if weights else None
     if num_classes is None and state is not None:
-        num_classes = _head_size(torchvision.models.get_model(name, weights=None), state)
+        num_classes = head_size(torchvision.models.get_model(name, weights=None), state)
     kwargs = {"num_classes": num_classes} if num_classes else {}
     try:
         module = torchvision.models.get_model(name, weights=None, **kwargs)
     except (TypeError, ValueError) as exc:
         raise ModelLoadError(f"cannot build torchvision model {name!r}: {exc}") from exc
     if state is not None:
-        _load_into(module, state)
-    return module
+        load_into(module, state)
+    return module, weights
 
 
-def _head_size(module: nn.Module, state: Mapping[str, torch.Tensor]) -> int | None:
+def head_size(module: nn.Module, state: Mapping[str, torch.Tensor]) -> int | None:
     """Number of classes the weights were trained for: the out size of the last Linear whose
     weight shape differs from the default architecture's (None when all shapes agree)."""
     own = module.state_dict()
@@ -131,7 +179,35 @@ def _head_size(module: nn.Module, state: Mapping[str, torch.Tensor]) -> int | No
     return None
 
 
-def _factory_model(spec: str, num_classes: int | None) -> nn.Module:
+def _factory_model(
+    spec: str,
+    num_classes: int | None,
+    state: Mapping[str, torch.Tensor] | None,
+    data_classes: int | None,
+) -> nn.Module:
+    """The factory's model; one that takes ``num_classes`` gets it from --num-classes, else
+    from the weights' head, else (no weights) from the data's class count."""
+    factory = _factory(spec)
+    if num_classes is None and "num_classes" in _parameters(factory):
+        if state is not None:
+            num_classes = head_size(_call(factory, spec, {}), state)
+        elif data_classes:
+            num_classes = data_classes
+    kwargs = {}
+    if num_classes is not None and "num_classes" in _parameters(factory):
+        kwargs["num_classes"] = num_classes
+    return _call(factory, spec, kwargs)
+
+
+def _call(factory: Any, spec: str, kwargs: dict[str, Any]) -> nn.Module:
+    try:
+        return factory(**kwargs)
+    except Exception as exc:
+        raise ModelLoadError(f"calling {spec}() failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _factory(spec: str) -> Any:
+    """The callable a ``module:factory`` or ``file.py:factory`` spec names."""
     target, attr = spec.rsplit(":", 1)
     if target.endswith(".py"):
         path = Path(target)
@@ -157,13 +233,7 @@ def _factory_model(spec: str, num_classes: int | None) -> nn.Module:
     factory = getattr(mod, attr, None)
     if factory is None or not callable(factory):
         raise ModelLoadError(f"{target} has no callable {attr!r}")
-    kwargs = {}
-    if num_classes is not None and "num_classes" in _parameters(factory):
-        kwargs["num_classes"] = num_classes
-    try:
-        return factory(**kwargs)
-    except Exception as exc:
-        raise ModelLoadError(f"calling {spec}() failed: {type(exc).__name__}: {exc}") from exc
+    return factory
 
 
 def _parameters(fn: object) -> set[str]:
@@ -254,7 +324,7 @@ def read_state_dict(path: str | Path, trust_pickle: bool = False) -> dict[str, t
     return dict(state)
 
 
-def _load_into(module: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+def load_into(module: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

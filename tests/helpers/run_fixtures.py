@@ -190,7 +190,7 @@ def _summary(
             parameters=11_178_051, outputs=len(classes), target_layers=["layer4"],
             input_size=list(IMAGE_SIZE), device="cpu",
         ),
-        data=DataFacts.of(rows, "/data/set", classes, [], "/data/set"),
+        data=DataFacts.of(rows, "/data/set", classes, [], "folder"),
         methods=["gradcam"],
         primary="gradcam",
         accuracy=accuracy(rows, classes),
