@@ -19,9 +19,11 @@ from auditor.detect.attention import attention_flags, class_statistics
 from auditor.detect.clusters import cluster_maps
 from auditor.detect.flags import Flag, flag_sort_key
 from auditor.detect.location import fixed_location_flags
+from auditor.detect.model_check import ModelCheck, check_model, withheld
 from auditor.detect.per_label import label_sets, one_error_row_per_file
 from auditor.detect.probe_run import probe_samples
 from auditor.detect.suspicion import sample_flag_codes, suspicion_scores, top_suspects
+from auditor.models.initial import random_weights_note
 from auditor.run import PassContext, PhaseTimer
 from auditor.store import (
     RunReader,
@@ -73,7 +75,15 @@ def analyse_run(run_dir: Path, context: PassContext, timer: PhaseTimer) -> dict[
         )
         if probes is not None:
             flags += probes.flags
-        if config.interventions:
+        # The model before the data: a model at chance or with permuted outputs makes its
+        # class-level flags no evidence, and its predictions nothing to intervene on.
+        # Top-1 against chance: single-label runs only.
+        model_check = (ModelCheck.not_run() if config.multi_label
+                       else check_model(samples, classes, context.num_outputs))
+        flags, withheld_flags = withheld(flags, model_check)
+        for flag in model_check.flags:
+            log.warning("%s", flag.message)
+        if config.interventions and not model_check.flags:
             from auditor.detect.interventions import run_interventions
 
             found = run_interventions(samples, flags, context.model, context.dataset,
@@ -113,7 +123,7 @@ def analyse_run(run_dir: Path, context: PassContext, timer: PhaseTimer) -> dict[
     summary = Summary(
         command=context.command,
         config=config.to_dict(),
-        model=model_facts(context),
+        model=model_facts(context, model_check),
         data=DataFacts.of(samples, index.root, index.classes, index.warnings, index.source,
                           multi_label=index.multi_label),
         methods=list(config.methods),
@@ -122,12 +132,14 @@ def analyse_run(run_dir: Path, context: PassContext, timer: PhaseTimer) -> dict[
         suspect_methods_errors=suspect_errors,
         accuracy=label_metrics(samples, classes, config.threshold)
         if config.multi_label else accuracy(samples, classes),
+        model_check=model_check.to_dict(),
         class_stats=class_statistics(samples, classes),
         probes=probes.to_dict() if probes is not None else None,
         interventions=interventions,
         clusters=clusters,
         sanity=sanity,
         flags=[f.to_dict() for f in sorted(flags, key=_flag_order)],
+        withheld_flags=[f.to_dict() for f in sorted(withheld_flags, key=_flag_order)],
         pass_stats=context.stats,
         timings=timer.timings,
     )
@@ -146,7 +158,7 @@ def analyse_run(run_dir: Path, context: PassContext, timer: PhaseTimer) -> dict[
 
 
 def _flag_order(flag: Flag) -> tuple[int, float]:
-    return flag_sort_key(flag.severity, flag.score)
+    return flag_sort_key(flag.severity, flag.score, flag.kind)
 
 
 def label_metrics(samples: pd.DataFrame, classes: list[str], threshold: float) -> dict[str, Any]:
@@ -189,9 +201,16 @@ def label_metrics(samples: pd.DataFrame, classes: list[str], threshold: float) -
     }
 
 
-def model_facts(context: PassContext) -> ModelFacts:
-    """The model section of summary.json."""
+def model_facts(context: PassContext, check: ModelCheck) -> ModelFacts:
+    """The model section of summary.json; `warnings` are the report's notes on the model."""
     loaded = context.loaded
+    notes = [random_weights_note(loaded.spec)] if context.random_weights else []
+    if context.layer_warning:
+        notes.append(context.layer_warning)
+    if check.flags and context.config.interventions:
+        notes.append(f"interventions were not run: the model check raised "
+                     f"{' and '.join(f.kind for f in check.flags)}, so there are no "
+                     "predictions to confirm a shortcut with")
     return ModelFacts(
         spec=loaded.spec,
         weights=loaded.weights,
@@ -200,7 +219,8 @@ def model_facts(context: PassContext) -> ModelFacts:
         outputs=context.num_outputs,
         target_layers=list(context.layers),
         target_layers_given=context.layers_given,
-        warnings=[context.layer_warning] if context.layer_warning else [],
+        warnings=notes,
+        random_weights=context.random_weights,
         input_size=list(context.config.image_size),
         device=str(context.device),
     )
@@ -313,7 +333,7 @@ def write_suspect_maps(
     config = context.config
     dataset = context.dataset
     device = context.device
-    reshape = reshape_from_spec(config.reshape)
+    reshape = reshape_from_spec(config.reshape, context.model, config.image_size)
     errors: dict[str, str] = {}
     rows = suspects[suspects["target_index"] >= 0]
     if rows.empty:

@@ -23,6 +23,7 @@ from auditor.config import RUNTIME_ONLY, AuditConfig
 from auditor.data import AuditDataset, DatasetIndex, open_source
 from auditor.errors import DataError, ModelLoadError, UsageError
 from auditor.models.defaults import ModelDefaults, model_defaults
+from auditor.models.initial import random_weights_note, runs_on_random_weights
 from auditor.models.layers import default_target_layer, get_module
 from auditor.models.loading import LoadedModel, load_model
 from auditor.pipeline import DEFAULT_CHUNK_SIZE, AuditInterrupted, PassSettings, run_pass
@@ -83,11 +84,16 @@ def run_audit(
             module = module.to(memory_format=torch.channels_last)
         num_outputs = _output_size(module, config, device)
         _check_labels(index, num_outputs)
+        random_weights = model is None and runs_on_random_weights(
+            loaded, config.num_classes, len(index.classes))
+        if random_weights:
+            log.warning("%s", random_weights_note(config.model))
         layers, layer_warning = list(config.target_layers), None
+        reshape = reshape_from_spec(config.reshape, module, config.image_size)
         if not layers:
             # A default layer in front of transformer blocks is worth a line in the report.
             default, layer_warning = default_target_layer(
-                module, (1, 3, *config.image_size), reshape_from_spec(config.reshape))
+                module, (1, 3, *config.image_size), reshape)
             layers = [default]
             if layer_warning:
                 log.warning("%s", layer_warning)
@@ -112,7 +118,7 @@ def run_audit(
         rank=ranks.rank, world_size=ranks.world_size, compile=config.compile,
         chunk_size=config.chunk_size or DEFAULT_CHUNK_SIZE,
         compile_backend=config.compile_backend,
-        reshape=reshape_from_spec(config.reshape),
+        reshape=reshape,
         multi_label=config.multi_label, threshold=config.threshold,
     )
     try:
@@ -163,7 +169,7 @@ def run_audit(
                 config=config, index=index, dataset=dataset, model=module, loaded=loaded,
                 layers=layers, device=device, num_outputs=num_outputs,
                 layers_given=bool(config.target_layers), layer_warning=layer_warning,
-                stats=pass_stats, command=command or "",
+                stats=pass_stats, command=command or "", random_weights=random_weights,
             )
             summary = analyse_run(out, context, timer)
             writer.mark_complete()

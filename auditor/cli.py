@@ -324,11 +324,13 @@ def _print_outcome(summary: dict[str, Any], report_path: Any) -> None:
 
 
 def _load_for_maps(opts: dict[str, Any]) -> Any:
-    """The model of --model/--weights/--num-classes/--trust-pickle, on --device, in eval mode.
+    """The model of --model/--weights/--num-classes/--trust-pickle, on --device, in eval mode
+    (a model on random initial weights is said in the log).
     --image-size, --mean, --std, --classes and --reshape not given are filled in ``opts`` from
     what the model declares (as `audit` does)."""
     from auditor.config import AuditConfig
     from auditor.models.defaults import model_defaults
+    from auditor.models.initial import random_weights_note, runs_on_random_weights
     from auditor.models.loading import load_model
     from auditor.runtime import select_device
 
@@ -344,6 +346,8 @@ def _load_for_maps(opts: dict[str, Any]) -> Any:
     loaded = load_model(
         opts["model"], opts["weights"], opts["num_classes"], opts["trust_pickle"]
     )
+    if runs_on_random_weights(loaded, opts["num_classes"]):
+        log.warning("%s", random_weights_note(opts["model"]))
     return loaded.module.to(device)
 
 
@@ -411,7 +415,7 @@ def explain(
         target=target,
         classes=opts["classes"],
         target_layer=_layers(opts["target_layers"]),
-        reshape=reshape_from_spec(opts["reshape"]),
+        reshape=reshape_from_spec(opts["reshape"], model, opts["image_size"]),
         image_size=opts["image_size"],
         mean=opts["mean"],
         std=opts["std"],
@@ -504,7 +508,7 @@ def sanity(
         batch_size=opts["batch_size"],
         occlusion_patch=opts["occlusion_patch"],
         scorecam_channels=opts["scorecam_channels"],
-        reshape=reshape_from_spec(opts["reshape"]),
+        reshape=reshape_from_spec(opts["reshape"], model, opts["image_size"]),
     )
     click.echo(format_sanity_table(result))
     if out:

@@ -19,6 +19,11 @@ class ModelLoadError(UsageError):
     """The model spec, weights or target layer cannot be used."""
 
 
+class TokenGridError(ModelLoadError):
+    """A vision transformer's token count fits more than one patch grid: the user must say
+    which (--reshape vit:GHxGW)."""
+
+
 class DataError(UsageError):
     """The data set (folder, manifest, classes) cannot be audited at all."""
 

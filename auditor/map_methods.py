@@ -9,7 +9,7 @@ table. It is plain data with no torch import, so the config and ``auditor --help
 |---|---|---|---|
 | gradcam, gradcam++, xgradcam, layercam, hirescam, counterfactual | one | A, G | cams.methods |
 | cam | one | A, GAP+linear head, targets | cams.methods |
-| eigencam | one | A | cams.methods |
+| eigencam, eigencam-uncentred | one | A | cams.methods |
 | scorecam | separate | one layer's A, a forward per channel | cams.compute |
 | occlusion | separate | the input only, a forward per patch | cams.compute |
 | guided-backprop | separate | input gradients | cams.compute |
@@ -120,8 +120,14 @@ _REGISTRY = (
     ),
     _one_pass(
         "eigencam", "eigencam",
-        "Eigen-CAM: the target layer's activations projected on their first "
-        "principal direction; the same for every class, no gradients.",
+        "Eigen-CAM: the target layer's activations, centred over the positions, projected "
+        "on their first principal direction (as pytorch-grad-cam computes it); the same for "
+        "every class, no gradients.",
+    ),
+    _one_pass(
+        "eigencam-uncentred", "eigencam_uncentred",
+        "Eigen-CAM as in its paper: the target layer's activations, not centred, projected "
+        "on their first principal direction; the same for every class, no gradients.",
     ),
     _separate(
         "scorecam", "scorecam_map",

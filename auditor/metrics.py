@@ -11,14 +11,24 @@ that is a share of mass is a fraction of the map's total.
 | bg_energy | 1 - fg_energy | |
 | border_energy | mass in the border band (`border` of each side) / total | band area fraction |
 | border_lift | border_energy / band area fraction | 1.0 |
-| pointing_hit | 1.0 if the arg-max pixel is foreground, else 0.0 | |
+| pointing_hit | 1.0 if the peak (below) lies on a foreground pixel, else 0.0 | |
 | wsol_iou | IoU of the true box and the box of the largest 8-connected blob >= 15% of max | |
-| peak_x, peak_y | arg-max pixel centre as a fraction of width / height, (col + 0.5) / W | |
+| peak_x, peak_y | the peak at feature resolution as a fraction of width / height (below) | |
 
-Undefined values are NaN, never 0: an all-zero map (every value below float32's smallest normal
-number, ~1.2e-38) or a non-finite map makes every measure NaN; a
-sample without a mask has NaN foreground measures (fg_*, bg_energy, pointing_hit, wsol_iou) but
-defined border measures and peaks; an empty mask makes the foreground measures NaN.
+The peak is found on the map as computed (feature resolution), not on the upsampled one: a
+bilinear upsampling (align_corners=False) holds an edge cell's value flat out to the image edge,
+so the first arg-max pixel of the upsampled map of a corner cell is the image corner, not the
+cell. The peak is the centre of the arg-max cell, (col + 0.5) / w. Cells within `PEAK_RTOL` of
+the maximum form a plateau: the peak is then the centre of the largest 8-connected plateau
+(ties: the one that ends first in raster order), its centroid, or its cell nearest the centroid
+when the centroid falls outside it (an L or a ring).
+
+Undefined values are NaN, never 0. A map is degenerate when it is all zero (every value below
+float32's smallest normal number, ~1.2e-38), not finite, or constant (every cell within
+`PEAK_RTOL` of the maximum: no place stands out, so it has no peak and says nothing about where
+the model looks): every measure is NaN. A sample without a mask
+has NaN foreground measures (fg_*, bg_energy, pointing_hit, wsol_iou) but defined border
+measures and peaks; an empty mask makes the foreground measures NaN.
 
 Boxes are continuous pixel coordinates: pixel (row r, col c) covers [c, c+1) x [r, r+1), so the
 box of a set of pixels is (min col, min row, max col + 1, max row + 1).
@@ -48,7 +58,7 @@ MEASURES: tuple[str, ...] = (
 
 #: Share of the map's max above which a pixel belongs to the localisation (Grad-CAM paper).
 WSOL_THRESHOLD = 0.15
-#: Relative tolerance under which two map values count as the same maximum.
+#: Relative tolerance under which two map cells count as the same maximum (a plateau).
 PEAK_RTOL = 1e-5
 
 
@@ -123,6 +133,61 @@ def label_components(binary: torch.Tensor) -> torch.Tensor:
                 break
             parent = jumped
     return parent.reshape(batch, height, width)
+
+
+def map_peaks(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Peak of each map at its own resolution (module docstring: centre of the arg-max cell or
+    of the largest plateau).
+
+    Args:
+        maps: float [B, h, w], finite, >= 0.
+
+    Returns:
+        (x, y, located): float32 [B] positions as fractions of width and height in (0, 1), and
+        bool [B], False for a map without a peak (all zero or constant), whose x, y are NaN.
+    """
+    batch, height, width = maps.shape
+    flat = maps.to(torch.float32).reshape(batch, -1)
+    top = flat.amax(dim=1, keepdim=True)
+    tied = flat >= top * (1.0 - PEAK_RTOL)
+    n_tied = tied.sum(dim=1)
+    located = (top[:, 0] > 0) & (n_tied < height * width)
+    cell = flat.argmax(dim=1)
+    x = (cell % width).to(torch.float32) + 0.5
+    y = torch.div(cell, width, rounding_mode="floor").to(torch.float32) + 0.5
+    plateau = located & (n_tied > 1)
+    if bool(plateau.any()):
+        x[plateau], y[plateau] = _plateau_centres(tied[plateau].reshape(-1, height, width))
+    nan = torch.full_like(x, math.nan)
+    return (torch.where(located, x / width, nan), torch.where(located, y / height, nan),
+            located)
+
+
+def _plateau_centres(tied: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centre (x, y in cell units, cell c spans [c, c + 1)) of the largest 8-connected
+    component of each bool [B, h, w]: its centroid when that lies in one of its cells, else the
+    centre of its cell nearest the centroid (first in raster order on ties)."""
+    batch, height, width = tied.shape
+    labels = label_components(tied).reshape(batch, -1)
+    # Component sizes by label (labels are 1 + a flat index); the largest wins, and among
+    # equal sizes the smallest label, the component that ends first in raster order.
+    sizes = torch.zeros(batch, height * width + 1, dtype=torch.long, device=tied.device)
+    sizes = sizes.scatter_add_(1, labels, torch.ones_like(labels))
+    sizes[:, 0] = 0
+    member = labels == sizes.argmax(dim=1, keepdim=True)
+    cols = (torch.arange(height * width, device=tied.device) % width).to(torch.float32) + 0.5
+    rows = torch.div(torch.arange(height * width, device=tied.device), width,
+                     rounding_mode="floor").to(torch.float32) + 0.5
+    weight = member.to(torch.float32)
+    count = weight.sum(dim=1)
+    cx = (weight * cols).sum(dim=1) / count
+    cy = (weight * rows).sum(dim=1) / count
+    centroid_cell = (cy.floor().clamp(0, height - 1) * width
+                     + cx.floor().clamp(0, width - 1)).long()
+    inside = member.gather(1, centroid_cell[:, None])[:, 0]
+    distance = (cols - cx[:, None]) ** 2 + (rows - cy[:, None]) ** 2
+    nearest = torch.where(member, distance, math.inf).argmin(dim=1)
+    return (torch.where(inside, cx, cols[nearest]), torch.where(inside, cy, rows[nearest]))
 
 
 def _largest_component_boxes(binary: torch.Tensor) -> torch.Tensor:
@@ -265,13 +330,14 @@ def attention_measures(
 
     finite = torch.isfinite(maps.reshape(batch, -1)).all(dim=1)
     # Zero out non-finite maps so they cannot poison shared reductions; they end up NaN below.
-    clean = torch.where(finite[:, None, None], maps.to(torch.float32), 0.0)
+    clean = torch.where(finite[:, None, None], maps.to(torch.float32), 0.0).clamp(min=0.0)
+    peak_x, peak_y, located = map_peaks(clean)
     heat = upsample_maps(clean, (height, width))
     flat = heat.reshape(batch, -1)
     total = flat.sum(dim=1)
     # A map whose values are all subnormal (below float32's smallest normal, ~1.2e-38) has lost
     # the precision its shares are made of: it counts as all-zero, not as a location.
-    valid = finite & (flat.amax(dim=1) >= torch.finfo(torch.float32).tiny)
+    valid = finite & (flat.amax(dim=1) >= torch.finfo(torch.float32).tiny) & located
     safe_total = torch.where(valid, total, torch.ones_like(total))
 
     fg = masks.to(device).bool() & has_mask.to(device).bool()[:, None, None]
@@ -287,14 +353,13 @@ def attention_measures(
     border_energy = torch.where(valid, (flat * band).sum(dim=1) / safe_total, nan)
     border_lift = border_energy / band_area if band_area > 0 else nan.clone()
 
-    # Ties at the maximum (a flat plateau, rounding noise of the upsampling) go to the first
-    # pixel in raster order within a relative tolerance, so scaling the map never moves the peak.
-    top = flat.amax(dim=1, keepdim=True)
-    peak = (flat >= top * (1.0 - PEAK_RTOL)).to(torch.int32).argmax(dim=1)
-    peak_x = torch.where(valid, ((peak % width).to(torch.float32) + 0.5) / width, nan)
-    peak_y = torch.where(valid, ((peak // width).to(torch.float32) + 0.5) / height, nan)
-    hit = fg_flat.gather(1, peak[:, None])[:, 0].to(torch.float32)
+    # The input pixel under the peak (a cell centre on a pixel edge goes to the pixel after it).
+    peak_col = (peak_x.nan_to_num(0.0) * width).floor().clamp(0, width - 1).long()
+    peak_row = (peak_y.nan_to_num(0.0) * height).floor().clamp(0, height - 1).long()
+    hit = fg_flat.gather(1, (peak_row * width + peak_col)[:, None])[:, 0].to(torch.float32)
     pointing_hit = torch.where(fg_valid, hit, nan)
+    peak_x = torch.where(valid, peak_x, nan)
+    peak_y = torch.where(valid, peak_y, nan)
 
     wsol_iou = nan.clone()
     truth = torch.where(torch.isfinite(boxes.to(device)).all(dim=1, keepdim=True),

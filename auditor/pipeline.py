@@ -304,7 +304,7 @@ def _audit_batch(
         has_mask = batch["has_mask"][sel].to(device).bool()
         boxes = batch["box"][sel].to(device, non_blocking=True).float()
         measures = attention_measures(primary, masks, has_mask, boxes, border=settings.border)
-        # No peak means an all-zero or non-finite map: the measures are NaN for it.
+        # No peak means an all-zero, constant or non-finite map: the measures are NaN for it.
         bad = ~torch.isfinite(measures["peak_x"]) | ~torch.isfinite(logits).all(dim=1)
         # One copy per dtype to the host (each .cpu() waits for the device).
         scalars = torch.stack([*(measures[k].float() for k in MEASURES), conf, tprob])

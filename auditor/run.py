@@ -64,6 +64,8 @@ class PassContext:
         num_outputs: the model's number of outputs.
         stats: the pass's own numbers (images/s ...), summary.json's ``pass``.
         command: the command line, for the report.
+        random_weights: the model runs on the random initial weights of its architecture
+            (auditor.models.initial).
     """
 
     config: AuditConfig
@@ -78,6 +80,7 @@ class PassContext:
     layer_warning: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     command: str = ""
+    random_weights: bool = False
 
 
 @dataclass

@@ -24,7 +24,8 @@ from auditor.store import write_json
 SUMMARY_FILE = "summary.json"
 #: Keys an audit writes and a probe (no model) leaves out.
 MODEL_ONLY_KEYS = frozenset(
-    {"suspect_methods", "suspect_methods_errors", "interventions", "clusters", "sanity", "pass"}
+    {"suspect_methods", "suspect_methods_errors", "model_check", "interventions", "clusters",
+     "sanity", "withheld_flags", "pass"}
 )
 
 
@@ -64,6 +65,7 @@ class ModelFacts:
     warnings: list[str] = field(default_factory=list)
     input_size: list[int] = field(default_factory=list)
     device: str = ""
+    random_weights: bool = False
 
 
 @dataclass
@@ -139,8 +141,9 @@ def accuracy(samples: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
 @dataclass
 class Summary:
     """summary.json. Sections other detectors own (probes, clusters, interventions, sanity,
-    class_stats, accuracy) are their own JSON-ready dicts; ``flags`` are ``Flag.to_dict()``s,
-    most severe first."""
+    class_stats, accuracy, model_check) are their own JSON-ready dicts; ``flags`` are
+    ``Flag.to_dict()``s, model-level first, then most severe first; ``withheld_flags`` the
+    class-level flags the model check held back (auditor.detect.model_check)."""
 
     command: str
     config: dict[str, Any]
@@ -151,12 +154,14 @@ class Summary:
     suspect_methods: list[str] = field(default_factory=list)
     suspect_methods_errors: dict[str, str] = field(default_factory=dict)
     accuracy: dict[str, Any] | None = None
+    model_check: dict[str, Any] | None = None
     class_stats: dict[str, Any] | None = None
     probes: dict[str, Any] | None = None
     interventions: list[dict[str, Any]] | None = None
     clusters: dict[str, Any] | None = None
     sanity: dict[str, Any] | None = None
     flags: list[dict[str, Any]] = field(default_factory=list)
+    withheld_flags: list[dict[str, Any]] = field(default_factory=list)
     #: With --baseline: {run, appeared, disappeared, n_persisting, overlap} (auditor.compare).
     baseline: dict[str, Any] | None = None
     pass_stats: dict[str, Any] = field(default_factory=dict)
@@ -180,12 +185,14 @@ class Summary:
             "suspect_methods": list(self.suspect_methods),
             "suspect_methods_errors": dict(self.suspect_methods_errors),
             "accuracy": self.accuracy,
+            "model_check": self.model_check,
             "class_stats": self.class_stats,
             "probes": self.probes,
             "interventions": self.interventions,
             "clusters": self.clusters,
             "sanity": self.sanity,
             "flags": list(self.flags),
+            "withheld_flags": list(self.withheld_flags),
             "baseline": self.baseline,
             "pass": self.pass_stats,
             "timings": dict(self.timings),
@@ -208,12 +215,14 @@ class Summary:
             suspect_methods=[str(m) for m in raw.get("suspect_methods") or []],
             suspect_methods_errors=dict(raw.get("suspect_methods_errors") or {}),
             accuracy=raw.get("accuracy"),
+            model_check=raw.get("model_check"),
             class_stats=raw.get("class_stats"),
             probes=raw.get("probes"),
             interventions=raw.get("interventions"),
             clusters=raw.get("clusters"),
             sanity=raw.get("sanity"),
             flags=list(raw.get("flags") or []),
+            withheld_flags=list(raw.get("withheld_flags") or []),
             baseline=raw.get("baseline"),
             pass_stats=dict(raw.get("pass") or {}),
             timings=dict(raw.get("timings") or {}),

@@ -176,7 +176,8 @@ def test_timm_vision_transformer_audits_with_its_default_token_layer(tmp_path: P
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"]["target_layers"] == ["blocks.1.norm1"]
     assert summary["model"]["target_layers_given"] is False
-    assert summary["model"]["warnings"] == []
+    # The factory builds random weights: the only note says so (no target-layer warning).
+    assert [w for w in summary["model"]["warnings"] if "random initial weights" not in w] == []
     stored = RunReader(out).load_map(0, "gradcam")
     assert stored.shape == (4, 4)  # class token and 4 registers dropped
     assert float(np.abs(stored).max()) > 0
@@ -185,5 +186,37 @@ def test_timm_vision_transformer_audits_with_its_default_token_layer(tmp_path: P
     assert result.exit_code == 0, result.output
     summary = json.loads((plain / "summary.json").read_text())
     assert summary["model"]["target_layers"] == ["patch_embed.proj"]
-    assert "--reshape vit" in summary["model"]["warnings"][0]
+    assert "--reshape vit" in summary["model"]["warnings"][-1]
     assert "--reshape vit" in (plain / "report.html").read_text()
+
+
+HIDDEN_PATCH_VIT = (
+    "import torch\nfrom torch import nn\n\n"
+    "class Tokens(nn.Module):\n"
+    "    # 16-px patch tokens after a class token; no attribute says the patch size.\n"
+    "    def __init__(self, num_classes):\n"
+    "        super().__init__()\n"
+    "        self.embed = nn.Conv2d(3, 8, 16, stride=16)\n"
+    "        self.cls = nn.Parameter(torch.randn(1, 1, 8))\n"
+    "        self.norm = nn.LayerNorm(8)\n"
+    "        self.head = nn.Linear(8, num_classes)\n\n"
+    "    def forward(self, x):\n"
+    "        t = self.embed(x).flatten(2).transpose(1, 2)\n"
+    "        t = torch.cat([self.cls.expand(len(x), -1, -1), t], dim=1)\n"
+    "        return self.head(self.norm(t).mean(dim=1))\n\n"
+    "def build(num_classes=2):\n    torch.manual_seed(0)\n    return Tokens(num_classes)\n"
+)
+
+
+@pytest.mark.parametrize("layer", [(), ("--target-layer", "norm")])
+def test_an_ambiguous_token_count_stops_the_audit_naming_the_grid_to_pass(
+        tmp_path: Path, layer: tuple[str, ...]) -> None:
+    # 10 tokens of a 48 x 48 input: 3 x 3 patches after 1 class token, or 2 x 2 after 6.
+    _, result = _audit_factory(tmp_path, HIDDEN_PATCH_VIT, "run", "--reshape", "vit",
+                               "--image-size", "48", *layer)
+    assert result.exit_code == 2, result.output
+    assert "--reshape vit:3x3" in result.output
+    out, result = _audit_factory(tmp_path, HIDDEN_PATCH_VIT, "run2", "--reshape", "vit:3x3",
+                                 "--image-size", "48", *layer)
+    assert result.exit_code == 0, result.output
+    assert RunReader(out).load_map(0, "gradcam").shape == (3, 3)

@@ -5,12 +5,20 @@ from __future__ import annotations
 import functools
 
 import pytest
+import timm
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from auditor.cams import CamEngine, nhwc_reshape, reshape_from_spec, vit_reshape
-from auditor.errors import AuditorError, ModelLoadError, UsageError
+from auditor.cams import (
+    CamEngine,
+    nhwc_reshape,
+    reshape_from_spec,
+    vit_reshape,
+    vit_reshape_for,
+)
+from auditor.cams.reshape import model_patch_layout, token_grids
+from auditor.errors import AuditorError, ModelLoadError, TokenGridError, UsageError
 from auditor.map_methods import ONE_PASS_METHODS
 from tests.helpers.cam_models import CornerNet, DetachedHeadNet, count_hooks, tiny_gap_net, tiny_vit
 
@@ -177,7 +185,8 @@ def test_vit_gradcam_on_token_layer_matches_manual_gradients() -> None:
     model = tiny_vit()
     images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     layer = "encoder.layers.encoder_layer_1.ln_1"
-    with CamEngine(model, layer, methods=("gradcam", "hirescam"), reshape=vit_reshape) as engine:
+    reshape = vit_reshape_for(model, (32, 32))
+    with CamEngine(model, layer, methods=("gradcam", "hirescam"), reshape=reshape) as engine:
         out = engine(images)
     assert out.maps["gradcam"].shape == (2, 4, 4)
     for index in range(2):
@@ -210,13 +219,44 @@ def test_vit_reshape_drops_prefix_tokens_and_keeps_row_major_order() -> None:
     assert grid.shape == (2, 3, 2, 3)
     assert torch.equal(grid[1, :, 1, 2], patches[1, 5])
     square = torch.cat([prefix[:, :1], torch.randn(2, 16, 3)], dim=1)
-    assert torch.equal(vit_reshape(square), square[:, 1:].reshape(2, 4, 4, 3).permute(0, 3, 1, 2))
+    assert torch.equal(vit_reshape(square, input_size=(32, 32)),
+                       square[:, 1:].reshape(2, 4, 4, 3).permute(0, 3, 1, 2))
     registers = torch.cat([prefix, torch.randn(2, 9, 3)], dim=1)
     assert torch.equal(vit_reshape(registers, prefix_tokens=5), vit_reshape(registers))
     with pytest.raises(AuditorError, match="not a square patch grid"):
         vit_reshape(torch.randn(2, 14, 3), prefix_tokens=1)
     with pytest.raises(AuditorError, match="grid"):
         functools.partial(vit_reshape, grid=(4, 4))(torch.randn(2, 10, 3))
+
+
+def test_vit_grid_of_a_non_square_input_comes_from_the_patch_size_not_the_token_count() -> None:
+    # 1 class token + 14 x 16 patches of a 224 x 256 input = 225 tokens, which is also 15 x 15.
+    model = timm.models.vision_transformer.VisionTransformer(
+        img_size=(224, 256), patch_size=16, embed_dim=8, depth=1, num_heads=1, num_classes=2
+    ).eval()
+    assert model_patch_layout(model) == ((16, 16), 1, False)
+    tokens = torch.randn(1, 225, 8)
+    expected = tokens[:, 1:].reshape(1, 14, 16, 8).permute(0, 3, 1, 2)
+    assert torch.equal(vit_reshape_for(model, (224, 256))(tokens), expected)
+    # A model that does not say its patch size: square patches that tile the input fit only
+    # 14 x 16 after one prefix token.
+    assert token_grids(225, (224, 256)) == [(1, 14, 16)]
+    assert torch.equal(vit_reshape_for(nn.Identity(), (224, 256))(tokens), expected)
+    with CamEngine(model, "blocks.0.norm1", reshape=vit_reshape_for(model, (224, 256))) as engine:
+        assert engine(torch.randn(1, 3, 224, 256)).maps["gradcam"].shape == (1, 14, 16)
+
+
+def test_a_token_count_that_fits_several_grids_is_an_error_naming_the_option() -> None:
+    # 10 tokens of a 48 x 48 input: 3 x 3 patches of 16 after 1 prefix token, or 2 x 2 of 24
+    # after 6; without the input size, also 3 x 3 after 1 or 2 x 2 after 6.
+    assert token_grids(10, (48, 48)) == [(1, 3, 3), (6, 2, 2)]
+    for size in ((48, 48), None):
+        with pytest.raises(TokenGridError, match=r"fit more than one.*--reshape vit:3x3") as info:
+            vit_reshape(torch.randn(2, 10, 4), input_size=size)
+        assert info.value.exit_code == 2
+    # The model's own prefix count settles it.
+    assert vit_reshape(torch.randn(2, 10, 4), input_size=(48, 48), prefix_tokens=1).shape == (
+        2, 4, 3, 3)
 
 
 def test_nhwc_reshape_and_the_reshape_option_specs() -> None:
@@ -226,7 +266,8 @@ def test_nhwc_reshape_and_the_reshape_option_specs() -> None:
         nhwc_reshape(torch.randn(2, 9, 8))
     assert reshape_from_spec("none") is None
     assert reshape_from_spec("nhwc") is nhwc_reshape
-    assert reshape_from_spec("vit") is vit_reshape
+    assert reshape_from_spec("vit", tiny_vit(), (32, 32)).keywords == {
+        "grid": (4, 4), "prefix_tokens": 1}
     assert reshape_from_spec("vit:2x3").keywords == {"grid": (2, 3)}
     for bad in ("grid", "vit:4", "nchw"):
         with pytest.raises(UsageError, match="reshape"):

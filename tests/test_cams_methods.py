@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from auditor.cams import CamEngine, HeadWeights
-from auditor.cams.methods import eigencam, gradcam_plus_plus
+from auditor.cams.methods import eigencam, eigencam_uncentred, gradcam_plus_plus
 from auditor.errors import AuditorError, UsageError
 from auditor.map_methods import GRADIENT_METHODS, validate_one_pass
 from tests.helpers.cam_models import max_pool_head_net, spatial_head_net, tiny_gap_net
@@ -191,29 +191,66 @@ def test_gradcam_plus_plus_closed_form_matches_autograd_derivatives_of_exp_score
     torch.testing.assert_close(got.double(), expected, rtol=1e-4, atol=1e-6)
 
 
-def test_eigencam_of_rank_one_activations_is_the_spatial_pattern() -> None:
-    # A_k = c_k * P: the activation matrix is P c^T, its first right singular vector is
-    # +-c/|c|, so the projection is |c| P whatever the sign SVD returns.
+def reference_eigencam(a: np.ndarray, centred: bool) -> np.ndarray:
+    """Eigen-CAM of ONE sample's activations [K, h, w] in numpy, the way pytorch-grad-cam's
+    get_2d_projection writes it (positions x channels, each channel centred over the positions,
+    full SVD, projection on VT[0]); `centred` False gives the paper's variant. The SVD's sign
+    is arbitrary: it is fixed by the documented rule (the centred map correlates positively with
+    the channel mean; the uncentred projection sums to >= 0), then relu."""
+    channels, height, width = a.shape
+    matrix = a.reshape(channels, -1).T
+    if centred:
+        matrix = matrix - matrix.mean(axis=0)
+    projection = matrix @ np.linalg.svd(matrix, full_matrices=True)[2][0]
+    if centred:
+        flip = np.cov(projection, a.mean(axis=0).reshape(-1))[0, 1] < 0
+    else:
+        flip = projection.sum() < 0
+    return np.maximum(-projection if flip else projection, 0).reshape(height, width)
+
+
+def test_eigencam_of_rank_one_activations_is_the_centred_spatial_pattern() -> None:
+    # A_k = c_k * P: the centred matrix is (P - mean P) c^T, its first right singular vector is
+    # +-c/|c|, so the projection is +-|c| (P - mean P); the channel mean, mean(c) P, picks +.
     pattern = torch.rand(2, 5, 4) + 0.1
     coefficients = torch.tensor([[1.0, 2.0, 2.0], [3.0, 0.0, 4.0]])
     activations = coefficients[:, :, None, None] * pattern[:, None]
     got = eigencam(activations)
-    torch.testing.assert_close(got, torch.tensor([3.0, 5.0])[:, None, None] * pattern)
+    centred = pattern - pattern.mean(dim=(1, 2), keepdim=True)
+    torch.testing.assert_close(got, (torch.tensor([3.0, 5.0])[:, None, None] * centred).clamp(0))
+    uncentred = eigencam_uncentred(activations)
+    torch.testing.assert_close(uncentred, torch.tensor([3.0, 5.0])[:, None, None] * pattern)
 
 
-def test_eigencam_matches_numpy_svd_reference(images: Tensor) -> None:
-    with CamEngine(spatial_head_net(8, 6), "features", methods=("eigencam",)) as engine:
+@pytest.mark.parametrize("centred", [True, False])
+def test_eigencam_matches_numpy_svd_reference(images: Tensor, centred: bool) -> None:
+    name = "eigencam" if centred else "eigencam-uncentred"
+    with CamEngine(spatial_head_net(8, 6), "features", methods=(name,)) as engine:
         out = engine(images)
     features = spatial_head_net(8, 6).features(images).detach().double().numpy()
     for index, a in enumerate(features):
-        channels, height, width = a.shape
-        matrix = a.reshape(channels, -1).T
-        projection = matrix @ np.linalg.svd(matrix, full_matrices=False)[2][0]
-        if np.corrcoef(projection, matrix.mean(axis=1))[0, 1] < 0:
-            projection = -projection
-        expected = np.maximum(projection, 0).reshape(height, width)
-        torch.testing.assert_close(out.maps["eigencam"][index].double(),
-                                   torch.from_numpy(expected), rtol=1e-4, atol=1e-5)
+        expected = torch.from_numpy(reference_eigencam(a, centred))
+        assert expected.sum() > 0
+        torch.testing.assert_close(out.maps[name][index].double(), expected,
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_eigencam_sign_never_zeroes_a_map_that_has_signal() -> None:
+    # Channel 1 = 10 + e, channel 2 = 3 - 2e over the positions (e in [-1, 1], mean 0).
+    # Uncentred, v_1 is close to (10, 3) / sqrt(109), so the projection ~ (109 + 4e) / sqrt(109)
+    # is positive everywhere and rises with e, where the channel mean (13 - e) / 2 falls: a
+    # sign chosen by correlation with the channel mean zeroed the whole map. Centred, the
+    # channels are e and -2e, v_1 = +-(1, -2) / sqrt(5) and the projection +-sqrt(5) e: half
+    # the positions are positive under either sign.
+    e = torch.linspace(-1.0, 1.0, 12).reshape(1, 3, 4)
+    activations = torch.stack([10 + e, 3 - 2 * e], dim=1)
+    uncentred = eigencam_uncentred(activations)
+    torch.testing.assert_close(uncentred, (109 + 4 * e) / 109 ** 0.5, rtol=2e-3, atol=0)
+    centred = eigencam(activations)
+    # The channel mean falls with e: the centred map is positive where e < 0.
+    assert bool((centred[e < 0] > 0).all())
+    assert bool((centred[e > 0] == 0).all())
+    torch.testing.assert_close(centred, (-e * 5 ** 0.5).clamp(0))
 
 
 def test_callable_target_explains_the_callable_score(images: Tensor) -> None:
@@ -239,6 +276,6 @@ def test_cam_without_gap_linear_head_raises_naming_the_reason(images: Tensor) ->
 
 
 def test_unknown_method_raises_usage_error_listing_valid_names() -> None:
-    with pytest.raises(UsageError, match=r"\['gradcamm'\].*eigencam, gradcam"):
+    with pytest.raises(UsageError, match=r"\['gradcamm'\].*eigencam, eigencam-uncentred, gradcam"):
         validate_one_pass(["gradcam", "gradcamm"])
     assert validate_one_pass(["layercam", "gradcam", "layercam"]) == ("layercam", "gradcam")

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from auditor.detect.attention import degenerate_maps_flags
 from auditor.detect.location import describe_region, fixed_location_flags, peak_grid_counts
 from auditor.errors import UsageError
 from auditor.metrics import attention_measures
@@ -151,3 +152,15 @@ def test_peak_grid_counts_by_hand():
 )
 def test_regions_are_described_by_where_they_are_and_which_edges_they_touch(box, expected):
     assert describe_region(box) == expected
+
+
+def test_constant_maps_are_degenerate_and_never_a_fixed_location(gen):
+    # 20 constant non-zero maps (a layer that ignores its input) used to peak at the first
+    # pixel, the top-left corner, and raise a high flag; they have no peak at all.
+    flat = torch.full((20, 7, 7), 0.8)
+    other = spot_maps(spread_cells(20, gen), gen)
+    samples, maps = build([("horse", flat, None), ("zebra", other, None)])
+    assert fixed_location_flags(samples, maps, ["horse", "zebra"]) == []
+    flags = degenerate_maps_flags(samples, ["horse", "zebra"])
+    assert [f.kind for f in flags] == ["degenerate_maps"]
+    assert flags[0].evidence["per_class"] == {"horse": 20, "zebra": 0}

@@ -53,18 +53,20 @@ def test_left_half_map_on_left_quarter_mask_gives_hand_derived_measures(
 ):
     # Map at input resolution (no upsampling). Mass 32; mask holds 16 -> 0.5 of the mass on
     # 0.25 of the area. Band of 1 pixel (0.125 * 8) covers 28 of 64 pixels and holds column 0
-    # (8) + rows 0 and 7 of columns 1..3 (6) = 14 of 32. Peak = first max pixel (0, 0).
-    # Localisation: the left half, box (0,0,4,8), vs the mask box (0,0,2,8) -> IoU 16/32.
+    # (8) + rows 0 and 7 of columns 1..3 (6) = 14 of 32. Peak = centre of the plateau (the left
+    # half): pixel coordinates (2, 4) -> (0.25, 0.5), the corner of pixel (row 4, col 2), which
+    # lies off the mask (columns 0-1): a pointing miss. Localisation: the left half, box
+    # (0,0,4,8), vs the mask box (0,0,2,8) -> IoU 16/32.
     got = measure_one(left_half_map, left_quarter_mask, border=0.125)
     assert got["fg_energy"] == pytest.approx(0.5)
     assert got["fg_enrichment"] == pytest.approx(2.0)
     assert got["bg_energy"] == pytest.approx(0.5)
     assert got["border_energy"] == pytest.approx(14 / 32)
     assert got["border_lift"] == pytest.approx((14 / 32) / (28 / 64))
-    assert got["pointing_hit"] == 1.0
+    assert got["pointing_hit"] == 0.0
     assert got["wsol_iou"] == pytest.approx(0.5)
-    assert got["peak_x"] == pytest.approx(0.5 / 8)
-    assert got["peak_y"] == pytest.approx(0.5 / 8)
+    assert got["peak_x"] == pytest.approx(0.25)
+    assert got["peak_y"] == pytest.approx(0.5)
 
 
 def test_bilinear_upsampling_matches_hand_computed_weights():
@@ -135,7 +137,7 @@ def test_no_mask_gives_nan_foreground_but_defined_border_and_peaks(left_half_map
     got = measure_one(left_half_map, None, border=0.125)
     assert all(math.isnan(got[k]) for k in FG_MEASURES)
     assert got["border_energy"] == pytest.approx(14 / 32)
-    assert got["peak_x"] == pytest.approx(0.5 / 8)
+    assert got["peak_x"] == pytest.approx(0.25)
 
 
 def test_has_mask_false_ignores_the_mask_row(left_half_map, left_quarter_mask):
@@ -295,6 +297,75 @@ def test_largest_component_box_matches_opencv_stats():
 def test_bad_shapes_and_border_raise_usage_error(maps, masks, has, boxes, border):
     with pytest.raises(UsageError):
         attention_measures(maps, masks, has, boxes, border=border)
+
+
+def test_an_edge_cell_peaks_at_its_centre_and_the_pointing_game_hits_an_object_there():
+    # 7x7 map on a 224 input: cell (row 3, col 0) spans x [0, 32), y [96, 128), centre (16,
+    # 112). Bilinear upsampling holds the cell's value flat from x = 0 to its centre, so the
+    # first arg-max pixel of the upsampled map is at x = 0.5 / 224, off an object that sits
+    # inside the cell away from the image edge.
+    heat = torch.full((7, 7), 0.1)
+    heat[3, 0] = 1.0
+    mask = torch.zeros(224, 224, dtype=torch.bool)
+    mask[100:124, 8:28] = True
+    got = measure_one(heat, mask)
+    assert got["peak_x"] == pytest.approx(0.5 / 7)
+    assert got["peak_y"] == pytest.approx(3.5 / 7)
+    assert got["pointing_hit"] == 1.0
+
+
+def test_a_plateau_peaks_at_its_centre():
+    # Cells (rows 2-3, cols 4-5) tie: the centre is their shared corner (x 5, y 3 in cells).
+    heat = torch.full((7, 7), 0.2)
+    heat[2:4, 4:6] = 1.0
+    got = measure_one(heat, None)
+    assert (got["peak_x"], got["peak_y"]) == pytest.approx((5 / 7, 3 / 7))
+
+
+def test_the_largest_plateau_wins_over_an_earlier_smaller_one():
+    heat = torch.zeros(7, 7)
+    heat[0, 0] = 1.0  # one cell, first in raster order
+    heat[4, 2:5] = 1.0  # three cells in a row: centre (3.5, 4.5) in cells
+    got = measure_one(heat, None)
+    assert (got["peak_x"], got["peak_y"]) == pytest.approx((3.5 / 7, 4.5 / 7))
+
+
+def test_a_ring_plateau_peaks_on_its_cell_nearest_the_centroid_not_in_its_hole():
+    # A 3x3 ring (centre cell lower) has its centroid in the hole at (2.5, 2.5) cells; the
+    # ring cells nearest to it are the four edge midpoints, the first in raster order being
+    # (row 1, col 2): centre (2.5, 1.5).
+    heat = torch.zeros(5, 5)
+    heat[1:4, 1:4] = 1.0
+    heat[2, 2] = 0.5
+    got = measure_one(heat, None)
+    assert (got["peak_x"], got["peak_y"]) == pytest.approx((2.5 / 5, 1.5 / 5))
+
+
+@pytest.mark.parametrize("value", [1.0, 3e-4, 250.0])
+def test_a_constant_map_is_degenerate_never_a_location(value, left_quarter_mask):
+    got = measure_one(torch.full((7, 7), value), left_quarter_mask)
+    assert all(math.isnan(got[k]) for k in MEASURES)
+
+
+def test_peaks_of_a_batch_with_plateaus_equal_peaks_of_each_sample_alone():
+    gen = torch.Generator().manual_seed(5)
+    maps = torch.rand(6, 7, 7, generator=gen)
+    maps[1, 2:5, 1] = 2.0  # a column plateau
+    maps[3] = 0.7  # constant
+    maps[4, 0, 0] = maps[4, 6, 6] = 5.0  # two single-cell plateaus: the first wins
+    masks = torch.ones(6, 28, 28, dtype=torch.bool)
+    has = torch.ones(6, dtype=torch.bool)
+    boxes = torch.full((6, 4), math.nan)
+    together = attention_measures(maps, masks, has, boxes)
+    assert (float(together["peak_x"][1]), float(together["peak_y"][1])) == pytest.approx(
+        (1.5 / 7, 3.5 / 7))
+    assert math.isnan(float(together["peak_x"][3]))
+    assert (float(together["peak_x"][4]), float(together["peak_y"][4])) == pytest.approx(
+        (0.5 / 7, 0.5 / 7))
+    for i in range(6):
+        alone = attention_measures(maps[i:i + 1], masks[i:i + 1], has[i:i + 1], boxes[i:i + 1])
+        for name in MEASURES:
+            torch.testing.assert_close(together[name][i:i + 1], alone[name], equal_nan=True)
 
 
 def test_batched_opencv_boxes_equal_the_tensor_labelling_ties_included():

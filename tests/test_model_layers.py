@@ -7,7 +7,7 @@ import timm
 import torch
 from torchvision.models import convnext_tiny, resnet18
 
-from auditor.cams import CamEngine, nhwc_reshape, vit_reshape
+from auditor.cams import CamEngine, nhwc_reshape, vit_reshape_for
 from auditor.errors import ModelLoadError
 from auditor.models.layers import (
     feature_map_layers,
@@ -86,7 +86,8 @@ def test_token_models_default_to_the_last_norm_whose_patch_tokens_get_gradient(
         build, expected: str) -> None:
     model = build()
     hooks = count_hooks(model)
-    assert find_target_layer(model, (1, 3, 32, 32), reshape=vit_reshape) == expected
+    reshape = vit_reshape_for(model, (32, 32))
+    assert find_target_layer(model, (1, 3, 32, 32), reshape=reshape) == expected
     assert count_hooks(model) == hooks
     assert not model.training
     assert all(p.grad is None for p in model.parameters())
@@ -97,7 +98,7 @@ def test_token_model_whose_prediction_ignores_every_patch_token_raises() -> None
     with torch.no_grad():
         model.heads.head.weight.zero_()  # constant logits: nothing reaches the tokens
     with pytest.raises(ModelLoadError, match="patch tokens"):
-        find_target_layer(model, (1, 3, 32, 32), reshape=vit_reshape)
+        find_target_layer(model, (1, 3, 32, 32), reshape=vit_reshape_for(model, (32, 32)))
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,9 @@ from auditor.summary import (
 
 AUDIT_KEYS = [
     "auditor_version", "created", "command", "config", "versions", "model", "data", "methods",
-    "primary", "suspect_methods", "suspect_methods_errors", "accuracy", "class_stats", "probes",
-    "interventions", "clusters", "sanity", "flags", "baseline", "pass", "timings",
+    "primary", "suspect_methods", "suspect_methods_errors", "accuracy", "model_check",
+    "class_stats", "probes", "interventions", "clusters", "sanity", "flags", "withheld_flags",
+    "baseline", "pass", "timings",
 ]
 
 

@@ -4,7 +4,7 @@ from auditor.cams.engine import CamEngine, CamOutput
 from auditor.cams.guided import guided_backprop, guided_gradcam
 from auditor.cams.methods import HeadWeights
 from auditor.cams.perturbation import occlusion, scorecam
-from auditor.cams.reshape import nhwc_reshape, reshape_from_spec, vit_reshape
+from auditor.cams.reshape import nhwc_reshape, reshape_from_spec, vit_reshape, vit_reshape_for
 
 __all__ = [
     "CamEngine",
@@ -17,4 +17,5 @@ __all__ = [
     "reshape_from_spec",
     "scorecam",
     "vit_reshape",
+    "vit_reshape_for",
 ]

@@ -237,7 +237,8 @@ class CamEngine(AbstractContextManager["CamEngine"]):
         if not isinstance(output, Tensor):
             raise AuditorError(
                 f"target layer {name!r} returns {type(output).__name__}, not a tensor; choose a "
-                "layer whose output is a feature map (or tokens, with reshape=vit_reshape)."
+                "layer whose output is a feature map (or tokens, with "
+                "reshape=vit_reshape_for(model, (H, W)); --reshape vit)."
             )
         if name in self._activations:
             raise AuditorError(
@@ -373,7 +374,7 @@ class CamEngine(AbstractContextManager["CamEngine"]):
             raise AuditorError(
                 f"target layer {layer!r} gives a {tensor.dim()}-D output of shape "
                 f"{tuple(tensor.shape)}; the methods need [B, K, h, w]. For token outputs pass "
-                "reshape=vit_reshape."
+                "reshape=vit_reshape_for(model, (H, W)) (--reshape vit)."
             )
         return tensor
 

@@ -93,24 +93,51 @@ def cam(activations: Tensor, head: HeadWeights, targets: Tensor) -> Tensor:
     return _weighted_channel_sum(weights, activations)
 
 
-def eigencam(activations: Tensor) -> Tensor:
-    """Eigen-CAM (Muhammad & Yeasin 2020): projection on the first principal direction.
-
-    Per sample, the activation matrix M [hw, K] (not centred, as in the paper) is factorised
-    M = U S V^T and the map is relu(M v_1), v_1 the first right singular vector. The sign of
-    v_1 is arbitrary, so it is chosen to make the map correlate positively with the channel
-    mean of A. Class-agnostic: ignores gradients and targets. Returns [B, h, w].
-    """
-    batch, channels, height, width = activations.shape
-    matrix = activations.reshape(batch, channels, height * width).transpose(1, 2)
+def _first_principal_projection(matrix: Tensor) -> Tensor:
+    """Projection of each row of ``matrix`` [B, N, K] on its first right singular vector v_1
+    (unit length, sign as the SVD returns it: arbitrary). Returns [B, N]."""
     _, _, vh = torch.linalg.svd(matrix, full_matrices=False)
-    projection = torch.einsum("bnk,bk->bn", matrix, vh[:, 0, :])
-    channel_mean = activations.mean(dim=1).reshape(batch, -1)
-    covariance = (
-        (projection - projection.mean(dim=1, keepdim=True))
-        * (channel_mean - channel_mean.mean(dim=1, keepdim=True))
-    ).sum(dim=1, keepdim=True)
+    return torch.einsum("bnk,bk->bn", matrix, vh[:, 0, :])
+
+
+def _activation_matrix(activations: Tensor) -> Tensor:
+    """A [B, K, h, w] as the matrix of positions by channels [B, hw, K]."""
+    batch, channels, height, width = activations.shape
+    return activations.reshape(batch, channels, height * width).transpose(1, 2)
+
+
+def eigencam(activations: Tensor) -> Tensor:
+    """Eigen-CAM as pytorch-grad-cam computes it: first principal component of the positions.
+
+    Per sample, the activation matrix M [hw, K] is centred (each channel's mean over the
+    positions subtracted), factorised M_c = U S V^T, and the map is relu(s M_c v_1). A centred
+    projection sums to zero over the positions, so whenever it is not all zero both signs
+    leave a non-zero map; s = +-1 makes it correlate positively with the channel mean of A
+    (the principal direction points to where the layer is active). Class-agnostic. Returns
+    [B, h, w].
+    """
+    batch, _, height, width = activations.shape
+    matrix = _activation_matrix(activations)
+    projection = _first_principal_projection(matrix - matrix.mean(dim=1, keepdim=True))
+    strength = activations.mean(dim=1).reshape(batch, -1)
+    covariance = (projection * (strength - strength.mean(dim=1, keepdim=True))).sum(
+        dim=1, keepdim=True)
     sign = torch.where(covariance < 0, -1.0, 1.0)
+    return (projection * sign).clamp_min(0).reshape(batch, height, width)
+
+
+def eigencam_uncentred(activations: Tensor) -> Tensor:
+    """Eigen-CAM as in the paper (Muhammad & Yeasin 2020): the activation matrix M [hw, K] is
+    not centred; the map is relu(s M v_1).
+
+    s = +-1 makes the projection's sum non-negative: relu then keeps the larger part of its
+    mass (sum relu(p) - sum relu(-p) = sum p), so a projection with signal never gives an
+    all-zero map; for non-negative activations (after a ReLU) v_1 is one-signed and the whole
+    projection is kept. Class-agnostic. Returns [B, h, w].
+    """
+    batch, _, height, width = activations.shape
+    projection = _first_principal_projection(_activation_matrix(activations))
+    sign = torch.where(projection.sum(dim=1, keepdim=True) < 0, -1.0, 1.0)
     return (projection * sign).clamp_min(0).reshape(batch, height, width)
 
 

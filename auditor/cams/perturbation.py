@@ -65,7 +65,7 @@ def _layer_activations(
     if activations.dim() != 4:
         raise AuditorError(
             f"layer {layer!r} gives shape {tuple(activations.shape)}; Score-CAM needs "
-            "[B, K, h, w] (pass reshape=vit_reshape for token outputs)."
+            "[B, K, h, w] (pass reshape=vit_reshape_for(model, (H, W)) for token outputs)."
         )
     return logits, activations
 

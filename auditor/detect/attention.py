@@ -32,10 +32,10 @@ puts more than its area's share on it (enrichment > 1), so it is not flagged.
 `score` is 1 - median enrichment (border: median lift - 1), clipped to [0, 1]: how far below
 (above) chance the class sits.
 
-Degenerate maps: a sample's map is degenerate when it is all zero or not finite (column
-`map_degenerate`; without it, an ok row whose `peak_x` is NaN). Flagged when more than 10
-samples or more than 5% of the ok samples are degenerate; severity high above 50%, medium above
-20%, else low.
+Degenerate maps: a sample's map is degenerate when it is all zero, constant (no place stands
+out, auditor.metrics) or not finite (column `map_degenerate`; without it, an ok row whose
+`peak_x` is NaN). Flagged when more than 10 samples or more than 5% of the ok samples are
+degenerate; severity high above 50%, medium above 20%, else low.
 """
 
 from __future__ import annotations
@@ -270,7 +270,7 @@ def border_attention_flags(samples: pd.DataFrame, classes: list[str]) -> list[Fl
 
 
 def degenerate_mask(samples: pd.DataFrame) -> pd.Series:
-    """Bool per row: an ok sample whose map is all zero or non-finite."""
+    """Bool per row: an ok sample whose map is all zero, constant or non-finite."""
     ok = samples["status"] == "ok"
     if "map_degenerate" in samples.columns:
         return ok & samples["map_degenerate"].fillna(False).astype(bool)
@@ -279,7 +279,8 @@ def degenerate_mask(samples: pd.DataFrame) -> pd.Series:
 
 
 def degenerate_maps_flags(samples: pd.DataFrame, classes: list[str]) -> list[Flag]:
-    """A data-set-wide `degenerate_maps` flag when many maps are all zero or non-finite."""
+    """A data-set-wide `degenerate_maps` flag when many maps are all zero, constant or
+    non-finite."""
     _require(samples, ("label", "status"))
     degenerate = degenerate_mask(samples)
     n_ok = int((samples["status"] == "ok").sum())
@@ -292,10 +293,10 @@ def degenerate_maps_flags(samples: pd.DataFrame, classes: list[str]) -> list[Fla
     severity: Severity = "high" if share > 0.5 else "medium" if share > 0.2 else "low"
     counts = samples.loc[degenerate, "label"].value_counts()
     per_class = {name: int(counts.get(name, 0)) for name in classes}
-    message = (f"{count} of {n_ok} maps ({share:.0%}) are all zero or not finite: their "
-               "attention measures are undefined. Check the target layer (a layer after the "
-               "last ReLU, or one the target class does not depend on, gives zero maps) and "
-               "the model's numerical stability")
+    message = (f"{count} of {n_ok} maps ({share:.0%}) are all zero, constant or not finite: "
+               "they point nowhere and their attention measures are undefined. Check the "
+               "target layer (a layer after the last ReLU, or one the target class does not "
+               "depend on, gives zero or constant maps) and the model's numerical stability")
     return [Flag(kind="degenerate_maps", severity=severity, class_name=None, score=share,
                  message=message,
                  evidence={"n_degenerate": count, "n_ok": n_ok, "share": share,

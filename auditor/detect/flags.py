@@ -20,7 +20,12 @@ FLAG_KINDS: tuple[str, ...] = (
     "border_pixels_shortcut",
     "intervention_sensitive",
     "degenerate_maps",
+    "labels_permuted",
+    "model_at_chance",
 )
+#: The model-level kinds (auditor.detect.model_check): judged before any attention flag, and
+#: listed first because they say how to read the others.
+MODEL_KINDS: tuple[str, ...] = ("labels_permuted", "model_at_chance")
 
 
 @dataclass
@@ -64,11 +69,12 @@ def severity_at(level: int) -> Severity:
     return SEVERITIES[min(max(level, 0), len(SEVERITIES) - 1)]
 
 
-def flag_sort_key(severity: str | None, score: float | None) -> tuple[int, float]:
-    """Sort key of a flag: most severe first, then the largest |score|; unknown severities and
-    missing or non-finite scores last."""
+def flag_sort_key(severity: str | None, score: float | None, kind: str | None = None
+                  ) -> tuple[bool, int, float]:
+    """Sort key of a flag: model-level kinds (MODEL_KINDS) first, then most severe, then the
+    largest |score|; unknown severities and missing or non-finite scores last."""
     strength = abs(score) if score is not None and math.isfinite(score) else 0.0
-    return -SEVERITY_RANK.get(str(severity), 0), -strength
+    return kind not in MODEL_KINDS, -SEVERITY_RANK.get(str(severity), 0), -strength
 
 
 def at_or_above(flags: list[dict[str, Any]], severity: str) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ Suspicion, in [0, 1], is the product of three factors:
 | correctness | 1.0 for a correct prediction (or an unknown one), 0.5 for a wrong one |
 
 so a correct, confident prediction whose map sits off the object scores near 1. The score is NaN
-where the off-object factor is undefined: error rows and degenerate (all-zero) maps.
+where the off-object factor is undefined: error rows and degenerate (all-zero, constant) maps.
 
 Flag codes per sample (comma-joined, in this order):
 

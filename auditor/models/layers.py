@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from auditor.errors import AuditorError, ModelLoadError
+from auditor.errors import AuditorError, ModelLoadError, TokenGridError
 
 # How many layer names an error message lists before it says "... and N more".
 _MAX_LISTED = 15
@@ -228,6 +228,8 @@ def _map_gradient(grad: Tensor, reshape: Callable[[Tensor], Tensor],
     it is non-zero."""
     try:
         laid_out = reshape(grad)
+    except TokenGridError:
+        raise  # the user must say the grid: every token layer of the model has the same count
     except AuditorError:
         return False
     return (laid_out.dim() == 4 and plausible_map(tuple(laid_out.shape[2:]), input_size)

@@ -11,8 +11,8 @@ KIND_TITLES = {
     "border_pixels_shortcut": "Border pixels alone predict the label",
     "intervention_sensitive": "Predictions change when the context is edited",
     "degenerate_maps": "Attention maps carry no signal",
-    "labels_permuted": "The model's outputs fit another class order",
-    "model_at_chance": "The model predicts no better than chance",
+    "labels_permuted": "The class order looks permuted",
+    "model_at_chance": "The model is no better than chance",
 }
 KIND_METHODS = {
     "background_attention": "the class's maps put less of their mass on the object than the "

@@ -22,7 +22,9 @@ def facts_section(summary: dict[str, Any], classes: list[str]) -> dict[str, Any]
         "model": model_rows if summary.get("model") is None else [
             ("Model", str(model.get("spec", "–"))),
             ("Parameters", fmt_parameters(model.get("parameters"))),
-            ("Weights", str(model.get("weights") or "none (random or built-in)")),
+            ("Weights", str(model.get("weights") or ("none: random initial weights"
+                                                     if model.get("random_weights")
+                                                     else "none (random or built-in)"))),
             ("Weights SHA-256", str(model.get("weights_sha256") or "–")),
             ("Target layer", (", ".join(str(x) for x in model.get("target_layers") or []) or "–")
              + ("" if model.get("target_layers_given", True) else " (chosen automatically)")),
