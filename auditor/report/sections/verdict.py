@@ -6,7 +6,7 @@ from typing import Any
 
 from auditor.detect.flags import SEVERITY_RANK
 from auditor.report.formatting import finite, fmt_percent, names_list
-from auditor.report.texts import KIND_ACTIONS
+from auditor.report.texts import KIND_ACTIONS, MODEL_LEVEL_KINDS
 
 #: Share of unreadable files at and above which the verdict warns that the audit is partial.
 ERROR_SHARE_WARNING = 0.05
@@ -31,6 +31,10 @@ def verdict(summary: dict[str, Any], n_findings: int | None = None) -> dict[str,
         level = "none"
         sentence = (f"Nothing was audited: none of the {n:,} files could be read, so this "
                     "report cannot say whether the model uses a shortcut.")
+    elif model_flags := [f for f in flags if f.get("kind") in MODEL_LEVEL_KINDS]:
+        level = next(s for s in SEVERITIES if counts[s]) if any(counts.values()) else "high"
+        sentence = _model_verdict(model_flags[0], len(summary.get("withheld_flags") or []),
+                                  len(flags) - len(model_flags))
     elif flags:
         level = next(s for s in SEVERITIES if counts[s]) if any(counts.values()) else "low"
         parts = ", ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts[s])
@@ -54,6 +58,28 @@ def verdict(summary: dict[str, Any], n_findings: int | None = None) -> dict[str,
         "n_errors": n_errors, "error_share": share, "accuracy": accuracy,
         "partial": n_errors > 0 and share >= ERROR_SHARE_WARNING,
     }
+
+
+def _model_verdict(flag: dict[str, Any], n_withheld: int, n_other: int) -> str:
+    """The verdict when the model itself failed its check (detect/model_check.py)."""
+    evidence = flag.get("evidence") or {}
+    if flag.get("kind") == "labels_permuted":
+        order = evidence.get("classes_order")
+        fix = (f"rerun with --classes {','.join(order)}" if order
+               else "give --classes in the model's output order")
+        sentence = ("The model's outputs fit another class order far better than the one "
+                    f"given: {fix}.")
+    else:
+        sentence = (f"The model is no better than chance (accuracy "
+                    f"{fmt_percent(evidence.get('accuracy'), 1)} against "
+                    f"{fmt_percent(evidence.get('chance'), 1)}): its maps say nothing about the "
+                    "data; fix the model first.")
+    if n_withheld:
+        sentence += (f" {n_withheld} class-level attention "
+                     f"{'flag was' if n_withheld == 1 else 'flags were'} withheld.")
+    if n_other:
+        sentence += f" {n_other} other {'finding' if n_other == 1 else 'findings'} below."
+    return sentence
 
 
 def executive_summary(
