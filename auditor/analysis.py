@@ -154,6 +154,10 @@ def analyse_run(run_dir: Path, context: PassContext, timer: PhaseTimer) -> dict[
         pass_stats=context.stats,
         timings=timer.timings,
     )
+    if config.baseline is not None:
+        from auditor.compare import baseline_record
+
+        summary.baseline = baseline_record(summary.flags, config.baseline, samples)
     write_summary(run_dir, summary)
     with timer.phase("report"):
         from auditor.report import render_report, write_samples_csv

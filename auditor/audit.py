@@ -21,7 +21,7 @@ from auditor.analysis import analyse_run
 from auditor.cams import reshape_from_spec
 from auditor.config import RUNTIME_ONLY, AuditConfig
 from auditor.data import AuditDataset, DatasetIndex, open_source
-from auditor.errors import DataError, ModelLoadError
+from auditor.errors import DataError, ModelLoadError, UsageError
 from auditor.models.defaults import ModelDefaults, model_defaults
 from auditor.models.initial import random_weights_note, runs_on_random_weights
 from auditor.models.layers import default_target_layer, get_module
@@ -44,6 +44,12 @@ def run_audit(
     Raises UsageError subclasses (exit 2) for input that cannot be audited, RunDirectoryError
     for an unusable run directory, AuditInterrupted when stopped (resume by calling again).
     """
+    if config.baseline is not None:  # before the pass: a wrong path must not cost a whole run
+        from auditor.compare import check_baseline
+
+        if Path(config.baseline).resolve() == Path(config.out).resolve():
+            raise UsageError("--baseline must be an earlier run directory, not --out itself")
+        check_baseline(config.baseline)
     timer = PhaseTimer()
     with timer.phase("model"):
         defaults = model_defaults(config.model, config.weights) if model is None \

@@ -133,6 +133,12 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
 @options.fail_on
 @click.option(
+    "--baseline",
+    type=click.Path(exists=True, file_okay=False),
+    help="An earlier run directory of the same data: the report marks what is new against it, "
+    "summary.json gains `baseline` {appeared, disappeared}, and --fail-on counts only new flags.",
+)
+@click.option(
     "--gallery-size",
     default=48,
     show_default=True,
@@ -234,6 +240,38 @@ def report(run_dir: str, output: str | None, fmt: str, gallery_size: int) -> Non
 
 
 @main.command()
+@click.argument("run_a", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_b", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory for compare.json and compare.html.",
+)
+@options.fail_on
+@_handle_errors
+def compare(run_a: str, run_b: str, out: str, fail_on: str | None) -> None:
+    """What changed from RUN_A (before) to RUN_B (after): flags, per-class measures, samples.
+
+    --fail-on counts the flags that appeared in RUN_B."""
+    from auditor.compare import compare_runs
+    from auditor.report.compare_page import write_comparison
+
+    comparison = compare_runs(run_a, run_b)
+    json_path, html_path = write_comparison(comparison, out)
+    click.echo(f"{comparison.overlap.describe()}")
+    for name, items in (("appeared", comparison.flags["appeared"]),
+                        ("disappeared", comparison.flags["disappeared"])):
+        for flag in items:
+            where = f" [{flag['class']}]" if flag.get("class") is not None else ""
+            click.echo(f"  {name:11} {str(flag.get('severity', '')).upper():6} "
+                       f"{flag.get('kind')}{where}: {flag.get('message', '')}")
+    click.echo(f"  {len(comparison.flags['persisting'])} flags persist")
+    click.echo(f"compare: {html_path} ({json_path.name})")
+    sys.exit(comparison.exit_code(fail_on))
+
+
+@main.command()
 @click.option(
     "--out",
     default="auditor-demo",
@@ -276,6 +314,12 @@ def _print_outcome(summary: dict[str, Any], report_path: Any) -> None:
         click.echo(f"  {flag['severity'].upper():6} {flag['kind']}{where}: {flag['message']}")
     if not flags:
         click.echo("  no shortcut flags raised")
+    baseline = summary.get("baseline")
+    if isinstance(baseline, dict):
+        click.echo(f"  against the baseline {baseline.get('run')}: "
+                   f"{len(baseline.get('appeared') or [])} new, "
+                   f"{len(baseline.get('disappeared') or [])} gone, "
+                   f"{baseline.get('n_persisting', 0)} known")
     click.echo(f"report: {report_path}")
 
 

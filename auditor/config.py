@@ -39,6 +39,8 @@ RUNTIME_ONLY = frozenset(
         "suspect_methods",
         "scorecam_channels",
         "occlusion_patch",
+        # The baseline only decides what the report marks new and what --fail-on counts.
+        "baseline",
     }
 )
 
@@ -86,6 +88,8 @@ class AuditConfig:
     quiet: bool = False
     overwrite: bool = False
     fail_on: Literal["high", "medium", "low"] | None = None
+    #: An earlier run of the same data: the report marks what is new, --fail-on counts only it.
+    baseline: str | None = None
     gallery_size: int = 48
     suspect_methods: tuple[str, ...] = ()
     scorecam_channels: int | None = None

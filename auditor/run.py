@@ -102,9 +102,18 @@ class AuditResult:
         """samples.parquet of the run."""
         return RunReader(self.run_dir).samples()
 
+    @property
+    def gated_flags(self) -> list[dict[str, Any]]:
+        """The flags --fail-on counts: with a baseline, only those new against it."""
+        baseline = self.summary.get("baseline")
+        if isinstance(baseline, dict):
+            return list(baseline.get("appeared") or [])
+        return self.flags
+
     def exit_code(self, fail_on: str | None) -> int:
-        """0, or 3 when a flag at or above `fail_on` was raised (the CI gate)."""
-        return 3 if fail_on and at_or_above(self.flags, fail_on) else 0
+        """0, or 3 when a flag at or above `fail_on` was raised (the CI gate); with a
+        baseline, only flags new against it count."""
+        return 3 if fail_on and at_or_above(self.gated_flags, fail_on) else 0
 
     def _repr_html_(self) -> str:
         from auditor.report.notebook import summary_html

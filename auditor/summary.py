@@ -162,6 +162,8 @@ class Summary:
     sanity: dict[str, Any] | None = None
     flags: list[dict[str, Any]] = field(default_factory=list)
     withheld_flags: list[dict[str, Any]] = field(default_factory=list)
+    #: With --baseline: {run, appeared, disappeared, n_persisting, overlap} (auditor.compare).
+    baseline: dict[str, Any] | None = None
     pass_stats: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     auditor_version: str = __version__
@@ -191,6 +193,7 @@ class Summary:
             "sanity": self.sanity,
             "flags": list(self.flags),
             "withheld_flags": list(self.withheld_flags),
+            "baseline": self.baseline,
             "pass": self.pass_stats,
             "timings": dict(self.timings),
         }
@@ -220,6 +223,7 @@ class Summary:
             sanity=raw.get("sanity"),
             flags=list(raw.get("flags") or []),
             withheld_flags=list(raw.get("withheld_flags") or []),
+            baseline=raw.get("baseline"),
             pass_stats=dict(raw.get("pass") or {}),
             timings=dict(raw.get("timings") or {}),
             auditor_version=str(raw.get("auditor_version") or ""),

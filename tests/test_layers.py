@@ -21,7 +21,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"config", "runtime", "store", "data", "models"}),
     frozenset({"cams", "metrics", "distributed", "summary"}),
     frozenset({"detect", "pipeline"}),
-    frozenset({"run", "report", "sanity", "explain"}),
+    frozenset({"run", "report", "compare", "sanity", "explain"}),
     frozenset({"analysis", "probe"}),
     frozenset({"audit"}),
     frozenset({"demo"}),

@@ -129,7 +129,8 @@ def test_audit_writes_a_row_and_a_map_per_positive_label_from_one_pass(tmp_path)
     assert summary["data"]["n_samples"] == 7
     assert summary["data"]["n_errors"] == 1
     html = (out / "report.html").read_text()
-    assert "Images and accuracy per label" in html
+    assert "2. Labels</h2>" in html  # the class table is a label table: precision, recall, AUROC
+    assert ">AUROC</button>" in html
 
 
 def test_label_metrics_by_hand():

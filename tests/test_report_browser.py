@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from auditor.report import render_report
-from tests.helpers.run_fixtures import HOSTILE_CLASSES, full_run
+from tests.helpers.run_fixtures import HOSTILE_CLASSES, build_run, full_run, many_classes_run
 
 # Drives headless Chromium: `-m 'not browser'` leaves it out (README).
 pytestmark = pytest.mark.browser
@@ -177,3 +177,116 @@ def test_screenshots_full_page_and_phone_width(
     assert full.stat().st_size > 10_000
     assert phone.stat().st_size > 10_000
     assert overflow <= 0  # nothing wider than a phone screen: tables scroll inside their box
+
+
+# ---------------------------------------------------------------- the report at 2 and 1 000 classes
+
+#: Upper bound of the report's size at 1 000 classes (every class in the table, capped lists).
+MAX_REPORT_BYTES_AT_1000_CLASSES = 3_000_000
+
+
+@pytest.fixture(scope="module", params=[2, 1000], ids=["2-classes", "1000-classes"])
+def scaled_report(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
+    run = many_classes_run(tmp_path_factory.mktemp(f"k{request.param}") / "run",
+                           n_classes=request.param)
+    return request.param, render_report(run)
+
+
+def _visible_rows(driver: object) -> list[str]:
+    return driver.execute_script(  # type: ignore[attr-defined]
+        "return Array.from(document.querySelectorAll('#class-table tbody tr'))"
+        ".filter(r => !r.hidden).map(r => r.cells[0].textContent.trim())")
+
+
+def test_first_screen_reads_the_verdict_and_summary_without_console_errors(
+    browser: object, scaled_report: tuple[int, Path], screenshot_dir: Path,
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    n, path = scaled_report
+    browser.set_window_size(1280, 900)  # type: ignore[attr-defined]
+    browser.get_log("browser")  # type: ignore[attr-defined]
+    browser.get(path.resolve().as_uri())  # type: ignore[attr-defined]
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []  # type: ignore[attr-defined]
+    sentence = browser.find_element(By.CSS_SELECTOR, ".verdict .sentence")  # type: ignore[attr-defined]
+    summary = browser.find_element(By.CSS_SELECTOR, "dl.executive")  # type: ignore[attr-defined]
+    top = browser.execute_script(  # type: ignore[attr-defined]
+        "return [arguments[0].getBoundingClientRect().bottom, "
+        "arguments[1].getBoundingClientRect().top, window.innerHeight]", sentence, summary)
+    assert top[0] < top[2]
+    assert top[1] < top[2]  # the plain-word summary starts on the first screen
+    assert "shortcut learning found" in sentence.text
+    cards = browser.find_elements(By.CSS_SELECTOR, "ol.findings > li")  # type: ignore[attr-defined]
+    assert 1 <= len(cards) <= 10
+    assert browser.save_screenshot(str(screenshot_dir / f"report_{n}_classes_first_screen.png"))  # type: ignore[attr-defined]
+    if n == 1000:
+        assert path.stat().st_size < MAX_REPORT_BYTES_AT_1000_CLASSES
+
+
+def test_class_table_filters_and_sorts_in_the_page(
+    browser: object, scaled_report: tuple[int, Path],
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    n, path = scaled_report
+    browser.get(path.resolve().as_uri())  # type: ignore[attr-defined]
+    assert len(_visible_rows(browser)) == n
+    search = browser.find_element(By.ID, "class-search")  # type: ignore[attr-defined]
+    search.send_keys("c0001")
+    assert _visible_rows(browser) == ["c0001"]
+    search.clear()
+    search.send_keys(" ")  # an input event with an empty query shows every class again
+    assert len(_visible_rows(browser)) == n
+    Select(browser.find_element(By.ID, "class-kind")).select_by_value("flagged")  # type: ignore[attr-defined]
+    flagged = _visible_rows(browser)
+    expected = {"c0000"} | {f"c{k:04d}" for k in range(1, n) if k % 3 == 0 or k % 10 == 0}
+    assert set(flagged) == expected
+    Select(browser.find_element(By.ID, "class-kind")).select_by_value("all")  # type: ignore[attr-defined]
+    button = browser.find_element(  # type: ignore[attr-defined]
+        By.XPATH, "//table[@id='class-table']//th/button[text()='Class']")
+    button.click()
+    names = _visible_rows(browser)
+    assert names == sorted(names)
+    button.click()
+    assert _visible_rows(browser) == sorted(names, reverse=True)
+    count = browser.find_element(By.ID, "class-count").text  # type: ignore[attr-defined]
+    assert count == f"{n} of {n} classes shown"
+
+
+def test_a_link_to_a_hidden_class_row_clears_the_filter(
+    browser: object, scaled_report: tuple[int, Path],
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    n, path = scaled_report
+    browser.get(path.resolve().as_uri())  # type: ignore[attr-defined]
+    browser.find_element(By.ID, "class-search").send_keys("no such class")  # type: ignore[attr-defined]
+    assert _visible_rows(browser) == []
+    browser.execute_script("window.location.hash = 'class-0'")  # type: ignore[attr-defined]
+    assert len(_visible_rows(browser)) == n
+
+
+def test_compare_page_loads_without_console_errors_and_filters(
+    browser: object, tmp_path: Path, screenshot_dir: Path,
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from auditor.compare import compare_runs
+    from auditor.report.compare_page import write_comparison
+
+    before = build_run(tmp_path / "a", classes=HOSTILE_CLASSES, flagged=False,
+                       optional_sections=False, seed=1)
+    after = full_run(tmp_path / "b", classes=HOSTILE_CLASSES)
+    _, page = write_comparison(compare_runs(before, after), tmp_path / "cmp")
+    browser.set_window_size(1280, 900)  # type: ignore[attr-defined]
+    browser.get_log("browser")  # type: ignore[attr-defined]
+    browser.get(page.resolve().as_uri())  # type: ignore[attr-defined]
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []  # type: ignore[attr-defined]
+    assert browser.find_elements(By.CSS_SELECTOR, "#changed-cards .card")  # type: ignore[attr-defined]
+    browser.find_element(By.ID, "class-search").send_keys("<b>")  # type: ignore[attr-defined]
+    assert _visible_rows(browser) == ['Mañana "quoted" & <b>bold</b>']
+    height = browser.execute_script("return document.documentElement.scrollHeight")  # type: ignore[attr-defined]
+    browser.set_window_size(1280, int(height) + 140)  # type: ignore[attr-defined]
+    assert browser.save_screenshot(str(screenshot_dir / "compare_full.png"))  # type: ignore[attr-defined]

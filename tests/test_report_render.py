@@ -16,9 +16,11 @@ import pandas as pd
 import pytest
 
 from auditor.errors import RunDirectoryError, UsageError
-from auditor.report import render as render_module
 from auditor.report import render_report, summary_html, summary_json, write_samples_csv
-from auditor.summary import Summary
+from auditor.report.formatting import fmt_number
+from auditor.report.sections import class_maps, probes
+from auditor.report.sections import unreadable as unreadable_section
+from auditor.report.sections.verdict import verdict as verdict_of
 from tests.helpers.run_fixtures import (
     HOSTILE_CLASSES,
     build_run,
@@ -27,7 +29,7 @@ from tests.helpers.run_fixtures import (
     unreadable_run,
 )
 
-SECTION_IDS = ("verdict", "facts", "attention", "maps", "probes", "gallery", "clusters",
+SECTION_IDS = ("verdict", "classes", "facts", "attention", "maps", "probes", "gallery", "clusters",
                "interventions", "errors", "method")
 
 
@@ -88,12 +90,13 @@ def test_full_run_report_populates_every_section(full: tuple[Path, str]) -> None
     assert set(SECTION_IDS) <= ids
     assert "Not run" not in html
     text = _text(page)
-    assert "4 signs of shortcut learning found (2 high, 1 medium, 1 low)" in text
+    assert ("2 signs of shortcut learning found in 1 of 3 classes, from 4 flags (2 high, 1 medium, "
+            "1 low)") in text
     assert len([a for a in page.with_attr("class", "card")]) == 18  # every readable sample
-    assert "fixed-1" in ids  # the fixed_location flag's peak grid (second by severity)
+    assert "fixed-0" in ids  # the fixed_location flag's peak grid (first in summary.json)
     assert "format by class" in text
     assert "Cluster 0" in text
-    assert "blur_border" in text
+    assert "border band blanked" in text
     assert "cannot identify image file" in text
     assert "truncated file" in text
     assert "passed" in text  # sanity check
@@ -104,18 +107,17 @@ def test_flags_link_down_to_their_evidence(full: tuple[Path, str]) -> None:
     page = _parse(full[1])
     ids = {a.get("id") for _, a in page.tags}
     links = [a["href"] for t, a in page.tags if t == "a" and a.get("href", "").startswith("#")]
-    assert "#fixed-1" in links
+    assert "#fixed-0" in links
     assert "#class-0" in links
     assert "#probes" in links
     assert "#interventions" in links
     assert {link[1:] for link in links} <= ids
 
 
-def test_interventions_are_named_in_words_and_cross_check_their_flag(
+def test_interventions_are_named_in_words_and_confirm_their_finding(
         full: tuple[Path, str]) -> None:
     text = _text(_parse(full[1]))
-    assert "Cross-check: intervention (border band blanked) flips 40% of predictions (control " \
-           "edit: 5%): confirms." in text
+    assert "border band blanked: flips 40% of predictions (control 5%)" in text
     # A record without a description (an older summary.json) shows its edit code.
     assert "swap_background" in text
 
@@ -235,7 +237,7 @@ def test_errors_are_grouped_by_kind_and_capped(tmp_path: Path) -> None:
     text = _text(_parse(html))
     per_kind = 60 // 2
     assert f"cannot identify image file: {per_kind} files" in text
-    left = per_kind - render_module.MAX_ERRORS_PER_KIND
+    left = per_kind - unreadable_section.MAX_ERRORS_PER_KIND
     assert f"{left} more files of this kind are left out" in text
     assert "Partial audit" in text  # 60 of 78 files unreadable
 
@@ -250,7 +252,7 @@ def test_errors_are_grouped_by_kind_and_capped(tmp_path: Path) -> None:
     ],
 )
 def test_error_kind_is_the_reason_before_its_details(reason: str, kind: str) -> None:
-    assert render_module.error_kind(reason) == kind
+    assert unreadable_section.error_kind(reason) == kind
 
 
 def test_output_argument_writes_the_report_elsewhere(tmp_path: Path) -> None:
@@ -310,19 +312,18 @@ def test_verdict_level_is_the_worst_severity_and_warns_on_many_errors() -> None:
         "data": {"n_samples": 100, "n_ok": 90, "n_errors": 10, "classes": ["a", "b"]},
         "flags": [{"severity": "low"}, {"severity": "medium"}],
     }
-    verdict = render_module.verdict(Summary.from_dict(summary))
+    verdict = verdict_of(summary)
     assert verdict["level"] == "medium"
     assert verdict["partial"]
     assert verdict["error_share"] == pytest.approx(0.1)
     summary["data"]["n_errors"] = 1
     summary["data"]["n_ok"] = 99
-    assert not render_module.verdict(Summary.from_dict(summary))["partial"]
-    clean = Summary.from_dict({"data": {"n_samples": 3, "n_ok": 3}})
-    assert render_module.verdict(clean)["level"] == "ok"
+    assert not verdict_of(summary)["partial"]
+    assert verdict_of({"data": {"n_samples": 3, "n_ok": 3}})["level"] == "ok"
 
 
 def test_peak_grid_counts_cells_with_row_zero_at_the_top() -> None:
-    grid = render_module.peak_grid(
+    grid = class_maps.peak_grid(
         np.array([0.1, 0.9, 0.9, np.nan, 1.0]), np.array([0.1, 0.1, 0.1, 0.5, 1.0])
     )
     assert grid[0][0] == 1
@@ -335,7 +336,7 @@ def test_fixed_location_grid_is_counted_from_peaks_when_evidence_has_none() -> N
     ok = pd.DataFrame({"label": ["a", "a", "b"], "peak_x": [0.05, 0.1, 0.9],
                        "peak_y": [0.05, 0.1, 0.9]})
     flags = [{"kind": "fixed_location", "class": "a", "evidence": {}}]
-    grids = render_module._fixed_location_grids(flags, ok)
+    grids = class_maps.fixed_location_grids(flags, ok)
     texts = [c["text"] for c in grids[0]["layout"]["cells"]]
     assert texts[0] == "2"
     assert texts.count("0") == 15
@@ -344,7 +345,7 @@ def test_fixed_location_grid_is_counted_from_peaks_when_evidence_has_none() -> N
 def test_property_table_marks_values_distinctive_of_a_class() -> None:
     ok = pd.DataFrame({"label": ["a"] * 4 + ["b"] * 4,
                        "file_format": ["PNG"] * 4 + ["JPEG"] * 4, "file_width": [64] * 8})
-    table = render_module.property_table(ok, "format")
+    table = probes.property_table(ok, "format")
     assert table is not None
     assert set(table["columns"]) == {"PNG", "JPEG"}
     cells = {(r["label"], col): cell for r in table["rows"]
@@ -352,10 +353,10 @@ def test_property_table_marks_values_distinctive_of_a_class() -> None:
     assert cells[("a", "PNG")]["count"] == 4
     assert cells[("a", "PNG")]["distinctive"]
     assert not cells[("a", "JPEG")]["distinctive"]
-    same = render_module.property_table(ok, "width")
+    same = probes.property_table(ok, "width")
     assert same is not None
     assert not any(c["distinctive"] for r in same["rows"] for c in r["cells"])
-    assert render_module.property_table(ok, "quality") is None
+    assert probes.property_table(ok, "quality") is None
 
 
 def test_property_table_spells_empty_and_missing_values_as_the_probe_flags_do() -> None:
@@ -363,8 +364,8 @@ def test_property_table_spells_empty_and_missing_values_as_the_probe_flags_do() 
     ok = pd.DataFrame({"label": ["a"] * 3 + ["b"] * 3,
                        "file_chroma_subsampling": ["4:2:0"] * 3 + [""] * 3,
                        "file_jpeg_quality": [85.0] * 3 + [np.nan] * 3})
-    chroma = render_module.property_table(ok, "chroma_subsampling")
-    quality = render_module.property_table(ok, "jpeg_quality")
+    chroma = probes.property_table(ok, "chroma_subsampling")
+    quality = probes.property_table(ok, "jpeg_quality")
     assert chroma is not None
     assert quality is not None
     assert chroma["columns"] == ["4:2:0", "(none)"]
@@ -378,7 +379,7 @@ def test_association_statistics_are_named_in_words(full: tuple[Path, str]) -> No
 
 
 def test_numbers_that_round_to_zero_show_no_minus_sign() -> None:
-    assert [render_module.fmt_number(v) for v in (-0.0015, -0.006, 0.004, float("nan"))] == [
+    assert [fmt_number(v) for v in (-0.0015, -0.006, 0.004, float("nan"))] == [
         "0.00", "-0.01", "0.00", "–"]
 
 

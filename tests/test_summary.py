@@ -18,7 +18,7 @@ AUDIT_KEYS = [
     "auditor_version", "created", "command", "config", "versions", "model", "data", "methods",
     "primary", "suspect_methods", "suspect_methods_errors", "accuracy", "model_check",
     "class_stats", "probes", "interventions", "clusters", "sanity", "flags", "withheld_flags",
-    "pass", "timings",
+    "baseline", "pass", "timings",
 ]
 
 

@@ -12,6 +12,7 @@ flag, no optional section), `unreadable_run` (every file failed to decode).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import pandas as pd
 
 from auditor.detect.attention import class_statistics
 from auditor.detect.flags import Flag
-from auditor.store import RunWriter, write_class_means, write_thumb
+from auditor.store import RunWriter, write_class_means, write_json, write_thumb
 from auditor.summary import DataFacts, ModelFacts, Summary, accuracy, write_summary
 
 IMAGE_SIZE = (48, 64)
@@ -205,7 +206,8 @@ def _summary(
         flags = [
             Flag("fixed_location", "high", first, 0.92,
                  f"attention of {first} returns to the top-left corner",
-                 {"grid_counts": grid.tolist(), "share_in_top_cell": 0.92}, first_rows[:3]),
+                 {"grid_counts": grid.tolist(), "share_in_top_cell": 0.92,
+                  "region_box": [0.0, 0.0, 0.25, 0.25]}, first_rows[:3]),
             Flag("border_attention", "medium", first, 1.6,
                  f"{first}: border lift 1.6 (chance 1.0)", {"border_lift_median": 1.6},
                  first_rows[:2]),
@@ -213,7 +215,11 @@ def _summary(
                  "file format predicts the label (accuracy 0.95, chance 0.33)",
                  {"property": "format"}),
             Flag("intervention_sensitive", "low", first, 0.4,
-                 "blurring the border flips 40% of predictions", {"edit": "blur_border"},
+                 "blurring the border flips 40% of predictions",
+                 {"confirms": {"kind": "border_attention", "class": first},
+                  "edit": "border_blank",
+                  "edits": [{"edit": "border_blank", "description": "border band blanked",
+                             "flip_rate": 0.4, "control_flip_rate": 0.05}]},
                  first_rows[:1]),
         ]
         summary.flags = [f.to_dict() for f in flags]
@@ -270,3 +276,24 @@ def clean_run(run_dir: str | Path, **kwargs: Any) -> Path:
 def unreadable_run(run_dir: str | Path, **kwargs: Any) -> Path:
     """Every file failed to decode: no map, no thumbnail, no class means."""
     return build_run(run_dir, readable=False, flagged=False, optional_sections=False, **kwargs)
+
+
+def many_classes_run(run_dir: str | Path, n_classes: int = 1000, **kwargs: Any) -> Path:
+    """A run of `n_classes` classes ("c0000", ...) (two images each unless n_per_class says),
+    with the full run's flags on the first class plus a background_attention flag on every
+    third class and a border_attention flag on every tenth: the report's grouping at scale."""
+    classes = [f"c{k:04d}" for k in range(n_classes)]
+    kwargs = {"n_per_class": 2, "thumbs": 64, **kwargs}
+    run = build_run(run_dir, classes=classes, **kwargs)
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    for k in range(1, n_classes):
+        for kind, every, severity in (("background_attention", 3, "medium"),
+                                      ("border_attention", 10, "low")):
+            if k % every == 0:
+                summary["flags"].append({
+                    "kind": kind, "severity": severity, "class": classes[k],
+                    "score": k / n_classes,
+                    "message": f"{classes[k]}: {kind.replace('_', ' ')}", "evidence": {},
+                    "samples": []})
+    write_json(run / "summary.json", summary)
+    return run

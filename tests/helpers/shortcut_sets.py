@@ -11,6 +11,7 @@ otherwise), written as root/data/<class>/<i>.<ext> and root/masks/<class>/<i>.pn
 | corner_tag | a white TAG x TAG square in the top-left corner of TAG_SHARE of class a |
 | frame | a solid magenta FRAME-pixel frame around every image of class a |
 | control | the creature's colour only (warm hues in a, cool in b): a real object cue |
+| control_frame | the control's colours, and the frame of `frame` around every image of a |
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def write_set(root: str | Path, kind: str, per_class: int = 48, seed: int = 0) -
         (root / "masks" / name).mkdir(parents=True, exist_ok=True)
     for i in range(per_class):
         for name in CLASSES:
-            hue = None if kind != "control" else ((0, 30) if name == "a" else (95, 130))
+            hue = None if not kind.startswith("control") else (
+                (0, 30) if name == "a" else (95, 130))
             creature, mask = _creature(rng, hue)
             background = textured_background(rng, SIZE)
             if kind == "background":
@@ -69,7 +71,7 @@ def write_set(root: str | Path, kind: str, per_class: int = 48, seed: int = 0) -
                 image[:TAG, :TAG] = 255
                 mask[:TAG, :TAG] = False
                 marked.append(f"{name}/{i:03d}{suffix}")
-            if kind == "frame" and name == "a":
+            if kind in ("frame", "control_frame") and name == "a":
                 image[:FRAME], image[-FRAME:] = (255, 0, 255), (255, 0, 255)
                 image[:, :FRAME], image[:, -FRAME:] = (255, 0, 255), (255, 0, 255)
                 mask[:FRAME], mask[-FRAME:], mask[:, :FRAME], mask[:, -FRAME:] = (False,) * 4
@@ -103,11 +105,14 @@ def train(root: str | Path, epochs: int = 8, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
-def audit(root: str | Path, model: nn.Module, interventions: bool = True) -> AuditResult:
-    """run_audit on root/data with root/masks, the model given, written to root/run."""
+def audit(root: str | Path, model: nn.Module, interventions: bool = True,
+          out: str | Path | None = None, baseline: str | Path | None = None) -> AuditResult:
+    """run_audit on root/data with root/masks, the model given, written to `out` (default
+    root/run), against an earlier run when `baseline` is given."""
     root = Path(root)
     config = AuditConfig(
-        data=str(root / "data"), model="tests.shortcut_sets:DemoNet", out=str(root / "run"),
+        data=str(root / "data"), model="tests.shortcut_sets:DemoNet",
+        out=str(out or root / "run"), baseline=None if baseline is None else str(baseline),
         masks=str(root / "masks"), image_size=(SIZE, SIZE), mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5), methods=("gradcam",), target_layers=("features.6",),
         batch_size=64, workers=0, quiet=True, overwrite=True, interventions=interventions,

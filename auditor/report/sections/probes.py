@@ -1,0 +1,115 @@
+"""Model-free probes: classifier accuracies, property associations, property-by-class tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from auditor.detect.categories import OTHER, category_strings
+from auditor.report import figures
+from auditor.report.formatting import finite, fmt_number
+from auditor.report.texts import STATISTIC_NAMES
+
+MAX_PROBE_TABLES = 6
+MAX_PROBE_VALUES = 12
+#: Classes per property table: those with a distinctive value first, then by size.
+MAX_PROBE_ROWS = 40
+
+
+def _per_label_probes(probes: dict[str, Any]) -> dict[str, Any]:
+    """A multi-label run's one-vs-rest probes as one probe record: each label's associations
+    and classifiers, named "label: ..." (the tables then compare that label with the rest)."""
+    merged: dict[str, Any] = {"associations": []}
+    for label, result in (probes.get("per_label") or {}).items():
+        if not isinstance(result, dict):
+            continue
+        merged["associations"] += [{**a, "label": label} for a in result.get("associations")
+                                   or [] if isinstance(a, dict)]
+        for name, rec in result.items():
+            if isinstance(rec, dict) and "accuracy" in rec:
+                merged[f"{label}: {name}"] = rec
+    return merged
+
+
+def probes_section(probes: Any, samples: pd.DataFrame) -> dict[str, Any] | None:
+    """{associations, tables, classifiers, chart}: the model-free probes (None: not run)."""
+    if not isinstance(probes, dict):
+        return None
+    if probes.get("multi_label"):
+        probes = _per_label_probes(probes)
+    associations = [a for a in probes.get("associations") or [] if isinstance(a, dict)]
+    associations.sort(key=lambda a: (finite(a.get("p_value")) is None,
+                                     finite(a.get("p_value")) or 0.0,
+                                     -(finite(a.get("value")) or 0.0)))
+    ok = samples[samples["status"] == "ok"]
+    tables = []
+    for assoc in associations[:MAX_PROBE_TABLES]:
+        table = property_table(ok, str(assoc.get("property", "")))
+        if table is not None:
+            tables.append({**table, "statistic": assoc.get("statistic"),
+                           "value": assoc.get("value"), "p_value": assoc.get("p_value")})
+    classifiers = []
+    for name, rec in probes.items():
+        if isinstance(rec, dict) and "accuracy" in rec:
+            classifiers.append({
+                "label": name.replace("_", " "), "value": rec.get("accuracy"),
+                "low": rec.get("ci_low"), "high": rec.get("ci_high"),
+                "chance": rec.get("baseline"),
+            })
+    chart = (figures.interval_chart_layout("Probe accuracy with 95% interval", classifiers)
+             if classifiers else None)
+    return {
+        "associations": [
+            {"property": (f"{a['label']}: " if "label" in a else "")
+                         + str(a.get("property", "")),
+             "kind": str(a.get("kind", "")),
+             "statistic": STATISTIC_NAMES.get(str(a.get("statistic", "")),
+                                              str(a.get("statistic", ""))),
+             "value": a.get("value"),
+             "p_value": a.get("p_value")}
+            for a in associations
+        ],
+        "tables": tables, "classifiers": classifiers, "chart": chart,
+    }
+
+
+def property_table(ok: pd.DataFrame, prop: str) -> dict[str, Any] | None:
+    """The property-by-class table of one file property: for a categorical property, counts
+    and row shares per (class, value), a cell `distinctive` when the value covers at least half
+    the class and 30 points more than its share of the whole data set; for a numeric property
+    with many values, per-class quartiles. None when the property is not a column (looked up as
+    given, then with the 'file_' prefix). At most MAX_PROBE_ROWS classes (`left_out` says how
+    many more): for a categorical property those with a distinctive cell first."""
+    column = prop if prop in ok.columns else f"file_{prop}"
+    if column not in ok.columns or ok.empty:
+        return None
+    values = ok[column]
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if numeric and values.nunique() > MAX_PROBE_VALUES:
+        stats = values.groupby(ok["label"], sort=False).quantile([0.0, 0.25, 0.5, 0.75, 1.0])
+        labels = ok["label"].unique()
+        rows = [{"label": str(label), "cells": [fmt_number(stats[(label, q)], 1)
+                                                for q in (0.0, 0.25, 0.5, 0.75, 1.0)]}
+                for label in labels[:MAX_PROBE_ROWS]]
+        return {"property": prop, "numeric": True,
+                "columns": ["min", "lower quartile", "median", "upper quartile", "max"],
+                "rows": rows, "left_out": max(0, len(labels) - len(rows))}
+    text = category_strings(values)
+    top = text.value_counts().index[:MAX_PROBE_VALUES].tolist()
+    text = text.where(text.isin(top), OTHER)
+    table = pd.crosstab(ok["label"], text)
+    columns = [c for c in top if c in table.columns] + ([OTHER] if OTHER in table else [])
+    counts = table[columns].to_numpy()  # [classes, values]
+    totals = counts.sum(axis=1)
+    overall = counts.sum(axis=0) / max(int(totals.sum()), 1)
+    shares = counts / np.maximum(totals, 1)[:, None]
+    distinctive = (shares >= 0.5) & (shares - overall[None, :] >= 0.3)
+    order = np.argsort(~distinctive.any(axis=1), kind="stable")[:MAX_PROBE_ROWS]
+    rows = [{"label": str(table.index[k]), "total": int(totals[k]),
+             "cells": [{"count": int(counts[k, j]), "share": float(shares[k, j]),
+                        "distinctive": bool(distinctive[k, j])} for j in range(len(columns))]}
+            for k in order]
+    return {"property": prop, "numeric": False, "columns": [str(c) for c in columns],
+            "rows": rows, "left_out": max(0, len(table) - len(rows))}
