@@ -27,7 +27,9 @@ The rule, per class, on every region R of the family:
 | effect gates | k >= MIN_MEMBERS (3), share k / n >= RATIO (3) x base and share - base >= |
 | | MIN_EXCESS (0.03), base = the other classes' share (R's area share without them): |
 | | at any share of the class, so a tag on 5% of a class is found when other classes |
-| | almost never peak there |
+| | almost never peak there. A share at least LARGE_EXCESS (0.5) above the others' |
+| | passes without the ratio: where other classes also peak in R (multi-label rows of |
+| | the same images, a model that looks for the tag everywhere) the ratio cannot reach 3 |
 | gathered | and the class's off-object peaks (peak_fg_cover < 0.5; all peaks without |
 | | masks) gather in R: one-sided binomial of those in R vs R's area share. The region's |
 | | p is the larger of the two (intersection-union: peaks spread over the background |
@@ -82,6 +84,7 @@ MIN_MEMBERS = 3
 MIN_REST = 20  # peaks of other classes needed to test against them rather than the area
 RATIO = 3.0
 MIN_EXCESS = 0.03
+LARGE_EXCESS = 0.5  # passes the ratio gate on its own (also the high-severity excess)
 FULL_SEVERITY_SAMPLES = 20
 MEDIUM_SEVERITY_SAMPLES = 10
 WINDOW = 2  # cells per side of the largest window
@@ -149,7 +152,7 @@ def describe_region(box: list[float]) -> str:
 
 
 def _severity(excess: float, k: int) -> Severity:
-    if excess >= 0.5 and k >= FULL_SEVERITY_SAMPLES:
+    if excess >= LARGE_EXCESS and k >= FULL_SEVERITY_SAMPLES:
         return "high"
     if excess >= 0.15 and k >= MEDIUM_SEVERITY_SAMPLES:
         return "medium"
@@ -286,7 +289,8 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
         p = np.maximum(p, stats.binom.sf(k_off - 1, max(int(counts_off[c].sum()), 1), area))
         share = k / n
         base = k_rest / n_rest if n_rest >= MIN_REST else area
-        passing = (k >= MIN_MEMBERS) & (share >= RATIO * base) & (share - base >= MIN_EXCESS)
+        far_above = (share >= RATIO * base) | (share - base >= LARGE_EXCESS)
+        passing = (k >= MIN_MEMBERS) & far_above & (share - base >= MIN_EXCESS)
         scan_p = np.minimum(1.0, p * len(regions))
         mine = (labels == name) & defined
         best = None
