@@ -240,3 +240,20 @@ def test_a_class_far_above_others_that_also_peak_there_is_found(gen):
     flags = fixed_location_flags(samples, maps, ["effusion", "nodule"])
     assert [f.class_name for f in flags] == ["effusion"]
     assert flags[0].evidence["excess"] == pytest.approx(0.6)
+
+
+def test_without_masks_a_tag_one_cell_in_from_the_corner_of_a_fine_grid_is_off_object(gen):
+    # 12x12 maps (a finer layer): the tag's cell (row 1, col 1) is not an outer cell, but it
+    # lies within a quarter of the image from two edges, where a centred object never peaks.
+    def fine_maps(cells: list[tuple[int, int]]) -> torch.Tensor:
+        maps = 0.1 * torch.rand(len(cells), 12, 12, generator=gen)
+        for i, (r, c) in enumerate(cells):
+            maps[i, r, c] += 1.0
+        return maps
+
+    centred = [tuple(x) for x in torch.randint(4, 8, (40, 2), generator=gen).tolist()]
+    samples, maps = build([("tagged", fine_maps([(1, 1)] * 40), None),
+                           ("plain", fine_maps(centred), None)])
+    flags = fixed_location_flags(samples, maps, ["tagged", "plain"])
+    assert [f.class_name for f in flags] == ["tagged"]
+    assert "top-left" in flags[0].message

@@ -39,8 +39,11 @@ The rule, per class, on every region R of the family:
 | | `peak_fg_cover` < 0.5 (the feature cell at the peak is mostly background; a peak |
 | | in the hole of a ring-shaped object is on it at that resolution). Without that |
 | | column, at least half the members miss the object (`pointing_hit` 0). Without |
-| | masks: at least half the members peak in an outer cell of the grid (the peak of a |
-| | centred object never does; a band across the middle is then not tested) |
+| | masks: at least half the members peak within OUTER_BAND (a quarter) of a side from |
+| | the image edge, the reach of the former 2x2 window of an 8x8 grid touching the edge |
+| | (the peak of a centred object never does; a band across the middle is then not |
+| | tested). A finer map grid must not shrink it: a tag 10% in from the corner sits in |
+| | cell 1 of 12, not in the outer cells |
 | region | among the regions passing every gate, the one with the smallest p (ties: the |
 | | smaller region) |
 | raised | q <= FDR (0.05) |
@@ -90,6 +93,7 @@ MEDIUM_SEVERITY_SAMPLES = 10
 WINDOW = 2  # cells per side of the largest window
 MAX_SCAN_CELLS = 16
 ATTENTION_LEVEL = 0.5
+OUTER_BAND = 0.25  # without masks: a peak this close to an edge (share of the side) is off-object
 
 
 def _cells(samples: pd.DataFrame, grid: int, rows: int | None = None
@@ -260,7 +264,9 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
     flat_regions = regions.reshape(len(regions), -1)
     area = flat_regions.mean(axis=1)
     defined = cell >= 0
-    outer = defined & ((col == 0) | (row == 0) | (col == gw - 1) | (row == gh - 1))
+    xs, ys = _column(ok, "peak_x"), _column(ok, "peak_y")
+    outer = defined & ((np.minimum(xs, 1 - xs) < OUTER_BAND)
+                       | (np.minimum(ys, 1 - ys) < OUTER_BAND))
     # Peaks per class and cell, [C, grid * grid]: every region count is a product with it.
     class_of = {name: i for i, name in enumerate(classes)}
     counts = np.zeros((len(classes), gh * gw), dtype=int)
