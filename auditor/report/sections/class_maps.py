@@ -13,7 +13,6 @@ from auditor.report.formatting import fit_size, is_table
 #: Longer side of per-class images (mean image, mean map, cluster maps).
 CLASS_SIDE = 160
 MAX_CLASS_IMAGES = 48
-GRID_KEYS = ("grid", "peak_grid", "grid_counts", "counts")
 PEAK_GRID = 4
 
 
@@ -47,14 +46,15 @@ def class_maps_section(
 
 def fixed_location_grids(flags: list[dict[str, Any]], ok: pd.DataFrame) -> dict[int, Any]:
     """Peak-location grids of the fixed_location flags, keyed by flag position. Taken from the
-    flag's evidence (a 2-D list of counts under one of GRID_KEYS), else counted from the
-    class's peak_x, peak_y (fractions of width, height) on a PEAK_GRID x PEAK_GRID grid."""
+    flag's evidence (`grid_counts`, the 2-D list of counts detect.location writes), else
+    counted from the class's peak_x, peak_y (fractions of width, height) on a PEAK_GRID x
+    PEAK_GRID grid."""
     grids = {}
     for i, flag in enumerate(flags):
         if flag.get("kind") != "fixed_location":
             continue
         evidence = flag.get("evidence") or {}
-        counts = next((evidence[k] for k in GRID_KEYS if is_table(evidence.get(k))), None)
+        counts = evidence["grid_counts"] if is_table(evidence.get("grid_counts")) else None
         if counts is None and {"peak_x", "peak_y"} <= set(ok.columns):
             rows = ok[ok["label"] == flag.get("class")] if flag.get("class") is not None else ok
             counts = peak_grid(rows["peak_x"].to_numpy(float), rows["peak_y"].to_numpy(float))
