@@ -47,7 +47,7 @@ they become features; the thumbnails' border band), `probe_associations` (1.), `
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -71,9 +71,6 @@ from auditor.detect.probe_rule import (
     association_severity,
 )
 from auditor.jsonsafe import json_ready
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass
