@@ -62,15 +62,15 @@ A finding names its share of the class (`share`, also the `score`), its region a
 found in the maps, puts at least `member_threshold` of its mass there; off-object ones first;
 `samples` lists them too). `region_found_by` says which search found it ("scan" or "maps");
 a region found in the maps adds `member_threshold` and `test_half` (k, n, k_rest, n_rest: the
-counts of the half that tested it, which the p-value and the gates read). The region is found from the maps themselves: the scanned
-cells grow into the cells around them (one step) where the members' mean normalised map is at
-least ATTENTION_LEVEL (0.5) of its largest value there, then into the outer cells of the grid
-next to it (a map lights up along the inner edge of a flat tag; what lies between that edge and
-the image border is part of it): `region_cells` [rows][cols] 0/1, rows = y, top first, and
-`region_box`, its bounding box in [0, 1]; the scanned cells are `scan_cells` and `scan_box`;
-`region_shape` is its shape (window, band, frame; "region" for any other shape). Interventions blank or swap exactly the region's cells.
-Evidence also carries
-the grid counts, the other classes' share, the class's mean normalised map and the share of its
+counts of the half that tested it, which the p-value and the gates read). The region to edit
+grows from the found cells into the cells around them (one step) where the members' mean
+normalised map is at least ATTENTION_LEVEL (0.5) of its largest value there, then into the
+outer cells of the grid next to it (a map lights up along the inner edge of a flat tag; what
+lies between that edge and the image border is part of it): `region_cells` [rows][cols] 0/1,
+rows = y, top first, and `region_box`, its bounding box in [0, 1]; the found cells are
+`scan_cells` and `scan_box`; `region_shape` is their shape (window, band, frame; "region" for
+any other shape). Interventions blank or swap exactly `region_cells`. Evidence also carries the
+grid counts, the other classes' share, the class's mean normalised map and the share of its
 mass inside the region.
 """
 
