@@ -11,7 +11,7 @@ import torch
 from auditor.detect import map_regions
 from auditor.detect.location import fixed_location_flags, region_shape
 from auditor.detect.suspicion import suspicion_scores
-from tests.test_detect_location import build, spot_maps
+from tests.helpers.peak_maps import build, spot_maps
 
 GRID = 7
 #: The anti-diagonal of the 7x7 grid: (row r, column 6 - r).
