@@ -160,3 +160,13 @@ def test_members_read_the_whole_class_and_error_rows_are_left_out(gen):
     flags = fixed_location_flags(samples, maps, ["horse", "cow"])
     assert [f.class_name for f in flags] == ["horse"]
     assert len(flags[0].evidence["members"]) == 20
+
+
+def test_the_threshold_splits_where_the_class_differs_and_stays_above_a_flat_map():
+    # 10 of 40 class maps put 0.6 of their mass in the region, the rest 0.2 like every other
+    # map: the best split keeps exactly the ten.
+    share_class = np.r_[np.full(10, 0.6), np.full(30, 0.2)]
+    share_rest = np.full(80, 0.2)
+    assert map_regions.choose_threshold(share_class, share_rest, area=0.1) == pytest.approx(0.6)
+    # A map as flat as the grid puts the region's area share there: never a member.
+    assert map_regions.choose_threshold(share_class, share_rest, area=0.6) is None

@@ -20,7 +20,8 @@ its rows, an L-shaped ruler, a logo between cells). This rule lets the maps draw
 | | MIN_CONTRAST (0.05) or the region covers more than MAX_AREA (half) of the grid |
 | in the region | a sample's statistic is the share of its map's mass in the region |
 | members | samples whose share is at least a threshold t; t is chosen on the choosing half |
-| | among the class's quantiles in steps of 2.5% (the smallest Fisher p below) |
+| | among the class's quantiles in steps of 2.5% (the smallest Fisher p below), above |
+| | the region's share of the grid (a member's map is denser there than a flat map) |
 | test | on the testing half, one-sided hypergeometric (Fisher exact) test: the class's |
 | | samples reach t in the region more often than the other classes' samples do |
 | p | the smaller of the two directions' p, times 2 (Bonferroni) |
@@ -125,14 +126,16 @@ def fisher_greater(k: np.ndarray | int, n: int, k_rest: np.ndarray | int, n_rest
     return stats.hypergeom.sf(k - 1, n + n_rest, k + k_rest, n)
 
 
-def choose_threshold(share_class: np.ndarray, share_rest: np.ndarray) -> float | None:
+def choose_threshold(share_class: np.ndarray, share_rest: np.ndarray, area: float
+                     ) -> float | None:
     """The member threshold (module rule): among the THRESHOLD_QUANTILES of the class's
-    shares (finite ones), the one whose Fisher p is smallest (ties: the larger); None when
-    the class has no finite share."""
+    shares (finite ones) above `area` (the region's share of the grid: what a flat map puts
+    there), the one whose Fisher p is smallest (ties: the larger); None when there is none."""
     finite = share_class[np.isfinite(share_class)]
-    if finite.size == 0:
+    candidates = np.unique(np.quantile(finite, THRESHOLD_QUANTILES)) if finite.size else finite
+    candidates = candidates[candidates > area][::-1]
+    if candidates.size == 0:
         return None
-    candidates = np.unique(np.quantile(finite, THRESHOLD_QUANTILES))[::-1]
     k = finite.size - np.searchsorted(np.sort(finite), candidates, side="left")
     rest = np.sort(share_rest[np.isfinite(share_rest)])
     k_rest = rest.size - np.searchsorted(rest, candidates, side="left")
@@ -154,7 +157,8 @@ def _one_way(grid_maps: np.ndarray, hot: np.ndarray, class_index: np.ndarray,
     for column, c in enumerate(wanted):
         share = shares[:, column]
         mine, rest = class_index == c, used & (class_index != c)
-        threshold = choose_threshold(share[mine & choose], share[rest & choose])
+        threshold = choose_threshold(share[mine & choose], share[rest & choose],
+                                     float(regions[c].mean()))
         if threshold is None:
             continue
         test = used & ~choose
