@@ -78,7 +78,7 @@ def test_the_fixed_scan_alone_names_only_part_of_the_stripe(gen, monkeypatch):
              ("dog", on_object(100, gen), corner_masks(100))]
     samples, maps = build(parts)
     monkeypatch.setattr("auditor.detect.location.map_regions",
-                        lambda grid, index, n: [None] * n)
+                        lambda grid, index, off, n: [None] * n)
     flags = fixed_location_flags(samples, maps, ["horse", "cow", "dog"])
     assert all(f.evidence["region_found_by"] == "scan" for f in flags)
     assert all(len(f.evidence["members"]) <= 10 for f in flags)
@@ -103,7 +103,8 @@ def test_cross_fitted_p_values_hold_their_level_on_noise():
     for _ in range(60):
         grid = rng.random((160, GRID, GRID))
         grid /= grid.reshape(160, -1).max(axis=1)[:, None, None]
-        found = map_regions.map_regions(grid, np.repeat(np.arange(4), 40), 4)
+        found = map_regions.map_regions(grid, np.repeat(np.arange(4), 40),
+                                        np.ones(160, dtype=bool), 4)
         tests += len(found)
         small += sum(f is not None and f.p_value < 0.05 for f in found)
     assert small <= 0.05 * tests
@@ -167,6 +168,11 @@ def test_the_threshold_splits_where_the_class_differs_and_stays_above_a_flat_map
     # map: the best split keeps exactly the ten.
     share_class = np.r_[np.full(10, 0.6), np.full(30, 0.2)]
     share_rest = np.full(80, 0.2)
-    assert map_regions.choose_threshold(share_class, share_rest, area=0.1) == pytest.approx(0.6)
+    off = np.ones(40, dtype=bool)
+    assert map_regions.choose_threshold(share_class, share_rest, 0.1, off) == pytest.approx(0.6)
     # A map as flat as the grid puts the region's area share there: never a member.
-    assert map_regions.choose_threshold(share_class, share_rest, area=0.6) is None
+    assert map_regions.choose_threshold(share_class, share_rest, 0.6, off) is None
+    # Members must mostly peak off the object: where the ten peak on it, they are never the
+    # members alone; only the split that keeps all 40 (30 off the object) is left.
+    off[:10] = False
+    assert map_regions.choose_threshold(share_class, share_rest, 0.1, off) == pytest.approx(0.2)

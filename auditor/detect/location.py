@@ -315,7 +315,9 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
     all_in = np.bincount(cell[defined], minlength=gh * gw) @ flat_regions.T.astype(int)
     n_all = int(defined.sum())
 
-    found_in_maps = map_regions(grid_maps, np.where(known, index, -1), len(classes))
+    off_sample = np.where(np.isfinite(cover), cover < 0.5,
+                          np.where(np.isfinite(hits), hits == 0, outer))
+    found_in_maps = map_regions(grid_maps, np.where(known, index, -1), off_sample, len(classes))
     tests = []
     for c, name in enumerate(classes):
         n = int(counts[c].sum())

@@ -20,8 +20,11 @@ its rows, an L-shaped ruler, a logo between cells). This rule lets the maps draw
 | | MIN_CONTRAST (0.05) or the region covers more than MAX_AREA (half) of the grid |
 | in the region | a sample's statistic is the share of its map's mass in the region |
 | members | samples whose share is at least a threshold t; t is chosen on the choosing half |
-| | among the class's quantiles in steps of 2.5% (the smallest Fisher p below), above |
-| | the region's share of the grid (a member's map is denser there than a flat map) |
+| | among the class's quantiles in steps of 2.5% (the smallest Fisher p below), at least |
+| | MIN_LIFT (2) x the region's share of the grid (a member's map is at least twice as |
+| | dense there as a flat map: attention gathered there, not spread over it), |
+| | with at least half of the members' peaks off the object (a minority shortcut's |
+| | carriers, not the class's own objects where those sit near the region) |
 | test | on the testing half, one-sided hypergeometric (Fisher exact) test: the class's |
 | | samples reach t in the region more often than the other classes' samples do |
 | p | the smaller of the two directions' p, times 2 (Bonferroni) |
@@ -48,6 +51,9 @@ MIN_CONTRAST = 0.05
 MAX_AREA = 0.5
 THRESHOLD_QUANTILES = np.arange(1, 40) / 40  # every 2.5% of the class
 MIN_HALF = 8  # samples of the class per half: fewer and the class is not tested
+#: A member's map is at least this many times as dense in the region as a flat map (the
+#: lift suspicion calls attention on the border band: auditor.detect.suspicion.BORDER_LIFT).
+MIN_LIFT = 2.0
 
 
 @dataclass
@@ -126,14 +132,18 @@ def fisher_greater(k: np.ndarray | int, n: int, k_rest: np.ndarray | int, n_rest
     return stats.hypergeom.sf(k - 1, n + n_rest, k + k_rest, n)
 
 
-def choose_threshold(share_class: np.ndarray, share_rest: np.ndarray, area: float
-                     ) -> float | None:
+def choose_threshold(share_class: np.ndarray, share_rest: np.ndarray, area: float,
+                     off_class: np.ndarray) -> float | None:
     """The member threshold (module rule): among the THRESHOLD_QUANTILES of the class's
-    shares (finite ones) above `area` (the region's share of the grid: what a flat map puts
-    there), the one whose Fisher p is smallest (ties: the larger); None when there is none."""
+    shares (finite ones) at least MIN_LIFT x `area` (the region's share of the grid: what a
+    flat map puts there) that make members mostly off the object (off_class bool: the sample's peak is off
+    it), the one whose Fisher p is smallest (ties: the larger); None when there is none."""
     finite = share_class[np.isfinite(share_class)]
     candidates = np.unique(np.quantile(finite, THRESHOLD_QUANTILES)) if finite.size else finite
-    candidates = candidates[candidates > area][::-1]
+    candidates = candidates[candidates >= MIN_LIFT * area][::-1]
+    reach = share_class[:, None] >= candidates
+    off_share = (reach & off_class[:, None]).sum(axis=0) / np.maximum(reach.sum(axis=0), 1)
+    candidates = candidates[off_share >= 0.5]
     if candidates.size == 0:
         return None
     k = finite.size - np.searchsorted(np.sort(finite), candidates, side="left")
@@ -143,7 +153,7 @@ def choose_threshold(share_class: np.ndarray, share_rest: np.ndarray, area: floa
     return float(candidates[int(np.argmin(p))])
 
 
-def _one_way(grid_maps: np.ndarray, hot: np.ndarray, class_index: np.ndarray,
+def _one_way(grid_maps: np.ndarray, hot: np.ndarray, class_index: np.ndarray, off: np.ndarray,
              n_classes: int, choose: np.ndarray, tested: np.ndarray) -> list[MapRegion | None]:
     """Regions and thresholds chosen on the `choose` samples, tested on the others, for the
     classes `tested` (bool [C]); p-values of this direction alone."""
@@ -158,7 +168,7 @@ def _one_way(grid_maps: np.ndarray, hot: np.ndarray, class_index: np.ndarray,
         share = shares[:, column]
         mine, rest = class_index == c, used & (class_index != c)
         threshold = choose_threshold(share[mine & choose], share[rest & choose],
-                                     float(regions[c].mean()))
+                                     float(regions[c].mean()), off[mine & choose])
         if threshold is None:
             continue
         test = used & ~choose
@@ -171,14 +181,16 @@ def _one_way(grid_maps: np.ndarray, hot: np.ndarray, class_index: np.ndarray,
     return found
 
 
-def map_regions(grid_maps: np.ndarray, class_index: np.ndarray, n_classes: int
-                ) -> list[MapRegion | None]:
+def map_regions(grid_maps: np.ndarray, class_index: np.ndarray, off: np.ndarray,
+                n_classes: int) -> list[MapRegion | None]:
     """The cross-fitted region test (module rule) of every class.
 
     Args:
         grid_maps: float [N, gh, gw], max-normalised maps pooled to the scan grid.
         class_index: int [N], each sample's class in [0, n_classes); -1 leaves the sample out
             (a degenerate map, a label not audited).
+        off: bool [N], the sample's map peaks off its object (auditor.detect.location says
+            how that is judged with masks, boxes or neither).
         n_classes: number of classes.
     Returns, per class, the region of the direction with the smaller p (p doubled for the two
     directions), or None when the class has fewer than MIN_HALF samples in a half, the others
@@ -191,7 +203,7 @@ def map_regions(grid_maps: np.ndarray, class_index: np.ndarray, n_classes: int
     rest = used.sum() - counts_first - counts_second
     tested = (np.minimum(counts_first, counts_second) >= MIN_HALF) & (rest >= 2 * MIN_HALF)
     hot = hot_cells(grid_maps)
-    ways = [_one_way(grid_maps, hot, class_index, n_classes, choose, tested)
+    ways = [_one_way(grid_maps, hot, class_index, off, n_classes, choose, tested)
             for choose in (first, used & ~first)]
     out: list[MapRegion | None] = []
     for pair in zip(*ways, strict=True):
