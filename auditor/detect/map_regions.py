@@ -134,13 +134,15 @@ def fisher_greater(k: np.ndarray | int, n: int, k_rest: np.ndarray | int, n_rest
 
 def choose_threshold(share_class: np.ndarray, share_rest: np.ndarray, area: float,
                      off_class: np.ndarray) -> float | None:
-    """The member threshold (module rule): among the THRESHOLD_QUANTILES of the class's
-    shares (finite ones) at least MIN_LIFT x `area` (the region's share of the grid: what a
-    flat map puts there) that make members mostly off the object (off_class bool: the sample's peak is off
-    it), the one whose Fisher p is smallest (ties: the larger); None when there is none."""
+    """The member threshold (module rule): among the class's shares (finite ones) at its
+    THRESHOLD_QUANTILES, those at least MIN_LIFT x `area` (the region's share of the grid:
+    what a flat map puts there) that make members mostly off the object (off_class bool: the
+    sample's peak is off it), the one whose Fisher p is smallest (ties: the smaller, which
+    keeps every member of an equally good split); None when there is none."""
     finite = share_class[np.isfinite(share_class)]
-    candidates = np.unique(np.quantile(finite, THRESHOLD_QUANTILES)) if finite.size else finite
-    candidates = candidates[candidates >= MIN_LIFT * area][::-1]
+    candidates = (np.unique(np.quantile(finite, THRESHOLD_QUANTILES, method="lower"))
+                  if finite.size else finite)
+    candidates = candidates[candidates >= MIN_LIFT * area]
     reach = share_class[:, None] >= candidates
     off_share = (reach & off_class[:, None]).sum(axis=0) / np.maximum(reach.sum(axis=0), 1)
     candidates = candidates[off_share >= 0.5]
