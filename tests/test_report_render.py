@@ -120,8 +120,18 @@ def test_interventions_are_named_in_words_and_confirm_their_finding(
         full: tuple[Path, str]) -> None:
     text = _text(_parse(full[1]))
     assert "border band blanked: flips 40% of predictions (control 5%)" in text
-    # A record without a description (an older summary.json) shows its edit code.
-    assert "swap_background" in text
+    assert "attention box swapped for another class's" in text
+
+
+def test_an_older_intervention_record_without_description_shows_its_edit_code(
+        tmp_path: Path) -> None:
+    run = full_run(tmp_path / "run")
+    summary = read_summary(run)
+    assert summary.interventions is not None
+    summary.interventions.append({"class": "cat", "edit": "swap_background", "n": 6,
+                                  "flip_rate": 0.1, "control_flip_rate": 0.0})
+    write_summary(run, summary)
+    assert "swap_background" in _text(_parse(render_report(run).read_text(encoding="utf-8")))
 
 
 def test_report_with_no_flag_says_so_and_marks_absent_sections_not_run(
