@@ -12,7 +12,6 @@ flag, no optional section), `unreadable_run` (every file failed to decode).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,15 @@ from auditor.detect.interventions import EditOutcome, decide_records, edit_recor
 from auditor.detect.probes import run_probes
 from auditor.runtime import normalise_images
 from auditor.sanity import run_sanity
-from auditor.store import RunWriter, write_class_means, write_json, write_thumb
-from auditor.summary import DataFacts, ModelFacts, Summary, accuracy, write_summary
+from auditor.store import RunWriter, write_class_means, write_thumb
+from auditor.summary import (
+    DataFacts,
+    ModelFacts,
+    Summary,
+    accuracy,
+    read_summary,
+    write_summary,
+)
 from tests.helpers.cam_models import tiny_gap_net
 
 IMAGE_SIZE = (48, 64)
@@ -300,15 +306,13 @@ def many_classes_run(run_dir: str | Path, n_classes: int = 1000, **kwargs: Any) 
     classes = [f"c{k:04d}" for k in range(n_classes)]
     kwargs = {"n_per_class": 2, "thumbs": 64, **kwargs}
     run = build_run(run_dir, classes=classes, **kwargs)
-    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    summary = read_summary(run)
     for k in range(1, n_classes):
         for kind, every, severity in (("background_attention", 3, "medium"),
                                       ("border_attention", 10, "low")):
             if k % every == 0:
-                summary["flags"].append({
-                    "kind": kind, "severity": severity, "class": classes[k],
-                    "score": k / n_classes,
-                    "message": f"{classes[k]}: {kind.replace('_', ' ')}", "evidence": {},
-                    "samples": []})
-    write_json(run / "summary.json", summary)
+                summary.flags.append(Flag(kind, severity, classes[k], k / n_classes,
+                                          f"{classes[k]}: {kind.replace('_', ' ')}",
+                                          {}).to_dict())
+    write_summary(run, summary)
     return run
