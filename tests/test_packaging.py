@@ -1,7 +1,8 @@
-"""A wheel holds exactly the packages pyproject lists: every package of the source tree is listed."""
+"""A wheel holds exactly the packages pyproject lists: every package of the tree is listed."""
+
+from pathlib import Path
 
 import tomllib
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
