@@ -27,7 +27,10 @@ Run (about 10 minutes on a 2-core CPU; --quick about a minute):
 from __future__ import annotations
 
 import argparse
+import hashlib
+import itertools
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -51,6 +54,13 @@ RIGHT_KINDS = {"corner": {"fixed_location"}, "band": {"fixed_location"},
                "frame": {"fixed_location", "border_attention"},
                "background": {"background_attention", "fixed_location"}}
 TAG = 5
+#: The clean sets' model and training: `images` fresh images a epoch (drawn anew each epoch),
+#: Adam with a one-cycle schedule peaking at `lr`.
+CLEAN_TRAINING = {"widths": (16, 32, 64), "images": 10_000, "epochs": 10, "lr": 1e-2,
+                  "batch": 128}
+QUICK_TRAINING = {**CLEAN_TRAINING, "images": 2_000, "epochs": 4}
+CLEAN_LAYER = "features.10"
+CACHE = Path(tempfile.gettempdir()) / "auditor-flag-calibration"
 #: Flags of the model's attention on a class (what this benchmark calibrates); the model-free
 #: probes and degenerate maps are counted apart, by kind.
 CLASS_KINDS = ("background_attention", "border_attention", "fixed_location",
@@ -129,12 +139,17 @@ def _plant(image: np.ndarray, mask: np.ndarray, kind: str, rng: np.random.Genera
     return region
 
 
+def _classes(n_classes: int) -> list[tuple[str, int]]:
+    """(shape, hue) of classes c0 .. c{n-1}: every shape, then every hue, in turn."""
+    return [(SHAPES[c % 10], HUES[(c // 10 + 3 * c) % 10]) for c in range(n_classes)]
+
+
 def write_set(root: Path, n_classes: int, per_class: int, seed: int, kind: str | None = None,
               share: float = 0.0) -> dict[str, np.ndarray]:
     """Write root/data/<class>/<i>.png and root/masks/...; returns {rel_path: region} of the
     shortcut carriers (class c0), empty for a clean set."""
     rng = np.random.default_rng(seed)
-    classes = [(SHAPES[c % 10], HUES[(c // 10 + 3 * c) % 10]) for c in range(n_classes)]
+    classes = _classes(n_classes)
     carriers: dict[str, np.ndarray] = {}
     for c, (shape, hue) in enumerate(classes):
         name = f"c{c}"
@@ -168,35 +183,156 @@ def train(root: Path, n_classes: int, epochs: int, seed: int) -> nn.Module:
                             classes=names)
 
 
-def audit(root: Path, model: nn.Module, interventions: bool) -> object:
+def audit(root: Path, model: nn.Module, interventions: bool, layer: str = "features.6",
+          spec: str = "auditor.demo:build_demo_model") -> object:
     from auditor.audit import run_audit
     from auditor.config import AuditConfig
 
     config = AuditConfig(
-        data=str(root / "data"), model="auditor.demo:build_demo_model", out=str(root / "run"),
+        data=str(root / "data"), model=spec, out=str(root / "run"),
         masks=str(root / "masks"), image_size=(SIZE, SIZE), mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5), methods=("gradcam",), target_layers=("features.6",),
+        std=(0.5, 0.5, 0.5), methods=("gradcam",), target_layers=(layer,),
         batch_size=128, workers=0, quiet=True, overwrite=True, interventions=interventions,
         seed=0, gallery_size=8,
     )
     return run_audit(config, model=model)
 
 
-def clean_run(n_classes: int, seed: int, interventions: bool, per_class: int) -> dict:
+class CleanNet(nn.Module):
+    """DemoNet's three convolutions with batch norm, for the clean sets: input [B, 3, 32, 32]
+    normalised; features [B, 64, 8, 8] at CLEAN_LAYER (the last ReLU); logits [B, classes]."""
+
+    def __init__(self, num_classes: int, widths: tuple[int, ...] = CLEAN_TRAINING["widths"]
+                 ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        widths = (3, *widths)
+        for i, (into, out) in enumerate(itertools.pairwise(widths)):
+            layers += [nn.Conv2d(into, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU()]
+            if i < len(widths) - 2:
+                layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(widths[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+def clean_arrays(n_classes: int, per_class: int, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A clean set in memory: images uint8 [N, SIZE, SIZE, 3], the same backgrounds without
+    the object (uint8 [N, SIZE, SIZE, 3]), masks bool [N, SIZE, SIZE], labels int [N]."""
+    n = n_classes * per_class
+    images = np.empty((n, SIZE, SIZE, 3), dtype=np.uint8)
+    backgrounds = np.empty_like(images)
+    masks = np.empty((n, SIZE, SIZE), dtype=bool)
+    labels = np.repeat(np.arange(n_classes), per_class)
+    classes = _classes(n_classes)
+    for i, label in enumerate(labels):
+        colour, masks[i] = _object(*classes[label], rng)
+        backgrounds[i] = images[i] = _background(rng)
+        images[i][masks[i]] = colour
+    return images, backgrounds, masks, labels
+
+
+def _inputs(images: np.ndarray) -> torch.Tensor:
+    """uint8 [N, S, S, 3] -> float [N, 3, S, S] normalised with mean 0.5, std 0.5."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.5)
+
+
+def _cache_path(cache: Path, n_classes: int, seed: int, config: dict) -> Path:
+    """Weights of the clean model for (classes, seed, training config, generator)."""
+    key = json.dumps({"classes": n_classes, "seed": seed, "size": SIZE, "shapes": SHAPES,
+                      "hues": HUES, **config}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache / f"clean-{n_classes}-{seed}-{digest}.pt"
+
+
+def train_clean(n_classes: int, seed: int, config: dict, cache: Path = CACHE) -> nn.Module:
+    """CleanNet trained on fresh clean images every epoch (`config`, e.g. CLEAN_TRAINING; no
+    image is seen twice, so held-out accuracy is what it learnt), its weights cached under
+    `cache`; eval mode, CPU."""
+    path = _cache_path(cache, n_classes, seed, config)
+    model = CleanNet(n_classes, config["widths"])
+    if path.is_file():
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return model.eval()
+    from auditor.runtime import select_device
+
+    device = select_device("auto")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng([seed, 1])
+    per_class = max(config["images"] // n_classes, 1)
+    batch = config["batch"]
+    steps = config["epochs"] * -(-per_class * n_classes // batch)
+    model.to(device).train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=config["lr"])
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, config["lr"], total_steps=steps)
+    for _ in range(config["epochs"]):
+        images, _, _, labels = clean_arrays(n_classes, per_class, rng)
+        x, y = _inputs(images).to(device), torch.from_numpy(labels).to(device)
+        order = torch.randperm(len(x), device=device)
+        for start in range(0, len(x), batch):
+            idx = order[start:start + batch]
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+    model = model.cpu().eval()
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return model
+
+
+def _write_arrays(root: Path, images: np.ndarray, masks: np.ndarray, labels: np.ndarray
+                  ) -> None:
+    """root/data/c<k>/<i>.png and root/masks/... of a set from clean_arrays."""
+    for i, (image, mask, label) in enumerate(zip(images, masks, labels, strict=True)):
+        for folder, picture in (("data", image[..., ::-1]),
+                                ("masks", mask.astype(np.uint8) * 255)):
+            (root / folder / f"c{label}").mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / folder / f"c{label}" / f"{i:05d}.png"), picture)
+
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
+    predictions = torch.cat([model(_inputs(images[i:i + 512])).argmax(1)
+                             for i in range(0, len(images), 512)])
+    return float((predictions.numpy() == labels).mean())
+
+
+def clean_run(n_classes: int, seed: int, interventions: bool, per_class: int,
+              config: dict, cache: Path = CACHE, keep: Path | None = None) -> dict:
+    """Train (or load) the clean model, audit a held-out clean set of `per_class` images a
+    class, and count its flags; with `keep`, the run directory is copied there."""
+    started = time.perf_counter()
+    model = train_clean(n_classes, seed, config, cache)
+    trained = time.perf_counter()
+    images, backgrounds, masks, labels = clean_arrays(n_classes, per_class,
+                                                      np.random.default_rng([seed, 2]))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        write_set(root, n_classes, per_class, seed)
-        started = time.perf_counter()
-        result = audit(root, train(root, n_classes, epochs=12, seed=seed), interventions)
-        counts = {"high": 0, "medium": 0, "low": 0}
-        kinds: dict[str, int] = {}
-        for flag in result.flags:
-            kinds[flag["kind"]] = kinds.get(flag["kind"], 0) + 1
-            if flag["kind"] in CLASS_KINDS:
-                counts[flag["severity"]] += 1
-        return {"classes": n_classes, "seed": seed, "accuracy": result.summary["accuracy"][
-            "overall"], "flags": counts, "kinds": kinds,
-            "seconds": round(time.perf_counter() - started, 1)}
+        _write_arrays(root, images, masks, labels)
+        result = audit(root, model, interventions, layer=CLEAN_LAYER,
+                       spec="flag_calibration:CleanNet")
+        if keep is not None:
+            shutil.copytree(root / "run", keep / f"clean-{n_classes}-{seed}", dirs_exist_ok=True)
+    counts = {"high": 0, "medium": 0, "low": 0}
+    kinds: dict[str, int] = {}
+    flags = []
+    for flag in result.flags:
+        kinds[flag["kind"]] = kinds.get(flag["kind"], 0) + 1
+        if flag["kind"] in CLASS_KINDS:
+            counts[flag["severity"]] += 1
+            flags.append({key: flag.get(key) for key in ("kind", "class", "severity", "score")})
+    return {"classes": n_classes, "seed": seed,
+            "accuracy": result.summary["accuracy"]["overall"],
+            "object_removed_accuracy": _accuracy(model, backgrounds, labels),
+            "chance": 1 / n_classes, "flags": counts, "kinds": kinds, "class_flags": flags,
+            "train_seconds": round(trained - started, 1),
+            "audit_seconds": round(time.perf_counter() - trained, 1)}
 
 
 def shortcut_run(kind: str, share: float, seed: int, per_class: int) -> dict:
@@ -240,21 +376,28 @@ def main(argv: list[str] | None = None) -> dict:
                         help="run only the clean sets or only the shortcut sets")
     parser.add_argument("--shares", default=",".join(str(s) for s in SHARES),
                         help="shares of the shortcut class carrying it, comma-separated")
+    parser.add_argument("--classes", default="2,10,100",
+                        help="class counts of the clean sets, comma-separated")
+    parser.add_argument("--cache", type=Path, default=CACHE,
+                        help="folder of the clean models' cached weights")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="copy each clean run directory here (clean-<classes>-<seed>)")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.quick:
         cleans, shortcuts, seeds = [2], [("corner", 0.8)], [0]
-        per_clean, per_shortcut = 24, 40
+        per_clean, per_shortcut, training = 24, 40, QUICK_TRAINING
     else:
-        cleans = [2, 10, 100] if args.part != "shortcut" else []
+        cleans = [int(v) for v in args.classes.split(",")] if args.part != "shortcut" else []
         shares = [float(v) for v in args.shares.split(",")]
         shortcuts = [(k, s) for s in shares for k in KINDS] if args.part != "clean" else []
         seeds = list(range(args.seeds))
-        per_clean, per_shortcut = PER_CLASS_CLEAN, PER_CLASS_SHORTCUT
+        per_clean, per_shortcut, training = PER_CLASS_CLEAN, PER_CLASS_SHORTCUT, CLEAN_TRAINING
     out: dict = {"clean": [], "shortcut": []}
     for n in cleans:
         for seed in seeds:
-            row = clean_run(n, seed, interventions=not args.quick, per_class=per_clean)
+            row = clean_run(n, seed, not args.quick, per_clean, training, args.cache,
+                            args.keep)
             out["clean"].append(row)
             print(json.dumps(row), file=sys.stderr)
     for kind, share in shortcuts:
@@ -278,6 +421,14 @@ def summarise(out: dict) -> dict:
         clean[str(n)] = {sev: round(100 * sum(r["flags"][sev] for r in rows) / total, 1)
                          for sev in ("high", "medium", "low")}
         clean[str(n)]["accuracy"] = round(float(np.mean([r["accuracy"] for r in rows])), 3)
+        clean[str(n)]["object_removed_accuracy"] = round(float(np.mean(
+            [r["object_removed_accuracy"] for r in rows])), 3)
+        clean[str(n)]["seeds"] = len(rows)
+        by_kind: dict[str, int] = {}
+        for flag in (f for r in rows for f in r["class_flags"]):
+            by_kind[flag["kind"]] = by_kind.get(flag["kind"], 0) + 1
+        clean[str(n)]["per_kind"] = {kind: round(100 * count / total, 1)
+                                     for kind, count in sorted(by_kind.items())}
     power = {}
     for kind in sorted({r["kind"] for r in out["shortcut"]}):
         for share in sorted({r["share"] for r in out["shortcut"] if r["kind"] == kind}):
