@@ -60,6 +60,9 @@ CLEAN_TRAINING = {"widths": (16, 32, 64), "images": 10_000, "epochs": 10, "lr": 
                   "batch": 128}
 QUICK_TRAINING = {**CLEAN_TRAINING, "images": 2_000, "epochs": 4}
 CLEAN_LAYER = "features.10"
+#: Per-sample measures that need the object's mask (NaN in an audit without masks).
+MASK_MEASURES = ("fg_energy", "fg_enrichment", "bg_energy", "pointing_hit", "wsol_iou",
+                 "fg_enrichment_ceiling", "peak_fg_cover")
 CACHE = Path(tempfile.gettempdir()) / "auditor-flag-calibration"
 #: Flags of the model's attention on a class (what this benchmark calibrates); the model-free
 #: probes and degenerate maps are counted apart, by kind.
@@ -184,7 +187,9 @@ def train(root: Path, n_classes: int, epochs: int, seed: int) -> nn.Module:
 
 
 def audit(root: Path, model: nn.Module, interventions: bool, layer: str = "features.6",
-          spec: str = "auditor.demo:build_demo_model") -> object:
+          spec: str = "auditor.demo:build_demo_model", n_classes: int | None = None) -> object:
+    """Audit root/data with root/masks; `n_classes` names the classes c0 .. c{n-1} in output
+    order (folders sort as text: c10 before c2)."""
     from auditor.audit import run_audit
     from auditor.config import AuditConfig
 
@@ -194,6 +199,7 @@ def audit(root: Path, model: nn.Module, interventions: bool, layer: str = "featu
         std=(0.5, 0.5, 0.5), methods=("gradcam",), target_layers=(layer,),
         batch_size=128, workers=0, quiet=True, overwrite=True, interventions=interventions,
         seed=0, gallery_size=8,
+        classes=tuple(f"c{k}" for k in range(n_classes)) if n_classes else None,
     )
     return run_audit(config, model=model)
 
@@ -298,9 +304,38 @@ def _write_arrays(root: Path, images: np.ndarray, masks: np.ndarray, labels: np.
 
 @torch.no_grad()
 def _accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
-    predictions = torch.cat([model(_inputs(images[i:i + 512])).argmax(1)
+    device = next(model.parameters()).device  # the audit moved it to its device
+    predictions = torch.cat([model(_inputs(images[i:i + 512]).to(device)).argmax(1).cpu()
                              for i in range(0, len(images), 512)])
     return float((predictions.numpy() == labels).mean())
+
+
+def _severities(flags: list[dict]) -> dict[str, int]:
+    return {severity: sum(f["severity"] == severity for f in flags)
+            for severity in ("high", "medium", "low")}
+
+
+def _flags_without_masks(run_dir: Path, n_classes: int) -> list[dict]:
+    """The class-level attention flags of the same maps had the audit no masks: the measures
+    that need the object (MASK_MEASURES) are NaN, as in an audit without --masks, and the
+    detectors run on that table (one Benjamini-Hochberg family, as in the audit; no
+    interventions)."""
+    from auditor.detect.attention import background_attention_tests, border_attention_tests
+    from auditor.detect.fdr import control_fdr
+    from auditor.detect.location import fixed_location_tests
+    from auditor.store import RunReader
+
+    reader = RunReader(run_dir)
+    samples = reader.samples().copy()
+    samples[list(MASK_MEASURES)] = np.nan
+    ok = samples[samples["status"] == "ok"]
+    maps = reader.load_maps(ok["index"].tolist(), "gradcam")
+    classes = [f"c{k}" for k in range(n_classes)]
+    tests = (background_attention_tests(samples, classes)
+             + border_attention_tests(samples, classes)
+             + fixed_location_tests(samples, maps, classes))
+    return [{"kind": f.kind, "class": f.class_name, "severity": f.severity, "score": f.score}
+            for f in control_fdr(tests)]
 
 
 def clean_run(n_classes: int, seed: int, interventions: bool, per_class: int,
@@ -316,21 +351,21 @@ def clean_run(n_classes: int, seed: int, interventions: bool, per_class: int,
         root = Path(tmp)
         _write_arrays(root, images, masks, labels)
         result = audit(root, model, interventions, layer=CLEAN_LAYER,
-                       spec="flag_calibration:CleanNet")
+                       spec="flag_calibration:CleanNet", n_classes=n_classes)
+        without_masks = _flags_without_masks(root / "run", n_classes)
         if keep is not None:
             shutil.copytree(root / "run", keep / f"clean-{n_classes}-{seed}", dirs_exist_ok=True)
-    counts = {"high": 0, "medium": 0, "low": 0}
     kinds: dict[str, int] = {}
-    flags = []
     for flag in result.flags:
         kinds[flag["kind"]] = kinds.get(flag["kind"], 0) + 1
-        if flag["kind"] in CLASS_KINDS:
-            counts[flag["severity"]] += 1
-            flags.append({key: flag.get(key) for key in ("kind", "class", "severity", "score")})
+    flags = [{key: flag.get(key) for key in ("kind", "class", "severity", "score")}
+             for flag in result.flags if flag["kind"] in CLASS_KINDS]
     return {"classes": n_classes, "seed": seed,
             "accuracy": result.summary["accuracy"]["overall"],
             "object_removed_accuracy": _accuracy(model, backgrounds, labels),
-            "chance": 1 / n_classes, "flags": counts, "kinds": kinds, "class_flags": flags,
+            "chance": 1 / n_classes, "flags": _severities(flags), "kinds": kinds,
+            "class_flags": flags, "flags_without_masks": _severities(without_masks),
+            "class_flags_without_masks": without_masks,
             "train_seconds": round(trained - started, 1),
             "audit_seconds": round(time.perf_counter() - trained, 1)}
 
@@ -429,6 +464,9 @@ def summarise(out: dict) -> dict:
             by_kind[flag["kind"]] = by_kind.get(flag["kind"], 0) + 1
         clean[str(n)]["per_kind"] = {kind: round(100 * count / total, 1)
                                      for kind, count in sorted(by_kind.items())}
+        clean[str(n)]["without_masks"] = {
+            sev: round(100 * sum(r["flags_without_masks"][sev] for r in rows) / total, 1)
+            for sev in ("high", "medium", "low")}
     power = {}
     for kind in sorted({r["kind"] for r in out["shortcut"]}):
         for share in sorted({r["share"] for r in out["shortcut"] if r["kind"] == kind}):

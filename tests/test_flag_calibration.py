@@ -27,7 +27,8 @@ def test_quick_mode_reports_false_flags_and_detection(tmp_path):
                                  "--cache", str(tmp_path / "cache")])
     clean = out["summary"]["false_flags_per_100_classes"]["2"]
     assert set(clean) == {"high", "medium", "low", "accuracy", "object_removed_accuracy",
-                          "seeds", "per_kind"}
+                          "seeds", "per_kind", "without_masks"}
+    assert set(clean["without_masks"]) == {"high", "medium", "low"}
     figures = [clean[k] for k in ("high", "medium", "low", "accuracy",
                                   "object_removed_accuracy")]
     assert all(math.isfinite(v) and v >= 0 for v in figures)
