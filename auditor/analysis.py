@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from auditor.class_image_sums import MEAN_IMAGE_SAMPLES, first_per_class, stored_class_sums
 from auditor.detect.attention import (
     annotate_border_sides,
     background_attention_tests,
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("auditor")
 
 #: Samples per class whose inputs are averaged into the report's mean image.
-MEAN_IMAGE_SAMPLES = 64
 #: Readable samples per class whose inputs the report may show (besides the suspects).
 THUMBS_PER_CLASS = 4
 #: Inputs loaded for the figures above which loader workers are started (a spawned worker
@@ -243,19 +243,25 @@ def _write_figures(
 ) -> None:
     """The thumbnails the report shows (_thumb_indices) and class_means.npz: per class, the
     mean max-normalised primary map of all readable samples (class_mean_maps) over the mean
-    input of its first MEAN_IMAGE_SAMPLES readable samples; one loading of the inputs."""
+    input of its first MEAN_IMAGE_SAMPLES readable samples; one loading of the inputs, less
+    the mean inputs the pass summed already (auditor.class_image_sums)."""
     ok = samples[samples["status"] == "ok"]
     labels = ok["label_index"].to_numpy(dtype=np.int64)
-    rank = pd.Series(labels).groupby(labels).cumcount().to_numpy()
-    averaged = (labels >= 0) & (rank < MEAN_IMAGE_SAMPLES)
+    averaged = first_per_class(labels, MEAN_IMAGE_SAMPLES)
     thumbs = _thumb_indices(ok, suspects)
     indices = ok["index"].to_numpy(dtype=np.int64)
-    wanted = np.union1d(indices[averaged], thumbs) if maps.size else thumbs
-    # Class of each wanted input, -1 for one that is only a thumbnail (no maps: no means).
-    row_of = pd.Index(indices).get_indexer(wanted)
-    meaned = (row_of >= 0) & averaged[row_of] & bool(maps.size)
-    wanted_class = np.where(meaned, labels[row_of], -1)
     sums: torch.Tensor | None = None
+    summed = np.zeros(0, dtype=np.int64)
+    if maps.size:
+        sums, summed = stored_class_sums(run_dir, indices[averaged], labels[averaged], k,
+                                         (3, *dataset.image_size))
+    wanted = (np.union1d(np.setdiff1d(indices[averaged], summed), thumbs) if maps.size
+              else thumbs)
+    # Class of each wanted input, -1 for one that is only a thumbnail (no maps: no means) or
+    # whose input the pass summed.
+    row_of = pd.Index(indices).get_indexer(wanted)
+    meaned = (row_of >= 0) & averaged[row_of] & bool(maps.size) & ~np.isin(wanted, summed)
+    wanted_class = np.where(meaned, labels[row_of], -1)
     for batch in _load_inputs(dataset, wanted, workers):
         index = np.asarray(batch["index"], dtype=np.int64)
         readable = batch["ok"].bool().numpy()

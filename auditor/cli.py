@@ -68,94 +68,31 @@ def main() -> None:
 @main.command()
 @click.argument("data")
 @options.model
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Run directory to write (an unfinished one is resumed).",
-)
+@options.audit_out
 @options.weights
 @options.num_classes
 @options.data_options
 @options.layer_options
 @options.pass_methods
-@click.option(
-    "--primary",
-    help="The method whose maps feed the measures and flags (default: the first of --methods).",
-)
-@click.option(
-    "--explain",
-    type=click.Choice(["label", "predicted"]),
-    default="label",
-    show_default=True,
-    help="Which class the maps explain.",
-)
-@click.option(
-    "--threshold",
-    default=0.5,
-    show_default=True,
-    type=float,
-    help="With --multi-label: a label is predicted when its sigmoid probability is at least "
-    "this.",
-)
+@options.primary
+@options.explain_class
+@options.label_threshold
 @options.normalisation_options
-@click.option(
-    "--foreground",
-    type=click.Choice(["mask", "estimate"]),
-    default="mask",
-    show_default=True,
-    help="Where there is no mask: 'estimate' finds the object from the image "
-    "(flood fill of a uniform border, else GrabCut); estimates are marked.",
-)
-@click.option("--batch-size", default=64, show_default=True, type=int, help="Images per batch.")
+@options.foreground
+@options.batch_size
 @options.device
-@click.option(
-    "--amp",
-    type=click.Choice(["auto", "on", "off"]),
-    default="auto",
-    show_default=True,
-    help="Mixed precision for the forward pass (auto: on for CUDA, off on the CPU).",
-)
-@click.option(
-    "--compile",
-    is_flag=True,
-    help="torch.compile the model (checked against eager on the first batch; falls "
-    "back with a warning). Pays off on GPUs for long runs.",
-)
-@click.option(
-    "--chunk-size",
-    type=click.IntRange(min=1),
-    default=None,
-    hidden=True,
-    help="Rows per stored chunk (default 2048): what an interruption can lose.",
-)
+@options.amp
+@options.compile_model
+@options.chunk_size
 @options.trust_pickle
-@click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+@options.overwrite
 @options.fail_on
-@click.option(
-    "--baseline",
-    type=click.Path(exists=True, file_okay=False),
-    help="An earlier run directory of the same data: the report marks what is new against it, "
-    "summary.json gains `baseline` {appeared, disappeared}, and --fail-on counts only new flags.",
-)
-@click.option(
-    "--gallery-size",
-    default=48,
-    show_default=True,
-    type=int,
-    help="Suspect samples shown in the report.",
-)
+@options.baseline
+@options.gallery_size
 @options.suspect_methods
 @options.separate_method_options
-@click.option(
-    "--no-interventions", is_flag=True, help="Skip the confirmation runs on edited inputs."
-)
-@click.option(
-    "--sanity",
-    is_flag=True,
-    help="Also run the model-randomisation sanity check of each method on 16 "
-    "samples (see `auditor sanity`); the report says which methods passed.",
-)
+@options.no_interventions
+@options.sanity
 @_handle_errors
 def audit(data: str, out: str, no_interventions: bool, **opts: Any) -> None:
     """Audit a model on DATA: a class-per-folder tree, a CSV manifest, Parquet, a saved
@@ -173,12 +110,7 @@ def audit(data: str, out: str, no_interventions: bool, **opts: Any) -> None:
 
 @main.command()
 @click.argument("data")
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Directory for probe.json, samples.parquet and report.html.",
-)
+@options.probe_out
 @options.data_options
 @options.fail_on
 @_handle_errors
@@ -210,22 +142,9 @@ def probe(data: str, out: str, **opts: Any) -> None:
 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option(
-    "--output",
-    type=click.Path(dir_okay=False),
-    help="Where to write the HTML (default: RUN_DIR/report.html).",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["html", "json"]),
-    default="html",
-    show_default=True,
-    help="html renders the report; json prints summary.json.",
-)
-@click.option(
-    "--gallery-size", default=48, show_default=True, type=int, help="Suspect samples shown."
-)
+@options.report_output
+@options.report_format
+@options.report_gallery_size
 @_handle_errors
 def report(run_dir: str, output: str | None, fmt: str, gallery_size: int) -> None:
     """(Re)render the report of RUN_DIR, without the model."""
@@ -242,12 +161,7 @@ def report(run_dir: str, output: str | None, fmt: str, gallery_size: int) -> Non
 @main.command()
 @click.argument("run_a", type=click.Path(exists=True, file_okay=False))
 @click.argument("run_b", type=click.Path(exists=True, file_okay=False))
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Directory for compare.json and compare.html.",
-)
+@options.compare_out
 @options.fail_on
 @_handle_errors
 def compare(run_a: str, run_b: str, out: str, fail_on: str | None) -> None:
@@ -272,17 +186,9 @@ def compare(run_a: str, run_b: str, out: str, fail_on: str | None) -> None:
 
 
 @main.command()
-@click.option(
-    "--out",
-    default="auditor-demo",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Where to write the generated data, the model and the run.",
-)
-@click.option(
-    "--per-class", default=150, show_default=True, type=int, help="Images generated per class."
-)
-@click.option("--epochs", default=4, show_default=True, type=int, help="Training epochs.")
+@options.demo_out
+@options.per_class
+@options.epochs
 @options.quiet
 @_handle_errors
 def demo(out: str, per_class: int, epochs: int, quiet: bool) -> None:
@@ -351,25 +257,6 @@ def _load_for_maps(opts: dict[str, Any]) -> Any:
     return loaded.module.to(device)
 
 
-#: Options shared by `explain` and `sanity`: the model, its input and the map settings.
-map_model_options = options.group(
-    options.model_options,
-    options.layer_options,
-    options.image_size,
-    options.normalisation_options,
-    options.separate_method_options,
-    click.option(
-        "--batch-size",
-        default=16,
-        show_default=True,
-        type=click.IntRange(min=1),
-        help="Images per batch.",
-    ),
-    options.device,
-    options.quiet,
-)
-
-
 def _layers(target_layers: tuple[str, ...]) -> str | list[str] | None:
     return (
         None
@@ -380,24 +267,11 @@ def _layers(target_layers: tuple[str, ...]) -> str | list[str] | None:
 
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Folder for <stem>.png, <stem>.<method>.npy and <stem>.json.",
-)
+@options.explain_out
 @options.explain_methods
-@click.option(
-    "--target",
-    help="Class to explain, by index or by name (names need --classes); "
-    "default: each image's predicted class.",
-)
-@click.option(
-    "--classes",
-    callback=options.csv_list,
-    help="Class names in the model's output order, comma-separated.",
-)
-@map_model_options
+@options.explain_target
+@options.explain_classes
+@options.map_model_options
 @_handle_errors
 def explain(
     images: tuple[str, ...], out: str, methods: tuple[str, ...], target: str | None, **opts: Any
@@ -433,46 +307,15 @@ def explain(
 
 @main.command()
 @click.argument("data")
-@click.option("--out", type=click.Path(file_okay=False), help="Folder to write sanity.json to.")
-@click.option(
-    "--methods",
-    default="gradcam",
-    show_default=True,
-    callback=options.csv_list,
-    help="Map methods to check, comma-separated (as for `explain`).",
-)
-@click.option(
-    "--n-samples",
-    default=32,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Images drawn (seeded) from DATA.",
-)
-@click.option(
-    "--steps",
-    default=10,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Cascade steps from the head down (0: one per parametrised layer).",
-)
-@click.option(
-    "--threshold",
-    default=0.5,
-    show_default=True,
-    type=float,
-    help="A method passes when the mean Spearman correlation with every layer "
-    "randomised is below this.",
-)
-@click.option(
-    "--seed",
-    default=0,
-    show_default=True,
-    type=int,
-    help="Seeds the sample choice and the re-initialisation.",
-)
+@options.sanity_out
+@options.sanity_methods
+@options.sanity_samples
+@options.sanity_steps
+@options.sanity_threshold
+@options.sanity_seed
 @options.data_classes
 @options.allow_outside
-@map_model_options
+@options.map_model_options
 @_handle_errors
 def sanity(
     data: str,

@@ -241,6 +241,194 @@ explain_methods = click.option(
     help=f"Comma-separated: {', '.join(METHODS)}.",
 )
 
+# -- options of one command ----------------------------------------------------------------
+
+# audit (each destination the AuditConfig field of that name)
+audit_out = click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Run directory to write (an unfinished one is resumed).",
+)
+primary = click.option(
+    "--primary",
+    help="The method whose maps feed the measures and flags (default: the first of --methods).",
+)
+explain_class = click.option(
+    "--explain",
+    type=click.Choice(["label", "predicted"]),
+    default="label",
+    show_default=True,
+    help="Which class the maps explain.",
+)
+label_threshold = click.option(
+    "--threshold",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="With --multi-label: a label is predicted when its sigmoid probability is at least "
+    "this.",
+)
+foreground = click.option(
+    "--foreground",
+    type=click.Choice(["mask", "estimate"]),
+    default="mask",
+    show_default=True,
+    help="Where there is no mask: 'estimate' finds the object from the image "
+    "(flood fill of a uniform border, else GrabCut); estimates are marked.",
+)
+batch_size = click.option(
+    "--batch-size", default=64, show_default=True, type=int, help="Images per batch."
+)
+amp = click.option(
+    "--amp",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Mixed precision for the forward pass (auto: on for CUDA, off on the CPU).",
+)
+compile_model = click.option(
+    "--compile",
+    is_flag=True,
+    help="torch.compile the model (checked against eager on the first batch; falls "
+    "back with a warning). Pays off on GPUs for long runs.",
+)
+chunk_size = click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=None,
+    hidden=True,
+    help="Rows per stored chunk (default 2048): what an interruption can lose.",
+)
+overwrite = click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+baseline = click.option(
+    "--baseline",
+    type=click.Path(exists=True, file_okay=False),
+    help="An earlier run directory of the same data: the report marks what is new against it, "
+    "summary.json gains `baseline` {appeared, disappeared}, and --fail-on counts only new flags.",
+)
+gallery_size = click.option(
+    "--gallery-size",
+    default=48,
+    show_default=True,
+    type=int,
+    help="Suspect samples shown in the report.",
+)
+no_interventions = click.option(
+    "--no-interventions", is_flag=True, help="Skip the confirmation runs on edited inputs."
+)
+sanity = click.option(
+    "--sanity",
+    is_flag=True,
+    help="Also run the model-randomisation sanity check of each method on 16 "
+    "samples (see `auditor sanity`); the report says which methods passed.",
+)
+
+# probe, report, compare, demo
+probe_out = click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory for probe.json, samples.parquet and report.html.",
+)
+report_output = click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Where to write the HTML (default: RUN_DIR/report.html).",
+)
+report_format = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "json"]),
+    default="html",
+    show_default=True,
+    help="html renders the report; json prints summary.json.",
+)
+report_gallery_size = click.option(
+    "--gallery-size", default=48, show_default=True, type=int, help="Suspect samples shown."
+)
+compare_out = click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory for compare.json and compare.html.",
+)
+demo_out = click.option(
+    "--out",
+    default="auditor-demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where to write the generated data, the model and the run.",
+)
+per_class = click.option(
+    "--per-class", default=150, show_default=True, type=int, help="Images generated per class."
+)
+epochs = click.option("--epochs", default=4, show_default=True, type=int, help="Training epochs.")
+
+# explain, sanity
+map_batch_size = click.option(
+    "--batch-size",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Images per batch.",
+)
+explain_out = click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for <stem>.png, <stem>.<method>.npy and <stem>.json.",
+)
+explain_target = click.option(
+    "--target",
+    help="Class to explain, by index or by name (names need --classes); "
+    "default: each image's predicted class.",
+)
+explain_classes = click.option(
+    "--classes",
+    callback=csv_list,
+    help="Class names in the model's output order, comma-separated.",
+)
+sanity_out = click.option(
+    "--out", type=click.Path(file_okay=False), help="Folder to write sanity.json to."
+)
+sanity_methods = click.option(
+    "--methods",
+    default="gradcam",
+    show_default=True,
+    callback=csv_list,
+    help="Map methods to check, comma-separated (as for `explain`).",
+)
+sanity_samples = click.option(
+    "--n-samples",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Images drawn (seeded) from DATA.",
+)
+sanity_steps = click.option(
+    "--steps",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Cascade steps from the head down (0: one per parametrised layer).",
+)
+sanity_threshold = click.option(
+    "--threshold",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="A method passes when the mean Spearman correlation with every layer "
+    "randomised is below this.",
+)
+sanity_seed = click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Seeds the sample choice and the re-initialisation.",
+)
+
 # -- groups ------------------------------------------------------------------------------------
 
 #: Every command that reads a data set (audit, probe).
@@ -256,3 +444,8 @@ layer_options = group(target_layers, reshape)
 normalisation_options = group(mean, std)
 #: Settings of the separate-pass methods (audit's --suspect-methods, explain, sanity).
 separate_method_options = group(occlusion_patch, scorecam_channels)
+#: The model, its input and the map settings (explain, sanity).
+map_model_options = group(
+    model_options, layer_options, image_size, normalisation_options, separate_method_options,
+    map_batch_size, device, quiet,
+)

@@ -31,7 +31,7 @@ from auditor.detect.matching import flag_key, key_dict, match_flags
 from auditor.errors import RunDirectoryError, UsageError
 from auditor.report.formatting import finite
 from auditor.store import RunReader
-from auditor.summary import read_summary_json
+from auditor.summary import Summary, read_summary
 
 #: Per-sample measures compared per class (samples.parquet columns).
 MEASURES = ("fg_energy", "fg_enrichment", "bg_energy", "border_energy", "border_lift",
@@ -82,10 +82,10 @@ class Comparison:
         return 3 if fail_on and at_or_above(self.flags["appeared"], fail_on) else 0
 
 
-def _reader(run_dir: str | Path, name: str) -> tuple[RunReader, dict[str, Any]]:
+def _reader(run_dir: str | Path, name: str) -> tuple[RunReader, Summary]:
     """The run's reader and summary.json; UsageError when it is not a finished run."""
     try:
-        return RunReader(run_dir), read_summary_json(run_dir)
+        return RunReader(run_dir), read_summary(run_dir)
     except RunDirectoryError as exc:
         raise UsageError(f"run {name} ({run_dir}) cannot be compared: {exc}") from exc
 
@@ -113,7 +113,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> Comparison:
             f"runs {run_a} and {run_b} share no readable sample (matched by the path under "
             f"the data root: {len(a):,} in A, {len(b):,} in B): they audited different data, "
             "so there is nothing to compare")
-    match = match_flags(summary_a.get("flags") or [], summary_b.get("flags") or [])
+    match = match_flags(summary_a.flags, summary_b.flags)
     flags = {
         "appeared": match.appeared,
         "disappeared": match.disappeared,
@@ -131,17 +131,17 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> Comparison:
     )
 
 
-def _primary(summary: dict[str, Any]) -> str:
-    return str(summary.get("primary") or (summary.get("methods") or ["gradcam"])[0])
+def _primary(summary: Summary) -> str:
+    return summary.primary or (summary.methods or ["gradcam"])[0]
 
 
-def _accuracy(sa: dict[str, Any], sb: dict[str, Any], joined: pd.DataFrame) -> dict[str, Any]:
+def _accuracy(sa: Summary, sb: Summary, joined: pd.DataFrame) -> dict[str, Any]:
     shared = {}
     if {"correct_a", "correct_b"} <= set(joined.columns):
         shared = {"a": float(joined["correct_a"].mean()), "b": float(joined["correct_b"].mean())}
     return {
-        "a": finite((sa.get("accuracy") or {}).get("overall")),
-        "b": finite((sb.get("accuracy") or {}).get("overall")),
+        "a": finite((sa.accuracy or {}).get("overall")),
+        "b": finite((sb.accuracy or {}).get("overall")),
         "shared_a": shared.get("a"), "shared_b": shared.get("b"),
     }
 
@@ -244,7 +244,7 @@ def baseline_record(
         raise UsageError(
             f"--baseline {baseline} shares no readable sample with this run (matched by the "
             "path under the data root): it audited other data")
-    match = match_flags(summary.get("flags") or [], flags)
+    match = match_flags(summary.flags, flags)
 
     def brief(flag: dict[str, Any]) -> dict[str, Any]:
         return {**key_dict(flag_key(flag)), "severity": flag.get("severity"),

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from auditor.cams import CamEngine
+from auditor.class_image_sums import ClassImageSums
 from auditor.data import AuditDataset, DatasetIndex, make_loader
 from auditor.errors import AuditorError
 from auditor.jsonsafe import storable_text
@@ -112,6 +113,9 @@ def run_pass(
         dataset, settings.batch_size, settings.workers, device.type, indices=todo
     )
     buffer = _ChunkBuffer(writer, settings.rank)
+    # The mean-image inputs, summed while they are in hand (auditor.class_image_sums).
+    class_sums = ClassImageSums(np.array([ref.label for ref in index.samples], dtype=np.int64),
+                                len(index.classes))
     started = time.perf_counter()
     desc = "audit" if settings.world_size == 1 else f"audit (rank 0 of {settings.world_size})"
     bar = _progress(len(todo), settings.progress and settings.rank == 0, desc)
@@ -121,13 +125,17 @@ def run_pass(
             for batch in loader:
                 rows, map_rows, arrays = _audit_batch(batch, index, runner, settings, device)
                 buffer.add(rows, map_rows, arrays)
+                # After the rows are buffered: a sum never holds a sample left unstored.
+                class_sums.add(batch["index"], batch["ok"], batch["image"])
                 if buffer.size >= settings.chunk_size:
                     buffer.flush()
                 stats["n_processed"] += len(rows)
                 bar.update(len(rows))
             buffer.flush()
+            class_sums.write(writer.run_dir, settings.rank)
     except KeyboardInterrupt:
         buffer.flush()
+        class_sums.write(writer.run_dir, settings.rank)
         bar.close()
         raise AuditInterrupted(
             f"interrupted after {stats['n_processed']} samples; finished chunks are stored in "

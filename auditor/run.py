@@ -20,6 +20,7 @@ import pandas as pd
 
 from auditor.detect.flags import at_or_above
 from auditor.store import RunReader
+from auditor.summary import Summary
 
 if TYPE_CHECKING:
     import torch
@@ -118,7 +119,7 @@ class AuditResult:
     def _repr_html_(self) -> str:
         from auditor.report.notebook import summary_html
 
-        return summary_html(self.summary)
+        return summary_html(Summary.from_dict(self.summary))
 
 
 def data_fingerprint(index: DatasetIndex) -> str:

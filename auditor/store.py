@@ -8,6 +8,8 @@ Layout (see docs/architecture.md):
     thumbs/<index>.png           resized inputs of the samples the report shows
     suspects/<method>/<index>.npy  float16 [h, w] map of a report suspect by a costly method
     class_means.npz              mean input image and mean normalised map per class
+    class_sums/r<rank>-<k>.npz   one pass's per-class sums of its mean-image inputs
+                                 (auditor.class_image_sums)
     summary.json, report.html
 
 A chunk is written maps first, rows last, each through a temporary file and a rename, so a run
@@ -30,6 +32,7 @@ from auditor.errors import RunDirectoryError, RunMismatchError
 from auditor.jsonsafe import json_ready
 
 RUN_FILE = "run.json"
+CLASS_SUMS = "class_sums"
 LOCK_FILE = ".lock"
 
 
@@ -369,6 +372,25 @@ def write_thumb(run_dir: Path, index: int, rgb: np.ndarray, mask: np.ndarray | N
         ok, buf = cv2.imencode(".png", np.ascontiguousarray(mask, dtype=np.uint8) * 255)
         if ok:
             _atomic_write_bytes(folder / f"{index}.mask.png", buf.tobytes())
+
+
+def write_class_sums(run_dir: Path, rank: int, arrays: dict[str, np.ndarray]) -> None:
+    """Store one pass's class image sums (auditor.class_image_sums) as
+    class_sums/r<rank>-<k>.npz, k the next number free for that rank."""
+    import io
+
+    folder = Path(run_dir) / CLASS_SUMS
+    folder.mkdir(exist_ok=True)
+    taken = [int(p.stem.split("-")[1]) for p in folder.glob(f"r{rank:03d}-*.npz")]
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    _atomic_write_bytes(folder / f"r{rank:03d}-{max(taken, default=-1) + 1:06d}.npz",
+                        buf.getvalue())
+
+
+def class_sums_files(run_dir: Path) -> list[Path]:
+    """The class image sums files of the run's passes, in name order."""
+    return sorted((Path(run_dir) / CLASS_SUMS).glob("r*.npz"))
 
 
 def write_class_means(run_dir: Path, mean_image: np.ndarray, mean_map: np.ndarray) -> None:

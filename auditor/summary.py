@@ -221,15 +221,20 @@ class Summary:
             interventions=raw.get("interventions"),
             clusters=raw.get("clusters"),
             sanity=raw.get("sanity"),
-            flags=list(raw.get("flags") or []),
-            withheld_flags=list(raw.get("withheld_flags") or []),
-            baseline=raw.get("baseline"),
+            flags=_records(raw.get("flags")),
+            withheld_flags=_records(raw.get("withheld_flags")),
+            baseline=raw["baseline"] if isinstance(raw.get("baseline"), dict) else None,
             pass_stats=dict(raw.get("pass") or {}),
             timings=dict(raw.get("timings") or {}),
             auditor_version=str(raw.get("auditor_version") or ""),
             created=str(raw.get("created") or ""),
             versions=dict(raw.get("versions") or {}),
         )
+
+
+def _records(value: Any) -> list[dict[str, Any]]:
+    """A list of flag records read back; anything that is not a record is left out."""
+    return [f for f in value if isinstance(f, dict)] if isinstance(value, list) else []
 
 
 def _plain_fields(record: Any) -> dict[str, Any]:

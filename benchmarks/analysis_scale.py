@@ -3,6 +3,7 @@
     python benchmarks/analysis_scale.py [--sizes 10000:10 100000:100 1000000:1000]
     python benchmarks/analysis_scale.py --audit 30000:1000      # a real audit, pass included
     python benchmarks/analysis_scale.py --sizes 100000:100 --interventions
+    python benchmarks/analysis_scale.py --sizes 1000000:1000 --keep /tmp/runs  # reuse runs
     AUDITOR_BENCH_QUICK=1 python benchmarks/analysis_scale.py   # a few seconds, for CI smoke
 
 Analysis mode. For each ROWS:CLASSES a child process writes a run directory the way the pass
@@ -10,7 +11,8 @@ does: a pool of real image files (two per class: class 0 PNGs with a white corne
 JPEGs), decoded by the loader's own `AuditDataset` for their fingerprints and 16x16 probe
 thumbnails; feature-resolution maps (a bump near each sample's object, class 0's in the corner)
 measured by `metrics.attention_measures`; rows (`pipeline.file_columns`, `with_fingerprints`)
-and arrays written chunk by chunk through `RunWriter.write_chunk`, as the pass does. A second
+and arrays written chunk by chunk through `RunWriter.write_chunk`, and the mean-image inputs
+summed by `class_image_sums.ClassImageSums`, as the pass does. A second
 child then merges the parts and runs `analysis.analyse_run` on it with the demo CNN (random
 weights) as the model, on the GPU when there is one: detectors, clusters, probes, class means,
 thumbnails, suspect maps (occlusion on the gallery), summary.json and the report; with
@@ -65,10 +67,13 @@ def _cpu_seconds() -> float:
 #: Steps of the analysis timed on their own (module, function), wrapped where analysis calls
 #: them, so the phases of summary.json can be broken down.
 PARTS = (
-    ("auditor.analysis", "attention_flags"), ("auditor.analysis", "fixed_location_flags"),
+    ("auditor.analysis", "background_attention_tests"),
+    ("auditor.analysis", "border_attention_tests"), ("auditor.analysis", "fixed_location_tests"),
     ("auditor.analysis", "cluster_maps"), ("auditor.analysis", "probe_samples"),
+    ("auditor.analysis", "check_model"),
     ("auditor.detect.interventions", "run_interventions"), ("auditor.analysis", "class_statistics"),
     ("auditor.analysis", "sample_flag_codes"), ("auditor.analysis", "_write_figures"),
+    ("auditor.analysis", "stored_class_sums"), ("auditor.analysis", "write_suspect_maps"),
     ("auditor.report", "render_report"), ("auditor.report", "write_samples_csv"),
 )
 
@@ -152,6 +157,7 @@ def _maps(label: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
 
 def generate(root: Path, n_rows: int, n_classes: int, seed: int = 0) -> None:
     """Write the pool and a run directory `root/run` whose parts hold every row (see module)."""
+    from auditor.class_image_sums import ClassImageSums
     from auditor.data import AuditDataset
     from auditor.metrics import attention_measures
     from auditor.pipeline import DEFAULT_CHUNK_SIZE, MEASURES, file_columns, with_fingerprints
@@ -169,6 +175,7 @@ def generate(root: Path, n_rows: int, n_classes: int, seed: int = 0) -> None:
     writer = RunWriter(root / "run", {"benchmark": f"{n_rows}:{n_classes}:{seed}"},
                        overwrite=True)
     map_size = IMAGE_SIZE // 4
+    class_sums = ClassImageSums(np.array([r.label for r in index.samples]), n_classes)
     for start in range(0, n_rows, DEFAULT_CHUNK_SIZE):
         refs = index.samples[start : start + DEFAULT_CHUNK_SIZE]
         items = [decoded[r.path] for r in refs]
@@ -209,6 +216,12 @@ def generate(root: Path, n_rows: int, n_classes: int, seed: int = 0) -> None:
         thumbs = np.stack([items[i]["thumb16"].numpy() for i in np.flatnonzero(ok)])
         writer.write_chunk(writer.next_part_name(), rows, map_rows,
                            {"maps/gradcam": maps.astype(np.float16), "probe/thumb16": thumbs})
+        # The mean-image inputs, summed as the pass sums them (a loader batch's images).
+        candidates = np.flatnonzero(class_sums.candidate_class[columns["index"]] >= 0)
+        if candidates.size:
+            class_sums.add(np.asarray(columns["index"])[candidates], ok[candidates],
+                           torch.stack([items[i]["image"] for i in candidates]))
+    class_sums.write(root / "run", rank=0)
 
 
 def analyse(root: Path, n_rows: int, n_classes: int, interventions: bool) -> dict[str, Any]:
@@ -312,6 +325,10 @@ def main() -> None:
     parser.add_argument("--interventions", action="store_true",
                         help="also run the interventions (model re-runs on edited inputs)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here too")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="generate run directories under this folder and keep them: a "
+                             "later run with the same --keep analyses them again without "
+                             "generating (a million rows take minutes to write)")
     parser.add_argument("--child", choices=("generate", "analyse", "audit"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
@@ -335,10 +352,14 @@ def main() -> None:
     for rows, classes in sizes or []:
         with tempfile.TemporaryDirectory() as tmp:
             size = f"{rows}:{classes}"
-            made = _child("--child", "generate", "--root", tmp, "--size", size)
-            result = _child("--child", "analyse", "--root", tmp, "--size", size,
+            root = args.keep / f"{rows}x{classes}" if args.keep else Path(tmp)
+            generated = root / "generated.json"
+            if not generated.exists():
+                made = _child("--child", "generate", "--root", str(root), "--size", size)
+                generated.write_text(json.dumps(made))
+            result = _child("--child", "analyse", "--root", str(root), "--size", size,
                             *(["--interventions"] if args.interventions else []))
-            result["generate_s"] = made["seconds"]
+            result["generate_s"] = json.loads(generated.read_text())["seconds"]
             results["analysis"].append(result)
             phases = ", ".join(f"{k} {v:.1f}" for k, v in result["timings"].items())
             steps = ", ".join(f"{k} {v:.1f}" for k, v in result["parts"].items())

@@ -13,7 +13,14 @@
 # Every part's output goes to <out>/<part>.txt and the summary of what ran to <out>/summary.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# Some CUDA images have python3 and no `python`.
+PY="${PYTHON:-$(command -v python || command -v python3)}"
+# Run from the checkout without installing it: the templates' package is mapped by pyproject's
+# package-dir, which only an install applies, so a link stands in for it.
+if ! "$PY" -c "import auditor.reports_templates" >/dev/null 2>&1; then
+  ln -sfn ../reports_templates auditor/reports_templates
+fi
 OUT_DIR="${OUT:-$PWD/gpu-check}"
 mkdir -p "$OUT_DIR"
 QUICK="${AUDITOR_GPU_CHECK_QUICK:-0}"
@@ -39,16 +46,16 @@ part() {
   tail -n 25 "$OUT_DIR/$name.txt"
 }
 
-has_module() { python -c "import $1" >/dev/null 2>&1; }
+has_module() { "$PY" -c "import $1" >/dev/null 2>&1; }
 
-python - <<'EOF' 2>&1 | tee "$OUT_DIR/device.txt"
+"$PY" - <<'EOF' 2>&1 | tee "$OUT_DIR/device.txt"
 import platform, torch
 print("python", platform.python_version(), "torch", torch.__version__)
 print("cuda available:", torch.cuda.is_available())
 if torch.cuda.is_available():
     print("device:", torch.cuda.get_device_name(0), "bf16:", torch.cuda.is_bf16_supported())
 EOF
-if ! python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
   note "no CUDA device: the parts below run on the CPU (figures are not GPU figures)"
   DEVICE=cpu
 else
@@ -56,7 +63,9 @@ else
 fi
 
 # 1. The test suite (on CUDA where the tests choose the device automatically).
-TEST_ARGS=(-q -p no:cacheprovider -x)
+TEST_ARGS=(-q -p no:cacheprovider)
+# pytest-xdist, where present, spreads the suite over the machine's cores (the tests share no state).
+if has_module xdist; then TEST_ARGS+=(-n 8); fi
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   note "tests: Chromium/ChromeDriver not installed: the browser test is left out"
   TEST_ARGS+=(--ignore=tests/test_report_browser.py)
@@ -65,9 +74,9 @@ for optional in timm pydicom; do
   has_module "$optional" || note "tests: $optional is not installed: tests that need it fail or skip"
 done
 if [ "$QUICK" = 1 ]; then
-  part tests 120 python -m pytest "${TEST_ARGS[@]}" tests/test_metrics.py tests/test_store.py
+  part tests 120 "$PY" -m pytest "${TEST_ARGS[@]}" tests/test_metrics.py tests/test_store.py
 else
-  part tests 200 python -m pytest "${TEST_ARGS[@]}"
+  part tests 200 "$PY" -m pytest "${TEST_ARGS[@]}"
 fi
 
 # 2. Throughput of the pass against plain inference (peers where installed).
@@ -75,18 +84,18 @@ for peer in pytorch_grad_cam torchcam captum; do
   has_module "$peer" || note "throughput/cam_methods: $peer not installed: its rows are skipped"
 done
 if [ "$QUICK" = 1 ]; then
-  part throughput 120 python benchmarks/throughput.py --device "$DEVICE" --model resnet18 \
+  part throughput 120 "$PY" benchmarks/throughput.py --device "$DEVICE" --model resnet18 \
     --n-images 32 --batch-size 16 --workers 0 --image-size 64
-  part cam_methods 120 python benchmarks/cam_methods.py --device "$DEVICE" --models resnet18 \
+  part cam_methods 120 "$PY" benchmarks/cam_methods.py --device "$DEVICE" --models resnet18 \
     --iters 1 --warmup 1 --batch-size 4
-  part analysis 240 env AUDITOR_BENCH_QUICK=1 python benchmarks/analysis_scale.py \
+  part analysis 240 env AUDITOR_BENCH_QUICK=1 "$PY" benchmarks/analysis_scale.py \
     --json "$OUT_DIR/analysis.json"
 else
-  part throughput 80 python benchmarks/throughput.py --device "$DEVICE" --model resnet50 \
+  part throughput 80 "$PY" benchmarks/throughput.py --device "$DEVICE" --model resnet50 \
     --n-images 4096 --batch-size 128 --workers 12
-  part cam_methods 50 python benchmarks/cam_methods.py --device "$DEVICE" \
+  part cam_methods 50 "$PY" benchmarks/cam_methods.py --device "$DEVICE" \
     --models resnet18,resnet50 --batch-size 64 --iters 10 --warmup 3
-  part analysis 140 python benchmarks/analysis_scale.py --sizes 100000:100 1000000:1000 \
+  part analysis 140 "$PY" benchmarks/analysis_scale.py --sizes 100000:100 1000000:1000 \
     --json "$OUT_DIR/analysis.json"
 fi
 note "done in ${SECONDS}s; figures in $OUT_DIR"

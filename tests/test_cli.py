@@ -265,3 +265,17 @@ def test_every_audit_option_fills_the_config_field_of_its_name() -> None:
     for option in ("model", "weights", "target_layers", "reshape", "mean", "std", "device"):
         helps = {p.help for c in (audit, explain, sanity) for p in c.params if p.name == option}
         assert len(helps) == 1, option
+
+
+def test_every_option_is_declared_in_cli_options_not_in_the_commands() -> None:
+    import ast
+
+    from auditor import cli
+
+    tree = ast.parse(Path(cli.__file__).read_text(encoding="utf-8"))
+    declared = [
+        node.lineno for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "option"
+    ]
+    assert not declared, f"cli.py declares options at lines {declared}: move them to cli_options"

@@ -253,7 +253,7 @@ def test_controls_are_a_seeded_random_draw_not_the_largest_objects(data, monkeyp
 
     def spy(self, edit, positions, region, fmt, donors):
         drawn.append((edit, list(positions)))
-        return interventions._Outcome([], np.zeros(0, dtype=bool), np.zeros(0))
+        return interventions.EditOutcome([], np.zeros(0, dtype=bool), np.zeros(0))
 
     monkeypatch.setattr(interventions, "MAX_PER_CLASS", 4)
     monkeypatch.setattr(interventions._Runner, "run_edit", spy)

@@ -188,6 +188,26 @@ def test_a_band_along_the_bottom_is_found_as_a_band(gen):
     assert sorted(flag.evidence["members"]) == [f"camera/{i:03d}.png" for i in range(30)]
 
 
+def test_a_band_down_the_middle_says_its_columns_once(gen):
+    band = [(int(r), 5) for r in torch.randint(0, 7, (30,), generator=gen)]
+    cells = band + [tuple(x) for x in torch.randint(2, 5, (70, 2), generator=gen).tolist()]
+    parts = [("camera", spot_maps(cells, gen), centre_masks(100)),
+             _centred_class("deer", 100, gen)]
+    samples, maps = build(parts)
+    flag = fixed_location_flags(samples, maps, ["camera", "deer"])[0]
+    assert flag.evidence["region"] == "band down the image (columns 0.71-0.86)"
+    assert "the band down the image (columns 0.71-0.86), vs " in flag.message
+    assert "(x " not in flag.message  # the place is said once, not again as a box
+
+
+def test_a_corner_gives_its_box_once_in_the_message(gen):
+    cells = [(0, 0)] * 30 + [tuple(x) for x in torch.randint(2, 5, (70, 2), generator=gen).tolist()]
+    parts = [("horse", spot_maps(cells, gen), centre_masks(100)), _centred_class("cow", 100, gen)]
+    samples, maps = build(parts)
+    flag = fixed_location_flags(samples, maps, ["horse", "cow"])[0]
+    assert "the top-left corner (x 0.00-0.14, y 0.00-0.14 of the image), vs " in flag.message
+
+
 def test_a_frame_is_found_as_a_frame(gen):
     ring = [(0, 1), (1, 6), (6, 4), (3, 0)] * 10
     cells = ring + [tuple(x) for x in torch.randint(2, 5, (40, 2), generator=gen).tolist()]

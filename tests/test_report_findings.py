@@ -7,8 +7,13 @@ from auditor.detect.matching import flag_key, match_flags, region_of
 from auditor.report.sections.classes import class_ids, classes_section
 from auditor.report.sections.findings import MAX_CARDS, finding_cards, group_findings
 from auditor.report.sections.verdict import executive_summary
+from auditor.summary import DataFacts, Summary
 
 CORNER = [0.0, 0.0, 0.25, 0.25]
+
+
+def _summary(flags: list[dict], classes: list[str]) -> Summary:
+    return Summary(command="", config={}, data=DataFacts(classes=classes), flags=flags)
 
 
 def _flag(kind: str, cls: str | None, severity: str = "medium", score: float = 1.0,
@@ -40,6 +45,27 @@ def test_a_corner_tag_is_one_finding_with_its_four_flags_as_evidence() -> None:
         ["background_attention", "border_attention", "fixed_location", "intervention_sensitive"])
 
 
+def test_a_finding_is_titled_by_its_strongest_flag_not_by_the_one_with_a_region() -> None:
+    # The demo's pokemon: a high background_attention, a medium fixed_location band (the only
+    # flag with a region) and the high intervention that confirms the background.
+    flags = [
+        _flag("background_attention", "pokemon", "high", 0.02),
+        _flag("fixed_location", "pokemon", "medium", 0.3, region="band down the image"),
+        _flag("intervention_sensitive", "pokemon", "high", 1.0,
+              confirms={"kind": "background_attention", "class": "pokemon"}),
+    ]
+    [finding] = group_findings(flags)
+    assert finding.lead["kind"] == "background_attention"
+    assert finding.region == "band down the image"  # the place still comes from its flag
+    [card] = finding_cards(_summary(flags, ["pokemon", "digimon"]),
+                           class_ids(["pokemon", "digimon"]))["cards"]
+    assert card["title"] == "Attention on the background"
+    assert card["rows"][0]["message"] == "background_attention on pokemon"
+    # Equal severity: the documented kind order (a place before the background) decides.
+    flags[0]["severity"] = "medium"
+    assert group_findings(flags)[0].lead["kind"] == "fixed_location"
+
+
 def test_two_regions_on_one_class_are_two_findings_and_other_classes_stay_apart() -> None:
     flags = [
         _flag("fixed_location", "a", "high", 0.9, region_box=CORNER),
@@ -64,8 +90,7 @@ def test_confirmation_of_a_data_set_flag_joins_it_and_unknown_kinds_stand_alone(
         _flag("labels_permuted", None, "high", 1.0),
         _flag("some_future_kind", "c", "low", 0.1),
     ]
-    cards = finding_cards({"flags": flags, "data": {"classes": ["a", "b", "c"]}},
-                          class_ids(["a", "b", "c"]))["cards"]
+    cards = finding_cards(_summary(flags, ["a", "b", "c"]), class_ids(["a", "b", "c"]))["cards"]
     assert [c["kind"] for c in cards] == ["labels_permuted", "border_pixels_shortcut",
                                           "some_future_kind"]
     assert [c["level"] for c in cards] == ["model", "data set", "class"]
@@ -79,7 +104,7 @@ def test_a_thousand_classes_make_at_most_ten_cards_ranked_by_severity_and_suppor
     flags += [f for c in classes[370:375] for f in _corner_tag(c)]
     flags += [_flag("border_attention", c, "low") for c in classes[400:500]]
     flags += [_flag(f"kind_{k}", classes[k], "low") for k in range(12)]
-    summary = {"flags": flags, "data": {"classes": classes}}
+    summary = _summary(flags, classes)
     result = finding_cards(summary, class_ids(classes))
     cards = result["cards"]
     assert len(cards) == MAX_CARDS
@@ -109,8 +134,7 @@ def test_flags_match_across_runs_by_kind_class_and_region_words() -> None:
 
 def test_class_table_lists_every_class_worst_first_with_its_kinds() -> None:
     classes = ["x", "y", "z"]
-    summary = {"flags": [_flag("border_attention", "z", "low"), *_corner_tag("y")],
-               "data": {"classes": classes}}
+    summary = _summary([_flag("border_attention", "z", "low"), *_corner_tag("y")], classes)
     table = classes_section(summary, classes, new_keys={("border_attention", "z", None)})
     assert [r["name"] for r in table["rows"]] == ["y", "z", "x"]
     assert table["rows"][0]["severity"] == "high"

@@ -15,12 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from auditor.detect.flags import Flag
 from auditor.errors import RunDirectoryError, UsageError
 from auditor.report import render_report, summary_html, summary_json, write_samples_csv
 from auditor.report.formatting import fmt_number
 from auditor.report.sections import class_maps, probes
 from auditor.report.sections import unreadable as unreadable_section
 from auditor.report.sections.verdict import verdict as verdict_of
+from auditor.summary import DataFacts, Summary, read_summary, write_summary
 from tests.helpers.run_fixtures import (
     HOSTILE_CLASSES,
     build_run,
@@ -118,8 +120,18 @@ def test_interventions_are_named_in_words_and_confirm_their_finding(
         full: tuple[Path, str]) -> None:
     text = _text(_parse(full[1]))
     assert "border band blanked: flips 40% of predictions (control 5%)" in text
-    # A record without a description (an older summary.json) shows its edit code.
-    assert "swap_background" in text
+    assert "attention box swapped for another class's" in text
+
+
+def test_an_older_intervention_record_without_description_shows_its_edit_code(
+        tmp_path: Path) -> None:
+    run = full_run(tmp_path / "run")
+    summary = read_summary(run)
+    assert summary.interventions is not None
+    summary.interventions.append({"class": "cat", "edit": "swap_background", "n": 6,
+                                  "flip_rate": 0.1, "control_flip_rate": 0.0})
+    write_summary(run, summary)
+    assert "swap_background" in _text(_parse(render_report(run).read_text(encoding="utf-8")))
 
 
 def test_report_with_no_flag_says_so_and_marks_absent_sections_not_run(
@@ -292,34 +304,67 @@ def test_summary_json_is_the_run_summary(full: tuple[Path, str]) -> None:
     assert "Mañana" in text  # non-ASCII kept readable, not \u-escaped
 
 
-def test_notebook_summary_shows_verdict_flags_and_accuracy_escaped(
+def test_notebook_summary_shows_the_reports_findings_not_its_flags_escaped(
     full: tuple[Path, str],
 ) -> None:
-    summary = json.loads((full[0] / "summary.json").read_text(encoding="utf-8"))
+    summary = read_summary(full[0])
     html = summary_html(summary)
     page = _parse(html)
     text = _text(page)
-    assert "4 signs of shortcut learning found" in text
-    assert "fixed_location" in text
+    # The fixture's four flags are two findings (fixed_location + border + its intervention on
+    # one class; the metadata probe): the notebook says what the report's verdict says.
+    report = _text(_parse(full[1]))
+    assert "2 signs of shortcut learning found in 1 of 3 classes, from 4 flags" in text
+    assert "2 signs of shortcut learning found in 1 of 3 classes, from 4 flags" in report
+    assert "2 findings from 4 flags" in text
+    assert "Attention returns to a fixed place in 1 of 3 classes" in text
+    assert "File properties predict the label across the data set" in text
+    assert "border_attention" not in text  # joined into the fixed_location finding
     assert "66.7%" in text
     assert HOSTILE_CLASSES[0] in text
     assert "<script>" not in html
     assert len(html) < 10_000
 
 
+def test_withheld_flags_are_each_listed_collapsed_with_why(tmp_path: Path) -> None:
+    run = clean_run(tmp_path / "run")
+    summary = read_summary(run)
+    chance = Flag("model_at_chance", "high", None, 0.01, "The model is no better than chance",
+                  {"accuracy": 0.34, "chance": 0.33})
+    summary.flags = [chance.to_dict()]
+    summary.withheld_flags = [
+        Flag("fixed_location", "high", "dog", 0.8, "class dog: peaks in the top-left corner",
+             {"region_box": [0.0, 0.0, 0.25, 0.25]}).to_dict(),
+        Flag("background_attention", "medium", "cat", 0.3, "class cat: <b>background</b>",
+             {}).to_dict(),
+    ]
+    write_summary(run, summary)
+    html = render_report(run).read_text(encoding="utf-8")
+    withheld = html[html.index('<details class="withheld"'):]
+    withheld = withheld[:withheld.index("</details>")]
+    text = _text(_parse(withheld))
+    assert "2 class-level flags withheld by the model check" in text
+    assert "Withheld because the model is no better than chance" in text
+    assert text.index("class dog: peaks in the top-left corner") < text.index(
+        "class cat: <b>background</b>")  # strongest first, the message escaped
+    assert "<b>background</b>" not in html
+    assert "Attention returns to a fixed place" in text
+    # The notebook says how many were withheld.
+    assert "2 class-level flags withheld" in _text(_parse(summary_html(summary)))
+
+
 def test_verdict_level_is_the_worst_severity_and_warns_on_many_errors() -> None:
-    summary = {
-        "data": {"n_samples": 100, "n_ok": 90, "n_errors": 10, "classes": ["a", "b"]},
-        "flags": [{"severity": "low"}, {"severity": "medium"}],
-    }
+    facts = DataFacts(n_samples=100, n_ok=90, n_errors=10, classes=["a", "b"])
+    summary = Summary(command="", config={}, data=facts,
+                      flags=[{"severity": "low"}, {"severity": "medium"}])
     verdict = verdict_of(summary)
     assert verdict["level"] == "medium"
     assert verdict["partial"]
     assert verdict["error_share"] == pytest.approx(0.1)
-    summary["data"]["n_errors"] = 1
-    summary["data"]["n_ok"] = 99
+    facts.n_errors, facts.n_ok = 1, 99
     assert not verdict_of(summary)["partial"]
-    assert verdict_of({"data": {"n_samples": 3, "n_ok": 3}})["level"] == "ok"
+    clean = Summary(command="", config={}, data=DataFacts(n_samples=3, n_ok=3))
+    assert verdict_of(clean)["level"] == "ok"
 
 
 def test_peak_grid_counts_cells_with_row_zero_at_the_top() -> None:

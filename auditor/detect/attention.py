@@ -68,6 +68,12 @@ from auditor.data.regions import SIDES, side_bands
 from auditor.detect.fdr import ClassTest, control_fdr
 from auditor.detect.flags import Flag, Severity, severity_at
 from auditor.detect.groups import class_rows
+from auditor.detect.stats import (
+    PooledSample,
+    group_vs_rest_mannwhitneyu,
+    pooled_sample,
+    rest_median,
+)
 from auditor.errors import UsageError
 from auditor.metrics import normalise_maps, upsample_maps
 
@@ -163,17 +169,19 @@ def _chance_test(values: np.ndarray, direction: str) -> tuple[float, float, floa
     return float(result.statistic), float(result.pvalue), effect
 
 
-def _rest_test(values: np.ndarray, rest: np.ndarray, direction: str) -> tuple[float, float, float]:
-    """(U, p, effect) of the class vs the rest; effect = rank-biserial towards `direction`."""
-    if rest.size == 0:
+def _rest_test(pooled: PooledSample, positions: np.ndarray,
+               direction: str) -> tuple[float, float, float]:
+    """(U, p, effect) of the class (rows `positions` of the pooled ratios) vs the rest;
+    effect = rank-biserial towards `direction`."""
+    n_rest = pooled.values.size - positions.size
+    if n_rest == 0:
         return math.nan, math.nan, math.nan
-    result = stats.mannwhitneyu(values, rest, alternative=direction)
-    u = float(result.statistic)
+    u, p = group_vs_rest_mannwhitneyu(pooled, positions, direction)
     # U counts pairs where the class value is larger (ties half): P(class > rest).
-    effect = 2.0 * u / (values.size * rest.size) - 1.0
+    effect = 2.0 * u / (positions.size * n_rest) - 1.0
     if direction == "less":
         effect = -effect
-    return u, float(result.pvalue), effect
+    return u, p, effect
 
 
 def _severity(rule: _Rule, ratio_median: float, n: int, effect_chance: float, p_rest: float,
@@ -205,14 +213,14 @@ def _reference(rule: _Rule, rows: pd.DataFrame) -> np.ndarray:
     return reference
 
 
-def _class_test(rule: _Rule, ok: pd.DataFrame, keys: pd.Series, name: str) -> ClassTest | None:
-    """The rule's test on one class (None when it has too few samples to test)."""
-    finite = ok[np.isfinite(ok[rule.column].to_numpy(dtype=float))]
-    ratios_all = finite[rule.column].to_numpy(dtype=float) / _reference(rule, finite)
-    is_mine = (finite["label"] == name).to_numpy()
-    mine = finite[is_mine]
+def _class_test(rule: _Rule, finite: pd.DataFrame, pooled: PooledSample, keys: pd.Series,
+                name: str, positions: np.ndarray) -> ClassTest | None:
+    """The rule's test on class `name`, whose rows are `positions` of `finite` (the ok rows
+    whose measure is finite; `pooled` their ratios to the reference, ranked once). None when
+    the class has too few samples to test."""
+    mine = finite.iloc[positions]
     values = mine[rule.column].to_numpy(dtype=float)
-    ratios = ratios_all[is_mine]
+    ratios = pooled.values[positions]
     n = values.size
     if n < MIN_SAMPLES:
         return None
@@ -223,8 +231,8 @@ def _class_test(rule: _Rule, ok: pd.DataFrame, keys: pd.Series, name: str) -> Cl
     statistic, p_chance, effect_chance = _chance_test(ratios, rule.direction)
     if not (is_off and effect_chance >= MIN_EFFECT):
         return ClassTest(rule.kind, name, p_chance, None)
-    rest = ratios_all[~is_mine]
-    u, p_rest, effect_rest = _rest_test(ratios, rest, rule.direction)
+    n_rest = pooled.values.size - n
+    u, p_rest, effect_rest = _rest_test(pooled, positions, rule.direction)
     severity = _severity(rule, ratio_median, n, effect_chance, p_rest, effect_rest)
     score = 1.0 - ratio_median if rule.direction == "less" else ratio_median - 1.0
 
@@ -254,8 +262,8 @@ def _class_test(rule: _Rule, ok: pd.DataFrame, keys: pd.Series, name: str) -> Cl
         "wilcoxon_statistic": _float(statistic),
         "p_chance": _float(p_chance),
         "effect_chance": _float(effect_chance),
-        "rest_median": _float(np.median(rest)) if rest.size else None,
-        "n_rest": int(rest.size),
+        "rest_median": _float(rest_median(pooled, positions)) if n_rest else None,
+        "n_rest": int(n_rest),
         "mannwhitney_u": _float(u),
         "p_rest": _float(p_rest),
         "effect_rest": _float(effect_rest),
@@ -297,9 +305,21 @@ def _class_test(rule: _Rule, ok: pd.DataFrame, keys: pd.Series, name: str) -> Cl
 
 
 def _rule_tests(rule: _Rule, samples: pd.DataFrame, classes: list[str]) -> list[ClassTest]:
+    """The rule's test of every class: the ok rows with a finite measure and their ratios are
+    found and ranked once, each class's rows by one grouping (a scan or a ranking per class
+    costs rows x classes)."""
     ok = _ok(samples)
     keys = sample_keys(samples)
-    tests = (_class_test(rule, ok, keys, name) for name in classes)
+    # Only the columns a test reads: taking rows of every column, per class, costs more than
+    # the tests themselves.
+    used = ["label", "correct", "fg_energy", "border_energy", "fg_enrichment_ceiling",
+            "foreground_source", rule.column]
+    finite = ok.loc[np.isfinite(ok[rule.column].to_numpy(dtype=float)),
+                    [c for c in dict.fromkeys(used) if c in ok.columns]]
+    pooled = pooled_sample(finite[rule.column].to_numpy(dtype=float) / _reference(rule, finite))
+    positions = class_rows(finite["label"].to_numpy(), classes)
+    tests = (_class_test(rule, finite, pooled, keys, name, positions[name])
+             for name in classes)
     return [t for t in tests if t is not None]
 
 
@@ -349,10 +369,10 @@ def annotate_border_sides(flags: list[Flag], samples: pd.DataFrame, maps: np.nda
     """Add `evidence["border_sides"]` (border_sides of the class's ok maps) to each
     border_attention flag, so its intervention blanks only the band where attention is.
     maps: float [N, h, w], one per ok row of samples in order."""
-    labels = _ok(samples)["label"].to_numpy()
-    for flag in flags:
-        if flag.kind == "border_attention":
-            flag.evidence["border_sides"] = border_sides(maps[labels == flag.class_name], border)
+    flagged = [flag for flag in flags if flag.kind == "border_attention"]
+    positions = class_rows(_ok(samples)["label"].to_numpy(), [f.class_name for f in flagged])
+    for flag in flagged:
+        flag.evidence["border_sides"] = border_sides(maps[positions[flag.class_name]], border)
 
 
 def degenerate_mask(samples: pd.DataFrame) -> pd.Series:

@@ -57,6 +57,7 @@ from scipy.sparse import csgraph
 from scipy.sparse.linalg import eigsh
 from sklearn.cluster import SpectralClustering
 
+from auditor.detect.groups import class_rows
 from auditor.errors import UsageError
 
 GRID = 8
@@ -70,6 +71,7 @@ MIN_CANDIDATE_SIZE = 3
 TIGHT_QUANTILE = 0.01
 RANDOM_SUBSETS = 200
 BORDER_LIFT_OFF = 1.5
+_MEASURES = ("fg_energy", "fg_enrichment", "border_energy", "border_lift")
 
 
 def _pooled(maps: np.ndarray) -> np.ndarray:
@@ -246,15 +248,19 @@ def cluster_maps(
                          f"{maps.shape}. Load them with RunReader.load_maps(ok indices).")
     if max_per_class < 1:
         raise UsageError(f"max_per_class must be at least 1, got {max_per_class}")
-    flat = maps.reshape(len(maps), -1).astype(np.float64)
-    usable = np.isfinite(flat).all(axis=1) & (np.nan_to_num(flat).max(axis=1) > 0) \
+    # A map with a non-finite value has a NaN (or infinite) maximum: not usable either way.
+    flat = maps.reshape(len(maps), -1)
+    usable = np.isfinite(flat).all(axis=1) & (flat.max(axis=1) > 0) \
         if flat.size else np.zeros(len(maps), dtype=bool)
     rng = np.random.default_rng(seed)
-    labels = ok["label"].to_numpy()
+    # Each class's rows from one grouping, and only the columns a cluster reads: a scan of
+    # every label, or a slice of every column, per class costs rows x classes.
+    table = ok[[c for c in ("index", *_MEASURES) if c in ok.columns]]
+    positions = class_rows(ok["label"].to_numpy(), classes)
     out: dict[str, list[dict[str, Any]]] = {}
     for name in classes:
-        rows = np.flatnonzero((labels == name) & usable)
+        rows = positions[name][usable[positions[name]]]
         if rows.size > max_per_class:
             rows = np.sort(rng.choice(rows, size=max_per_class, replace=False))
-        out[name] = _cluster_class(ok.iloc[rows], maps[rows], seed) if rows.size else []
+        out[name] = _cluster_class(table.iloc[rows], maps[rows], seed) if rows.size else []
     return out

@@ -134,8 +134,9 @@ class InterventionResult:
 
 
 @dataclass
-class _Outcome:
-    """One edit measured on a set of samples: flipped bool [n], prob_drop float [n]."""
+class EditOutcome:
+    """One edit measured on a set of samples: their positions, whether each prediction flipped
+    (bool [n]) and the drop in each one's true-class probability (float [n])."""
 
     positions: list[int]
     flipped: np.ndarray
@@ -239,7 +240,7 @@ class _Runner:
         return torch.cat(out)
 
     def measure(self, positions: list[int], originals: torch.Tensor,
-                edited: torch.Tensor) -> _Outcome:
+                edited: torch.Tensor) -> EditOutcome:
         labels = torch.tensor([int(self.ok.at[p, "label_index"]) for p in positions])
         missing = [i for i, p in enumerate(positions) if p not in self.before]
         if missing:  # the unedited inputs are shared by every edit: classified once
@@ -257,16 +258,16 @@ class _Runner:
         drop = before.gather(1, labels[:, None])[:, 0] - after.gather(1, labels[:, None])[:, 0]
         keep = correct.numpy()
         kept = [p for p, k in zip(positions, keep, strict=True) if k]
-        return _Outcome(kept, flipped.numpy()[keep], drop.numpy()[keep].astype(np.float64))
+        return EditOutcome(kept, flipped.numpy()[keep], drop.numpy()[keep].astype(np.float64))
 
     # --- edits ------------------------------------------------------------------------------
     def run_edit(self, edit: str, positions: list[int], region: torch.Tensor | None,
-                 fmt: str | None, donors: list[int] | None) -> _Outcome:
+                 fmt: str | None, donors: list[int] | None) -> EditOutcome:
         """Apply one edit to the samples at `positions` and measure it."""
         need_fg = edit.startswith("background")
         kept, images, masks = self.load(positions, need_fg)
         if not kept:
-            return _Outcome([], np.zeros(0, dtype=bool), np.zeros(0))
+            return EditOutcome([], np.zeros(0, dtype=bool), np.zeros(0))
         images = images.to(self.device)
         masks = masks.to(self.device) if masks is not None else None
         if edit == "background_constant":
@@ -276,7 +277,7 @@ class _Runner:
         elif edit in ("background_swap", "box_swap"):
             backgrounds = self._backgrounds(len(kept), donors)
             if backgrounds is None:
-                return _Outcome([], np.zeros(0, dtype=bool), np.zeros(0))
+                return EditOutcome([], np.zeros(0, dtype=bool), np.zeros(0))
             edited = replace_background(images, masks, backgrounds) \
                 if edit == "background_swap" else fill_region(images, region, backgrounds)
         elif edit == "border_blank" or edit == "box_blank":
@@ -284,7 +285,7 @@ class _Runner:
         elif edit.startswith("format_to_"):
             kept, images, edited = self._reencoded(kept, images, fmt or "JPEG")
             if not kept:
-                return _Outcome([], np.zeros(0, dtype=bool), np.zeros(0))
+                return EditOutcome([], np.zeros(0, dtype=bool), np.zeros(0))
         else:
             raise AuditorError(f"internal: unknown intervention edit {edit!r}")
         return self.measure(kept, images, edited)
@@ -329,7 +330,7 @@ def _severity(effect: float, n: int) -> Severity:
     return severity_at(level)
 
 
-def _comparison(test: _Outcome, control: _Outcome, paired: bool) -> dict[str, Any]:
+def _comparison(test: EditOutcome, control: EditOutcome, paired: bool) -> dict[str, Any]:
     """Differences and one-sided p-values of an edit against one control (module rule).
 
     Unpaired (different samples): Fisher exact on flips, Mann-Whitney U on drops. Paired (the
@@ -360,8 +361,8 @@ def _comparison(test: _Outcome, control: _Outcome, paired: bool) -> dict[str, An
             "effect": max(d for d, _ in material) if material else max(diff_flip, diff_drop)}
 
 
-def _statistics(test: _Outcome, control: _Outcome, paired: bool,
-                elsewhere: _Outcome | None) -> dict[str, Any]:
+def _statistics(test: EditOutcome, control: EditOutcome, paired: bool,
+                elsewhere: EditOutcome | None) -> dict[str, Any]:
     """Rates, differences and one-sided p-values of one edit against its control and, where
     there is one, the equal-area edit elsewhere on the same images (module rule). `p_value`
     is the larger of the two comparisons' p (both must hold); the decision is taken over the
@@ -396,6 +397,26 @@ def _statistics(test: _Outcome, control: _Outcome, paired: bool,
         record.update(elsewhere_p_value=there["p"], elsewhere_effect=float(there["effect"]),
                       p_value=max(versus["p"], there["p"]))
     return record
+
+
+def edit_record(name: str, edit: str, flag: Flag, control_label: str, test: EditOutcome,
+                control: EditOutcome, paired: bool,
+                elsewhere: EditOutcome | None) -> dict[str, Any]:
+    """One summary.json ``interventions`` record: ``edit`` measured on class ``name`` against
+    its control (and the same area elsewhere), testing ``flag``; decided by decide_records."""
+    return {"class": name, "edit": edit, "description": _DESCRIPTIONS[edit],
+            **_statistics(test, control, paired, elsewhere),
+            "confirms": flag.kind, "flag_class": flag.class_name, "control": control_label}
+
+
+def decide_records(records: list[dict[str, Any]]) -> None:
+    """One Benjamini-Hochberg family of every record: each gains ``q_value`` and
+    ``confirmed`` (q <= FDR), in place."""
+    for record, q in zip(records, bh_qvalues(np.array(
+            [r["p_value"] if r["p_value"] is not None else np.nan for r in records])),
+            strict=True):
+        record["q_value"] = float(q) if record["p_value"] is not None else None
+        record["confirmed"] = bool(record["p_value"] is not None and q <= FDR)
 
 
 def _sentence(edit: str, record: dict[str, Any]) -> str:
@@ -476,9 +497,9 @@ def run_interventions(samples: pd.DataFrame, flags: list[Flag], model: nn.Module
     runner = _Runner(samples, model, dataset, config, device)
     classes = list(dataset.index.classes)
     paths = samples.set_index("index")["rel_path"] if "rel_path" in samples else None
-    measured: dict[tuple, tuple[_Outcome, _Outcome, _Outcome | None]] = {}
+    measured: dict[tuple, tuple[EditOutcome, EditOutcome, EditOutcome | None]] = {}
     # Phase 1: every edit of every (flag, class), measured once.
-    tested: list[tuple[Flag, str, list[tuple[dict[str, Any], _Outcome]]]] = []
+    tested: list[tuple[Flag, str, list[tuple[dict[str, Any], EditOutcome]]]] = []
     for flag in testable:
         flagged = {f.class_name for f in flags if f.kind == flag.kind}
         for name in [flag.class_name] if flag.class_name is not None else classes:
@@ -495,20 +516,12 @@ def run_interventions(samples: pd.DataFrame, flags: list[Flag], model: nn.Module
                     measured[key] = (plan.test(), plan.control(),
                                      plan.elsewhere() if plan.elsewhere else None)
                 test, control, elsewhere = measured[key]
-                record = {"class": name, "edit": plan.edit,
-                          "description": _DESCRIPTIONS[plan.edit],
-                          **_statistics(test, control, plan.paired, elsewhere),
-                          "confirms": flag.kind, "flag_class": flag.class_name,
-                          "control": plan.control_label}
+                record = edit_record(name, plan.edit, flag, plan.control_label, test, control,
+                                     plan.paired, elsewhere)
                 rows.append((record, test))
             tested.append((flag, name, rows))
     # Phase 2: one Benjamini-Hochberg family of every record, then the decisions.
-    records = [record for _, _, rows in tested for record, _ in rows]
-    for record, q in zip(records, bh_qvalues(np.array(
-            [r["p_value"] if r["p_value"] is not None else np.nan for r in records])),
-            strict=True):
-        record["q_value"] = float(q) if record["p_value"] is not None else None
-        record["confirmed"] = bool(record["p_value"] is not None and q <= FDR)
+    decide_records([record for _, _, rows in tested for record, _ in rows])
     notes: dict[int, tuple[list[str], list[str]]] = {}
     for flag, name, rows in tested:
         mine_notes, confirmed_notes = notes.setdefault(id(flag), ([], []))
@@ -541,11 +554,11 @@ class _Plan:
     same edit on an equal area elsewhere on the same images."""
 
     edit: str
-    test: Callable[[], _Outcome]
-    control: Callable[[], _Outcome]
+    test: Callable[[], EditOutcome]
+    control: Callable[[], EditOutcome]
     control_label: str
     paired: bool
-    elsewhere: Callable[[], _Outcome] | None = None
+    elsewhere: Callable[[], EditOutcome] | None = None
     region_key: bytes = b""
 
 
@@ -592,7 +605,7 @@ def _plan(edit: str, flag: Flag, name: str, mine: pd.DataFrame, runner: _Runner,
                  paired=False, elsewhere=elsewhere, region_key=key)
 
 
-def _confirming_flag(flag: Flag, name: str, best: tuple[float, str, _Outcome, dict[str, Any]],
+def _confirming_flag(flag: Flag, name: str, best: tuple[float, str, EditOutcome, dict[str, Any]],
                      records: list[dict[str, Any]], paths: pd.Series | None) -> Flag:
     effect, edit, outcome, record = best
     order = np.argsort(-outcome.drops, kind="stable")

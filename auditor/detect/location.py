@@ -206,19 +206,36 @@ def cells_box(cells: np.ndarray) -> list[float]:
 def describe_cells(cells: np.ndarray, shape: str) -> str:
     """A region of the family in words: "top-left corner", "band along the bottom edge",
     "band across the image (rows 0.25-0.50)", "frame around the image"."""
+    words, span = _region_words(cells, shape)
+    return f"{words} ({span})" if span else words
+
+
+def _region_words(cells: np.ndarray, shape: str) -> tuple[str, str | None]:
+    """The region's words and, for a band away from the edges, the rows or columns it spans
+    (which the words alone cannot say); None otherwise."""
     box = cells_box(cells)
     if shape == "frame":
-        return "frame around the image"
+        return "frame around the image", None
     if shape == "band":
         horizontal = box[0] == 0 and box[2] == 1
         if horizontal:
             where = ("top edge" if box[1] == 0 else "bottom edge" if box[3] == 1 else None)
-            return f"band along the {where}" if where else "band across the image (rows " \
-                f"{box[1]:.2f}-{box[3]:.2f})"
+            return ((f"band along the {where}", None) if where else
+                    ("band across the image", f"rows {box[1]:.2f}-{box[3]:.2f}"))
         where = "left edge" if box[0] == 0 else "right edge" if box[2] == 1 else None
-        return f"band along the {where}" if where else "band down the image (columns " \
-            f"{box[0]:.2f}-{box[2]:.2f})"
-    return describe_region(box)
+        return ((f"band along the {where}", None) if where else
+                ("band down the image", f"columns {box[0]:.2f}-{box[2]:.2f}"))
+    return describe_region(box), None
+
+
+def place_text(cells: np.ndarray, shape: str) -> str:
+    """Where a region is, for a message, its coordinates said once: "band down the image
+    (columns 0.69-0.81)", "top-left corner (x 0.00-0.25, y 0.00-0.25 of the image)"."""
+    words, span = _region_words(cells, shape)
+    if span is None:
+        box = cells_box(cells)
+        span = f"x {box[0]:.2f}-{box[2]:.2f}, y {box[1]:.2f}-{box[3]:.2f} of the image"
+    return f"{words} ({span})"
 
 
 def _scan_grid(maps: torch.Tensor) -> tuple[int, int]:
@@ -382,8 +399,7 @@ def _flag(name: str, cells: np.ndarray, shape: str, n: int, k: int, base: float,
     where = describe_cells(cells, shape)
     other = "other classes' maps" if against_rest else "maps spread evenly"
     message = (f"class {name}: {share:.0%} of its maps ({k} of {n}) peak in the same off-object "
-               f"region, the {where} (x {box[0]:.2f}-{box[2]:.2f}, y {box[1]:.2f}-{box[3]:.2f} "
-               f"of the image), vs {base:.0%} of {other}")
+               f"region, the {place_text(cells, shape)}, vs {base:.0%} of {other}")
     evidence: dict[str, Any] = {
         "rule": "scan of windows, bands and a frame on the peak grid; one-sided Fisher exact "
                 "test vs the other classes' peaks (binomial vs the area share without them), "

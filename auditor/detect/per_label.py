@@ -48,6 +48,7 @@ def one_vs_rest_probes(
     thumbs: np.ndarray | None = None,
     border: float = 0.1,
     seed: int = 0,
+    population: int | None = None,
 ) -> PerLabelProbes:
     """Probe each label against the rest.
 
@@ -58,6 +59,7 @@ def one_vs_rest_probes(
         thumbs: uint8 [N, 3, H, W] border thumbnails, or None.
         border: border band width as a fraction of each side.
         seed: seeds the permutations, folds and forests of every label alike.
+        population: the images of the data set when `props` is a subsample (run_probes).
     """
     members = np.zeros((len(label_sets), len(classes)), dtype=bool)
     for row, labels in enumerate(label_sets):
@@ -70,7 +72,8 @@ def one_vs_rest_probes(
         if y.min() == y.max():
             notes.append(f"label {name}: {'every' if y[0] else 'no'} image has it; not probed")
             continue
-        result = run_probes(props, y, [f"not {name}", name], thumbs, border=border, seed=seed)
+        result = run_probes(props, y, [f"not {name}", name], thumbs, border=border, seed=seed,
+                            population=population)
         for flag in result.flags:
             flag.class_name = name
             flag.message = f"Label {name}: {flag.message}"

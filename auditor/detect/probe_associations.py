@@ -93,8 +93,12 @@ def _tables(codes: np.ndarray, n_levels: int, ys: np.ndarray, n_classes: int) ->
 
 
 def association(
-    name: str, col: Column, y: np.ndarray, names: list[str], perms: np.ndarray
+    name: str, col: Column, y: np.ndarray, names: list[str], perms: np.ndarray,
+    interval_seed: int | None = None,
 ) -> dict[str, Any]:
+    """The association of one encoded property with the labels y (see property_association);
+    with `interval_seed`, also `strength_ci`, the 95% bootstrap interval of the strength
+    (strength_interval), for a strength measured on a subsample."""
     k = len(names)
     r = len(col.levels)
     observed = _tables(col.codes, r, y[None, :], k)[0]
@@ -124,7 +128,7 @@ def association(
         h_label = float(-(class_p[class_p > 0] * np.log2(class_p[class_p > 0])).sum())
         strength = min(1.0, value / h_label) if h_label > 0 else 0.0
         by_class = numeric_summary(col.values, y, names)
-    return {
+    found = {
         "property": name,
         "kind": col.kind,
         "statistic": statistic,
@@ -134,6 +138,44 @@ def association(
         "n_levels": r,
         "by_class": by_class,
     }
+    if interval_seed is not None:
+        found["strength_ci"] = strength_interval(observed, col.kind,
+                                                 np.random.default_rng(interval_seed))
+    return found
+
+
+BOOTSTRAP_TABLES = 200
+_BOOTSTRAP_CELLS = 1 << 22  # bounds the resampled tables held at once
+
+
+def table_strength(tables: np.ndarray, kind: str) -> np.ndarray:
+    """Strength of contingency tables [..., R, K] (property levels x classes): bias-corrected
+    Cramér's V for a categorical property, MI / H(label) clipped to 1 for a numeric one."""
+    if kind == "categorical":
+        return cramers_v(tables)
+    t = np.asarray(tables, dtype=np.float64)
+    class_p = t.sum(axis=-2) / np.maximum(t.sum(axis=(-2, -1)), 1)[..., None]
+    logs = np.log2(np.where(class_p > 0, class_p, 1.0))
+    h_label = -(class_p * logs).sum(axis=-1)
+    ratio = mutual_information(t) / np.where(h_label > 0, h_label, 1.0)
+    return np.where(h_label > 0, np.minimum(1.0, ratio), 0.0)
+
+
+def strength_interval(observed: np.ndarray, kind: str,
+                      rng: np.random.Generator) -> list[float]:
+    """95% bootstrap interval [low, high] of the strength of the table `observed` [R, K]: the
+    2.5th and 97.5th percentiles over BOOTSTRAP_TABLES tables drawn from the multinomial of
+    its cell shares with its total (rows resampled with replacement, in one draw per table)."""
+    n = int(observed.sum())
+    shares = observed.ravel() / max(n, 1)
+    chunk = max(1, _BOOTSTRAP_CELLS // max(shares.size, 1))
+    strengths = []
+    for start in range(0, BOOTSTRAP_TABLES, chunk):
+        size = min(chunk, BOOTSTRAP_TABLES - start)
+        tables = rng.multinomial(n, shares, size=size).reshape(size, *observed.shape)
+        strengths.append(table_strength(tables, kind))
+    low, high = np.quantile(np.concatenate(strengths), [0.025, 0.975])
+    return [float(low), float(high)]
 
 
 def categorical_table(observed: np.ndarray, levels: list[str], names: list[str]) -> dict[str, Any]:

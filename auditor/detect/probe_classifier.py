@@ -12,6 +12,7 @@ import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedKFold
 
+from auditor.detect.groups import class_rows
 from auditor.detect.probe_rule import (
     CHANCE_MARGIN,
     MAX_FLAG_SAMPLES,
@@ -46,8 +47,9 @@ def subsample(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return np.arange(len(y))
     frac = MAX_CLASSIFIER_ROWS / len(y)
     picked = []
-    for c in np.unique(y):
-        members = np.flatnonzero(y == c)
+    # Each class's rows from one grouping (a scan per class costs rows x classes); the same
+    # draws in the same order as a scan would make.
+    for members in class_rows(y, np.unique(y)).values():
         take = min(len(members), max(MIN_SUBSAMPLE_CLASS_ROWS, round(len(members) * frac)))
         picked.append(rng.choice(members, size=take, replace=False))
     return np.sort(np.concatenate(picked))

@@ -118,6 +118,7 @@ def run_probes(
     border: float = 0.1,
     seed: int = 0,
     n_permutations: int = 200,
+    population: int | None = None,
 ) -> ProbeResult:
     """Model-free shortcut probes over a labelled data set (see the module docstring).
 
@@ -130,13 +131,25 @@ def run_probes(
         border: border band width as a fraction of each side, in (0, 0.5).
         seed: seeds the permutations, the folds and the forests.
         n_permutations: label shuffles for the p-values (0: no p-values).
+        population: the rows of the data set when `props` is a subsample of them
+            (probe_run.probe_samples above PROBE_ROWS): said in the notes and settings, and
+            every association gets the 95% bootstrap interval of its strength.
 
     Returns:
         ProbeResult with associations, both probe summaries and the flags.
     """
     labels_arr = validate_inputs(props, labels, classes, thumbs, border, n_permutations)
-    settings = {"border": border, "seed": seed, "n_permutations": n_permutations}
+    settings: dict[str, Any] = {"border": border, "seed": seed,
+                                "n_permutations": n_permutations}
     notes: list[str] = []
+    subsampled = population is not None and population > len(props)
+    if subsampled:
+        settings["subsample"] = {"rows": len(props), "of": population}
+        notes.append(
+            f"the probes ran on a seeded subsample of {len(props):,} of the {population:,} "
+            "rows (each class keeps its share): counts and p-values are the subsample's, each "
+            "association's strength has its 95% bootstrap interval (strength_ci), each "
+            "probe's accuracy its 95% Wilson interval")
     keep = labels_arr >= 0
     if not keep.all():
         notes.append(f"{int((~keep).sum())} rows without a label were left out of the probes")
@@ -170,7 +183,9 @@ def run_probes(
     columns, skipped_props = encode_properties(frame)
     rng = np.random.default_rng(seed)
     perms = permutations(y, n_permutations, rng)
-    associations = [association(name, col, y, names, perms) for name, col in columns.items()]
+    interval_seed = seed if subsampled else None
+    associations = [association(name, col, y, names, perms, interval_seed)
+                    for name, col in columns.items()]
     associations.sort(key=lambda a: -a["strength"])
 
     meta_x, meta_groups = property_features(len(frame), columns, border_group=False)

@@ -1,12 +1,16 @@
-"""Statistics the probes use: the Wilson interval of a proportion, Cramér's V and mutual
-information of contingency tables (batched over tables). Pure functions of numbers.
+"""Statistics the detectors use: the Wilson interval of a proportion, Cramér's V and mutual
+information of contingency tables (batched over tables), and each group of one pooled sample
+against the rest of it (Mann-Whitney U, median of the rest) from one ranking of the whole
+sample. Pure functions of numbers.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
+from scipy import special, stats
 from scipy.stats import norm
 
 from auditor.errors import UsageError
@@ -70,3 +74,82 @@ def mutual_information(table: np.ndarray) -> np.ndarray:
     outer = p.sum(axis=-1, keepdims=True) * p.sum(axis=-2, keepdims=True)
     ratio = np.where(p > 0, p / np.where(outer > 0, outer, 1.0), 1.0)
     return np.maximum((p * np.log2(ratio)).sum(axis=(-2, -1)), 0.0)
+
+
+@dataclass(frozen=True)
+class PooledSample:
+    """A sample ranked once, so that each of many groups of its rows can be compared with the
+    rest (`group_vs_rest_mannwhitneyu`, `rest_median`) without ranking the whole sample again
+    per group: a thousand classes of a million rows would otherwise sort a million values a
+    thousand times."""
+
+    values: np.ndarray  # float64 [N], input order
+    sorted_values: np.ndarray  # float64 [N], ascending
+    sort_position: np.ndarray  # int64 [N]: where each input row lands in sorted_values
+    ranks: np.ndarray  # float64 [N]: midranks (1-based, ties averaged), input order
+    tie_term: float  # sum of t**3 - t over the groups of t tied values
+    has_ties: bool
+
+
+def pooled_sample(values: np.ndarray) -> PooledSample:
+    """Rank `values` (float [N], finite) once: midranks and tie counts exactly as
+    scipy.stats.mannwhitneyu computes them for the pooled sample."""
+    x = np.asarray(values, dtype=np.float64)
+    n = x.size
+    order = np.argsort(x, kind="stable")
+    ordered = x[order]
+    first = np.concatenate([[True], ordered[:-1] != ordered[1:]]) if n else np.zeros(0, bool)
+    starts = np.flatnonzero(first)
+    counts = np.diff(starts, append=n)
+    mid = (starts + 1) + (counts.astype(np.float64) - 1) / 2
+    ranks = np.empty(n, dtype=np.float64)
+    ranks[order] = np.repeat(mid, counts)
+    position = np.empty(n, dtype=np.int64)
+    position[order] = np.arange(n)
+    # Same layout as scipy's tie array (counts at each group's first sorted place, zeros
+    # elsewhere), so the float sum is the same to the last bit.
+    ties = np.zeros(n, dtype=np.float64)
+    ties[first] = counts
+    return PooledSample(values=x, sorted_values=ordered, sort_position=position, ranks=ranks,
+                        tie_term=float(np.sum(ties ** 3 - ties)),
+                        has_ties=bool(np.any(counts > 1)))
+
+
+def group_vs_rest_mannwhitneyu(pooled: PooledSample, positions: np.ndarray,
+                               alternative: str) -> tuple[float, float]:
+    """(U, p) of the group `positions` (int, ascending, non-empty) of the pooled sample against
+    all its other rows: equal to scipy.stats.mannwhitneyu(group, rest, alternative=alternative)
+    with its defaults (U counts pairs where the group value is larger, ties half; normal
+    approximation with tie and continuity correction; scipy's exact distribution where scipy
+    would use it: a side of at most 8 values and no ties). The rest must be non-empty."""
+    n1 = int(positions.size)
+    n2 = pooled.values.size - n1
+    if (n1 <= 8 or n2 <= 8) and not pooled.has_ties:
+        result = stats.mannwhitneyu(pooled.values[positions],
+                                    np.delete(pooled.values, positions), alternative=alternative)
+        return float(result.statistic), float(result.pvalue)
+    u1 = pooled.ranks[positions].sum() - n1 * (n1 + 1) / 2
+    u2 = n1 * n2 - u1
+    u, factor = {"greater": (u1, 1), "less": (u2, 1),
+                 "two-sided": (max(u1, u2), 2)}[alternative]
+    n = n1 + n2
+    s = np.sqrt(n1 * n2 / 12 * ((n + 1) - pooled.tie_term / (n * (n - 1))))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (u - n1 * n2 / 2 - 0.5) / s
+    p = float(np.clip(special.ndtr(-z) * factor, 0.0, 1.0))
+    return float(u1), p
+
+
+def rest_median(pooled: PooledSample, positions: np.ndarray) -> float:
+    """Median of the pooled sample without the rows `positions` (int, ascending): equal to
+    np.median(np.delete(values, positions)), from the sorted sample (no sort per group)."""
+    taken = np.sort(pooled.sort_position[positions])
+    m = pooled.values.size - taken.size
+    if m <= 0:
+        return math.nan
+    # The k-th (0-based) untaken sorted place lies after the c taken places whose number of
+    # untaken places before them (place - index) is at most k.
+    untaken_before = taken - np.arange(taken.size)
+    ks = [(m - 1) // 2, m // 2] if m % 2 == 0 else [(m - 1) // 2]
+    places = [k + int(np.searchsorted(untaken_before, k, side="right")) for k in ks]
+    return float(np.mean(pooled.sorted_values[places]))

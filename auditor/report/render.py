@@ -34,9 +34,10 @@ from auditor.report.sections.interventions import interventions_section, sanity_
 from auditor.report.sections.probes import probes_section
 from auditor.report.sections.unreadable import errors_section
 from auditor.report.sections.verdict import executive_summary, verdict
+from auditor.report.sections.withheld import withheld_section
 from auditor.report.texts import KIND_METHODS, KIND_TITLES
 from auditor.store import RunReader
-from auditor.summary import read_summary_json
+from auditor.summary import DataFacts, Summary, read_summary, read_summary_json
 
 TEMPLATE_PACKAGE = "auditor.reports_templates"
 
@@ -118,26 +119,25 @@ def environment() -> jinja2.Environment:
 # ------------------------------------------------------------------------- context
 
 
-def baseline_keys(summary: dict[str, Any]) -> set[FlagKey] | None:
-    """Keys (kind, class, region) of the flags new against summary["baseline"]; None when the
+def baseline_keys(summary: Summary) -> set[FlagKey] | None:
+    """Keys (kind, class, region) of the flags new against the run's baseline; None when the
     run has no baseline."""
-    baseline = summary.get("baseline")
-    if not isinstance(baseline, dict):
+    if summary.baseline is None:
         return None
     return {(str(a.get("kind")), a.get("class"), a.get("region"))
-            for a in baseline.get("appeared") or [] if isinstance(a, dict)}
+            for a in summary.baseline.get("appeared") or [] if isinstance(a, dict)}
 
 
 def report_context(run_dir: str | Path, gallery_size: int = 48) -> dict[str, Any]:
     """Everything the report template shows, as plain data (strings, numbers, lists, dicts)."""
     reader = RunReader(run_dir)
-    # The sections read summary.json as written, every optional part possibly absent.
-    summary = read_summary_json(run_dir)
+    # Every optional part may be absent (an older or a probe run): read_summary fills defaults.
+    summary = read_summary(run_dir)
     samples = reader.samples()
-    data = summary.get("data") or {}
-    classes = [str(c) for c in data.get("classes") or sorted(samples["label"].unique())]
+    data = summary.data or DataFacts()
+    classes = list(data.classes) or [str(c) for c in sorted(samples["label"].unique())]
     ids = class_ids(classes)
-    flags = [f for f in summary.get("flags") or [] if isinstance(f, dict)]
+    flags = summary.flags
     new_keys = baseline_keys(summary)
     ok = samples[samples["status"] == "ok"]
     grids = fixed_location_grids(flags, ok)
@@ -147,22 +147,21 @@ def report_context(run_dir: str | Path, gallery_size: int = 48) -> dict[str, Any
     flagged = {r["name"] for r in table["rows"] if r["kinds"]}
     # Classes with a flag come first wherever a list must be capped.
     order = [r["name"] for r in table["rows"]] + classes[len(table["rows"]):]
-    primary = str(summary.get("primary") or (summary.get("methods") or ["gradcam"])[0])
-    size = (summary.get("model") or {}).get("input_size") or [224, 224]
+    primary = summary.primary or (summary.methods or ["gradcam"])[0]
+    size = (summary.model.input_size if summary.model else None) or [224, 224]
     input_size = int(size[0]), int(size[1])
     means = reader.class_means()
-    suspect_methods = [str(m) for m in summary.get("suspect_methods") or []]
-    suspect_errors = summary.get("suspect_methods_errors") or {}
     return {
         "title": (
-            f"Data-set probe: {data.get('root', '')}" if summary.get("model") is None
-            else f"Shortcut audit: {(summary.get('model') or {}).get('spec', 'model')}"
+            f"Data-set probe: {data.root}" if summary.model is None
+            else f"Shortcut audit: {summary.model.spec or 'model'}"
         ),
         "verdict": verdict(summary, findings["n_findings"]),
         # Multi-label runs group by label: each (image, label) pair is a row of its label.
-        "unit": "label" if data.get("multi_label") else "class",
+        "unit": "label" if data.multi_label else "class",
         "executive": executive_summary(summary, findings["cards"], findings["n_findings"]),
         "findings": findings,
+        "withheld": withheld_section(summary),
         "baseline": _baseline(summary),
         "class_ids": ids,
         "classes": table,
@@ -170,29 +169,30 @@ def report_context(run_dir: str | Path, gallery_size: int = 48) -> dict[str, Any
         "attention": attention_section(summary, ok, order, flagged),
         "class_maps": class_maps_section(means, classes, order, ids),
         "fixed_grids": list(grids.values()),
-        "probes": probes_section(summary.get("probes"), samples),
+        "probes": probes_section(summary.probes, samples),
         "gallery": gallery_section(reader, ok, primary, input_size, gallery_size, ids,
-                                   suspect_methods),
+                                   summary.suspect_methods),
         "suspect_methods": [
-            (m, METHODS[m].description if m in METHODS else "") for m in suspect_methods
+            (m, METHODS[m].description if m in METHODS else "") for m in summary.suspect_methods
         ],
-        "suspect_errors": sorted((str(m), str(e)) for m, e in suspect_errors.items()),
-        "clusters": clusters_section(summary.get("clusters"), reader, means, classes, input_size),
-        "interventions": interventions_section(summary.get("interventions")),
-        "sanity": sanity_section(summary.get("sanity")),
+        "suspect_errors": sorted(
+            (str(m), str(e)) for m, e in summary.suspect_methods_errors.items()),
+        "clusters": clusters_section(summary.clusters, reader, means, classes, input_size),
+        "interventions": interventions_section(summary.interventions),
+        "sanity": sanity_section(summary.sanity),
         "errors": errors_section(samples),
         "legend": figures.legend_stops(),
         "primary": primary,
-        "border": (summary.get("config") or {}).get("border"),
+        "border": summary.config.get("border"),
         "kind_titles": KIND_TITLES,
         "kind_methods": KIND_METHODS,
-        "model_free": summary.get("model") is None,
+        "model_free": summary.model is None,
     }
 
 
-def _baseline(summary: dict[str, Any]) -> dict[str, Any] | None:
-    baseline = summary.get("baseline")
-    if not isinstance(baseline, dict):
+def _baseline(summary: Summary) -> dict[str, Any] | None:
+    baseline = summary.baseline
+    if baseline is None:
         return None
     return {
         "run": str(baseline.get("run", "")),

@@ -12,18 +12,32 @@ flag, no optional section), `unreadable_run` (every file failed to decode).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pandas as pd
+import torch
 
 from auditor.detect.attention import class_statistics
+from auditor.detect.clusters import cluster_maps
 from auditor.detect.flags import Flag
-from auditor.store import RunWriter, write_class_means, write_json, write_thumb
-from auditor.summary import DataFacts, ModelFacts, Summary, accuracy, write_summary
+from auditor.detect.interventions import EditOutcome, decide_records, edit_record
+from auditor.detect.probes import run_probes
+from auditor.runtime import normalise_images
+from auditor.sanity import run_sanity
+from auditor.store import RunWriter, write_class_means, write_thumb
+from auditor.summary import (
+    DataFacts,
+    ModelFacts,
+    Summary,
+    accuracy,
+    read_summary,
+    write_summary,
+)
+from tests.helpers.cam_models import tiny_gap_net
 
 IMAGE_SIZE = (48, 64)
 MAP_SIZE = (6, 8)
@@ -169,15 +183,16 @@ def build_run(
         mean_map = np.stack([norm[label_index[ok] == c].mean(axis=0) for c in range(k)])
         write_class_means(run_dir, mean_image, mean_map.astype(np.float32))
 
-    write_summary(run_dir, _summary(rows, list(classes), flagged, optional_sections))
+    write_summary(run_dir, _summary(rows, maps, list(classes), flagged, optional_sections))
     return run_dir
 
 
 def _summary(
-    rows: pd.DataFrame, classes: list[str], flagged: bool, optional_sections: bool
+    rows: pd.DataFrame, maps: np.ndarray, classes: list[str], flagged: bool,
+    optional_sections: bool,
 ) -> Summary:
-    """The summary an audit of these rows writes: its facts, accuracy and class statistics by
-    the code the audit uses; the detector sections below stand in for detectors not run."""
+    """The summary an audit of these rows writes, every section by the code the audit uses
+    (the flags are built with Flag, their numbers made up)."""
     ok = rows[rows["status"] == "ok"]
     first = classes[0]
     first_rows = ok[ok["label"] == first]["rel_path"].tolist()
@@ -224,43 +239,49 @@ def _summary(
         ]
         summary.flags = [f.to_dict() for f in flags]
     if optional_sections and len(ok):
-        summary.probes = {
-            "associations": [
-                {"property": "format", "kind": "categorical", "statistic": "cramers_v",
-                 "value": 0.98, "p_value": 1e-9, "by_class": {}},
-                {"property": "width", "kind": "numeric", "statistic": "kruskal_h",
-                 "value": 0.1, "p_value": 0.9, "by_class": {}},
-            ],
-            "metadata_classifier": {"accuracy": 0.95, "ci_low": 0.88, "ci_high": 0.99,
-                                    "baseline": 1 / len(classes)},
-            "border_classifier": {"accuracy": 0.61, "ci_low": 0.45, "ci_high": 0.75,
-                                  "baseline": 1 / len(classes)},
-        }
-        members = ok[ok["label"] == first]["index"].tolist()
-        h, w = MAP_SIZE
-        corner = np.zeros(MAP_SIZE)
-        corner[0, 0] = 1.0
-        summary.clusters = {
-            first: [
-                {"cluster": 0, "size": len(members) - 1, "fg_energy_mean": 0.2,
-                 "border_energy_mean": 0.6, "members": members[:-1], "mean_map": corner.tolist()},
-                {"cluster": 1, "size": 1, "fg_energy_mean": 0.7, "border_energy_mean": 0.1,
-                 "members": members[-1:], "mean_map": np.ones((h, w)).tolist()},
-            ]
-        }
-        summary.interventions = [
-            {"class": first, "edit": "border_blank", "description": "border band blanked",
-             "n": len(first_rows), "flip_rate": 0.4, "prob_drop_mean": 0.3,
-             "control_flip_rate": 0.05, "control_prob_drop_mean": 0.02,
-             "confirms": "border_attention", "confirmed": True},
-            {"class": first, "edit": "swap_background", "n": len(first_rows), "flip_rate": 0.1,
-             "prob_drop_mean": -0.05, "control_flip_rate": 0.0, "control_prob_drop_mean": 0.01},
-        ]
-        summary.sanity = {
-            "gradcam": {"passed": True, "layers": [{"layer": "layer4", "spearman": 0.12,
-                                                    "ssim": 0.2}]},
-        }
+        _detector_sections(summary, rows, maps, classes)
     return summary
+
+
+def _detector_sections(
+    summary: Summary, rows: pd.DataFrame, maps: np.ndarray, classes: list[str],
+) -> None:
+    """Probes, clusters, interventions and sanity of these rows, each by its detector's code:
+    the probes on the file properties and 16 x 16 thumbnails (too few rows for the two
+    classifiers: they say so), the clusters of the maps, two edits of the first class measured
+    on made-up outcomes (the border blank confirmed, the box swap not), and the sanity check of
+    a tiny CNN on four images."""
+    rng = np.random.default_rng(1)
+    ok = rows[rows["status"] == "ok"].reset_index(drop=True)
+    props = ok[[c for c in ok.columns if c.startswith("file_")]]
+    thumbs = np.stack([
+        cv2.resize(_image(int(k), rng), (16, 16), interpolation=cv2.INTER_AREA).transpose(2, 0, 1)
+        for k in ok["label_index"]])
+    summary.probes = run_probes(
+        props.rename(columns=lambda c: c[len("file_"):]), ok["label_index"].to_numpy(), classes,
+        thumbs, n_permutations=50).to_dict()
+    summary.clusters = cluster_maps(rows, maps, classes)
+    first = classes[0]
+    n = int((ok["label"] == first).sum())
+    border = Flag("border_attention", "medium", first, 1.6, "", {})
+    place = Flag("fixed_location", "high", first, 0.92, "", {})
+
+    def outcome(n_flipped: int, drop: float) -> EditOutcome:
+        return EditOutcome(list(range(n)), np.arange(n) < n_flipped,
+                           np.full(n, drop) + rng.uniform(0, 0.01, n))
+
+    summary.interventions = [
+        edit_record(first, "border_blank", border, "other classes", outcome(n, 0.3),
+                    outcome(0, 0.02), False, None),
+        edit_record(first, "box_swap", place, "random", outcome(1, -0.05), outcome(0, 0.01),
+                    True, outcome(0, 0.0)),
+    ]
+    decide_records(summary.interventions)
+    images = torch.from_numpy(np.stack([_image(k % len(classes), rng) for k in range(4)]))
+    summary.sanity = run_sanity(
+        tiny_gap_net(len(classes)), normalise_images(images.permute(0, 3, 1, 2), (0.5,) * 3,
+                                                     (0.5,) * 3, torch.device("cpu")),
+        methods=("gradcam",), steps=2, ssim_size=16)
 
 
 def full_run(run_dir: str | Path, **kwargs: Any) -> Path:
@@ -285,15 +306,13 @@ def many_classes_run(run_dir: str | Path, n_classes: int = 1000, **kwargs: Any) 
     classes = [f"c{k:04d}" for k in range(n_classes)]
     kwargs = {"n_per_class": 2, "thumbs": 64, **kwargs}
     run = build_run(run_dir, classes=classes, **kwargs)
-    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    summary = read_summary(run)
     for k in range(1, n_classes):
         for kind, every, severity in (("background_attention", 3, "medium"),
                                       ("border_attention", 10, "low")):
             if k % every == 0:
-                summary["flags"].append({
-                    "kind": kind, "severity": severity, "class": classes[k],
-                    "score": k / n_classes,
-                    "message": f"{classes[k]}: {kind.replace('_', ' ')}", "evidence": {},
-                    "samples": []})
-    write_json(run / "summary.json", summary)
+                summary.flags.append(Flag(kind, severity, classes[k], k / n_classes,
+                                          f"{classes[k]}: {kind.replace('_', ' ')}",
+                                          {}).to_dict())
+    write_summary(run, summary)
     return run

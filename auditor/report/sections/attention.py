@@ -10,12 +10,13 @@ import pandas as pd
 
 from auditor.report import figures
 from auditor.report.formatting import finite
+from auditor.summary import Summary
 
 MAX_CHART_CLASSES = 30
 
 
 def attention_section(
-    summary: dict[str, Any], ok: pd.DataFrame, order: list[str], flagged: set[str],
+    summary: Summary, ok: pd.DataFrame, order: list[str], flagged: set[str],
 ) -> dict[str, Any]:
     """{overall, charts, chart_classes_shown, chart_classes_left_out, foreground_source}.
 
@@ -56,7 +57,7 @@ def attention_section(
         "overall": overall, "charts": charts,
         "chart_classes_shown": len(chart_classes),
         "chart_classes_left_out": max(0, len(order) - len(chart_classes)),
-        "foreground_source": (summary.get("data") or {}).get("foreground_source"),
+        "foreground_source": summary.data.foreground_source if summary.data else None,
     }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from auditor.detect.flags import SEVERITY_RANK
 from auditor.detect.matching import FlagKey, flag_key
 from auditor.report.texts import KIND_TITLES
+from auditor.summary import DataFacts, Summary
 
 MAX_ROWS = 5000
 #: (key in class_stats, column title, format): "num" two decimals, "pct" a percentage.
@@ -37,25 +38,23 @@ def class_ids(classes: list[str]) -> dict[str, str]:
 
 
 def classes_section(
-    summary: dict[str, Any], classes: list[str], new_keys: set[FlagKey] | None = None,
+    summary: Summary, classes: list[str], new_keys: set[FlagKey] | None = None,
 ) -> dict[str, Any]:
     """{rows, quality, columns, kinds [(code, title)], left_out, n}: the class table as plain
     data. `quality` names the columns of each row's `scores`: accuracy, or for a multi-label
     run each label's precision, recall and AUROC."""
-    data = summary.get("data") or {}
-    stats = summary.get("class_stats") or {}
-    accuracy = summary.get("accuracy") or {}
+    data = summary.data or DataFacts()
+    stats = summary.class_stats or {}
+    accuracy = summary.accuracy or {}
     per_class_acc = accuracy.get("per_class") or {}
     per_label = accuracy.get("per_label") or {}
     quality = (MULTI_LABEL_QUALITY if accuracy.get("multi_label") else
                (("accuracy", "Accuracy", "pct"),))
-    counts = data.get("counts") or {}
-    counts_ok = data.get("counts_ok") or {}
     ids = class_ids(classes)
     kinds: dict[str, list[str]] = {}
     worst: dict[str, int] = {}
     new: set[str] = set()
-    for flag in summary.get("flags") or []:
+    for flag in summary.flags:
         cls = flag.get("class")
         if cls is None:
             continue
@@ -73,8 +72,8 @@ def classes_section(
         rank = worst.get(name, 0)
         rows.append({
             "name": name, "id": ids[name],
-            "files": counts.get(name, s.get("n")),
-            "readable": s.get("n_ok", counts_ok.get(name)),
+            "files": data.counts.get(name, s.get("n")),
+            "readable": s.get("n_ok", data.counts_ok.get(name)),
             "scores": [(per_label.get(name) or {}).get(key) if key != "accuracy"
                        else per_class_acc.get(name, s.get("accuracy")) for key, _, _ in quality],
             "values": [s.get(key) for key, _, _ in COLUMNS],

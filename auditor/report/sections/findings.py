@@ -10,8 +10,10 @@ kind of finding across classes, ranked, at most MAX_CARDS.
 | | (`evidence.confirms` = {kind, class}); a flag whose evidence has `confirmed_by` confirms |
 | | its own finding |
 | other kinds | every other flag is a finding of its own |
-| lead | a finding is named by its lead flag: fixed_location, then border, then background |
-| | attention, then the first of its flags |
+| lead | a finding is named by its lead flag: its strongest flag by severity, ties broken by |
+| | LEAD_KIND_ORDER (fixed_location, border, background attention, other kinds), then by |
+| | |score|. A confirming intervention_sensitive leads only a finding of its own (it |
+| | confirms the cause, it is not the cause) |
 | cards | findings with the same lead kind and level form one card; model-level cards first, |
 | | then data-set-level, then class-level, each ranked by worst severity, then support |
 | | (classes), then the strongest score |
@@ -30,6 +32,7 @@ from auditor.detect.flags import SEVERITY_RANK
 from auditor.detect.matching import FlagKey, flag_key, region_of
 from auditor.report.formatting import evidence_text, finite, fmt_number, fmt_percent, is_table
 from auditor.report.texts import KIND_METHODS, KIND_SECTION, KIND_TITLES, MODEL_LEVEL_KINDS
+from auditor.summary import Summary
 
 MAX_CARDS = 10
 MAX_CARD_ROWS = 10
@@ -37,6 +40,9 @@ MAX_FLAG_SAMPLES = 5
 #: Attention kinds that one mark on a class raises together, most specific first.
 SHARED_CAUSE_KINDS = ("fixed_location", "border_attention", "background_attention")
 CONFIRMING_KIND = "intervention_sensitive"
+#: Which flag of a finding names it when two are equally severe: the most specific place
+#: first, then other kinds (None).
+LEAD_KIND_ORDER = (*SHARED_CAUSE_KINDS, None)
 LEVELS = ("model", "data set", "class")
 
 
@@ -72,7 +78,8 @@ def _severity(flag: dict[str, Any]) -> str:
     return sev if sev in SEVERITY_RANK else "low"
 
 
-def _strength(flag: dict[str, Any]) -> tuple[int, float]:
+def flag_strength(flag: dict[str, Any]) -> tuple[int, float]:
+    """(severity rank, |score|) of a flag: larger is stronger."""
     score = finite(flag.get("score"))
     return SEVERITY_RANK[_severity(flag)], abs(score) if score is not None else 0.0
 
@@ -91,7 +98,7 @@ def group_findings(flags: list[dict[str, Any]]) -> list[Finding]:
     by_class: dict[str, list[Finding]] = {}
     loose: list[dict[str, Any]] = []
     confirming: list[dict[str, Any]] = []
-    ordered = sorted(flags, key=_strength, reverse=True)
+    ordered = sorted(flags, key=flag_strength, reverse=True)
     for flag in ordered:
         kind = flag.get("kind")
         cls = None if flag.get("class") is None else str(flag["class"])
@@ -138,16 +145,17 @@ def group_findings(flags: list[dict[str, Any]]) -> list[Finding]:
     return findings
 
 
-def _lead_rank(flag: dict[str, Any]) -> tuple[int, int, float]:
+def _lead_rank(flag: dict[str, Any]) -> tuple[bool, int, int, float]:
+    """Sort key of a finding's flags, lead first: confirmations last, then severity, then
+    LEAD_KIND_ORDER, then |score|."""
     kind = flag.get("kind")
-    order = SHARED_CAUSE_KINDS.index(kind) if kind in SHARED_CAUSE_KINDS else (
-        len(SHARED_CAUSE_KINDS) + (kind == CONFIRMING_KIND))
-    rank, score = _strength(flag)
-    return order, -rank, -score
+    order = LEAD_KIND_ORDER.index(kind if kind in LEAD_KIND_ORDER else None)
+    rank, score = flag_strength(flag)
+    return kind == CONFIRMING_KIND, -rank, order, -score
 
 
 def finding_cards(
-    summary: dict[str, Any], class_ids: dict[str, str], new_keys: set[FlagKey] | None = None,
+    summary: Summary, class_ids: dict[str, str], new_keys: set[FlagKey] | None = None,
     anchors: dict[FlagKey, str] | None = None,
 ) -> dict[str, Any]:
     """The verdict's cards as plain data: {cards, left_out [(title, n)], n_findings, n_flags}.
@@ -155,9 +163,9 @@ def finding_cards(
     new_keys: keys of the flags that are new against a baseline (None: no baseline).
     anchors: where a flag's evidence is drawn (e.g. its peak grid), by flag key; else its class
     row or its section."""
-    flags = [f for f in summary.get("flags") or [] if isinstance(f, dict)]
+    flags = summary.flags
     findings = group_findings(flags)
-    n_classes = len((summary.get("data") or {}).get("classes") or []) or None
+    n_classes = len(summary.data.classes) if summary.data and summary.data.classes else None
     groups: dict[tuple[str, str], list[Finding]] = {}
     for finding in findings:
         groups.setdefault((finding.level, str(finding.lead.get("kind"))), []).append(finding)
@@ -176,10 +184,10 @@ def finding_cards(
 
 def _card(
     level: str, kind: str, members: list[Finding], n_classes: int | None,
-    class_ids: dict[str, str], summary: dict[str, Any], new_keys: set[FlagKey] | None,
+    class_ids: dict[str, str], summary: Summary, new_keys: set[FlagKey] | None,
     anchors: dict[FlagKey, str],
 ) -> dict[str, Any]:
-    members = sorted(members, key=lambda f: _strength(f.lead), reverse=True)
+    members = sorted(members, key=lambda f: flag_strength(f.lead), reverse=True)
     title = KIND_TITLES.get(kind, kind.replace("_", " ").capitalize())
     classes = list(dict.fromkeys(f.cls for f in members if f.cls is not None))
     if level == "class":
@@ -196,7 +204,7 @@ def _card(
     return {
         "level": level, "kind": kind, "title": title, "headline": headline,
         "severity": severity, "support": len(classes) or len(members),
-        "strength": max(_strength(f.lead)[1] for f in members),
+        "strength": max(flag_strength(f.lead)[1] for f in members),
         "method": KIND_METHODS.get(kind, ""),
         "section": KIND_SECTION.get(kind, "attention"),
         "n_confirmed": sum(1 for f in members if f.confirmed),
@@ -207,14 +215,15 @@ def _card(
 
 
 def _row(
-    finding: Finding, class_ids: dict[str, str], summary: dict[str, Any],
+    finding: Finding, class_ids: dict[str, str], summary: Summary,
     new_keys: set[FlagKey] | None, anchors: dict[FlagKey, str],
 ) -> dict[str, Any]:
     lead = finding.lead
     class_id = class_ids.get(finding.cls or "")
     section = KIND_SECTION.get(str(lead.get("kind")), "attention")
-    anchor = anchors.get(flag_key(lead)) or (
-        f"#{class_id}" if section == "attention" and class_id else f"#{section}")
+    # Where any of its flags is drawn (e.g. a fixed_location's peak grid), lead first.
+    drawn = next((anchors[k] for k in map(flag_key, finding.flags) if k in anchors), None)
+    anchor = drawn or (f"#{class_id}" if section == "attention" and class_id else f"#{section}")
     return {
         "anchor": anchor,
         "class": finding.cls, "class_id": class_ids.get(finding.cls or ""),
@@ -228,7 +237,7 @@ def _row(
     }
 
 
-def _confirmation(finding: Finding, summary: dict[str, Any]) -> str:
+def _confirmation(finding: Finding, summary: Summary) -> str:
     """How the finding was confirmed, in words ('' when not)."""
     for flag in finding.confirmations:
         edits = [e for e in (flag.get("evidence") or {}).get("edits") or [] if isinstance(e, dict)]
@@ -243,7 +252,7 @@ def _confirmation(finding: Finding, summary: dict[str, Any]) -> str:
             return str(text)
     probe = {"metadata_shortcut": "metadata_classifier",
              "border_pixels_shortcut": "border_classifier"}.get(str(finding.lead.get("kind")))
-    probes = summary.get("probes") or {}
+    probes = summary.probes or {}
     if probe and isinstance(probes.get(probe), dict):
         p = probes[probe]
         return (f"model-free probe accuracy {fmt_number(p.get('accuracy'))} (95% interval "

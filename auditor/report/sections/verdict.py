@@ -7,25 +7,25 @@ from typing import Any
 from auditor.detect.flags import SEVERITY_RANK
 from auditor.report.formatting import finite, fmt_percent, names_list
 from auditor.report.texts import KIND_ACTIONS, MODEL_LEVEL_KINDS
+from auditor.summary import DataFacts, Summary
 
 #: Share of unreadable files at and above which the verdict warns that the audit is partial.
 ERROR_SHARE_WARNING = 0.05
 SEVERITIES = tuple(sorted(SEVERITY_RANK, key=SEVERITY_RANK.__getitem__, reverse=True))
 
 
-def verdict(summary: dict[str, Any], n_findings: int | None = None) -> dict[str, Any]:
+def verdict(summary: Summary, n_findings: int | None = None) -> dict[str, Any]:
     """The one-sentence verdict, its traffic-light level and the error count, as plain data.
 
     n_findings: how many findings the flags make (flags sharing a cause joined); None counts
     each flag as a finding.
 
     level: 'high' | 'medium' | 'low' (worst flag), 'ok' (no flag), 'none' (nothing audited)."""
-    data = summary.get("data") or {}
-    flags = summary.get("flags") or []
-    n = int(finite(data.get("n_samples")) or 0)
-    n_ok = int(finite(data.get("n_ok")) or 0)
-    n_errors = int(finite(data.get("n_errors")) or max(n - n_ok, 0))
-    n_classes = len(data.get("classes") or [])
+    data = summary.data or DataFacts()
+    flags = summary.flags
+    n, n_ok = data.n_samples, data.n_ok
+    n_errors = data.n_errors or max(n - n_ok, 0)
+    n_classes = len(data.classes)
     counts = {s: sum(1 for f in flags if f.get("severity") == s) for s in SEVERITIES}
     if n_ok == 0:
         level = "none"
@@ -33,7 +33,7 @@ def verdict(summary: dict[str, Any], n_findings: int | None = None) -> dict[str,
                     "report cannot say whether the model uses a shortcut.")
     elif model_flags := [f for f in flags if f.get("kind") in MODEL_LEVEL_KINDS]:
         level = next(s for s in SEVERITIES if counts[s]) if any(counts.values()) else "high"
-        sentence = _model_verdict(model_flags[0], len(summary.get("withheld_flags") or []),
+        sentence = _model_verdict(model_flags[0], len(summary.withheld_flags),
                                   len(flags) - len(model_flags))
     elif flags:
         level = next(s for s in SEVERITIES if counts[s]) if any(counts.values()) else "low"
@@ -41,7 +41,7 @@ def verdict(summary: dict[str, Any], n_findings: int | None = None) -> dict[str,
         found = len(flags) if n_findings is None else n_findings
         noun = "sign" if found == 1 else "signs"
         joined = f", from {len(flags):,} flags" if found != len(flags) else ""
-        before = ("before a model is trained on this data" if summary.get("model") is None
+        before = ("before a model is trained on this data" if summary.model is None
                   else "before this model ships")
         flagged = len({str(f.get("class")) for f in flags if f.get("class") is not None})
         where = f" in {flagged:,} of {n_classes:,} classes" if flagged and n_classes else ""
@@ -52,7 +52,7 @@ def verdict(summary: dict[str, Any], n_findings: int | None = None) -> dict[str,
         sentence = (f"No shortcut was flagged in the {n_ok:,} audited images of {n_classes} "
                     "classes (no flag is not proof: see Method).")
     share = n_errors / n if n else 0.0
-    accuracy = (summary.get("accuracy") or {}).get("overall")
+    accuracy = (summary.accuracy or {}).get("overall")
     return {
         "level": level, "sentence": sentence, "counts": counts, "n_samples": n, "n_ok": n_ok,
         "n_errors": n_errors, "error_share": share, "accuracy": accuracy,
@@ -83,12 +83,11 @@ def _model_verdict(flag: dict[str, Any], n_withheld: int, n_other: int) -> str:
 
 
 def executive_summary(
-    summary: dict[str, Any], cards: list[dict[str, Any]], n_findings: int,
+    summary: Summary, cards: list[dict[str, Any]], n_findings: int,
 ) -> list[tuple[str, str]]:
     """The verdict's plain-word summary: [(heading, sentence)] saying what the model relies
     on and where, how that was confirmed, what to do next, and how far to trust the run."""
-    data = summary.get("data") or {}
-    probe_run = summary.get("model") is None
+    probe_run = summary.model is None
     subject = "the data" if probe_run else "the model"
     rows: list[tuple[str, str]] = []
     if cards:
@@ -103,7 +102,7 @@ def executive_summary(
                      "No shortcut was found by the checks this run made (see Method for what "
                      "they cover)."))
     rows.append(("What to do next", _next_steps(summary, cards)))
-    rows.append(("How far to trust this run", _trust(summary, data)))
+    rows.append(("How far to trust this run", _trust(summary, summary.data or DataFacts())))
     return rows
 
 
@@ -120,11 +119,11 @@ def _reliance(card: dict[str, Any]) -> str:
     return card["headline"].lower()
 
 
-def _confirmed(summary: dict[str, Any], cards: list[dict[str, Any]], n_findings: int) -> str:
+def _confirmed(summary: Summary, cards: list[dict[str, Any]], n_findings: int) -> str:
     confirmed = sum(c["n_confirmed"] for c in cards)
     probe_cards = [c for c in cards if c["section"] == "probes"]
     parts = []
-    if summary.get("interventions") is None and summary.get("model") is not None:
+    if summary.interventions is None and summary.model is not None:
         parts.append("no intervention was run (--no-interventions, or a model-free check), "
                      "so no attention finding is confirmed by editing the images: treat them "
                      "as leads to check")
@@ -138,11 +137,11 @@ def _confirmed(summary: dict[str, Any], cards: list[dict[str, Any]], n_findings:
     return _capital("; ".join(parts)) + "."
 
 
-def _next_steps(summary: dict[str, Any], cards: list[dict[str, Any]]) -> str:
+def _next_steps(summary: Summary, cards: list[dict[str, Any]]) -> str:
     steps = list(dict.fromkeys(KIND_ACTIONS[c["kind"]] for c in cards
                                if c["kind"] in KIND_ACTIONS))[:3]
-    source = str((summary.get("data") or {}).get("foreground_source") or "none")
-    if source in ("none", "estimate") and summary.get("model") is not None:
+    source = summary.data.foreground_source if summary.data else "none"
+    if source in ("none", "estimate") and summary.model is not None:
         steps.append("collect foreground masks or boxes (--masks or a manifest) so the "
                      "foreground measures are exact, not " + ("estimated" if source ==
                                                               "estimate" else "undefined"))
@@ -155,24 +154,23 @@ def _next_steps(summary: dict[str, Any], cards: list[dict[str, Any]]) -> str:
     return _capital("; ".join(steps)) + "."
 
 
-def _trust(summary: dict[str, Any], data: dict[str, Any]) -> str:
-    n = int(finite(data.get("n_samples")) or 0)
-    n_ok = int(finite(data.get("n_ok")) or 0)
-    n_errors = int(finite(data.get("n_errors")) or max(n - n_ok, 0))
-    accuracy = finite((summary.get("accuracy") or {}).get("overall"))
-    n_classes = len(data.get("classes") or [])
+def _trust(summary: Summary, data: DataFacts) -> str:
+    n, n_ok = data.n_samples, data.n_ok
+    n_errors = data.n_errors or max(n - n_ok, 0)
+    accuracy = finite((summary.accuracy or {}).get("overall"))
+    n_classes = len(data.classes)
     parts = [f"{n_ok:,} of {n:,} files audited across {n_classes:,} classes"]
     if accuracy is not None:
         parts.append(f"top-1 accuracy {fmt_percent(accuracy, 1)}")
-    auroc = finite((summary.get("accuracy") or {}).get("macro_auroc"))
+    auroc = finite((summary.accuracy or {}).get("macro_auroc"))
     if auroc is not None:
         parts.append(f"mean AUROC over labels {auroc:.2f} (0.5 = chance)")
     if n_errors:
         parts.append(f"{n_errors:,} file{'s' if n_errors != 1 else ''} "
                      f"({fmt_percent(n_errors / n if n else 0, 1)}) could not be read and "
                      "are not covered")
-    source = str(data.get("foreground_source") or "none")
-    if summary.get("model") is not None:
+    source = data.foreground_source or "none"
+    if summary.model is not None:
         parts.append({"mask": "foreground from the masks given",
                       "box": "foreground from the boxes given",
                       "estimate": "foreground estimated, not given: foreground numbers are "
