@@ -35,10 +35,16 @@ def test_uses_counts_a_peak_in_or_one_map_cell_next_to_the_planted_region():
 
 
 def test_quick_mode_reports_false_flags_and_detection(tmp_path):
-    out = flag_calibration.main(["--quick", "--json", str(tmp_path / "out.json")])
+    out = flag_calibration.main(["--quick", "--json", str(tmp_path / "out.json"),
+                                 "--cache", str(tmp_path / "cache")])
     clean = out["summary"]["false_flags_per_100_classes"]["2"]
-    assert set(clean) == {"high", "medium", "low", "accuracy"}
-    assert all(math.isfinite(v) and v >= 0 for v in clean.values())
+    assert set(clean) == {"high", "medium", "low", "accuracy", "object_removed_accuracy",
+                          "seeds", "per_kind", "without_masks"}
+    assert set(clean["without_masks"]) == {"high", "medium", "low"}
+    figures = [clean[k] for k in ("high", "medium", "low", "accuracy",
+                                  "object_removed_accuracy")]
+    assert all(math.isfinite(v) and v >= 0 for v in figures)
+    assert len(list((tmp_path / "cache").glob("clean-2-0-*.pt"))) == 1  # weights cached
     row = out["shortcut"][0]
     assert row["carriers"] == round(0.8 * 40)
     assert 0.0 <= row["topk_precision"] <= 1.0
