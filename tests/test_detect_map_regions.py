@@ -70,6 +70,30 @@ def test_a_diagonal_stripe_on_20_percent_of_a_class_is_found_with_exactly_its_me
     assert sorted(top["rel_path"]) == carriers
 
 
+def test_maps_that_gather_on_their_own_object_are_not_a_finding(gen):
+    # The same stripe, but each carrier's object covers the stripe except the cell its map
+    # peaks in (a ring whose hole the map peaks in): the peaks are off the object, the mass is
+    # on it (fg_enrichment far above 1). A class that looks at its objects is no finding.
+    n = 20
+    maps = diagonal_maps(n, gen)
+    tops = maps.reshape(n, -1).argmax(dim=1)
+    masks = torch.zeros(n, 28, 28, dtype=torch.bool)
+    for i in range(n):
+        for r in range(GRID):
+            if r * GRID + GRID - 1 - r != int(tops[i]):
+                masks[i, 4 * r:4 * r + 4, 4 * (GRID - 1 - r):4 * (GRID - r)] = True
+    horse_masks = torch.cat([masks, corner_masks(80)])
+    horse = torch.cat([maps, on_object(80, gen)])
+    parts = [("horse", horse, horse_masks), ("cow", on_object(100, gen), corner_masks(100)),
+             ("dog", on_object(100, gen), corner_masks(100))]
+    samples, all_maps = build(parts)
+    carriers = samples.iloc[:n]
+    assert (carriers["peak_fg_cover"] < 0.5).all()
+    assert (carriers["fg_enrichment"] > 1).all()
+    flags = fixed_location_flags(samples, all_maps, ["horse", "cow", "dog"])
+    assert all(f.evidence["region_found_by"] == "scan" for f in flags)
+
+
 def test_the_fixed_scan_alone_names_only_part_of_the_stripe(gen, monkeypatch):
     # Without the regions found in the maps (every class untested), no window, band or frame
     # of the scan holds the stripe: at best a window with a few of its peaks.

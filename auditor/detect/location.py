@@ -313,6 +313,7 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
     labels = ok["label"].to_numpy()
     cover = _column(ok, "peak_fg_cover")
     hits = _column(ok, "pointing_hit")
+    enrichment = _column(ok, "fg_enrichment")
     keys = sample_keys(samples).loc[ok.index].to_numpy()
     regions, shapes = region_family(gh, gw)
     flat_regions = regions.reshape(len(regions), -1)
@@ -370,7 +371,7 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
         found = found_in_maps[c]
         if found is not None:
             searches.append((found.p_value, _map_region_flag(
-                name, found, mine, known & (index != c), cover, hits, outer, grid_maps, keys,
+                name, found, mine, cover, hits, outer, enrichment, grid_maps, keys,
                 normalised[torch.as_tensor(mine)], counts[c].reshape(gh, gw))))
         tests.append(_either(name, searches))
     return tests
@@ -388,26 +389,31 @@ def _either(name: str, searches: list[tuple[float, Flag | None]]) -> ClassTest:
     return ClassTest("fixed_location", name, p, flag)
 
 
-def _map_region_flag(name: str, found: MapRegion, mine: np.ndarray, rest: np.ndarray,
-                     cover: np.ndarray, hits: np.ndarray, outer: np.ndarray,
-                     grid_maps: np.ndarray, keys: np.ndarray, class_maps: torch.Tensor,
-                     counts: np.ndarray) -> Flag | None:
+def _map_region_flag(name: str, found: MapRegion, mine: np.ndarray, cover: np.ndarray,
+                     hits: np.ndarray, outer: np.ndarray, enrichment: np.ndarray,
+                     grid_maps: np.ndarray,
+                     keys: np.ndarray, class_maps: torch.Tensor, counts: np.ndarray
+                     ) -> Flag | None:
     """The flag of a region found in the maps (auditor.detect.map_regions), or None when
     its effect or off-object gates fail. The gates read the testing half (the counts the
-    p-value comes from); the finding's members and shares read the whole class."""
+    p-value comes from); the finding's members and shares read the whole class. A region
+    drawn from map mass is off the object only where the members' mass is: with masks, their
+    median fg_enrichment must be below 1 (less on the object than a flat map puts there; a
+    class whose maps sit on its objects, and also lean toward one place, is not a finding)."""
     share = found.k / max(found.n, 1)
     base = found.k_rest / max(found.n_rest, 1)
     if not (found.k >= MIN_MEMBERS and share - base >= MIN_EXCESS
             and (share >= RATIO * base or share - base >= LARGE_EXCESS)):
         return None
-    there = mine & (found.share >= found.threshold)
+    there = np.zeros_like(mine)
+    there[found.members] = True
     off, off_share = _off_object(cover[there], hits[there], outer[there])
-    if not off:
+    measured = enrichment[there][np.isfinite(enrichment[there])]
+    if not off or (measured.size * 2 >= there.sum() and np.median(measured) >= 1.0):
         return None
     k, n = int(there.sum()), int(mine.sum())
-    rest_share = float((rest & (found.share >= found.threshold)).sum() / max(rest.sum(), 1))
     attention = attention_region(found.cells, grid_maps, there)
-    flag = _flag(name, found.cells, region_shape(found.cells), n, k, rest_share,
+    flag = _flag(name, found.cells, region_shape(found.cells), n, k, found.rest_share,
                  float(found.cells.mean()), True, found.p_value, off_share, there, cover,
                  hits, keys, class_maps, counts, attention,
                  member_rule=f"put at least {found.threshold:.0%} of their map's mass in")

@@ -54,6 +54,11 @@ MIN_HALF = 8  # samples of the class per half: fewer and the class is not tested
 #: A member's map is at least this many times as dense in the region as a flat map (the
 #: lift suspicion calls attention on the border band: auditor.detect.suspicion.BORDER_LIFT).
 MIN_LIFT = 2.0
+#: Other classes' samples per half a class is compared with (evenly spaced beyond that): the
+#: test's power is set by the class's own samples, and this bounds time and memory at
+#: O(classes x (class size + MAX_POOL) x cells) on large data sets.
+MAX_POOL = 8192
+CLASS_BLOCK = 64  # regions whose pooled shares are computed in one product
 
 
 @dataclass
@@ -63,7 +68,8 @@ class MapRegion:
     cells: np.ndarray  # bool [gh, gw], rows = y, top first
     threshold: float  # share of a map's mass in `cells` that makes a sample a member
     p_value: float  # both directions, Bonferroni
-    share: np.ndarray  # float [N]: every sample's share of map mass in `cells`
+    members: np.ndarray  # int: rows of the class (both halves) reaching the threshold
+    rest_share: float  # share of the other classes' (pooled) samples reaching it
     k: int  # class members in the testing half
     n: int  # class samples in the testing half
     k_rest: int  # other classes' samples reaching the threshold in the testing half
@@ -116,13 +122,24 @@ def contrast_regions(hot: np.ndarray, class_index: np.ndarray, n_classes: int
     return regions
 
 
+def _mass(grid_maps: np.ndarray) -> np.ndarray:
+    """float32 [N, cells]: each map's share of its mass per cell (NaN rows for all-zero maps)."""
+    flat = grid_maps.reshape(len(grid_maps), -1).astype(np.float32)
+    total = flat.sum(axis=1, keepdims=True)
+    return np.divide(flat, total, out=np.full_like(flat, np.nan), where=total > 0)
+
+
 def mass_shares(grid_maps: np.ndarray, regions: np.ndarray) -> np.ndarray:
     """float [N, R]: each sample's share of map mass in each region (grid_maps float
     [N, gh, gw] >= 0, regions bool [R, gh, gw]); NaN for an all-zero map."""
-    flat = grid_maps.reshape(len(grid_maps), -1).astype(float)
-    total = flat.sum(axis=1, keepdims=True)
-    inside = flat @ regions.reshape(len(regions), -1).T.astype(float)
-    return np.divide(inside, total, out=np.full_like(inside, np.nan), where=total > 0)
+    return _mass(grid_maps) @ regions.reshape(len(regions), -1).T.astype(np.float32)
+
+
+def _pool(rows: np.ndarray) -> np.ndarray:
+    """At most MAX_POOL of the row indices `rows`, evenly spaced (all of them when fewer)."""
+    if rows.size <= MAX_POOL:
+        return rows
+    return rows[np.linspace(0, rows.size - 1, MAX_POOL).astype(int)]
 
 
 def fisher_greater(k: np.ndarray | int, n: int, k_rest: np.ndarray | int, n_rest: int
@@ -155,31 +172,44 @@ def choose_threshold(share_class: np.ndarray, share_rest: np.ndarray, area: floa
     return float(candidates[int(np.argmin(p))])
 
 
-def _one_way(grid_maps: np.ndarray, hot: np.ndarray, class_index: np.ndarray, off: np.ndarray,
-             n_classes: int, choose: np.ndarray, tested: np.ndarray) -> list[MapRegion | None]:
+def _one_way(mass: np.ndarray, hot: np.ndarray, class_index: np.ndarray, off: np.ndarray,
+             groups: list[np.ndarray], choose: np.ndarray, tested: np.ndarray
+             ) -> list[MapRegion | None]:
     """Regions and thresholds chosen on the `choose` samples, tested on the others, for the
-    classes `tested` (bool [C]); p-values of this direction alone."""
+    classes `tested` (bool [C]); p-values of this direction alone. The other classes are
+    represented by at most MAX_POOL samples of each half (`_pool`)."""
+    n_classes = len(groups)
     regions = contrast_regions(hot, np.where(choose, class_index, -1), n_classes)
     found: list[MapRegion | None] = [None] * n_classes
     wanted = [c for c in range(n_classes) if tested[c] and regions[c] is not None]
-    if not wanted:
-        return found
-    shares = mass_shares(grid_maps, np.stack([regions[c] for c in wanted]))
     used = class_index >= 0
-    for column, c in enumerate(wanted):
-        share = shares[:, column]
-        mine, rest = class_index == c, used & (class_index != c)
-        threshold = choose_threshold(share[mine & choose], share[rest & choose],
-                                     float(regions[c].mean()), off[mine & choose])
-        if threshold is None:
-            continue
-        test = used & ~choose
-        reach = share >= threshold
-        k, n = int((reach & mine & test).sum()), int((mine & test).sum())
-        k_rest, n_rest = int((reach & rest & test).sum()), int((rest & test).sum())
-        found[c] = MapRegion(cells=regions[c], threshold=threshold,
-                             p_value=float(fisher_greater(k, n, k_rest, n_rest)),
-                             share=share, k=k, n=n, k_rest=k_rest, n_rest=n_rest)
+    pools = {half: _pool(np.flatnonzero(used & (choose if half else ~choose)))
+             for half in (True, False)}
+    pool_mass = {half: mass[rows] for half, rows in pools.items()}
+    pool_class = {half: class_index[rows] for half, rows in pools.items()}
+    for start in range(0, len(wanted), CLASS_BLOCK):
+        block = wanted[start:start + CLASS_BLOCK]
+        cells = np.stack([regions[c] for c in block]).reshape(len(block), -1)
+        pooled = {half: values @ cells.T.astype(np.float32) for half, values in pool_mass.items()}
+        for column, c in enumerate(block):
+            rows = groups[c]
+            share = mass[rows] @ cells[column].astype(np.float32)
+            mine_choose = choose[rows]
+            rest = {half: pooled[half][pool_class[half] != c, column] for half in (True, False)}
+            threshold = choose_threshold(share[mine_choose], rest[True],
+                                         float(cells[column].mean()), off[rows][mine_choose])
+            if threshold is None:
+                continue
+            reach = share >= threshold
+            k, n = int(reach[~mine_choose].sum()), int((~mine_choose).sum())
+            k_rest = int((rest[False] >= threshold).sum())
+            all_rest = np.concatenate([rest[True], rest[False]])
+            found[c] = MapRegion(
+                cells=regions[c], threshold=threshold,
+                p_value=float(fisher_greater(k, n, k_rest, rest[False].size)),
+                members=rows[reach],
+                rest_share=float((all_rest >= threshold).mean()) if all_rest.size else 0.0,
+                k=k, n=n, k_rest=k_rest, n_rest=int(rest[False].size))
     return found
 
 
@@ -204,8 +234,11 @@ def map_regions(grid_maps: np.ndarray, class_index: np.ndarray, off: np.ndarray,
     counts_second = np.bincount(class_index[used & ~first], minlength=n_classes)
     rest = used.sum() - counts_first - counts_second
     tested = (np.minimum(counts_first, counts_second) >= MIN_HALF) & (rest >= 2 * MIN_HALF)
-    hot = hot_cells(grid_maps)
-    ways = [_one_way(grid_maps, hot, class_index, off, n_classes, choose, tested)
+    order = np.argsort(class_index, kind="stable")
+    bounds = np.searchsorted(class_index[order], np.arange(n_classes + 1), side="left")
+    groups = [order[bounds[c]:bounds[c + 1]] for c in range(n_classes)]
+    hot, mass = hot_cells(grid_maps), _mass(grid_maps)
+    ways = [_one_way(mass, hot, class_index, off, groups, choose, tested)
             for choose in (first, used & ~first)]
     out: list[MapRegion | None] = []
     for pair in zip(*ways, strict=True):
