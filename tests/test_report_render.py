@@ -447,3 +447,24 @@ def test_run_notes_list_model_and_data_warnings_escaped(tmp_path: Path) -> None:
 
 def test_run_without_warnings_has_no_notes(full: tuple[Path, str]) -> None:
     assert "Notes on this run" not in full[1]
+
+
+def test_probe_classifiers_that_did_not_run_are_named_with_why(full: tuple[Path, str]) -> None:
+    # The fixture has 18 rows: below the probes' 20-row minimum, so neither classifier runs.
+    text = _text(_parse(full[1]))
+    assert "Not run: metadata classifier, border classifier (too little data" in text
+
+
+def test_probe_skips_of_each_label_reach_the_section() -> None:
+    skipped = {"status": "skipped", "reason": "only one class"}
+    per_label = {
+        "effusion": {"associations": [], "metadata_classifier": dict(skipped),
+                     "border_classifier": {"accuracy": 0.9, "ci_low": 0.8, "ci_high": 0.95,
+                                           "baseline": 0.5},
+                     },
+    }
+    section = probes.probes_section({"multi_label": True, "per_label": per_label},
+                                    pd.DataFrame({"status": ["ok"]}))
+    assert section["not_run"] == [{"labels": ["effusion: metadata classifier"],
+                                   "reason": "only one class"}]
+    assert [c["label"] for c in section["classifiers"]] == ["effusion: border classifier"]
