@@ -22,14 +22,22 @@ colour (a saturated magenta texture). Found = a flag of the right kind on c0 (co
 band: fixed_location; frame: fixed_location or border_attention; background colour:
 background_attention or fixed_location), at any severity and at medium or above. Top-k
 precision = the share of shortcut carriers among c0's k most suspicious samples (k = the number
-of carriers). `uses` = the share of carriers whose map peaks in the planted region (does the
-model use it at all? where it does not, no map-based detector can find it).
+of carriers). `uses` = the share of carriers whose map peaks in the planted region or one map
+cell next to it (does the model use it at all? where it does not, no map-based detector can
+find it); `uses_base` = the same share among the other classes' samples (what a map that ignores
+the shortcut gives: a band across the middle is where most objects are). `found_by`: the search
+that found it (`scan` of the fixed regions, `maps` for a region found from the maps, or the
+flag kind). `cluster_candidate`: a candidate SpRAy cluster of c0 (summary `clusters`) whose
+listed members are mostly carriers.
 
-Run (--quick about a minute on a 2-core CPU; the clean part trains a 100-class model for about
-10 minutes a seed there, 25 seconds on a GPU):
+Run (about an hour on a 2-core CPU shared with other jobs, most of it training, 10 minutes a
+100-class clean model; on a GPU 25 seconds a model; --quick about a minute). `--cache DIR` keeps
+the trained weights (clean and shortcut sets) and reuses them, so a detector change is measured
+again in the time of the audits alone:
 
     python benchmarks/flag_calibration.py [--quick] [--seeds 2] [--part clean]
-        [--classes 2,10,100] [--cache DIR] [--keep DIR] [--json out.json]
+        [--classes 2,10,100] [--shapes corner,band] [--shares 0.2] [--cache DIR] [--keep DIR]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -62,6 +70,7 @@ RIGHT_KINDS = {"corner": {"fixed_location"}, "band": {"fixed_location"},
                "frame": {"fixed_location", "border_attention"},
                "background": {"background_attention", "fixed_location"}}
 TAG = 5
+MAP_GRID = 8  # cells a side of the demo network's maps (features.6) at SIZE
 #: The clean sets' model and training: `images` fresh images a epoch (drawn anew each epoch),
 #: Adam with a one-cycle schedule peaking at `lr`.
 CLEAN_TRAINING = {"widths": (16, 32, 64), "images": 10_000, "epochs": 10, "lr": 1e-2,
@@ -185,13 +194,27 @@ def write_set(root: Path, n_classes: int, per_class: int, seed: int, kind: str |
     return carriers
 
 
-def train(root: Path, n_classes: int, epochs: int, seed: int) -> nn.Module:
-    """auditor.demo.DemoNet trained on root/data (inputs normalised with mean 0.5, std 0.5)."""
-    from auditor.demo import train_demo_model
+def train(root: Path, n_classes: int, epochs: int, seed: int, cache: Path | None = None,
+          key: str = "") -> nn.Module:
+    """auditor.demo.DemoNet trained on root/data (inputs normalised with mean 0.5, std 0.5).
 
+    With `cache`, the weights are kept as cache/<key>-e<epochs>.pt (key: everything the set and the
+    training depend on) and read back on the next run: the data set is a pure function of its
+    seed, so a detector change can be measured again without training again."""
+    from auditor.demo import DemoNet, train_demo_model
+
+    path = cache / f"{key}-e{epochs}.pt" if cache is not None else None
+    if path is not None and path.exists():
+        model = DemoNet(n_classes)
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model.eval()
     names = tuple(f"c{k}" for k in range(n_classes))
-    return train_demo_model(root / "data", epochs=epochs, seed=seed, batch_size=64,
-                            classes=names)
+    model = train_demo_model(root / "data", epochs=epochs, seed=seed, batch_size=64,
+                             classes=names)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), path)
+    return model
 
 
 def audit(root: Path, model: nn.Module, interventions: bool, layer: str = "features.6",
@@ -378,11 +401,26 @@ def clean_run(n_classes: int, seed: int, interventions: bool, per_class: int,
             "audit_seconds": round(time.perf_counter() - trained, 1)}
 
 
-def shortcut_run(kind: str, share: float, seed: int, per_class: int) -> dict:
+def near_region(x: float, y: float, region: np.ndarray) -> bool:
+    """Whether a map peak (x, y in [0, 1]) falls in, or one map cell next to, a planted region
+    (bool [SIZE, SIZE]): the map sees the image in MAP_GRID cells, and a map lights up along
+    the inner edge of a flat mark (a frame's peaks sit one cell in)."""
+    cell = SIZE // MAP_GRID
+    col, row = min(int(x * MAP_GRID), MAP_GRID - 1), min(int(y * MAP_GRID), MAP_GRID - 1)
+    return bool(region[max(0, (row - 1) * cell):(row + 2) * cell,
+                       max(0, (col - 1) * cell):(col + 2) * cell].any())
+
+
+def shortcut_run(kind: str, share: float, seed: int, per_class: int,
+                 cache: Path | None = None, keep: Path | None = None) -> dict:
+    key = f"shortcut-{kind}-{share:g}-n{per_class}-s{seed}"
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         carriers = write_set(root, SHORTCUT_CLASSES, per_class, seed, kind, share)
-        result = audit(root, train(root, SHORTCUT_CLASSES, epochs=30, seed=seed), False)
+        model = train(root, SHORTCUT_CLASSES, epochs=30, seed=seed, cache=cache, key=key)
+        result = audit(root, model, False)
+        if keep is not None:
+            shutil.copytree(root / "run", keep / key, dirs_exist_ok=True)
         samples = result.samples()
         found = [f for f in result.flags
                  if f["class"] == "c0" and f["kind"] in RIGHT_KINDS[kind]]
@@ -391,19 +429,27 @@ def shortcut_run(kind: str, share: float, seed: int, per_class: int) -> dict:
         k = len(carriers)
         top = c0.sort_values("suspicion", ascending=False, na_position="last").head(k)
         precision = float(top["rel_path"].isin(list(carriers)).mean()) if k else float("nan")
-        uses = []
-        for rel, region in carriers.items():
-            row = c0[c0["rel_path"] == rel]
-            if row.empty or not np.isfinite(row["peak_x"].iloc[0]):
-                continue
-            x = min(int(row["peak_x"].iloc[0] * SIZE), SIZE - 1)
-            y = min(int(row["peak_y"].iloc[0] * SIZE), SIZE - 1)
-            uses.append(bool(region[max(0, y - 2):y + 3, max(0, x - 2):x + 3].any()))
+        peaks = c0.set_index("rel_path")[["peak_x", "peak_y"]]
+        uses = [near_region(*peaks.loc[rel], region) for rel, region in carriers.items()
+                if rel in peaks.index and np.isfinite(peaks.loc[rel]).all()]
+        union = np.logical_or.reduce(list(carriers.values())) if k else None
+        rest = samples[(samples["label"] != "c0") & (samples["status"] == "ok")
+                       & np.isfinite(samples["peak_x"])]
+        base = [near_region(x, y, union) for x, y in rest[["peak_x", "peak_y"]].to_numpy()] \
+            if k else []
+        carrier_index = set(c0.loc[c0["rel_path"].isin(list(carriers)), "index"])
+        cluster_hits = [c for c in result.summary["clusters"].get("c0", [])
+                        if c.get("candidate") and c["members"]
+                        and np.mean([m in carrier_index for m in c["members"]]) >= 0.5]
         carrier_acc = float(c0[c0["rel_path"].isin(list(carriers))]["correct"].mean()) if k \
             else float("nan")
         return {"kind": kind, "share": share, "seed": seed, "carriers": k,
                 "found": bool(found), "found_medium": bool(severities & {"medium", "high"}),
                 "topk_precision": precision, "uses": float(np.mean(uses)) if uses else None,
+                "uses_base": float(np.mean(base)) if base else None,
+                "found_by": sorted({f["evidence"].get("region_found_by", f["kind"])
+                                    for f in found}),
+                "cluster_candidate": bool(cluster_hits),
                 "carrier_accuracy": carrier_acc,
                 "other_flags_on_other_classes": sum(
                     1 for f in result.flags if f["class"] not in (None, "c0"))}
@@ -421,10 +467,14 @@ def main(argv: list[str] | None = None) -> dict:
                         help="shares of the shortcut class carrying it, comma-separated")
     parser.add_argument("--classes", default="2,10,100",
                         help="class counts of the clean sets, comma-separated")
+    parser.add_argument("--shapes", default=",".join(KINDS),
+                        help="planted shortcuts to run, comma-separated, of " + ", ".join(KINDS))
     parser.add_argument("--cache", type=Path, default=CACHE,
-                        help="folder of the clean models' cached weights")
+                        help="folder of the trained models' cached weights (clean and shortcut "
+                             "sets)")
     parser.add_argument("--keep", type=Path, default=None,
-                        help="copy each clean run directory here (clean-<classes>-<seed>)")
+                        help="copy each run directory here (clean-<classes>-<seed>, "
+                             "shortcut-<shape>-<share>-n<per class>-s<seed>)")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.quick:
@@ -433,7 +483,8 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         cleans = [int(v) for v in args.classes.split(",")] if args.part != "shortcut" else []
         shares = [float(v) for v in args.shares.split(",")]
-        shortcuts = [(k, s) for s in shares for k in KINDS] if args.part != "clean" else []
+        shortcuts = ([(k, s) for s in shares for k in args.shapes.split(",")]
+                     if args.part != "clean" else [])
         seeds = list(range(args.seeds))
         per_clean, per_shortcut, training = PER_CLASS_CLEAN, PER_CLASS_SHORTCUT, CLEAN_TRAINING
     out: dict = {"clean": [], "shortcut": []}
@@ -445,7 +496,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(json.dumps(row), file=sys.stderr)
     for kind, share in shortcuts:
         for seed in seeds:
-            row = shortcut_run(kind, share, seed, per_shortcut)
+            row = shortcut_run(kind, share, seed, per_shortcut, args.cache, args.keep)
             out["shortcut"].append(row)
             print(json.dumps(row), file=sys.stderr)
     out["summary"] = summarise(out)
@@ -453,6 +504,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
     return out
+
+
+def _mean(values: list) -> float | None:
+    kept = [v for v in values if v is not None]
+    return round(float(np.mean(kept)), 2) if kept else None
 
 
 def summarise(out: dict) -> dict:
@@ -486,6 +542,9 @@ def summarise(out: dict) -> dict:
                 "topk_precision": round(float(np.nanmean([r["topk_precision"] for r in rows])),
                                         2),
                 "uses": round(float(np.mean(uses)), 2) if uses else None,
+                "uses_base": _mean([r["uses_base"] for r in rows]),
+                "cluster_candidate": round(float(np.mean([r["cluster_candidate"]
+                                                          for r in rows])), 2),
                 "carrier_accuracy": round(float(np.nanmean([r["carrier_accuracy"]
                                                             for r in rows])), 2),
             }
