@@ -1,12 +1,18 @@
 """Are the flags right on data we generate? False flags on clean sets, power on planted shortcuts.
 
-Clean sets: 2, 10 and 100 classes (PER_CLASS_CLEAN images each), each a shape (disk, square,
-triangle, ring, cross, bar, diamond, notched square, ellipse, L) in a colour (10 hues); objects
-cover 10-90% of a 32x32 image (drawn uniformly in area), anywhere, on textured backgrounds from
-one distribution for every class. A tiny CNN (auditor.demo.DemoNet) trained on them can only
-use the object. Every flag raised on them is false; the figure is class-level attention flags
-(CLASS_KINDS) per 100 classes, by severity; the model-free data-set-wide flags are listed by
-kind (`kinds`).
+Clean sets: 2, 10 and 100 classes, each a shape (disk, square, triangle, ring, cross, bar,
+diamond, notched square, ellipse, L) in a colour (10 hues); objects cover 10-90% of a 32x32
+image (drawn uniformly in area), anywhere, on textured backgrounds from one distribution for
+every class. CleanNet (DemoNet's three convolutions with batch norm) is trained on fresh images
+every epoch (CLEAN_TRAINING: 10,000 an epoch, 10 epochs; on the GPU when there is one; weights
+cached under CACHE by classes, seed and config) and audited, with masks, on a held-out set of
+PER_CLASS_CLEAN images a class. `accuracy` is its held-out accuracy; `object_removed_accuracy`
+its accuracy on the same images without the object (the background alone): near chance, so the
+model uses the object and nothing else. Every flag raised on them is false; the figure is
+class-level attention flags (CLASS_KINDS) per 100 classes, by severity, with masks and without
+(`flags_without_masks`: the detectors rerun on the same maps with the mask-derived measures
+NaN, as in an audit without --masks; no interventions); the model-free data-set-wide flags are
+listed by kind (`kinds`).
 
 Shortcut sets: 4 classes of PER_CLASS_SHORTCUT images; in class "c0" a share p (5, 10, 20, 40,
 80%) of images carry a shortcut and an object drawn from another class (so the shortcut is the
@@ -24,12 +30,14 @@ that found it (`scan` of the fixed regions, `maps` for a region found from the m
 flag kind). `cluster_candidate`: a candidate SpRAy cluster of c0 (summary `clusters`) whose
 listed members are mostly carriers.
 
-Run (about an hour on a 2-core CPU shared with other jobs, most of it training; --quick about a
-minute). `--cache DIR` keeps the trained weights (clean and shortcut sets) and reuses them, so a
-detector change is measured again in the time of the audits alone:
+Run (about an hour on a 2-core CPU shared with other jobs, most of it training, 10 minutes a
+100-class clean model; on a GPU 25 seconds a model; --quick about a minute). `--cache DIR` keeps
+the trained weights (clean and shortcut sets) and reuses them, so a detector change is measured
+again in the time of the audits alone:
 
-    python benchmarks/flag_calibration.py [--quick] [--seeds 2] [--shapes corner,band]
-        [--shares 0.2] [--part shortcut] [--cache DIR] [--keep DIR] [--json out.json]
+    python benchmarks/flag_calibration.py [--quick] [--seeds 2] [--part clean]
+        [--classes 2,10,100] [--shapes corner,band] [--shares 0.2] [--cache DIR] [--keep DIR]
+        [--json out.json]
 """
 
 from __future__ import annotations
