@@ -28,13 +28,23 @@ def _per_label_probes(probes: dict[str, Any]) -> dict[str, Any]:
         merged["associations"] += [{**a, "label": label} for a in result.get("associations")
                                    or [] if isinstance(a, dict)]
         for name, rec in result.items():
-            if isinstance(rec, dict) and "accuracy" in rec:
+            if isinstance(rec, dict) and ("accuracy" in rec or rec.get("status") == "skipped"):
                 merged[f"{label}: {name}"] = rec
     return merged
 
 
+def _not_run(probes: dict[str, Any]) -> list[dict[str, Any]]:
+    """The probe classifiers that did not run, grouped by reason: [{labels, reason}]."""
+    by_reason: dict[str, list[str]] = {}
+    for name, rec in probes.items():
+        if isinstance(rec, dict) and rec.get("status") == "skipped":
+            by_reason.setdefault(str(rec.get("reason", "")), []).append(name.replace("_", " "))
+    return [{"labels": labels, "reason": reason} for reason, labels in by_reason.items()]
+
+
 def probes_section(probes: Any, samples: pd.DataFrame) -> dict[str, Any] | None:
-    """{associations, tables, classifiers, chart}: the model-free probes (None: not run)."""
+    """{associations, tables, classifiers, chart, not_run}: the model-free probes (None: not
+    run at all); `not_run` names the probe classifiers that were skipped and why."""
     if not isinstance(probes, dict):
         return None
     if probes.get("multi_label"):
@@ -60,6 +70,7 @@ def probes_section(probes: Any, samples: pd.DataFrame) -> dict[str, Any] | None:
             })
     chart = (figures.interval_chart_layout("Probe accuracy with 95% interval", classifiers)
              if classifiers else None)
+    not_run = _not_run(probes)
     return {
         "associations": [
             {"property": (f"{a['label']}: " if "label" in a else "")
@@ -72,6 +83,7 @@ def probes_section(probes: Any, samples: pd.DataFrame) -> dict[str, Any] | None:
             for a in associations
         ],
         "tables": tables, "classifiers": classifiers, "chart": chart,
+        "not_run": not_run,
     }
 
 
