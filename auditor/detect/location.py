@@ -374,11 +374,12 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
             nearer_p = _objects_nearer_p(regions[r], there, centroids)
             if off and not nearer_p < FOLLOW_ALPHA:
                 attention = attention_region(regions[r], grid_maps, there)
-                scan = (float(scan_p[r]), _flag(
+                flag = _flag(
                     name, regions[r], shapes[r], n, int(k[r]), float(base[r]), float(area[r]),
                     n_rest >= MIN_REST, float(scan_p[r]), off_share, there, cover, hits, keys,
-                    normalised[torch.as_tensor(mine)], counts[c].reshape(gh, gw), attention))
-                scan[1].evidence["objects_nearer_p"] = _json_p(nearer_p)
+                    normalised[torch.as_tensor(mine)], counts[c].reshape(gh, gw), attention)
+                flag.evidence["objects_nearer_p"] = _json_p(nearer_p)
+                scan = (float(scan_p[r]), flag)
                 break
         searches = [scan]
         found = found_in_maps[c]
