@@ -34,9 +34,11 @@ def _per_label_probes(probes: dict[str, Any]) -> dict[str, Any]:
 
 
 def probes_section(probes: Any, samples: pd.DataFrame) -> dict[str, Any] | None:
-    """{associations, tables, classifiers, chart}: the model-free probes (None: not run)."""
+    """{associations, tables, classifiers, chart, subsample}: the model-free probes (None:
+    not run); `subsample` says what a probe run above probe_run.PROBE_ROWS rows ran on."""
     if not isinstance(probes, dict):
         return None
+    subsample = _subsample_note((probes.get("settings") or {}).get("subsample"))
     if probes.get("multi_label"):
         probes = _per_label_probes(probes)
     associations = [a for a in probes.get("associations") or [] if isinstance(a, dict)]
@@ -71,8 +73,21 @@ def probes_section(probes: Any, samples: pd.DataFrame) -> dict[str, Any] | None:
              "p_value": a.get("p_value")}
             for a in associations
         ],
-        "tables": tables, "classifiers": classifiers, "chart": chart,
+        "tables": tables, "classifiers": classifiers, "chart": chart, "subsample": subsample,
     }
+
+
+def _subsample_note(subsample: Any) -> str | None:
+    """The sentence on a subsampled probe run ({rows, of} in the probes' settings), or None."""
+    if not isinstance(subsample, dict):
+        return None
+    rows, total = finite(subsample.get("rows")), finite(subsample.get("of"))
+    if rows is None or total is None:
+        return None
+    return (f"Run on a seeded subsample of {rows:,.0f} of the {total:,.0f} readable rows "
+            "(each class keeps its share): the counts and p-values are the subsample's; each "
+            "accuracy has its 95% interval in the chart, each association's strength its 95% "
+            "bootstrap interval in summary.json (strength_ci).")
 
 
 def property_table(ok: pd.DataFrame, prop: str) -> dict[str, Any] | None:
