@@ -85,9 +85,10 @@ def _subsample_note(subsample: Any) -> str | None:
     if rows is None or total is None:
         return None
     return (f"Run on a seeded subsample of {rows:,.0f} of the {total:,.0f} readable rows "
-            "(each class keeps its share): the counts and p-values are the subsample's; each "
-            "accuracy has its 95% interval in the chart, each association's strength its 95% "
-            "bootstrap interval in summary.json (strength_ci).")
+            "(each class keeps its share): the statistics and p-values are the subsample's, "
+            "the tables below count every row; each accuracy has its 95% interval in the "
+            "chart, each association's strength its 95% bootstrap interval in summary.json "
+            "(strength_ci).")
 
 
 def property_table(ok: pd.DataFrame, prop: str) -> dict[str, Any] | None:
