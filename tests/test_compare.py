@@ -47,7 +47,7 @@ def test_compare_finds_the_flags_that_appeared_and_states_the_overlap(runs) -> N
     assert kinds == ["border_attention", "fixed_location", "intervention_sensitive",
                      "metadata_shortcut"]
     assert comparison.flags["disappeared"] == []
-    assert comparison.overlap.n_shared == 18
+    assert comparison.overlap.n_shared == 21
     assert comparison.exit_code("high") == 3
     back = compare_runs(flagged, clean)
     assert len(back.flags["disappeared"]) == 4

@@ -11,35 +11,7 @@ import torch
 from auditor.detect.attention import degenerate_maps_flags
 from auditor.detect.location import describe_region, fixed_location_flags, peak_grid_counts
 from auditor.errors import UsageError
-from auditor.metrics import attention_measures
-
-SIZE = 28
-
-
-def spot_maps(cells: list[tuple[int, int]], gen: torch.Generator) -> torch.Tensor:
-    """7x7 maps with weak noise and a hot cell at each (row, col)."""
-    maps = 0.1 * torch.rand(len(cells), 7, 7, generator=gen)
-    for i, (r, c) in enumerate(cells):
-        maps[i, r, c] += 1.0
-    return maps
-
-
-def rows(name: str, maps: torch.Tensor, masks: torch.Tensor | None) -> pd.DataFrame:
-    n = maps.shape[0]
-    has = torch.full((n,), masks is not None)
-    masks = masks if masks is not None else torch.zeros(n, SIZE, SIZE, dtype=torch.bool)
-    out = attention_measures(maps, masks, has, torch.full((n, 4), math.nan))
-    frame = pd.DataFrame({k: v.numpy() for k, v in out.items()})
-    frame.insert(0, "rel_path", [f"{name}/{i:03d}.png" for i in range(n)])
-    frame.insert(1, "label", name)
-    frame["status"] = "ok"
-    return frame
-
-
-def centre_masks(n: int) -> torch.Tensor:
-    masks = torch.zeros(n, SIZE, SIZE, dtype=torch.bool)
-    masks[:, 8:20, 8:20] = True
-    return masks
+from tests.helpers.peak_maps import SIZE, build, centre_masks, spot_maps
 
 
 @pytest.fixture
@@ -49,11 +21,6 @@ def gen() -> torch.Generator:
 
 def spread_cells(n: int, gen: torch.Generator) -> list[tuple[int, int]]:
     return [tuple(x) for x in torch.randint(0, 7, (n, 2), generator=gen).tolist()]
-
-
-def build(parts: list[tuple[str, torch.Tensor, torch.Tensor | None]]):
-    frames = [rows(name, maps, masks) for name, maps, masks in parts]
-    return pd.concat(frames, ignore_index=True), torch.cat([m for _, m, _ in parts])
 
 
 @pytest.mark.parametrize("with_masks", [False, True])
@@ -277,3 +244,25 @@ def test_without_masks_a_tag_one_cell_in_from_the_corner_of_a_fine_grid_is_off_o
     flags = fixed_location_flags(samples, maps, ["tagged", "plain"])
     assert [f.class_name for f in flags] == ["tagged"]
     assert "top-left" in flags[0].message
+
+
+def test_without_masks_object_parts_one_cell_in_on_an_8x8_grid_are_not_off_object(gen):
+    # The clean 100-class benchmark: large objects anywhere put a class's peak on the same part
+    # of them (a disk's lower edge), one cell in from the bottom of an 8x8 map on most images.
+    # Within a quarter of the side from an edge (75% of the image) raised high flags there; only
+    # the outer eighth (the outer ring of cells on 8x8) is taken as off the object.
+    def grid_maps(cells: list[tuple[int, int]]) -> torch.Tensor:
+        maps = 0.1 * torch.rand(len(cells), 8, 8, generator=gen)
+        for i, (r, c) in enumerate(cells):
+            maps[i, r, c] += 1.0
+        return maps
+
+    lower = [(6, int(c)) for c in torch.randint(2, 6, (40,), generator=gen)]
+    upper = [tuple(x) for x in torch.randint(1, 5, (40, 2), generator=gen).tolist()]
+    samples, maps = build([("disk", grid_maps(lower), None), ("square", grid_maps(upper), None)])
+    assert fixed_location_flags(samples, maps, ["disk", "square"]) == []
+    # The same class peaking in the outer ring (a tag on the edge) is still found.
+    edge = [(7, c) for _, c in lower]
+    samples, maps = build([("disk", grid_maps(edge), None), ("square", grid_maps(upper), None)])
+    assert [f.class_name for f in fixed_location_flags(samples, maps, ["disk", "square"])] \
+        == ["disk"]

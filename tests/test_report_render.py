@@ -94,7 +94,7 @@ def test_full_run_report_populates_every_section(full: tuple[Path, str]) -> None
     text = _text(page)
     assert ("2 signs of shortcut learning found in 1 of 3 classes, from 4 flags (2 high, 1 medium, "
             "1 low)") in text
-    assert len([a for a in page.with_attr("class", "card")]) == 18  # every readable sample
+    assert len([a for a in page.with_attr("class", "card")]) == 21  # every readable sample
     assert "fixed-0" in ids  # the fixed_location flag's peak grid (first in summary.json)
     assert "format by class" in text
     assert "Cluster 0" in text
@@ -138,7 +138,7 @@ def test_report_with_no_flag_says_so_and_marks_absent_sections_not_run(
     clean: tuple[Path, str],
 ) -> None:
     text = _text(_parse(clean[1]))
-    assert "No shortcut was flagged in the 18 audited images of 3 classes" in text
+    assert "No shortcut was flagged in the 21 audited images of 3 classes" in text
     assert "Not run: this run has no model-free probe results." in text
     assert "Not run: this run has no attention clusters." in text
     assert "Not run: this run has no intervention results" in text
@@ -150,10 +150,10 @@ def test_report_with_zero_readable_files_says_nothing_was_audited(
 ) -> None:
     page = _parse(unreadable[1])
     text = _text(page)
-    assert "Nothing was audited: none of the 18 files could be read" in text
+    assert "Nothing was audited: none of the 21 files could be read" in text
     assert "Partial audit" in text
     assert "No readable image: nothing to show." in text
-    assert "18 files could not be read" in text
+    assert "21 files could not be read" in text
     assert page.images() == []
 
 
@@ -233,7 +233,7 @@ def test_gallery_is_capped_and_says_how_many_were_left_out(tmp_path: Path) -> No
     cards = page.with_attr("class", "card")
     assert len(cards) == 5
     text = _text(page)
-    assert "13 images are left out" in text
+    assert "16 images are left out" in text
     # The five most suspicious readable samples, in order.
     samples = pd.read_parquet(run / "samples.parquet")
     ok = samples[samples["status"] == "ok"]
@@ -320,7 +320,7 @@ def test_notebook_summary_shows_the_reports_findings_not_its_flags_escaped(
     assert "Attention returns to a fixed place in 1 of 3 classes" in text
     assert "File properties predict the label across the data set" in text
     assert "border_attention" not in text  # joined into the fixed_location finding
-    assert "66.7%" in text
+    assert "71.4%" in text  # 5 of the first class's 7 rows are right
     assert HOSTILE_CLASSES[0] in text
     assert "<script>" not in html
     assert len(html) < 10_000
@@ -447,3 +447,24 @@ def test_run_notes_list_model_and_data_warnings_escaped(tmp_path: Path) -> None:
 
 def test_run_without_warnings_has_no_notes(full: tuple[Path, str]) -> None:
     assert "Notes on this run" not in full[1]
+
+
+def test_probe_classifiers_that_did_not_run_are_named_with_why(tmp_path: Path) -> None:
+    # 3 classes x 6 rows: below the probes' 20-row minimum, so neither classifier runs.
+    html = render_report(full_run(tmp_path / "run", n_per_class=6)).read_text(encoding="utf-8")
+    assert "Not run: metadata classifier, border classifier (too little data" in _text(_parse(html))
+
+
+def test_probe_skips_of_each_label_reach_the_section() -> None:
+    skipped = {"status": "skipped", "reason": "only one class"}
+    per_label = {
+        "effusion": {"associations": [], "metadata_classifier": dict(skipped),
+                     "border_classifier": {"accuracy": 0.9, "ci_low": 0.8, "ci_high": 0.95,
+                                           "baseline": 0.5},
+                     },
+    }
+    section = probes.probes_section({"multi_label": True, "per_label": per_label},
+                                    pd.DataFrame({"status": ["ok"]}))
+    assert section["not_run"] == [{"labels": ["effusion: metadata classifier"],
+                                   "reason": "only one class"}]
+    assert [c["label"] for c in section["classifiers"]] == ["effusion: border classifier"]

@@ -39,29 +39,42 @@ The rule, per class, on every region R of the family:
 | | `peak_fg_cover` < 0.5 (the feature cell at the peak is mostly background; a peak |
 | | in the hole of a ring-shaped object is on it at that resolution). Without that |
 | | column, at least half the members miss the object (`pointing_hit` 0). Without |
-| | masks: at least half the members peak within OUTER_BAND (a quarter) of a side from |
-| | the image edge, the reach of the former 2x2 window of an 8x8 grid touching the edge |
-| | (the peak of a centred object never does; a band across the middle is then not |
-| | tested). A finer map grid must not shrink it: a tag 10% in from the corner sits in |
-| | cell 1 of 12, not in the outer cells |
+| | masks: at least half the members peak in a feature cell that reaches into the outer |
+| | OUTER_BAND (an eighth) of a side: the outer ring of cells of an 8x8 or 7x7 map, |
+| | the two outer rings of a 12x12 or 16x16 one (a tag 10% in from the corner sits in |
+| | cell 1 of 12). Nothing else says where the object is: large objects anywhere in the |
+| | image put a class's peak on the same part of them one cell in from an edge (a |
+| | quarter of the side, 75% of the image, raised 21 flags per 100 clean classes, |
+| | 1.5 high, and 3 high on the 4 classes of the 2-class sets; benchmarks/ |
+| | flag_calibration.py), so a tag whose peak lies that far in is found only with |
+| | masks. A band across the middle is not tested |
 | region | among the regions passing every gate, the one with the smallest p (ties: the |
 | | smaller region) |
+| any shape | a second search: a region of any shape drawn from the maps on one half of the |
+| | samples and tested on the other (auditor.detect.map_regions; members: maps with at |
+| | least a threshold share of their mass in it), through the same effect gates (on the |
+| | testing half) and off-object gate (on its members) |
+| per class | the smaller p of the two searches whose gates pass (of both when neither does), |
+| | times 2 (Bonferroni), is the class's one test in the family |
 | raised | q <= FDR (0.05) |
 | high | excess (share - the others' share) >= 0.5 and k >= 20 |
 | medium | excess >= 0.15 and k >= 10 |
 | low | any other raised flag |
 
 A finding names its share of the class (`share`, also the `score`), its region and its members
-(`members`: every sample of the class whose map peaks in the scanned region, off-object ones
-first; `samples` lists them too). The region is found from the maps themselves: the scanned
-cells grow into the cells around them (one step) where the members' mean normalised map is at
-least ATTENTION_LEVEL (0.5) of its largest value there, then into the outer cells of the grid
-next to it (a map lights up along the inner edge of a flat tag; what lies between that edge and
-the image border is part of it): `region_cells` [rows][cols] 0/1, rows = y, top first, and
-`region_box`, its bounding box in [0, 1]; the scanned cells are `scan_cells` and `scan_box`;
-`region_shape` is the scanned shape. Interventions blank or swap exactly the region's cells.
-Evidence also carries
-the grid counts, the other classes' share, the class's mean normalised map and the share of its
+(`members`: every sample of the class whose map peaks in the scanned region, or, for a region
+found in the maps, puts at least `member_threshold` of its mass there; off-object ones first;
+`samples` lists them too). `region_found_by` says which search found it ("scan" or "maps");
+a region found in the maps adds `member_threshold` and `test_half` (k, n, k_rest, n_rest: the
+counts of the half that tested it, which the p-value and the gates read). The region to edit
+grows from the found cells into the cells around them (one step) where the members' mean
+normalised map is at least ATTENTION_LEVEL (0.5) of its largest value there, then into the
+outer cells of the grid next to it (a map lights up along the inner edge of a flat tag; what
+lies between that edge and the image border is part of it): `region_cells` [rows][cols] 0/1,
+rows = y, top first, and `region_box`, its bounding box in [0, 1]; the found cells are
+`scan_cells` and `scan_box`; `region_shape` is their shape (window, band, frame; "region" for
+any other shape). Interventions blank or swap exactly `region_cells`. Evidence also carries the
+grid counts, the other classes' share, the class's mean normalised map and the share of its
 mass inside the region.
 """
 
@@ -79,6 +92,7 @@ from auditor.detect.attention import sample_keys
 from auditor.detect.fdr import ClassTest, control_fdr
 from auditor.detect.flags import Flag, Severity
 from auditor.detect.groups import class_rows
+from auditor.detect.map_regions import MapRegion, map_regions
 from auditor.errors import UsageError
 from auditor.metrics import normalise_maps, upsample_maps
 
@@ -93,7 +107,7 @@ MEDIUM_SEVERITY_SAMPLES = 10
 WINDOW = 2  # cells per side of the largest window
 MAX_SCAN_CELLS = 16
 ATTENTION_LEVEL = 0.5
-OUTER_BAND = 0.25  # without masks: a peak this close to an edge (share of the side) is off-object
+OUTER_BAND = 0.125  # without masks: a peak whose cell reaches this close to an edge is off-object
 
 
 def _cells(samples: pd.DataFrame, grid: int, rows: int | None = None
@@ -199,6 +213,27 @@ def cells_box(cells: np.ndarray) -> list[float]:
             float((ys.max() + 1) / rows)]
 
 
+def region_shape(cells: np.ndarray) -> str:
+    """The shape of a region of any shape (bool [rows, cols]), in the family's words: "frame"
+    (at least 3/4 of the outer cells, at most 1/4 of the inner ones), "band" (every column
+    of at most half the rows, or every row of at most half the columns), "window" (a filled
+    rectangle of at most WINDOW x WINDOW cells), else "region"."""
+    rows, cols = cells.shape
+    outer = np.ones_like(cells)
+    outer[1:-1, 1:-1] = False
+    if cells[outer].mean() >= 0.75 and (rows <= 2 or cols <= 2
+                                        or cells[~outer].mean() <= 0.25):
+        return "frame"
+    ys, xs = np.nonzero(cells)
+    height, width = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+    if (cells.any(axis=0).all() and height * 2 <= rows) or \
+            (cells.any(axis=1).all() and width * 2 <= cols):
+        return "band"
+    if height <= WINDOW and width <= WINDOW and cells.sum() == height * width:
+        return "window"
+    return "region"
+
+
 def describe_cells(cells: np.ndarray, shape: str) -> str:
     """A region of the family in words: "top-left corner", "band along the bottom edge",
     "band across the image (rows 0.25-0.50)", "frame around the image"."""
@@ -212,6 +247,8 @@ def _region_words(cells: np.ndarray, shape: str) -> tuple[str, str | None]:
     box = cells_box(cells)
     if shape == "frame":
         return "frame around the image", None
+    if shape == "region":
+        return f"{int(cells.sum())}-cell region at the {describe_region(box)}", None
     if shape == "band":
         horizontal = box[0] == 0 and box[2] == 1
         if horizontal:
@@ -281,9 +318,8 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
     flat_regions = regions.reshape(len(regions), -1)
     area = flat_regions.mean(axis=1)
     defined = cell >= 0
-    xs, ys = _column(ok, "peak_x"), _column(ok, "peak_y")
-    outer = defined & ((np.minimum(xs, 1 - xs) < OUTER_BAND)
-                       | (np.minimum(ys, 1 - ys) < OUTER_BAND))
+    outer = defined & ((np.minimum(col, gw - 1 - col) < OUTER_BAND * gw)
+                       | (np.minimum(row, gh - 1 - row) < OUTER_BAND * gh))
     # Peaks per class and cell, [C, grid * grid]: every region count is a product with it.
     class_of = {name: i for i, name in enumerate(classes)}
     counts = np.zeros((len(classes), gh * gw), dtype=int)
@@ -299,6 +335,9 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
     all_in = np.bincount(cell[defined], minlength=gh * gw) @ flat_regions.T.astype(int)
     n_all = int(defined.sum())
 
+    off_sample = np.where(np.isfinite(cover), cover < 0.5,
+                          np.where(np.isfinite(hits), hits == 0, outer))
+    found_in_maps = map_regions(grid_maps, np.where(known, index, -1), off_sample, len(classes))
     tests = []
     for c, name in enumerate(classes):
         n = int(counts[c].sum())
@@ -316,24 +355,69 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
         passing = (k >= MIN_MEMBERS) & far_above & (share - base >= MIN_EXCESS)
         scan_p = np.minimum(1.0, p * len(regions))
         mine = (labels == name) & defined
-        best = None
+        scan: tuple[float, Flag | None] = (float(scan_p.min()), None)
         for r in np.flatnonzero(passing)[np.lexsort((area[passing], p[passing]))]:
             there = mine & flat_regions[r][np.where(defined, cell, 0)]
             off, off_share = _off_object(cover[there], hits[there], outer[there])
             if off:
-                best = (int(r), there, off_share)
+                attention = attention_region(regions[r], grid_maps, there)
+                scan = (float(scan_p[r]), _flag(
+                    name, regions[r], shapes[r], n, int(k[r]), float(base[r]), float(area[r]),
+                    n_rest >= MIN_REST, float(scan_p[r]), off_share, there, cover, hits, keys,
+                    normalised[torch.as_tensor(mine)], counts[c].reshape(gh, gw), attention))
                 break
-        if best is None:
-            tests.append(ClassTest("fixed_location", name, float(scan_p.min()), None))
-            continue
-        r, there, off_share = best
-        attention = attention_region(regions[r], grid_maps, there)
-        flag = _flag(name, regions[r], shapes[r], n, int(k[r]), float(base[r]),
-                     float(area[r]), n_rest >= MIN_REST, float(scan_p[r]),
-                     off_share, there, cover, hits, keys, normalised[torch.as_tensor(mine)],
-                     counts[c].reshape(gh, gw), attention)
-        tests.append(ClassTest("fixed_location", name, float(scan_p[r]), flag))
+        searches = [scan]
+        found = found_in_maps[c]
+        if found is not None:
+            searches.append((found.p_value, _map_region_flag(
+                name, found, mine, known & (index != c), cover, hits, outer, grid_maps, keys,
+                normalised[torch.as_tensor(mine)], counts[c].reshape(gh, gw))))
+        tests.append(_either(name, searches))
     return tests
+
+
+def _either(name: str, searches: list[tuple[float, Flag | None]]) -> ClassTest:
+    """One test per class from its searches (the scan; the regions found in the maps):
+    the smallest p of those whose gates pass (of all when none does), times the number of
+    searches (Bonferroni), with that search's flag."""
+    flagged = [search for search in searches if search[1] is not None]
+    p, flag = min(flagged or searches, key=lambda search: search[0])
+    p = min(1.0, p * len(searches))
+    if flag is not None:
+        flag.evidence["p_value"] = p
+    return ClassTest("fixed_location", name, p, flag)
+
+
+def _map_region_flag(name: str, found: MapRegion, mine: np.ndarray, rest: np.ndarray,
+                     cover: np.ndarray, hits: np.ndarray, outer: np.ndarray,
+                     grid_maps: np.ndarray, keys: np.ndarray, class_maps: torch.Tensor,
+                     counts: np.ndarray) -> Flag | None:
+    """The flag of a region found in the maps (auditor.detect.map_regions), or None when
+    its effect or off-object gates fail. The gates read the testing half (the counts the
+    p-value comes from); the finding's members and shares read the whole class."""
+    share = found.k / max(found.n, 1)
+    base = found.k_rest / max(found.n_rest, 1)
+    if not (found.k >= MIN_MEMBERS and share - base >= MIN_EXCESS
+            and (share >= RATIO * base or share - base >= LARGE_EXCESS)):
+        return None
+    there = mine & (found.share >= found.threshold)
+    off, off_share = _off_object(cover[there], hits[there], outer[there])
+    if not off:
+        return None
+    k, n = int(there.sum()), int(mine.sum())
+    rest_share = float((rest & (found.share >= found.threshold)).sum() / max(rest.sum(), 1))
+    attention = attention_region(found.cells, grid_maps, there)
+    flag = _flag(name, found.cells, region_shape(found.cells), n, k, rest_share,
+                 float(found.cells.mean()), True, found.p_value, off_share, there, cover,
+                 hits, keys, class_maps, counts, attention,
+                 member_rule=f"put at least {found.threshold:.0%} of their map's mass in")
+    flag.evidence.update(
+        region_found_by="maps", member_threshold=found.threshold,
+        score_meaning="share of the class's maps with at least member_threshold of their "
+                      "mass in the region",
+        test_half={"k": found.k, "n": found.n, "k_rest": found.k_rest,
+                   "n_rest": found.n_rest})
+    return flag
 
 
 def _column(rows: pd.DataFrame, name: str) -> np.ndarray:
@@ -380,7 +464,8 @@ def attention_region(cells: np.ndarray, grid_maps: np.ndarray, members: np.ndarr
 def _flag(name: str, cells: np.ndarray, shape: str, n: int, k: int, base: float,
           area: float, against_rest: bool, p: float, off_share: float | None,
           there: np.ndarray, cover: np.ndarray, hits: np.ndarray, keys: np.ndarray,
-          class_maps: torch.Tensor, counts: np.ndarray, attention: np.ndarray) -> Flag:
+          class_maps: torch.Tensor, counts: np.ndarray, attention: np.ndarray,
+          member_rule: str = "peak in") -> Flag:
     share = k / n
     box = cells_box(cells)
     gh, gw = cells.shape
@@ -395,13 +480,15 @@ def _flag(name: str, cells: np.ndarray, shape: str, n: int, k: int, base: float,
     members = keys[there][np.argsort(off_first, kind="stable")].tolist()
     where = describe_cells(cells, shape)
     other = "other classes' maps" if against_rest else "maps spread evenly"
-    message = (f"class {name}: {share:.0%} of its maps ({k} of {n}) peak in the same off-object "
-               f"region, the {place_text(cells, shape)}, vs {base:.0%} of {other}")
+    message = (f"class {name}: {share:.0%} of its maps ({k} of {n}) {member_rule} the same "
+               f"off-object region, the {place_text(cells, shape)}, vs {base:.0%} of {other}")
     evidence: dict[str, Any] = {
-        "rule": "scan of windows, bands and a frame on the peak grid; one-sided Fisher exact "
-                "test vs the other classes' peaks (binomial vs the area share without them), "
-                "Bonferroni over regions, Benjamini-Hochberg over the audit's class-level "
-                "tests; off the object at the map's resolution (see auditor.detect.location)",
+        "rule": "scan of windows, bands and a frame on the peak grid (one-sided Fisher exact "
+                "test vs the other classes' peaks, binomial vs the area share without them, "
+                "Bonferroni over regions) or a region of any shape found in the maps of half "
+                "the samples and tested on the other half; Bonferroni over the two searches, "
+                "Benjamini-Hochberg over the audit's class-level tests; off the object at the "
+                "map's resolution (see auditor.detect.location)",
         "grid_size": [gh, gw],
         "grid_counts": counts.tolist(),
         "region_box": cells_box(attention),
@@ -423,6 +510,7 @@ def _flag(name: str, cells: np.ndarray, shape: str, n: int, k: int, base: float,
         "mean_map": [[round(float(v), 4) for v in r] for r in mean_map.tolist()],
         "mean_map_share_in_region": map_share,
         "score_meaning": "share of the class's maps that peak in the region",
+        "region_found_by": "scan",
     }
     return Flag(kind="fixed_location", severity=_severity(share - base, k), class_name=name,
                 score=share, message=message, evidence=evidence,

@@ -80,7 +80,7 @@ def build_run(
     run_dir: str | Path,
     *,
     classes: Sequence[str] = DEFAULT_CLASSES,
-    n_per_class: int = 6,
+    n_per_class: int = 7,
     n_errors: int = 2,
     flagged: bool = True,
     optional_sections: bool = True,
@@ -92,8 +92,9 @@ def build_run(
     """Write a finished run directory and return its path.
 
     classes: class names (any string: hostile ones test escaping). n_per_class readable rows
-    per class (0 readable when `readable` is False) plus n_errors undecodable rows. flagged:
-    raise flags (else none). optional_sections: probes, clusters, interventions, sanity (else
+    per class (0 readable when `readable` is False; 7, so that three classes pass the probe
+    classifiers' 20-row minimum) plus n_errors undecodable rows. flagged: raise flags (else
+    none). optional_sections: probes, clusters, interventions, sanity (else
     absent). thumbs: store thumbnails of at most this many samples (None: all), skipping the
     indices in missing_thumbs.
     """

@@ -28,14 +28,24 @@ def _per_label_probes(probes: dict[str, Any]) -> dict[str, Any]:
         merged["associations"] += [{**a, "label": label} for a in result.get("associations")
                                    or [] if isinstance(a, dict)]
         for name, rec in result.items():
-            if isinstance(rec, dict) and "accuracy" in rec:
+            if isinstance(rec, dict) and ("accuracy" in rec or rec.get("status") == "skipped"):
                 merged[f"{label}: {name}"] = rec
     return merged
 
 
+def _not_run(probes: dict[str, Any]) -> list[dict[str, Any]]:
+    """The probe classifiers that did not run, grouped by reason: [{labels, reason}]."""
+    by_reason: dict[str, list[str]] = {}
+    for name, rec in probes.items():
+        if isinstance(rec, dict) and rec.get("status") == "skipped":
+            by_reason.setdefault(str(rec.get("reason", "")), []).append(name.replace("_", " "))
+    return [{"labels": labels, "reason": reason} for reason, labels in by_reason.items()]
+
+
 def probes_section(probes: Any, samples: pd.DataFrame) -> dict[str, Any] | None:
-    """{associations, tables, classifiers, chart, subsample}: the model-free probes (None:
-    not run); `subsample` says what a probe run above probe_run.PROBE_ROWS rows ran on."""
+    """{associations, tables, classifiers, chart, not_run, subsample}: the model-free probes
+    (None: not run at all); `not_run` names the probe classifiers that were skipped and why;
+    `subsample` says what a probe run above probe_run.PROBE_ROWS rows ran on."""
     if not isinstance(probes, dict):
         return None
     subsample = _subsample_note((probes.get("settings") or {}).get("subsample"))
@@ -62,6 +72,7 @@ def probes_section(probes: Any, samples: pd.DataFrame) -> dict[str, Any] | None:
             })
     chart = (figures.interval_chart_layout("Probe accuracy with 95% interval", classifiers)
              if classifiers else None)
+    not_run = _not_run(probes)
     return {
         "associations": [
             {"property": (f"{a['label']}: " if "label" in a else "")
@@ -73,7 +84,8 @@ def probes_section(probes: Any, samples: pd.DataFrame) -> dict[str, Any] | None:
              "p_value": a.get("p_value")}
             for a in associations
         ],
-        "tables": tables, "classifiers": classifiers, "chart": chart, "subsample": subsample,
+        "tables": tables, "classifiers": classifiers, "chart": chart,
+        "not_run": not_run, "subsample": subsample,
     }
 
 

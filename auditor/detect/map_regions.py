@@ -1,0 +1,219 @@
+"""Class-specific attention regions of any shape, found from the maps themselves and tested on
+samples that did not choose them (cross-fitting).
+
+The fixed scan of auditor.detect.location tests windows, bands and a frame of set sizes. A
+shortcut's footprint need not be one of them (a text band whose peaks wander along and out of
+its rows, an L-shaped ruler, a logo between cells). This rule lets the maps draw the region:
+
+| step | rule |
+|---|---|
+| halves | every class's ok samples with a defined map are split in two halves, alternately in |
+| | table order (position 0, 2, 4 ... and 1, 3, 5 ...); half A chooses, half B tests, |
+| | then the other way round |
+| hot cells | a sample's map (max-normalised, average-pooled to the scan grid) is hot in a cell |
+| | at least HOT_LEVEL (0.5) of its largest cell |
+| contrast | per cell, the share of the class's choosing half that is hot there minus the share |
+| | of the other classes' choosing half (a corner, a band, a frame or any other shape |
+| | lit by part of the class and not by the others) |
+| region | cells whose contrast is at least REGION_LEVEL (0.5) of the largest, the |
+| | 8-connected component of the largest; none when the largest contrast is under |
+| | MIN_CONTRAST (0.05) or the region covers more than MAX_AREA (half) of the grid |
+| in the region | a sample's statistic is the share of its map's mass in the region |
+| members | samples whose share is at least a threshold t; t is chosen on the choosing half |
+| | among the class's quantiles in steps of 2.5% (the smallest Fisher p below), at least |
+| | MIN_LIFT (2) x the region's share of the grid (a member's map is at least twice as |
+| | dense there as a flat map: attention gathered there, not spread over it), |
+| | with at least half of the members' peaks off the object (a minority shortcut's |
+| | carriers, not the class's own objects where those sit near the region) |
+| test | on the testing half, one-sided hypergeometric (Fisher exact) test: the class's |
+| | samples reach t in the region more often than the other classes' samples do |
+| p | the smaller of the two directions' p, times 2 (Bonferroni) |
+
+The region and t are chosen without the testing half, so the test's p-value is valid as it
+stands: the search over shapes and thresholds costs nothing on clean data (where a region drawn
+from noise on one half does not repeat on the other), and no correction for the number of
+shapes is needed. The finding's region and threshold are those of the direction with the
+smaller p; its members are every sample of the class (both halves) that reaches t there.
+auditor.detect.location combines this test with its scan (one p per class) and applies the
+same effect and off-object gates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage, stats
+
+HOT_LEVEL = 0.5
+REGION_LEVEL = 0.5
+MIN_CONTRAST = 0.05
+MAX_AREA = 0.5
+THRESHOLD_QUANTILES = np.arange(1, 40) / 40  # every 2.5% of the class
+MIN_HALF = 8  # samples of the class per half: fewer and the class is not tested
+#: A member's map is at least this many times as dense in the region as a flat map (the
+#: lift suspicion calls attention on the border band: auditor.detect.suspicion.BORDER_LIFT).
+MIN_LIFT = 2.0
+
+
+@dataclass
+class MapRegion:
+    """A class-specific region found on one half of the samples and tested on the other."""
+
+    cells: np.ndarray  # bool [gh, gw], rows = y, top first
+    threshold: float  # share of a map's mass in `cells` that makes a sample a member
+    p_value: float  # both directions, Bonferroni
+    share: np.ndarray  # float [N]: every sample's share of map mass in `cells`
+    k: int  # class members in the testing half
+    n: int  # class samples in the testing half
+    k_rest: int  # other classes' samples reaching the threshold in the testing half
+    n_rest: int  # other classes' samples in the testing half
+
+
+def halves(class_index: np.ndarray) -> np.ndarray:
+    """bool [N]: True for the first half (A) of each class's samples, alternately in order
+    (positions 0, 2, 4 ... of the class); class_index int [N], -1 = not used."""
+    first = np.zeros(class_index.size, dtype=bool)
+    order = np.argsort(class_index, kind="stable")
+    sorted_classes = class_index[order]
+    starts = np.searchsorted(sorted_classes, sorted_classes, side="left")
+    first[order] = (np.arange(class_index.size) - starts) % 2 == 0
+    return first & (class_index >= 0)
+
+
+def hot_cells(grid_maps: np.ndarray) -> np.ndarray:
+    """bool [N, gh, gw]: cells at least HOT_LEVEL of the sample's largest cell (none for an
+    all-zero map)."""
+    top = grid_maps.reshape(len(grid_maps), -1).max(axis=1)
+    return (grid_maps >= HOT_LEVEL * top[:, None, None]) & (top[:, None, None] > 0)
+
+
+def contrast_regions(hot: np.ndarray, class_index: np.ndarray, n_classes: int
+                     ) -> list[np.ndarray | None]:
+    """Per class, the region (module rule) from the hot cells bool [N, gh, gw] of the samples
+    given (class_index int [N], -1 = not used): bool [gh, gw], or None when no cell stands
+    out."""
+    flat = hot.reshape(len(hot), -1).astype(float)
+    used = class_index >= 0
+    counts = np.bincount(class_index[used], minlength=n_classes).astype(float)
+    sums = np.zeros((n_classes, flat.shape[1]))
+    np.add.at(sums, class_index[used], flat[used])
+    total, n_total = sums.sum(axis=0), counts.sum()
+    regions: list[np.ndarray | None] = []
+    for c in range(n_classes):
+        if counts[c] == 0 or n_total - counts[c] == 0:
+            regions.append(None)
+            continue
+        contrast = (sums[c] / counts[c] - (total - sums[c]) / (n_total - counts[c]))
+        contrast = contrast.reshape(hot.shape[1:])
+        top = float(contrast.max())
+        if top < MIN_CONTRAST:
+            regions.append(None)
+            continue
+        labels, _ = ndimage.label(contrast >= REGION_LEVEL * top, structure=np.ones((3, 3)))
+        region = labels == labels.flat[int(np.argmax(contrast))]
+        regions.append(region if region.mean() <= MAX_AREA else None)
+    return regions
+
+
+def mass_shares(grid_maps: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """float [N, R]: each sample's share of map mass in each region (grid_maps float
+    [N, gh, gw] >= 0, regions bool [R, gh, gw]); NaN for an all-zero map."""
+    flat = grid_maps.reshape(len(grid_maps), -1).astype(float)
+    total = flat.sum(axis=1, keepdims=True)
+    inside = flat @ regions.reshape(len(regions), -1).T.astype(float)
+    return np.divide(inside, total, out=np.full_like(inside, np.nan), where=total > 0)
+
+
+def fisher_greater(k: np.ndarray | int, n: int, k_rest: np.ndarray | int, n_rest: int
+                   ) -> np.ndarray:
+    """One-sided hypergeometric p that k of n exceeds what k + k_rest of n + n_rest gives."""
+    k = np.asarray(k)
+    return stats.hypergeom.sf(k - 1, n + n_rest, k + k_rest, n)
+
+
+def choose_threshold(share_class: np.ndarray, share_rest: np.ndarray, area: float,
+                     off_class: np.ndarray) -> float | None:
+    """The member threshold (module rule): among the class's shares (finite ones) at its
+    THRESHOLD_QUANTILES, those at least MIN_LIFT x `area` (the region's share of the grid:
+    what a flat map puts there) that make members mostly off the object (off_class bool: the
+    sample's peak is off it), the one whose Fisher p is smallest (ties: the smaller, which
+    keeps every member of an equally good split); None when there is none."""
+    finite = share_class[np.isfinite(share_class)]
+    candidates = (np.unique(np.quantile(finite, THRESHOLD_QUANTILES, method="lower"))
+                  if finite.size else finite)
+    candidates = candidates[candidates >= MIN_LIFT * area]
+    reach = share_class[:, None] >= candidates
+    off_share = (reach & off_class[:, None]).sum(axis=0) / np.maximum(reach.sum(axis=0), 1)
+    candidates = candidates[off_share >= 0.5]
+    if candidates.size == 0:
+        return None
+    k = finite.size - np.searchsorted(np.sort(finite), candidates, side="left")
+    rest = np.sort(share_rest[np.isfinite(share_rest)])
+    k_rest = rest.size - np.searchsorted(rest, candidates, side="left")
+    p = fisher_greater(k, share_class.size, k_rest, share_rest.size)
+    return float(candidates[int(np.argmin(p))])
+
+
+def _one_way(grid_maps: np.ndarray, hot: np.ndarray, class_index: np.ndarray, off: np.ndarray,
+             n_classes: int, choose: np.ndarray, tested: np.ndarray) -> list[MapRegion | None]:
+    """Regions and thresholds chosen on the `choose` samples, tested on the others, for the
+    classes `tested` (bool [C]); p-values of this direction alone."""
+    regions = contrast_regions(hot, np.where(choose, class_index, -1), n_classes)
+    found: list[MapRegion | None] = [None] * n_classes
+    wanted = [c for c in range(n_classes) if tested[c] and regions[c] is not None]
+    if not wanted:
+        return found
+    shares = mass_shares(grid_maps, np.stack([regions[c] for c in wanted]))
+    used = class_index >= 0
+    for column, c in enumerate(wanted):
+        share = shares[:, column]
+        mine, rest = class_index == c, used & (class_index != c)
+        threshold = choose_threshold(share[mine & choose], share[rest & choose],
+                                     float(regions[c].mean()), off[mine & choose])
+        if threshold is None:
+            continue
+        test = used & ~choose
+        reach = share >= threshold
+        k, n = int((reach & mine & test).sum()), int((mine & test).sum())
+        k_rest, n_rest = int((reach & rest & test).sum()), int((rest & test).sum())
+        found[c] = MapRegion(cells=regions[c], threshold=threshold,
+                             p_value=float(fisher_greater(k, n, k_rest, n_rest)),
+                             share=share, k=k, n=n, k_rest=k_rest, n_rest=n_rest)
+    return found
+
+
+def map_regions(grid_maps: np.ndarray, class_index: np.ndarray, off: np.ndarray,
+                n_classes: int) -> list[MapRegion | None]:
+    """The cross-fitted region test (module rule) of every class.
+
+    Args:
+        grid_maps: float [N, gh, gw], max-normalised maps pooled to the scan grid.
+        class_index: int [N], each sample's class in [0, n_classes); -1 leaves the sample out
+            (a degenerate map, a label not audited).
+        off: bool [N], the sample's map peaks off its object (auditor.detect.location says
+            how that is judged with masks, boxes or neither).
+        n_classes: number of classes.
+    Returns, per class, the region of the direction with the smaller p (p doubled for the two
+    directions), or None when the class has fewer than MIN_HALF samples in a half, the others
+    fewer than 2 x MIN_HALF, or neither direction finds a region.
+    """
+    first = halves(class_index)
+    used = class_index >= 0
+    counts_first = np.bincount(class_index[first], minlength=n_classes)
+    counts_second = np.bincount(class_index[used & ~first], minlength=n_classes)
+    rest = used.sum() - counts_first - counts_second
+    tested = (np.minimum(counts_first, counts_second) >= MIN_HALF) & (rest >= 2 * MIN_HALF)
+    hot = hot_cells(grid_maps)
+    ways = [_one_way(grid_maps, hot, class_index, off, n_classes, choose, tested)
+            for choose in (first, used & ~first)]
+    out: list[MapRegion | None] = []
+    for pair in zip(*ways, strict=True):
+        tried = [found for found in pair if found is not None]
+        if not tried:
+            out.append(None)
+            continue
+        best = min(tried, key=lambda found: found.p_value)
+        best.p_value = min(1.0, 2 * best.p_value)
+        out.append(best)
+    return out
