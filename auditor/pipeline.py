@@ -114,7 +114,8 @@ def run_pass(
         dataset, settings.batch_size, settings.workers, device.type, indices=todo
     )
     buffer = _ChunkBuffer(writer, settings.rank)
-    # The mean-image inputs, summed while they are in hand (auditor.class_image_sums).
+    # The mean-image inputs summed, the first thumbnails written, while the inputs are in hand
+    # (auditor.class_image_sums, auditor.first_thumbs).
     labels = np.array([ref.label for ref in index.samples], dtype=np.int64)
     class_sums = ClassImageSums(labels, len(index.classes))
     first_thumbs = FirstThumbs(labels, writer.run_dir)
