@@ -18,6 +18,8 @@ that is a share of mass is a fraction of the map's total.
 | | grid and upsampled like a map: the most a map at that resolution can reach | |
 | peak_fg_cover | that pooled mask at the peak's feature cell: the object's share of the | |
 | | feature cell the map peaks in (0 = background only, 1 = object only) | |
+| fg_cx, fg_cy | the object's centroid (mean of its pixel centres) as a fraction of width / | |
+| | height: where the object is, so a detector can ask whether peaks follow it | |
 
 The ceiling is what a map at feature resolution can reach: a map is never sharper than its grid,
 so even the mask itself, seen through that grid, reaches only 1.007 on an object covering 93% of
@@ -65,6 +67,8 @@ MEASURES: tuple[str, ...] = (
     "peak_y",
     "fg_enrichment_ceiling",
     "peak_fg_cover",
+    "fg_cx",
+    "fg_cy",
 )
 
 #: Share of the map's max above which a pixel belongs to the localisation (Grad-CAM paper).
@@ -389,6 +393,14 @@ def attention_measures(
     under_peak = pooled.reshape(batch, -1).gather(1, (cell_row * grid_w + cell_col)[:, None])
     peak_cover = torch.where(fg_valid, under_peak[:, 0], nan)
 
+    # The object's centroid (pixel centres, fractions of the side); NaN where fg_valid is not.
+    fg_weight = fg.to(torch.float32)
+    fg_pixels = fg_weight.sum(dim=(1, 2)).clamp(min=1.0)
+    centroid_x = (fg_weight.sum(dim=1) * ((torch.arange(width, device=device) + 0.5) / width)
+                  ).sum(dim=1) / fg_pixels
+    centroid_y = (fg_weight.sum(dim=2) * ((torch.arange(height, device=device) + 0.5) / height)
+                  ).sum(dim=1) / fg_pixels
+
     wsol_iou = nan.clone()
     truth = torch.where(torch.isfinite(boxes.to(device)).all(dim=1, keepdim=True),
                         boxes.to(device=device, dtype=torch.float32), _mask_boxes(fg))
@@ -412,4 +424,6 @@ def attention_measures(
         "peak_y": peak_y,
         "fg_enrichment_ceiling": fg_ceiling,
         "peak_fg_cover": peak_cover,
+        "fg_cx": torch.where(fg_valid, centroid_x, nan),
+        "fg_cy": torch.where(fg_valid, centroid_y, nan),
     }

@@ -266,3 +266,38 @@ def test_without_masks_object_parts_one_cell_in_on_an_8x8_grid_are_not_off_objec
     samples, maps = build([("disk", grid_maps(edge), None), ("square", grid_maps(upper), None)])
     assert [f.class_name for f in fixed_location_flags(samples, maps, ["disk", "square"])] \
         == ["disk"]
+
+
+def test_peaks_that_follow_their_objects_are_not_a_fixed_location(gen):
+    # The clean 100-class benchmark's bars: the map peaks in the cell just above the bar (the
+    # background that makes a bar a bar), all background, and the bars of most maps happen to
+    # sit high, so those peaks gather in one cell. They follow the objects (the members' bars
+    # lie nearer that cell than the other samples' objects); a tag in the same cell on images
+    # whose objects lie anywhere is found.
+    def bars(tops: list[int]) -> torch.Tensor:
+        masks = torch.zeros(len(tops), SIZE, SIZE, dtype=torch.bool)
+        for i, top in enumerate(tops):
+            masks[i, top:top + 4, 6:22] = True
+        return masks
+
+    def squares(n: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        cells = [tuple(x) for x in torch.randint(2, 6, (n, 2), generator=gen).tolist()]
+        masks = torch.zeros(n, SIZE, SIZE, dtype=torch.bool)
+        for i, (r, c) in enumerate(cells):
+            masks[i, 4 * r:4 * r + 4, 4 * c:4 * c + 4] = True
+        return masks, cells
+
+    tops = [8] * 30 + [16] * 10
+    peaks = [(top // 4 - 1, 3) for top in tops]  # the cell just above each bar
+    other_masks, other_cells = squares(60)
+    samples, maps = build([("bar", spot_maps(peaks, gen), bars(tops)),
+                           ("square", spot_maps(other_cells, gen), other_masks)])
+    assert (samples.loc[samples["label"] == "bar", "peak_fg_cover"] == 0).all()
+    assert fixed_location_flags(samples, maps, ["bar", "square"]) == []
+    # Objects anywhere below the tagged cell: the same peaks are a fixed location.
+    tagged_masks, _ = squares(40)
+    samples, maps = build([("bar", spot_maps([(1, 3)] * 40, gen), tagged_masks),
+                           ("square", spot_maps(other_cells, gen), other_masks)])
+    flags = fixed_location_flags(samples, maps, ["bar", "square"])
+    assert [f.class_name for f in flags] == ["bar"]
+    assert flags[0].evidence["objects_nearer_p"] > 0.05

@@ -418,3 +418,16 @@ def test_batched_opencv_boxes_equal_the_tensor_labelling_ties_included():
     got = metrics_module._largest_component_boxes_opencv(binary)
     want = metrics_module._largest_component_boxes_tensor(binary)
     assert torch.equal(got, want)
+
+
+def test_object_centroid_by_hand_and_nan_without_a_mask():
+    # Rows 2-3, columns 4-7 of an 8x16 input: pixel centres 4.5..7.5 of 16 and 2.5..3.5 of 8.
+    mask = torch.zeros(8, 16, dtype=torch.bool)
+    mask[2:4, 4:8] = True
+    heat = torch.rand(2, 4) + 0.1
+    out = measure_one(heat, mask)
+    assert out["fg_cx"] == pytest.approx(6.0 / 16, abs=1e-6)
+    assert out["fg_cy"] == pytest.approx(3.0 / 8, abs=1e-6)
+    out = measure_one(heat, None)
+    assert math.isnan(out["fg_cx"])
+    assert math.isnan(out["fg_cy"])
