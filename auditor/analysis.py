@@ -31,6 +31,7 @@ from auditor.detect.model_check import ModelCheck, check_model, withheld
 from auditor.detect.per_label import label_sets, one_error_row_per_file
 from auditor.detect.probe_run import probe_samples
 from auditor.detect.suspicion import sample_flag_codes, suspicion_scores, top_suspects
+from auditor.first_thumbs import THUMBS_PER_CLASS, stored_thumbs
 from auditor.models.initial import random_weights_note
 from auditor.run import PassContext, PhaseTimer
 from auditor.store import (
@@ -48,9 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("auditor")
 
-#: Samples per class whose inputs are averaged into the report's mean image.
-#: Readable samples per class whose inputs the report may show (besides the suspects).
-THUMBS_PER_CLASS = 4
 #: Inputs loaded for the figures above which loader workers are started (a spawned worker
 #: costs seconds to start).
 PARALLEL_LOAD_ITEMS = 4096
@@ -244,11 +242,12 @@ def _write_figures(
     """The thumbnails the report shows (_thumb_indices) and class_means.npz: per class, the
     mean max-normalised primary map of all readable samples (class_mean_maps) over the mean
     input of its first MEAN_IMAGE_SAMPLES readable samples; one loading of the inputs, less
-    the mean inputs the pass summed already (auditor.class_image_sums)."""
+    those the pass summed or wrote already (auditor.class_image_sums, auditor.first_thumbs)."""
     ok = samples[samples["status"] == "ok"]
     labels = ok["label_index"].to_numpy(dtype=np.int64)
     averaged = first_per_class(labels, MEAN_IMAGE_SAMPLES)
-    thumbs = _thumb_indices(ok, suspects)
+    shown = _thumb_indices(ok, suspects)
+    thumbs = shown[~stored_thumbs(run_dir, shown)]  # the pass wrote the others (first_thumbs)
     indices = ok["index"].to_numpy(dtype=np.int64)
     sums: torch.Tensor | None = None
     summed = np.zeros(0, dtype=np.int64)

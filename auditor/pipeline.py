@@ -25,6 +25,7 @@ from auditor.cams import CamEngine
 from auditor.class_image_sums import ClassImageSums
 from auditor.data import AuditDataset, DatasetIndex, make_loader
 from auditor.errors import AuditorError
+from auditor.first_thumbs import FirstThumbs
 from auditor.jsonsafe import storable_text
 from auditor.metrics import MEASURES, attention_measures
 from auditor.runtime import normalise_images
@@ -113,9 +114,11 @@ def run_pass(
         dataset, settings.batch_size, settings.workers, device.type, indices=todo
     )
     buffer = _ChunkBuffer(writer, settings.rank)
-    # The mean-image inputs, summed while they are in hand (auditor.class_image_sums).
-    class_sums = ClassImageSums(np.array([ref.label for ref in index.samples], dtype=np.int64),
-                                len(index.classes))
+    # The mean-image inputs summed, the first thumbnails written, while the inputs are in hand
+    # (auditor.class_image_sums, auditor.first_thumbs).
+    labels = np.array([ref.label for ref in index.samples], dtype=np.int64)
+    class_sums = ClassImageSums(labels, len(index.classes))
+    first_thumbs = FirstThumbs(labels, writer.run_dir)
     started = time.perf_counter()
     desc = "audit" if settings.world_size == 1 else f"audit (rank 0 of {settings.world_size})"
     bar = _progress(len(todo), settings.progress and settings.rank == 0, desc)
@@ -127,6 +130,8 @@ def run_pass(
                 buffer.add(rows, map_rows, arrays)
                 # After the rows are buffered: a sum never holds a sample left unstored.
                 class_sums.add(batch["index"], batch["ok"], batch["image"])
+                first_thumbs.add(batch["index"], batch["ok"], batch["image"], batch["mask"],
+                                 batch["has_mask"])
                 if buffer.size >= settings.chunk_size:
                     buffer.flush()
                 stats["n_processed"] += len(rows)

@@ -12,7 +12,8 @@ JPEGs), decoded by the loader's own `AuditDataset` for their fingerprints and 16
 thumbnails; feature-resolution maps (a bump near each sample's object, class 0's in the corner)
 measured by `metrics.attention_measures`; rows (`pipeline.file_columns`, `with_fingerprints`)
 and arrays written chunk by chunk through `RunWriter.write_chunk`, and the mean-image inputs
-summed by `class_image_sums.ClassImageSums`, as the pass does. A second
+summed by `class_image_sums.ClassImageSums`, and the first thumbnails of each class written by
+`first_thumbs.FirstThumbs`, as the pass does. A second
 child then merges the parts and runs `analysis.analyse_run` on it with the demo CNN (random
 weights) as the model, on the GPU when there is one: detectors, clusters, probes, class means,
 thumbnails, suspect maps (occlusion on the gallery), summary.json and the report; with
@@ -159,6 +160,7 @@ def generate(root: Path, n_rows: int, n_classes: int, seed: int = 0) -> None:
     """Write the pool and a run directory `root/run` whose parts hold every row (see module)."""
     from auditor.class_image_sums import ClassImageSums
     from auditor.data import AuditDataset
+    from auditor.first_thumbs import FirstThumbs
     from auditor.metrics import attention_measures
     from auditor.pipeline import DEFAULT_CHUNK_SIZE, MEASURES, file_columns, with_fingerprints
     from auditor.runtime import select_device
@@ -175,7 +177,9 @@ def generate(root: Path, n_rows: int, n_classes: int, seed: int = 0) -> None:
     writer = RunWriter(root / "run", {"benchmark": f"{n_rows}:{n_classes}:{seed}"},
                        overwrite=True)
     map_size = IMAGE_SIZE // 4
-    class_sums = ClassImageSums(np.array([r.label for r in index.samples]), n_classes)
+    labels = np.array([r.label for r in index.samples])
+    class_sums = ClassImageSums(labels, n_classes)
+    first_thumbs = FirstThumbs(labels, root / "run")
     for start in range(0, n_rows, DEFAULT_CHUNK_SIZE):
         refs = index.samples[start : start + DEFAULT_CHUNK_SIZE]
         items = [decoded[r.path] for r in refs]
@@ -216,11 +220,18 @@ def generate(root: Path, n_rows: int, n_classes: int, seed: int = 0) -> None:
         thumbs = np.stack([items[i]["thumb16"].numpy() for i in np.flatnonzero(ok)])
         writer.write_chunk(writer.next_part_name(), rows, map_rows,
                            {"maps/gradcam": maps.astype(np.float16), "probe/thumb16": thumbs})
-        # The mean-image inputs, summed as the pass sums them (a loader batch's images).
-        candidates = np.flatnonzero(class_sums.candidate_class[columns["index"]] >= 0)
+        # The mean-image inputs summed and the first thumbnails written as the pass does (on
+        # a loader batch of the rows concerned).
+        candidates = np.flatnonzero((class_sums.candidate_class[columns["index"]] >= 0)
+                                    | first_thumbs.first[columns["index"]])
         if candidates.size:
-            class_sums.add(np.asarray(columns["index"])[candidates], ok[candidates],
-                           torch.stack([items[i]["image"] for i in candidates]))
+            picked = [items[i] for i in candidates]
+            images = torch.stack([it["image"] for it in picked])
+            chosen = np.asarray(columns["index"])[candidates]
+            class_sums.add(chosen, ok[candidates], images)
+            first_thumbs.add(chosen, ok[candidates], images,
+                             torch.stack([it["mask"] for it in picked]),
+                             torch.tensor([it["has_mask"] for it in picked]))
     class_sums.write(root / "run", rank=0)
 
 

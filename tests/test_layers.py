@@ -19,7 +19,7 @@ PACKAGE = Path(auditor.__file__).parent
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors", "extras", "jsonsafe", "map_methods"}),
     frozenset({"config", "runtime", "store", "data", "models"}),
-    frozenset({"cams", "metrics", "distributed", "summary", "class_image_sums"}),
+    frozenset({"cams", "metrics", "distributed", "summary", "class_image_sums", "first_thumbs"}),
     frozenset({"detect", "pipeline"}),
     frozenset({"run", "report", "compare", "sanity", "explain"}),
     frozenset({"analysis", "probe"}),

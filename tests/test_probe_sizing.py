@@ -103,3 +103,18 @@ def test_probe_samples_reads_only_the_subsample(tmp_path, monkeypatch):
     labels = samples.set_index("index").loc[read[0], "label"]
     assert labels.value_counts().tolist() == [20, 20, 20]
     assert all("strength_ci" in a for a in result.associations)
+
+
+def test_the_report_says_what_the_probes_were_subsampled_to(tmp_path):
+    import json
+
+    from auditor.report import render_report
+    from auditor.store import write_json
+
+    run = build_run(tmp_path / "run")
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    assert "Run on a seeded subsample" not in render_report(run).read_text(encoding="utf-8")
+    summary["probes"]["settings"]["subsample"] = {"rows": 100_000, "of": 1_000_000}
+    write_json(run / "summary.json", summary)
+    html = render_report(run).read_text(encoding="utf-8")
+    assert "Run on a seeded subsample of 100,000 of the 1,000,000 readable rows" in html

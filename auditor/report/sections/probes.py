@@ -43,10 +43,12 @@ def _not_run(probes: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def probes_section(probes: Any, samples: pd.DataFrame) -> dict[str, Any] | None:
-    """{associations, tables, classifiers, chart, not_run}: the model-free probes (None: not
-    run at all); `not_run` names the probe classifiers that were skipped and why."""
+    """{associations, tables, classifiers, chart, not_run, subsample}: the model-free probes
+    (None: not run at all); `not_run` names the probe classifiers that were skipped and why;
+    `subsample` says what a probe run above probe_run.PROBE_ROWS rows ran on."""
     if not isinstance(probes, dict):
         return None
+    subsample = _subsample_note((probes.get("settings") or {}).get("subsample"))
     if probes.get("multi_label"):
         probes = _per_label_probes(probes)
     associations = [a for a in probes.get("associations") or [] if isinstance(a, dict)]
@@ -83,8 +85,22 @@ def probes_section(probes: Any, samples: pd.DataFrame) -> dict[str, Any] | None:
             for a in associations
         ],
         "tables": tables, "classifiers": classifiers, "chart": chart,
-        "not_run": not_run,
+        "not_run": not_run, "subsample": subsample,
     }
+
+
+def _subsample_note(subsample: Any) -> str | None:
+    """The sentence on a subsampled probe run ({rows, of} in the probes' settings), or None."""
+    if not isinstance(subsample, dict):
+        return None
+    rows, total = finite(subsample.get("rows")), finite(subsample.get("of"))
+    if rows is None or total is None:
+        return None
+    return (f"Run on a seeded subsample of {rows:,.0f} of the {total:,.0f} readable rows "
+            "(each class keeps its share): the statistics and p-values are the subsample's, "
+            "the tables below count every row; each accuracy has its 95% interval in the "
+            "chart, each association's strength its 95% bootstrap interval in summary.json "
+            "(strength_ci).")
 
 
 def property_table(ok: pd.DataFrame, prop: str) -> dict[str, Any] | None:
