@@ -317,7 +317,8 @@ def test_a_region_over_the_flagged_classes_objects_is_not_confirmed(tmp_path):
     result = run_interventions(samples, [corner], *_inputs(local, model))
     assert result.flags == []
     blank = next(r for r in result.records if r["edit"] == "box_blank")
-    assert blank["left_out_on_object"] == PER_CLASS and blank["n"] == 0
+    assert blank["left_out_on_object"] == PER_CLASS
+    assert blank["n"] == 0
     # The rule is what stops it: with every object share allowed, the same edit "confirms".
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("auditor.detect.interventions.MAX_OBJECT_COVER", 1.0)
