@@ -144,13 +144,17 @@ def test_box_edits_confirm_fixed_location_only_where_the_model_looks(data):
     # The data set's mean colour has more red than blue (red backgrounds, yellow objects), so
     # painting the whole band region turns every class-b prediction into a, and so does pasting
     # in a class-a donor's (red) background; the within-class control pastes blue over blue. The
-    # centre box (0.3-0.7, inside the object) holds nothing the border reader uses.
+    # region between the band and the objects (pixels 4-8) holds nothing the border reader uses.
     model = BorderReader()
     samples = _samples(data, model)
+    frame = np.ones((8, 8), dtype=bool)
+    frame[1:-1, 1:-1] = False  # the outer 4 pixels: the band the reader reads, off every object
     band = Flag("fixed_location", "high", "b", 0.9, "peak in one place",
-                evidence={"box": [0.0, 0.0, 1.0, 1.0]})
+                evidence={"region_cells": frame.tolist()})
+    between = np.zeros((16, 16), dtype=bool)
+    between[2:4, 2:4] = True  # pixels 4-8: inside the band, outside every object
     centre = Flag("fixed_location", "high", "b", 0.9, "peak in one place",
-                  evidence={"box": [0.3, 0.3, 0.7, 0.7]})
+                  evidence={"region_cells": between.tolist()})
     found = run_interventions(samples, [band], *_inputs(data, model))
     summary = [(r["edit"], r["n"], r["control"], r["flip_rate"], r["control_flip_rate"])
                for r in found.records]
@@ -270,3 +274,53 @@ def test_controls_are_a_seeded_random_draw_not_the_largest_objects(data, monkeyp
     assert len(control) == 4
     assert set(control) <= set(a_rows["index"])
     assert sorted(control) != sorted(largest)
+
+
+class GreenReader(nn.Module):
+    """Logits [s - 0.1, 0.1 - s] * 50 with s = the mean of green minus red over the image: a green
+    object (class a) anywhere -> a; a yellow one (class b) -> b. It reads the object only."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = (x[:, 1] - x[:, 0]).mean(dim=(1, 2))
+        return torch.stack([s - 0.1, 0.1 - s], dim=1) * 50
+
+
+def test_a_region_over_the_flagged_classes_objects_is_not_confirmed(tmp_path):
+    # Class a's objects sit in the top-left quarter, b's in the bottom-right, on one grey: a
+    # "fixed_location" on a's top-left is where its objects are. Blanking it flips every a (and
+    # no control, nor the same area turned to the bottom-right), yet it shows only that the
+    # model reads the object: those samples are left out, and nothing is confirmed.
+    rng = np.random.default_rng(1)
+    for name, corner in (("a", 2), ("b", 18)):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        (tmp_path / "masks" / name).mkdir(parents=True)
+        for i in range(PER_CLASS):
+            image = np.full((SIZE, SIZE, 3), 128, dtype=np.int16)
+            mask = np.zeros((SIZE, SIZE), dtype=np.uint8)
+            y, x = (corner + int(v) for v in rng.integers(0, 3, size=2))
+            mask[y:y + 10, x:x + 10] = 1
+            image[mask.astype(bool)] = OBJECT[name]
+            rgb = np.clip(image, 0, 255).astype(np.uint8)
+            cv2.imwrite(str(tmp_path / "data" / name / f"{i:02d}.png"), rgb[..., ::-1])
+            cv2.imwrite(str(tmp_path / "masks" / name / f"{i:02d}.png"), mask * 255)
+    config = AuditConfig(data=str(tmp_path / "data"), model="x", out=str(tmp_path / "run"),
+                         masks=str(tmp_path / "masks"), image_size=(SIZE, SIZE),
+                         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), batch_size=8, seed=0)
+    index = open_source(config.data, masks_dir=config.masks)
+    local = {"config": config, "index": index,
+             "dataset": AuditDataset(index, image_size=config.image_size, border=config.border)}
+    model = GreenReader()
+    samples = _samples(local, model)
+    assert samples["correct"].all()
+    corner = Flag("fixed_location", "high", "a", 0.9, "peaks in the top-left corner",
+                  evidence={"box": [0.0, 0.0, 0.5, 0.5]})
+    result = run_interventions(samples, [corner], *_inputs(local, model))
+    assert result.flags == []
+    blank = next(r for r in result.records if r["edit"] == "box_blank")
+    assert blank["left_out_on_object"] == PER_CLASS
+    assert blank["n"] == 0
+    # The rule is what stops it: with every object share allowed, the same edit "confirms".
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("auditor.detect.interventions.MAX_OBJECT_COVER", 1.0)
+        unfiltered = run_interventions(samples, [corner], *_inputs(local, model))
+    assert [f.kind for f in unfiltered.flags] == ["intervention_sensitive"]

@@ -46,6 +46,17 @@ image centre, else mirrored left-right, else top-bottom, the first that overlaps
 at most MAX_OVERLAP (0.25) of its area (none for a centred region or all four border sides).
 An edit that damages whatever it covers (the object, in every class) flips as much there.
 
+**Only off the object.** A region edit (box_blank, box_swap, border_blank) tests, and controls
+with, only samples whose object the region covers at most MAX_OBJECT_COVER (10%) of, by their
+mask: a flag blames a place off the object, and an edit that removes part of the object is no
+evidence about that place (a region drawn where a class's objects tend to be would otherwise be
+"confirmed" by cutting into them). The tested samples must also keep their object clear of the
+same area elsewhere, so that both edits of the pair change background only (otherwise the
+elsewhere edit, landing on objects, would change less background and flatter the test).
+Samples without a mask are kept (their object is unknown; a foreground estimate would take a
+salient tag for the object); the record counts the tested samples left out
+(`left_out_on_object`).
+
 **Rule.** Differences test minus control of the flip rate and of the mean probability drop;
 one-sided tests: paired on the same images (swaps vs their within-class swap, every edit vs the
 same area elsewhere: exact McNemar on the discordant flips, Wilcoxon signed-rank on the drop
@@ -101,6 +112,9 @@ MIN_EFFECT = 0.25
 FULL_SEVERITY_N = 20
 BOX_SIDE = 0.25
 MAX_OVERLAP = 0.25
+#: A region edit tests a sample only when the region covers at most this share of its object
+#: (by its mask): blanking part of the object shows the model reads the object, not a shortcut.
+MAX_OBJECT_COVER = 0.1
 JPEG_QUALITY = 75
 MAX_SAMPLES_LISTED = 12
 
@@ -199,6 +213,19 @@ class _Runner:
         if len(positions) > cap:
             positions = np.sort(self.rng.choice(positions, size=cap, replace=False))
         return [int(p) for p in positions]
+
+    def off_object(self, positions: list[int], region: torch.Tensor) -> list[int]:
+        """The positions whose object (by its mask; no mask: kept) the region (bool [H, W])
+        covers at most MAX_OBJECT_COVER of."""
+        kept = []
+        for p in positions:
+            it = self.item(p)
+            if it is not None and it.source == "mask" and it.foreground is not None:
+                object_px = it.foreground.sum()
+                if (it.foreground & region).sum() > MAX_OBJECT_COVER * object_px:
+                    continue
+            kept.append(p)
+        return kept
 
     def _mean_colour(self) -> tuple[float, float, float]:
         chosen = self.choose(self.ok["index"].to_numpy(), MEAN_COLOUR_SAMPLES)
@@ -518,6 +545,8 @@ def run_interventions(samples: pd.DataFrame, flags: list[Flag], model: nn.Module
                 test, control, elsewhere = measured[key]
                 record = edit_record(name, plan.edit, flag, plan.control_label, test, control,
                                      plan.paired, elsewhere)
+                if plan.region_key:
+                    record["left_out_on_object"] = plan.left_out
                 rows.append((record, test))
             tested.append((flag, name, rows))
     # Phase 2: one Benjamini-Hochberg family of every record, then the decisions.
@@ -560,6 +589,7 @@ class _Plan:
     paired: bool
     elsewhere: Callable[[], EditOutcome] | None = None
     region_key: bytes = b""
+    left_out: int = 0  # tested samples left out: the region covers their object
 
 
 def _plan(edit: str, flag: Flag, name: str, mine: pd.DataFrame, runner: _Runner,
@@ -574,9 +604,15 @@ def _plan(edit: str, flag: Flag, name: str, mine: pd.DataFrame, runner: _Runner,
     control = runner.choose(pool["index"].to_numpy())  # a seeded random draw
     tested = runner.choose(mine["index"].to_numpy())
     region = moved = None
+    left_out = 0
     if edit.startswith("box_") or edit == "border_blank":
         region = _flag_region(flag, runner, *runner.config.image_size)
         moved = elsewhere_region(region)
+        off = runner.off_object(tested, region)
+        if moved is not None:  # both edits off the object, so the pair compares like with like
+            off = runner.off_object(off, moved)
+        left_out = len(tested) - len(off)
+        tested, control = off, runner.off_object(control, region)
     key = region.numpy().tobytes() if region is not None else b""
     elsewhere = (lambda: runner.run_edit(edit, tested, moved, None, donors if edit == "box_swap"
                                          else None)) if moved is not None else None
@@ -586,7 +622,7 @@ def _plan(edit: str, flag: Flag, name: str, mine: pd.DataFrame, runner: _Runner,
         within = tested[1:] + tested[:1]  # each sample gets a class mate's background or box
         return _Plan(edit, lambda: runner.run_edit(edit, tested, region, None, donors),
                      lambda: runner.run_edit(edit, tested, region, None, within), "same class",
-                     paired=True, elsewhere=elsewhere, region_key=key)
+                     paired=True, elsewhere=elsewhere, region_key=key, left_out=left_out)
     if edit == "format_swap":
         source = _format_of(mine)
         fmt = "PNG" if source in ("JPEG", "MPO") else "JPEG"
@@ -602,7 +638,7 @@ def _plan(edit: str, flag: Flag, name: str, mine: pd.DataFrame, runner: _Runner,
                      paired=False)
     return _Plan(edit, lambda: runner.run_edit(edit, tested, region, None, None),
                  lambda: runner.run_edit(edit, control, region, None, None), control_label,
-                 paired=False, elsewhere=elsewhere, region_key=key)
+                 paired=False, elsewhere=elsewhere, region_key=key, left_out=left_out)
 
 
 def _confirming_flag(flag: Flag, name: str, best: tuple[float, str, EditOutcome, dict[str, Any]],
