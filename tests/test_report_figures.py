@@ -211,6 +211,26 @@ def test_heat_grid_colours_by_share_of_max_and_labels_counts() -> None:
         figures.heat_grid_layout([1, 2, 3])
 
 
+def test_heat_grid_outlines_the_marked_region_where_it_is() -> None:
+    # Cells 10 units; marked: the top-right cell and the block below it, an L of 3 cells in a
+    # 3 x 3 grid (row 0 at the top). Its border: 8 unit edges, none between marked cells.
+    marked = [[False, False, True], [False, True, True], [False, False, False]]
+    layout = figures.heat_grid_layout([[0, 0, 5], [0, 2, 9], [1, 0, 0]], cell=10.0,
+                                      marked=marked)
+    assert sorted(layout["outline"]) == sorted([
+        [20.0, 0.0, 30.0, 0.0],    # top of (0, 2): the grid's edge
+        [20.0, 0.0, 20.0, 10.0],   # left of (0, 2)
+        [30.0, 0.0, 30.0, 10.0],   # right of (0, 2)
+        [10.0, 10.0, 20.0, 10.0],  # top of (1, 1)
+        [10.0, 10.0, 10.0, 20.0],  # left of (1, 1)
+        [10.0, 20.0, 20.0, 20.0],  # bottom of (1, 1)
+        [20.0, 20.0, 30.0, 20.0],  # bottom of (1, 2)
+        [30.0, 10.0, 30.0, 20.0],  # right of (1, 2)
+    ])
+    assert figures.heat_grid_layout([[1, 2], [3, 4]])["outline"] == []
+    assert figures.heat_grid_layout([[1, 2], [3, 4]], marked=marked)["outline"] == []  # shape
+
+
 def test_interval_chart_marks_chance_and_interval() -> None:
     layout = figures.interval_chart_layout(
         "t", [{"label": "meta", "value": 0.9, "low": 0.8, "high": 1.0, "chance": 0.5}]

@@ -468,3 +468,16 @@ def test_probe_skips_of_each_label_reach_the_section() -> None:
     assert section["not_run"] == [{"labels": ["effusion: metadata classifier"],
                                    "reason": "only one class"}]
     assert [c["label"] for c in section["classifiers"]] == ["effusion: border classifier"]
+
+
+def test_the_peak_grid_outlines_the_flagged_region(full: tuple[Path, str]) -> None:
+    # The fixture's fixed_location flag: a 4 x 4 peak grid, region = the top-left cell; the
+    # grid is drawn 28 units a cell, so its outline is that cell's four sides.
+    html = full[1]
+    figure = html[html.index('<figure id="fixed-0"'):]
+    figure = figure[:figure.index("</figure>")]
+    edges = sorted(re.findall(r'<line class="region-edge" x1="([\d.]+)" y1="([\d.]+)" '
+                              r'x2="([\d.]+)" y2="([\d.]+)"', figure))
+    assert edges == sorted([("0.0", "0.0", "28.0", "0.0"), ("0.0", "28.0", "28.0", "28.0"),
+                            ("0.0", "0.0", "0.0", "28.0"), ("28.0", "0.0", "28.0", "28.0")])
+    assert "outlined in red: the flagged region" in figure

@@ -383,9 +383,12 @@ def _num(value: Any) -> float:
         return float("nan")
 
 
-def heat_grid_layout(counts: Sequence[Sequence[float]], cell: float = 28.0) -> dict[str, Any]:
+def heat_grid_layout(counts: Sequence[Sequence[float]], cell: float = 28.0,
+                     marked: Sequence[Sequence[bool]] | None = None) -> dict[str, Any]:
     """A grid of cells [rows][cols] coloured by count / max count, each labelled with its count
-    (readable without colour); text is white on dark cells and black on light ones."""
+    (readable without colour); text is white on dark cells and black on light ones. `marked`
+    (bool [rows][cols], row 0 at the top) adds `outline`: the edges [x1, y1, x2, y2] between a
+    marked cell and an unmarked one or the grid's edge, the region's border to draw."""
     grid = np.asarray(counts, dtype=np.float64)
     if grid.ndim != 2 or grid.size == 0:
         raise UsageError(f"a heat grid needs a 2-D table of counts, got shape {grid.shape}")
@@ -410,4 +413,21 @@ def heat_grid_layout(counts: Sequence[Sequence[float]], cell: float = 28.0) -> d
         "cols": grid.shape[1],
         "cells": cells,
         "max": f"{top:g}",
+        "outline": region_outline(np.asarray(marked, dtype=bool), cell)
+        if marked is not None and np.shape(marked) == grid.shape else [],
     }
+
+
+def region_outline(marked: np.ndarray, cell: float) -> list[list[float]]:
+    """The border of the marked cells (bool [rows, cols]) as edges [x1, y1, x2, y2] in grid
+    units of `cell`: every side of a marked cell whose neighbour is unmarked or off the grid."""
+    padded = np.pad(marked, 1)
+    inside = padded[1:-1, 1:-1]
+    edges = []
+    for dr, dc, (x1, y1, x2, y2) in ((-1, 0, (0, 0, 1, 0)), (1, 0, (0, 1, 1, 1)),
+                                      (0, -1, (0, 0, 0, 1)), (0, 1, (1, 0, 1, 1))):
+        neighbour = padded[1 + dr:padded.shape[0] - 1 + dr, 1 + dc:padded.shape[1] - 1 + dc]
+        for r, c in zip(*np.nonzero(inside & ~neighbour), strict=True):
+            edges.append([round((c + x1) * cell, 1), round((r + y1) * cell, 1),
+                          round((c + x2) * cell, 1), round((r + y2) * cell, 1)])
+    return edges

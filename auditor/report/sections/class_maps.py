@@ -48,7 +48,8 @@ def fixed_location_grids(flags: list[dict[str, Any]], ok: pd.DataFrame) -> dict[
     """Peak-location grids of the fixed_location flags, keyed by flag position. Taken from the
     flag's evidence (`grid_counts`, the 2-D list of counts detect.location writes), else
     counted from the class's peak_x, peak_y (fractions of width, height) on a PEAK_GRID x
-    PEAK_GRID grid."""
+    PEAK_GRID grid. The flagged region (`scan_cells`, the cells its peaks were counted in) is
+    outlined when it has the grid's shape."""
     grids = {}
     for i, flag in enumerate(flags):
         if flag.get("kind") != "fixed_location":
@@ -60,9 +61,10 @@ def fixed_location_grids(flags: list[dict[str, Any]], ok: pd.DataFrame) -> dict[
             counts = peak_grid(rows["peak_x"].to_numpy(float), rows["peak_y"].to_numpy(float))
         if counts is None:
             continue
+        cells = evidence.get("scan_cells")
         grids[i] = {
             "id": f"fixed-{i}", "class": flag.get("class"), "message": flag.get("message", ""),
-            "layout": figures.heat_grid_layout(counts),
+            "layout": figures.heat_grid_layout(counts, marked=cells if is_table(cells) else None),
         }
     return grids
 
