@@ -301,3 +301,23 @@ def test_peaks_that_follow_their_objects_are_not_a_fixed_location(gen):
     flags = fixed_location_flags(samples, maps, ["bar", "square"])
     assert [f.class_name for f in flags] == ["bar"]
     assert flags[0].evidence["objects_nearer_p"] > 0.05
+
+
+def test_peaks_in_an_ls_inner_corner_are_within_the_object_not_a_fixed_place(gen):
+    # The clean 100-class benchmark's L class: its maps peak in the L's inner corner, a cell
+    # the mask calls background (peak_fg_cover 0), at the same place on every image. The peak
+    # lies inside the object's convex hull (peak_in_hull), so it is on the object's extent.
+    ell = torch.zeros(40, SIZE, SIZE, dtype=torch.bool)
+    ell[:, 4:24, 4:10] = True
+    ell[:, 18:24, 4:24] = True
+    spread = [tuple(x) for x in torch.randint(1, 6, (60, 2), generator=gen).tolist()]
+    samples, maps = build([("ell", spot_maps([(3, 3)] * 40, gen), ell),
+                           ("square", spot_maps(spread, gen), centre_masks(60))])
+    members = samples["label"] == "ell"
+    assert (samples.loc[members, "peak_fg_cover"] == 0).all()
+    assert (samples.loc[members, "peak_in_hull"] == 1).all()
+    assert fixed_location_flags(samples, maps, ["ell", "square"]) == []
+    # Without the hull measure the same peaks are a fixed place: the rule is what stops it.
+    older = samples.drop(columns=["peak_in_hull"])
+    assert [f.class_name for f in fixed_location_flags(older, maps, ["ell", "square"])] \
+        == ["ell"]

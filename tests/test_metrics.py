@@ -15,6 +15,7 @@ from auditor.metrics import (
     MEASURES,
     attention_measures,
     box_iou,
+    in_convex_hull,
     label_components,
     normalise_maps,
     upsample_maps,
@@ -431,3 +432,36 @@ def test_object_centroid_by_hand_and_nan_without_a_mask():
     out = measure_one(heat, None)
     assert math.isnan(out["fg_cx"])
     assert math.isnan(out["fg_cy"])
+
+
+def test_convex_hull_holds_a_rings_hole_and_an_ls_corner_not_what_lies_beyond() -> None:
+    fg = torch.zeros(3, 32, 32, dtype=torch.bool)
+    fg[0, 4:28, 4:10] = True  # an L: a vertical arm ...
+    fg[0, 22:28, 4:28] = True  # ... and a horizontal one; its inner corner is around (15, 15)
+    yy, xx = torch.meshgrid(torch.arange(32) + 0.5, torch.arange(32) + 0.5, indexing="ij")
+    radius = torch.hypot(yy - 16, xx - 16)
+    fg[1] = (radius > 6) & (radius < 12)  # a ring with a hole of radius 6
+    fg[2, 20:30, 20:30] = True  # a square: pixels 20-29, extent [20, 30)
+    inside = in_convex_hull(fg, torch.tensor([15.0, 16.0, 29.9]), torch.tensor([15.0, 16.0, 20.1]))
+    assert inside.tolist() == [True, True, True]
+    # Beyond the L's diagonal, outside the ring, half a pixel left of the square's extent.
+    outside = in_convex_hull(fg, torch.tensor([26.0, 31.5, 19.4]), torch.tensor([6.0, 16.0, 25.0]))
+    assert outside.tolist() == [False, False, False]
+    assert not in_convex_hull(torch.zeros(1, 8, 8, dtype=torch.bool), torch.tensor([4.0]),
+                              torch.tensor([4.0]))[0]
+
+
+def test_peak_in_hull_marks_a_peak_in_the_hole_and_not_one_beside_the_object() -> None:
+    # 28 px input, 7x7 maps (4 px a cell). A ring centred on cell (3, 3) with a hole that holds
+    # that cell; a peak there is in the hull, a peak in cell (0, 6) is not; no mask: NaN.
+    yy, xx = torch.meshgrid(torch.arange(28) + 0.5, torch.arange(28) + 0.5, indexing="ij")
+    radius = torch.hypot(yy - 14, xx - 14)
+    ring = ((radius > 4) & (radius < 10)).expand(3, 28, 28).clone()
+    maps = torch.zeros(3, 7, 7)
+    maps[0, 3, 3] = maps[1, 0, 6] = maps[2, 3, 3] = 1.0
+    out = attention_measures(maps, ring, torch.tensor([True, True, False]),
+                             torch.full((3, 4), math.nan))
+    assert out["pointing_hit"][0] == 0.0  # the hole is background by the mask ...
+    assert out["peak_in_hull"][0] == 1.0  # ... but inside the object's extent
+    assert out["peak_in_hull"][1] == 0.0
+    assert math.isnan(out["peak_in_hull"][2])
