@@ -232,15 +232,9 @@ def test_a_class_far_above_others_that_also_peak_there_is_found(gen):
 def test_without_masks_a_tag_one_cell_in_from_the_corner_of_a_fine_grid_is_off_object(gen):
     # 12x12 maps (a finer layer): the tag's cell (row 1, col 1) is not an outer cell, but it
     # lies within a quarter of the image from two edges, where a centred object never peaks.
-    def fine_maps(cells: list[tuple[int, int]]) -> torch.Tensor:
-        maps = 0.1 * torch.rand(len(cells), 12, 12, generator=gen)
-        for i, (r, c) in enumerate(cells):
-            maps[i, r, c] += 1.0
-        return maps
-
     centred = [tuple(x) for x in torch.randint(4, 8, (40, 2), generator=gen).tolist()]
-    samples, maps = build([("tagged", fine_maps([(1, 1)] * 40), None),
-                           ("plain", fine_maps(centred), None)])
+    samples, maps = build([("tagged", spot_maps([(1, 1)] * 40, gen, 12), None),
+                           ("plain", spot_maps(centred, gen, 12), None)])
     flags = fixed_location_flags(samples, maps, ["tagged", "plain"])
     assert [f.class_name for f in flags] == ["tagged"]
     assert "top-left" in flags[0].message
@@ -251,19 +245,15 @@ def test_without_masks_object_parts_one_cell_in_on_an_8x8_grid_are_not_off_objec
     # of them (a disk's lower edge), one cell in from the bottom of an 8x8 map on most images.
     # Within a quarter of the side from an edge (75% of the image) raised high flags there; only
     # the outer eighth (the outer ring of cells on 8x8) is taken as off the object.
-    def grid_maps(cells: list[tuple[int, int]]) -> torch.Tensor:
-        maps = 0.1 * torch.rand(len(cells), 8, 8, generator=gen)
-        for i, (r, c) in enumerate(cells):
-            maps[i, r, c] += 1.0
-        return maps
-
     lower = [(6, int(c)) for c in torch.randint(2, 6, (40,), generator=gen)]
     upper = [tuple(x) for x in torch.randint(1, 5, (40, 2), generator=gen).tolist()]
-    samples, maps = build([("disk", grid_maps(lower), None), ("square", grid_maps(upper), None)])
+    samples, maps = build([("disk", spot_maps(lower, gen, 8), None),
+                           ("square", spot_maps(upper, gen, 8), None)])
     assert fixed_location_flags(samples, maps, ["disk", "square"]) == []
     # The same class peaking in the outer ring (a tag on the edge) is still found.
     edge = [(7, c) for _, c in lower]
-    samples, maps = build([("disk", grid_maps(edge), None), ("square", grid_maps(upper), None)])
+    samples, maps = build([("disk", spot_maps(edge, gen, 8), None),
+                           ("square", spot_maps(upper, gen, 8), None)])
     assert [f.class_name for f in fixed_location_flags(samples, maps, ["disk", "square"])] \
         == ["disk"]
 

@@ -12,9 +12,9 @@ from auditor.metrics import attention_measures
 SIZE = 28
 
 
-def spot_maps(cells: list[tuple[int, int]], gen: torch.Generator) -> torch.Tensor:
-    """7x7 maps with weak noise and a hot cell at each (row, col)."""
-    maps = 0.1 * torch.rand(len(cells), 7, 7, generator=gen)
+def spot_maps(cells: list[tuple[int, int]], gen: torch.Generator, side: int = 7) -> torch.Tensor:
+    """side x side maps with weak noise and a hot cell at each (row, col)."""
+    maps = 0.1 * torch.rand(len(cells), side, side, generator=gen)
     for i, (r, c) in enumerate(cells):
         maps[i, r, c] += 1.0
     return maps
