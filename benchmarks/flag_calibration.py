@@ -474,6 +474,8 @@ def shortcut_run(kind: str, share: float, seed: int, per_class: int, config: dic
             "carrier_accuracy": carrier_acc,
             "paste_to_c0": float((after & ~before).sum() / max(int((~before).sum()), 1)),
             "learned": bool(carrier_acc >= LEARNED),
+            "other_kinds_on_c0": sorted({f["kind"] for f in result.flags if f["class"] == "c0"
+                                         and f["kind"] not in RIGHT_KINDS[kind]}),
             "flags_on_other_classes": sorted(
                 f"{f['class']} {f['kind']} {f['severity']}" for f in result.flags
                 if f["class"] not in (None, "c0") and f["kind"] in CLASS_KINDS),
