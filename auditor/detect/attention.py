@@ -39,7 +39,7 @@ above), per class and rule:
 |---|---|
 | off sample | ratio at or beyond the rule's medium bound: enrichment <= 0.8 of its reference |
 | | (border lift >= 1.5). On the clean sets of benchmarks/flag_calibration.py (2, 10, 100 |
-| | classes) at most 2 in 4000 samples are that far off, never 2 of one class |
+| | classes) at most 2 (3) of 4000 samples are that far off, never 2 of one class |
 | count test | k off samples of the class's n, against k_rest of the other classes' n_rest: |
 | | one-sided hypergeometric (Fisher exact) |
 | gates | the effect gates of auditor.detect.share_gates (k >= 3; share >= 3x the others' or |
