@@ -21,7 +21,7 @@ from auditor.detect.matching import FlagKey, flag_key
 from auditor.errors import RunDirectoryError, UsageError
 from auditor.map_methods import METHODS
 from auditor.report import figures
-from auditor.report.formatting import fmt_count, fmt_number, fmt_percent
+from auditor.report.formatting import fmt_count, fmt_identifier, fmt_number, fmt_percent
 from auditor.report.sections.attention import attention_section
 from auditor.report.sections.class_maps import class_maps_section, fixed_location_grids
 from auditor.report.sections.classes import class_ids, classes_section
@@ -84,7 +84,7 @@ def environment() -> jinja2.Environment:
         loader=jinja2.FunctionLoader(load), autoescape=True, undefined=jinja2.StrictUndefined,
         trim_blocks=True, lstrip_blocks=True,
     )
-    env.filters.update(num=fmt_number, pct=fmt_percent, count=fmt_count)
+    env.filters.update(num=fmt_number, pct=fmt_percent, count=fmt_count, ident=fmt_identifier)
     return env
 
 
