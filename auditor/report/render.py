@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import pandas as pd
 
 from auditor.detect.matching import FlagKey, flag_key
 from auditor.errors import RunDirectoryError, UsageError
@@ -64,32 +63,6 @@ def render_report(
             f"cannot write the report to {path}: {exc.strerror or exc}; choose another --output"
         ) from exc
     return path
-
-
-def write_samples_csv(run_dir: str | Path) -> Path:
-    """Write RUN_DIR/samples.csv (UTF-8 with BOM, for spreadsheets) and return its path.
-
-    Text cells that a spreadsheet would run as a formula (starting with = + - @ or a tab) are
-    prefixed with an apostrophe: file names are user data."""
-    run_dir = Path(run_dir)
-    frame = RunReader(run_dir).samples().drop(columns=["map_part", "map_row"], errors="ignore")
-    frame = frame.copy()
-    for column in frame.columns:
-        kind = frame[column].dtype
-        if not (pd.api.types.is_numeric_dtype(kind) or pd.api.types.is_bool_dtype(kind)):
-            frame[column] = frame[column].map(_csv_safe)
-    path = run_dir / "samples.csv"
-    try:
-        frame.to_csv(path, index=False, encoding="utf-8-sig")
-    except OSError as exc:
-        raise RunDirectoryError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    return path
-
-
-def _csv_safe(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 def summary_json(run_dir: str | Path) -> str:
