@@ -142,7 +142,7 @@ def report_context(run_dir: str | Path, gallery_size: int = 48) -> dict[str, Any
         "attention": attention_section(summary, ok, order, flagged),
         "class_maps": class_maps_section(means, classes, order, ids),
         "fixed_grids": list(grids.values()),
-        "probes": probes_section(summary.probes, samples),
+        "probes": probes_section(summary.probes, ok),
         "gallery": gallery_section(reader, ok, primary, input_size, gallery_size, ids,
                                    summary.suspect_methods),
         "suspect_methods": [
