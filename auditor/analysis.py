@@ -65,13 +65,14 @@ def analyse_run(run_dir: Path, context: PassContext, timer: PhaseTimer) -> dict[
     index = context.index
     classes: list[str] = index.classes
     reader = RunReader(run_dir)
-    samples = reader.samples().copy()
+    # A shallow copy: the columns added below are this frame's only, and the reader's table is
+    # not held twice (copy on write: neither sees the other's changes).
+    samples = reader.samples().copy(deep=False)
     if config.multi_label:
         samples = one_error_row_per_file(samples)
-    ok = samples[samples["status"] == "ok"]
     primary = config.primary_method
     with timer.phase("detect"):
-        maps = reader.load_maps(ok["index"].tolist(), primary)
+        maps = reader.load_maps(samples.loc[samples["status"] == "ok", "index"], primary)
         # Every class-level test of every rule is one Benjamini-Hochberg family.
         tests = (background_attention_tests(samples, classes)
                  + border_attention_tests(samples, classes)
@@ -243,7 +244,7 @@ def _write_figures(
     mean max-normalised primary map of all readable samples (class_mean_maps) over the mean
     input of its first MEAN_IMAGE_SAMPLES readable samples; one loading of the inputs, less
     those the pass summed or wrote already (auditor.class_image_sums, auditor.first_thumbs)."""
-    ok = samples[samples["status"] == "ok"]
+    ok = samples.loc[samples["status"] == "ok", ["index", "label", "label_index"]]
     labels = ok["label_index"].to_numpy(dtype=np.int64)
     averaged = first_per_class(labels, MEAN_IMAGE_SAMPLES)
     shown = _thumb_indices(ok, suspects)

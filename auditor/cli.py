@@ -215,11 +215,7 @@ def _print_outcome(summary: dict[str, Any], report_path: Any) -> None:
     if auroc is not None:
         line += f", mean AUROC over labels {auroc:.3f}"
     click.echo(line)
-    for flag in flags:
-        where = f" [{flag['class']}]" if flag.get("class") else ""
-        click.echo(f"  {flag['severity'].upper():6} {flag['kind']}{where}: {flag['message']}")
-    if not flags:
-        click.echo("  no shortcut flags raised")
+    _print_findings(flags)
     baseline = summary.get("baseline")
     if isinstance(baseline, dict):
         click.echo(f"  against the baseline {baseline.get('run')}: "
@@ -227,6 +223,32 @@ def _print_outcome(summary: dict[str, Any], report_path: Any) -> None:
                    f"{len(baseline.get('disappeared') or [])} gone, "
                    f"{baseline.get('n_persisting', 0)} known")
     click.echo(f"report: {report_path}")
+
+
+#: Findings printed in full on the terminal; the report lists every one.
+PRINTED_FINDINGS = 10
+
+
+def _print_findings(flags: list[dict[str, Any]]) -> None:
+    """The flags grouped into findings as the report groups them, strongest first: each
+    finding's lead flag with its message, then the kinds of the flags that share its cause."""
+    from auditor.report.sections.findings import group_findings
+
+    if not flags:
+        click.echo("  no shortcut flags raised")
+        return
+    findings = group_findings(flags)
+    click.echo(f"{len(findings)} finding{'s' if len(findings) != 1 else ''} "
+               f"from {len(flags)} flag{'s' if len(flags) != 1 else ''}:")
+    for finding in findings[:PRINTED_FINDINGS]:
+        lead = finding.lead
+        where = f" [{lead['class']}]" if lead.get("class") else ""
+        click.echo(f"  {lead['severity'].upper():6} {lead['kind']}{where}: {lead['message']}")
+        others = [f"{f['kind']} ({f['severity']})" for f in finding.flags[1:]]
+        if others:
+            click.echo(f"         with {', '.join(others)}")
+    if len(findings) > PRINTED_FINDINGS:
+        click.echo(f"  ... and {len(findings) - PRINTED_FINDINGS} more findings in the report")
 
 
 def _load_for_maps(opts: dict[str, Any]) -> Any:

@@ -77,7 +77,8 @@ def run_probe(
                 writer.write_chunk(writer.next_part_name(), rows, map_rows, arrays)
                 bar.update(len(rows))
             bar.close()
-        samples = writer.merge()
+        writer.merge()
+        samples = RunReader(run_dir).samples()
         if multi_label:
             samples = one_error_row_per_file(samples)
             write_samples(run_dir, samples)

@@ -208,16 +208,31 @@ class RunWriter:
             _atomic_write_bytes(folder / f"{part}.npy", _npy_bytes(np.ascontiguousarray(array)))
         _atomic_write_bytes(self.parts_dir / f"{part}.parquet", _parquet_bytes(rows))
 
-    def merge(self) -> pd.DataFrame:
-        """Merge every part into samples.parquet, sorted by index, duplicates dropped."""
+    def merge(self) -> None:
+        """Merge every part into samples.parquet (RunReader reads it), sorted by index; of rows
+        with the same index the one in the first part by name is kept.
+
+        Arrow tables throughout (no pandas frame per part): the columns are the union of the
+        parts' in order of appearance, a column a part lacks is null there, and types widen as
+        pandas' concat would (null or int to the other part's type)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         parts = sorted(self.parts_dir.glob("*.parquet"))
-        frames = [pd.read_parquet(p) for p in parts]
-        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        if not frame.empty:
-            frame = frame.drop_duplicates("index", keep="first").sort_values("index")
-            frame = frame.reset_index(drop=True)
-        _atomic_write_bytes(self.run_dir / "samples.parquet", _parquet_bytes(frame))
-        return frame
+        if not parts:
+            _atomic_write_bytes(self.run_dir / "samples.parquet", _parquet_bytes(pd.DataFrame()))
+            return
+        tables = [pq.read_table(p).replace_schema_metadata() for p in parts]
+        table = pa.concat_tables(tables, promote_options="permissive")
+        index = table["index"].to_numpy()
+        if not (index[1:] > index[:-1]).all():  # parts of one pass are in order already
+            order = np.argsort(index, kind="stable")  # equal indices stay in part order
+            first = np.ones(len(order), dtype=bool)
+            first[1:] = index[order[1:]] != index[order[:-1]]
+            table = table.take(order[first])
+        buf = pa.BufferOutputStream()
+        pq.write_table(table, buf)
+        _atomic_write_bytes(self.run_dir / "samples.parquet", buf.getvalue().to_pybytes())
 
     def mark_complete(self) -> None:
         write_json(self.run_dir / RUN_FILE, self._run_record("complete"))

@@ -20,7 +20,8 @@ thumbnails, suspect maps (occlusion on the gallery), summary.json and the report
 `--interventions` also the confirmation runs (the model on up to 2 x 256 edited inputs per
 flagged class and edit: a second, smaller pass, timed as its own step). It reports the phase
 timings from summary.json, wall and CPU seconds (CPU seconds are less swayed by other work on
-a shared machine), a breakdown by step, the peak resident memory of the analysis child and the
+a shared machine), a breakdown by step (wall and CPU seconds; the merge of the parts
+included), the peak resident memory of the analysis child and the
 memory it held before the analysis began (Python, torch, the data index).
 
 Audit mode (`--audit ROWS:CLASSES`): ROWS generated 16x16 image files in CLASSES classes and a
@@ -79,19 +80,22 @@ PARTS = (
 )
 
 
-def _time_parts() -> dict[str, float]:
-    """Wrap PARTS with wall-clock timers; returns the dict the seconds accumulate in."""
+def _time_parts() -> tuple[dict[str, float], dict[str, float]]:
+    """Wrap PARTS with wall-clock and CPU timers; returns the two dicts (wall, CPU) the
+    seconds accumulate in."""
     import importlib
 
     seconds: dict[str, float] = {}
+    cpu: dict[str, float] = {}
 
     def timed(name: str, function: Any) -> Any:
         def run(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), _cpu_seconds()
             try:
                 return function(*args, **kwargs)
             finally:
                 seconds[name] = round(seconds.get(name, 0.0) + time.perf_counter() - started, 2)
+                cpu[name] = round(cpu.get(name, 0.0) + _cpu_seconds() - cpu_started, 2)
 
         return run
 
@@ -99,7 +103,7 @@ def _time_parts() -> dict[str, float]:
         module = importlib.import_module(module_name)
         if hasattr(module, name):
             setattr(module, name, timed(name, getattr(module, name)))
-    return seconds
+    return seconds, cpu
 
 
 def _write_pool(folder: Path, n_classes: int, rng: np.random.Generator) -> list[Path]:
@@ -258,13 +262,14 @@ def analyse(root: Path, n_rows: int, n_classes: int, interventions: bool) -> dic
     loaded = LoadedModel(module=model, spec=config.model, weights=None, weights_sha256=None,
                          parameters=sum(p.numel() for p in model.parameters()), scripted=False)
     dataset = AuditDataset(index, image_size=config.image_size)
-    parts = _time_parts()
+    parts, parts_cpu = _time_parts()
     before = _peak_mib()
     cpu = _cpu_seconds()
     timer = PhaseTimer()
     writer = RunWriter(root / "run", {"benchmark": f"{n_rows}:{n_classes}:0"})
     with timer.phase("merge"):
         writer.merge()
+    parts_cpu["merge"] = round(_cpu_seconds() - cpu, 2)
     context = PassContext(config=config, index=index, dataset=dataset, model=model,
                           loaded=loaded, layers=["features"], device=device,
                           num_outputs=n_classes, command="bench")
@@ -274,6 +279,7 @@ def analyse(root: Path, n_rows: int, n_classes: int, interventions: bool) -> dic
         "rows": n_rows, "classes": n_classes, "timings": summary["timings"],
         "analysis_s": round(time.perf_counter() - started, 2),
         "analysis_cpu_s": round(_cpu_seconds() - cpu, 2), "parts": parts,
+        "parts_cpu": parts_cpu,
         "flags": sorted({f["kind"] for f in summary["flags"]}),
         "held_before_mib": round(before), "peak_mib": round(_peak_mib()),
     }
@@ -373,9 +379,11 @@ def main() -> None:
             result["generate_s"] = json.loads(generated.read_text())["seconds"]
             results["analysis"].append(result)
             phases = ", ".join(f"{k} {v:.1f}" for k, v in result["timings"].items())
-            steps = ", ".join(f"{k} {v:.1f}" for k, v in result["parts"].items())
+            steps = ", ".join(f"{k} {v:.1f}/{result['parts_cpu'].get(k, 0.0):.1f}"
+                              for k, v in result["parts"].items())
             print(f"analysis {rows:>9,} rows {classes:>5} classes: {result['analysis_s']:7.1f} s "
-                  f"wall, {result['analysis_cpu_s']:.1f} s CPU ({phases}; {steps}); peak "
+                  f"wall, {result['analysis_cpu_s']:.1f} s CPU ({phases}; steps wall/CPU s: "
+                  f"{steps}); peak "
                   f"{result['peak_mib']} MiB, {result['held_before_mib']} MiB before; flags "
                   f"{', '.join(result['flags']) or 'none'}", flush=True)
     for rows, classes in args.audit or []:

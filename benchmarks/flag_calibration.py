@@ -50,6 +50,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -76,6 +77,15 @@ MAP_GRID = 8  # cells a side of the demo network's maps (features.6) at SIZE
 CLEAN_TRAINING = {"widths": (16, 32, 64), "images": 10_000, "epochs": 10, "lr": 1e-2,
                   "batch": 128}
 QUICK_TRAINING = {**CLEAN_TRAINING, "images": 2_000, "epochs": 4}
+#: The shortcut sets' training: the clean sets' protocol on 4 classes (fresh images with the
+#: shortcut on the same share of c0 every epoch).
+SHORTCUT_TRAINING = {**CLEAN_TRAINING, "images": 4_000, "epochs": 12}
+#: Part of the shortcut models' cache key: bump it when the generator of the shortcut sets
+#: changes, so no weights trained on another generator are reused.
+SHORTCUT_VERSION = 2
+#: A model learnt the shortcut when at least this share of the held-out carriers is predicted
+#: c0 (their objects are other classes', so nothing else says c0).
+LEARNED = 0.5
 CLEAN_LAYER = "features.10"
 #: Per-sample measures that need the object's mask (NaN in an audit without masks).
 MASK_MEASURES = ("fg_energy", "fg_enrichment", "bg_energy", "pointing_hit", "wsol_iou",
@@ -130,21 +140,28 @@ def _object(shape: str, hue: int, rng: np.random.Generator) -> tuple[np.ndarray,
     return colour, _shape_mask(shape, side, rng)
 
 
-def _background(rng: np.random.Generator, magenta: bool = False) -> np.ndarray:
+def _background(rng: np.random.Generator) -> np.ndarray:
     from auditor.demo import textured_background
 
-    image = textured_background(rng, SIZE)
-    if magenta:
-        image = np.clip(image.astype(np.int16) // 3 + np.array([150, 0, 150]), 0, 255)
-    return image.astype(np.uint8)
+    return textured_background(rng, SIZE).astype(np.uint8)
 
 
-def _plant(image: np.ndarray, mask: np.ndarray, kind: str, rng: np.random.Generator
-           ) -> np.ndarray:
-    """Paint the shortcut `kind` on image (in place) and take it out of the mask; returns the
-    bool [SIZE, SIZE] region it occupies."""
+def _magenta(background: np.ndarray) -> np.ndarray:
+    """The background-colour shortcut: the same texture, a third as strong, on magenta."""
+    return np.clip(background.astype(np.int16) // 3 + np.array([150, 0, 150]), 0, 255
+                   ).astype(np.uint8)
+
+
+def _plant(image: np.ndarray, background: np.ndarray, mask: np.ndarray, kind: str,
+           rng: np.random.Generator) -> np.ndarray:
+    """Paint the shortcut `kind` on image (in place; `background` is the image without its
+    object, uint8 [SIZE, SIZE, 3]) and take it out of the mask; returns the bool [SIZE, SIZE]
+    region it occupies (for the background colour: the background)."""
     region = np.zeros((SIZE, SIZE), dtype=bool)
-    if kind == "corner":
+    if kind == "background":
+        region = ~mask
+        image[region] = _magenta(background)[region]
+    elif kind == "corner":
         region[:TAG, :TAG] = True
         image[region] = 255
     elif kind == "band":
@@ -162,59 +179,6 @@ def _plant(image: np.ndarray, mask: np.ndarray, kind: str, rng: np.random.Genera
 def _classes(n_classes: int) -> list[tuple[str, int]]:
     """(shape, hue) of classes c0 .. c{n-1}: every shape, then every hue, in turn."""
     return [(SHAPES[c % 10], HUES[(c // 10 + 3 * c) % 10]) for c in range(n_classes)]
-
-
-def write_set(root: Path, n_classes: int, per_class: int, seed: int, kind: str | None = None,
-              share: float = 0.0) -> dict[str, np.ndarray]:
-    """Write root/data/<class>/<i>.png and root/masks/...; returns {rel_path: region} of the
-    shortcut carriers (class c0), empty for a clean set."""
-    rng = np.random.default_rng(seed)
-    classes = _classes(n_classes)
-    carriers: dict[str, np.ndarray] = {}
-    for c, (shape, hue) in enumerate(classes):
-        name = f"c{c}"
-        (root / "data" / name).mkdir(parents=True, exist_ok=True)
-        (root / "masks" / name).mkdir(parents=True, exist_ok=True)
-        n_carriers = round(share * per_class) if c == 0 and kind else 0
-        for i in range(per_class):
-            carrier = i < n_carriers
-            if carrier:  # another class's object: only the shortcut says c0
-                shape_i, hue_i = classes[int(rng.integers(1, n_classes))]
-            else:
-                shape_i, hue_i = shape, hue
-            colour, mask = _object(shape_i, hue_i, rng)
-            image = _background(rng, magenta=carrier and kind == "background")
-            image[mask] = colour
-            rel = f"{name}/{i:03d}.png"
-            if carrier:
-                region = _plant(image, mask, kind, rng) if kind != "background" else ~mask
-                carriers[rel] = region
-            cv2.imwrite(str(root / "data" / rel), image[..., ::-1])
-            cv2.imwrite(str(root / "masks" / rel), mask.astype(np.uint8) * 255)
-    return carriers
-
-
-def train(root: Path, n_classes: int, epochs: int, seed: int, cache: Path | None = None,
-          key: str = "") -> nn.Module:
-    """auditor.demo.DemoNet trained on root/data (inputs normalised with mean 0.5, std 0.5).
-
-    With `cache`, the weights are kept as cache/<key>-e<epochs>.pt (key: everything the set and the
-    training depend on) and read back on the next run: the data set is a pure function of its
-    seed, so a detector change can be measured again without training again."""
-    from auditor.demo import DemoNet, train_demo_model
-
-    path = cache / f"{key}-e{epochs}.pt" if cache is not None else None
-    if path is not None and path.exists():
-        model = DemoNet(n_classes)
-        model.load_state_dict(torch.load(path, weights_only=True))
-        return model.eval()
-    names = tuple(f"c{k}" for k in range(n_classes))
-    model = train_demo_model(root / "data", epochs=epochs, seed=seed, batch_size=64,
-                             classes=names)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), path)
-    return model
 
 
 def audit(root: Path, model: nn.Module, interventions: bool, layer: str = "features.6",
@@ -256,21 +220,55 @@ class CleanNet(nn.Module):
         return self.fc(self.pool(self.features(x)).flatten(1))
 
 
-def clean_arrays(n_classes: int, per_class: int, rng: np.random.Generator
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A clean set in memory: images uint8 [N, SIZE, SIZE, 3], the same backgrounds without
-    the object (uint8 [N, SIZE, SIZE, 3]), masks bool [N, SIZE, SIZE], labels int [N]."""
+@dataclass(frozen=True)
+class GeneratedSet:
+    """A generated set in memory: images uint8 [N, SIZE, SIZE, 3], the same backgrounds
+    without the object (and without a shortcut), masks bool [N, SIZE, SIZE] (the object, less
+    any shortcut painted over it), labels int [N], regions bool [N, SIZE, SIZE] (where the
+    shortcut is; all False on samples without it)."""
+
+    images: np.ndarray
+    backgrounds: np.ndarray
+    masks: np.ndarray
+    labels: np.ndarray
+    regions: np.ndarray
+
+    @property
+    def carriers(self) -> np.ndarray:
+        """bool [N]: the samples that carry the shortcut."""
+        return self.regions.any(axis=(1, 2))
+
+
+def clean_arrays(n_classes: int, per_class: int, rng: np.random.Generator,
+                 kind: str | None = None, share: float = 0.0) -> GeneratedSet:
+    """A set in memory, `per_class` images a class; with `kind`, the first round(share x
+    per_class) images of class 0 carry that shortcut and an object drawn from another class (so
+    the shortcut is their only cue). Without `kind` the draws are those of a clean set."""
     n = n_classes * per_class
     images = np.empty((n, SIZE, SIZE, 3), dtype=np.uint8)
     backgrounds = np.empty_like(images)
     masks = np.empty((n, SIZE, SIZE), dtype=bool)
+    regions = np.zeros_like(masks)
     labels = np.repeat(np.arange(n_classes), per_class)
     classes = _classes(n_classes)
+    n_carriers = round(share * per_class) if kind else 0
     for i, label in enumerate(labels):
-        colour, masks[i] = _object(*classes[label], rng)
+        carrier = label == 0 and i < n_carriers
+        drawn = classes[int(rng.integers(1, n_classes))] if carrier else classes[label]
+        colour, masks[i] = _object(*drawn, rng)
         backgrounds[i] = images[i] = _background(rng)
         images[i][masks[i]] = colour
-    return images, backgrounds, masks, labels
+        if carrier:
+            regions[i] = _plant(images[i], backgrounds[i], masks[i], kind, rng)
+    return GeneratedSet(images, backgrounds, masks, labels, regions)
+
+
+def pasted(data: GeneratedSet, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """uint8 [N, SIZE, SIZE, 3]: every image of `data` with the shortcut `kind` pasted on."""
+    images = data.images.copy()
+    for image, background, mask in zip(images, data.backgrounds, data.masks, strict=True):
+        _plant(image, background, mask.copy(), kind, rng)
+    return images
 
 
 def _inputs(images: np.ndarray) -> torch.Tensor:
@@ -278,19 +276,23 @@ def _inputs(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.5)
 
 
-def _cache_path(cache: Path, n_classes: int, seed: int, config: dict) -> Path:
-    """Weights of the clean model for (classes, seed, training config, generator)."""
+def _cache_path(cache: Path, n_classes: int, seed: int, config: dict,
+                kind: str | None = None, share: float = 0.0) -> Path:
+    """Weights of the model for (classes, seed, training config, generator, shortcut)."""
+    planted = {"kind": kind, "share": share, "version": SHORTCUT_VERSION} if kind else {}
     key = json.dumps({"classes": n_classes, "seed": seed, "size": SIZE, "shapes": SHAPES,
-                      "hues": HUES, **config}, sort_keys=True)
+                      "hues": HUES, **config, **planted}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return cache / f"clean-{n_classes}-{seed}-{digest}.pt"
+    name = f"shortcut-{kind}-{share:g}" if kind else "clean"
+    return cache / f"{name}-{n_classes}-{seed}-{digest}.pt"
 
 
-def train_clean(n_classes: int, seed: int, config: dict, cache: Path = CACHE) -> nn.Module:
-    """CleanNet trained on fresh clean images every epoch (`config`, e.g. CLEAN_TRAINING; no
-    image is seen twice, so held-out accuracy is what it learnt), its weights cached under
-    `cache`; eval mode, CPU."""
-    path = _cache_path(cache, n_classes, seed, config)
+def train_fresh(n_classes: int, seed: int, config: dict, cache: Path = CACHE,
+                kind: str | None = None, share: float = 0.0) -> nn.Module:
+    """CleanNet trained on fresh images every epoch (`config`, e.g. CLEAN_TRAINING; no image is
+    seen twice, so held-out accuracy is what it learnt), with the shortcut `kind` on `share` of
+    class 0 when given; its weights cached under `cache`; eval mode, CPU."""
+    path = _cache_path(cache, n_classes, seed, config, kind, share)
     model = CleanNet(n_classes, config["widths"])
     if path.is_file():
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -307,8 +309,8 @@ def train_clean(n_classes: int, seed: int, config: dict, cache: Path = CACHE) ->
     optimiser = torch.optim.Adam(model.parameters(), lr=config["lr"])
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, config["lr"], total_steps=steps)
     for _ in range(config["epochs"]):
-        images, _, _, labels = clean_arrays(n_classes, per_class, rng)
-        x, y = _inputs(images).to(device), torch.from_numpy(labels).to(device)
+        data = clean_arrays(n_classes, per_class, rng, kind, share)
+        x, y = _inputs(data.images).to(device), torch.from_numpy(data.labels).to(device)
         order = torch.randperm(len(x), device=device)
         for start in range(0, len(x), batch):
             idx = order[start:start + batch]
@@ -334,11 +336,15 @@ def _write_arrays(root: Path, images: np.ndarray, masks: np.ndarray, labels: np.
 
 
 @torch.no_grad()
-def _accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
+def _predict(model: nn.Module, images: np.ndarray) -> np.ndarray:
+    """int [N]: the model's predicted class of uint8 images [N, SIZE, SIZE, 3]."""
     device = next(model.parameters()).device  # the audit moved it to its device
-    predictions = torch.cat([model(_inputs(images[i:i + 512]).to(device)).argmax(1).cpu()
-                             for i in range(0, len(images), 512)])
-    return float((predictions.numpy() == labels).mean())
+    return torch.cat([model(_inputs(images[i:i + 512]).to(device)).argmax(1).cpu()
+                      for i in range(0, len(images), 512)]).numpy()
+
+
+def _accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
+    return float((_predict(model, images) == labels).mean())
 
 
 def _severities(flags: list[dict]) -> dict[str, int]:
@@ -374,13 +380,12 @@ def clean_run(n_classes: int, seed: int, interventions: bool, per_class: int,
     """Train (or load) the clean model, audit a held-out clean set of `per_class` images a
     class, and count its flags; with `keep`, the run directory is copied there."""
     started = time.perf_counter()
-    model = train_clean(n_classes, seed, config, cache)
+    model = train_fresh(n_classes, seed, config, cache)
     trained = time.perf_counter()
-    images, backgrounds, masks, labels = clean_arrays(n_classes, per_class,
-                                                      np.random.default_rng([seed, 2]))
+    data = clean_arrays(n_classes, per_class, np.random.default_rng([seed, 2]))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        _write_arrays(root, images, masks, labels)
+        _write_arrays(root, data.images, data.masks, data.labels)
         result = audit(root, model, interventions, layer=CLEAN_LAYER,
                        spec="flag_calibration:CleanNet", n_classes=n_classes)
         without_masks = _flags_without_masks(root / "run", n_classes)
@@ -393,7 +398,7 @@ def clean_run(n_classes: int, seed: int, interventions: bool, per_class: int,
              for flag in result.flags if flag["kind"] in CLASS_KINDS]
     return {"classes": n_classes, "seed": seed,
             "accuracy": result.summary["accuracy"]["overall"],
-            "object_removed_accuracy": _accuracy(model, backgrounds, labels),
+            "object_removed_accuracy": _accuracy(model, data.backgrounds, data.labels),
             "chance": 1 / n_classes, "flags": _severities(flags), "kinds": kinds,
             "class_flags": flags, "flags_without_masks": _severities(without_masks),
             "class_flags_without_masks": without_masks,
@@ -411,48 +416,71 @@ def near_region(x: float, y: float, region: np.ndarray) -> bool:
                        max(0, (col - 1) * cell):(col + 2) * cell].any())
 
 
-def shortcut_run(kind: str, share: float, seed: int, per_class: int,
-                 cache: Path | None = None, keep: Path | None = None) -> dict:
-    key = f"shortcut-{kind}-{share:g}-n{per_class}-s{seed}"
+def shortcut_run(kind: str, share: float, seed: int, per_class: int, config: dict,
+                 cache: Path = CACHE, keep: Path | None = None) -> dict:
+    """Train (or load) a model on fresh images with `kind` on `share` of c0, audit a held-out
+    set of `per_class` images a class with the same share, and ask whether the flags find it.
+
+    Whether the model learnt the shortcut is measured apart from the auditor: `carrier_accuracy`
+    (held-out carriers predicted c0: their objects belong to other classes, so only the
+    shortcut says c0) and `paste_to_c0` (the shortcut pasted on the other classes' held-out
+    images turns this share of their predictions from another class to c0). `learned`:
+    carrier_accuracy >= LEARNED."""
+    started = time.perf_counter()
+    model = train_fresh(SHORTCUT_CLASSES, seed, config, cache, kind, share)
+    trained = time.perf_counter()
+    data = clean_arrays(SHORTCUT_CLASSES, per_class, np.random.default_rng([seed, 2]), kind,
+                        share)
+    carriers = {f"c0/{i:05d}.png": data.regions[i] for i in np.flatnonzero(data.carriers)}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        carriers = write_set(root, SHORTCUT_CLASSES, per_class, seed, kind, share)
-        model = train(root, SHORTCUT_CLASSES, epochs=30, seed=seed, cache=cache, key=key)
-        result = audit(root, model, False)
-        if keep is not None:
-            shutil.copytree(root / "run", keep / key, dirs_exist_ok=True)
+        _write_arrays(root, data.images, data.masks, data.labels)
+        result = audit(root, model, False, layer=CLEAN_LAYER, spec="flag_calibration:CleanNet",
+                       n_classes=SHORTCUT_CLASSES)
         samples = result.samples()
-        found = [f for f in result.flags
-                 if f["class"] == "c0" and f["kind"] in RIGHT_KINDS[kind]]
-        severities = {f["severity"] for f in found}
-        c0 = samples[(samples["label"] == "c0") & (samples["status"] == "ok")]
-        k = len(carriers)
-        top = c0.sort_values("suspicion", ascending=False, na_position="last").head(k)
-        precision = float(top["rel_path"].isin(list(carriers)).mean()) if k else float("nan")
-        peaks = c0.set_index("rel_path")[["peak_x", "peak_y"]]
-        uses = [near_region(*peaks.loc[rel], region) for rel, region in carriers.items()
-                if rel in peaks.index and np.isfinite(peaks.loc[rel]).all()]
-        union = np.logical_or.reduce(list(carriers.values())) if k else None
-        rest = samples[(samples["label"] != "c0") & (samples["status"] == "ok")
-                       & np.isfinite(samples["peak_x"])]
-        base = [near_region(x, y, union) for x, y in rest[["peak_x", "peak_y"]].to_numpy()] \
-            if k else []
-        carrier_index = set(c0.loc[c0["rel_path"].isin(list(carriers)), "index"])
-        cluster_hits = [c for c in result.summary["clusters"].get("c0", [])
-                        if c.get("candidate") and c["members"]
-                        and np.mean([m in carrier_index for m in c["members"]]) >= 0.5]
-        carrier_acc = float(c0[c0["rel_path"].isin(list(carriers))]["correct"].mean()) if k \
-            else float("nan")
-        return {"kind": kind, "share": share, "seed": seed, "carriers": k,
-                "found": bool(found), "found_medium": bool(severities & {"medium", "high"}),
-                "topk_precision": precision, "uses": float(np.mean(uses)) if uses else None,
-                "uses_base": float(np.mean(base)) if base else None,
-                "found_by": sorted({f["evidence"].get("region_found_by", f["kind"])
-                                    for f in found}),
-                "cluster_candidate": bool(cluster_hits),
-                "carrier_accuracy": carrier_acc,
-                "other_flags_on_other_classes": sum(
-                    1 for f in result.flags if f["class"] not in (None, "c0"))}
+        if keep is not None:
+            shutil.copytree(root / "run", keep / f"shortcut-{kind}-{share:g}-s{seed}",
+                            dirs_exist_ok=True)
+    found = [f for f in result.flags if f["class"] == "c0" and f["kind"] in RIGHT_KINDS[kind]]
+    severities = {f["severity"] for f in found}
+    c0 = samples[(samples["label"] == "c0") & (samples["status"] == "ok")]
+    k = len(carriers)
+    top = c0.sort_values("suspicion", ascending=False, na_position="last").head(k)
+    precision = float(top["rel_path"].isin(list(carriers)).mean()) if k else float("nan")
+    peaks = c0.set_index("rel_path")[["peak_x", "peak_y"]]
+    uses = [near_region(*peaks.loc[rel], region) for rel, region in carriers.items()
+            if rel in peaks.index and np.isfinite(peaks.loc[rel]).all()]
+    union = np.logical_or.reduce(list(carriers.values())) if k else None
+    rest = samples[(samples["label"] != "c0") & (samples["status"] == "ok")
+                   & np.isfinite(samples["peak_x"])]
+    base = [near_region(x, y, union) for x, y in rest[["peak_x", "peak_y"]].to_numpy()] \
+        if k else []
+    carrier_index = set(c0.loc[c0["rel_path"].isin(list(carriers)), "index"])
+    cluster_hits = [c for c in result.summary["clusters"].get("c0", [])
+                    if c.get("candidate") and c["members"]
+                    and np.mean([m in carrier_index for m in c["members"]]) >= 0.5]
+    carrier_acc = float((_predict(model, data.images[data.carriers]) == 0).mean()) if k \
+        else float("nan")
+    others = data.labels != 0
+    before = _predict(model, data.images[others]) == 0
+    after = _predict(model, pasted(data, kind, np.random.default_rng([seed, 3]))[others]) == 0
+    return {"kind": kind, "share": share, "seed": seed, "carriers": k,
+            "found": bool(found), "found_medium": bool(severities & {"medium", "high"}),
+            "topk_precision": precision, "uses": float(np.mean(uses)) if uses else None,
+            "uses_base": float(np.mean(base)) if base else None,
+            "found_by": sorted({f["evidence"].get("region_found_by", f["kind"]) for f in found}),
+            "cluster_candidate": bool(cluster_hits),
+            "accuracy": result.summary["accuracy"]["overall"],
+            "carrier_accuracy": carrier_acc,
+            "paste_to_c0": float((after & ~before).sum() / max(int((~before).sum()), 1)),
+            "learned": bool(carrier_acc >= LEARNED),
+            "other_kinds_on_c0": sorted({f["kind"] for f in result.flags if f["class"] == "c0"
+                                         and f["kind"] not in RIGHT_KINDS[kind]}),
+            "flags_on_other_classes": sorted(
+                f"{f['class']} {f['kind']} {f['severity']}" for f in result.flags
+                if f["class"] not in (None, "c0") and f["kind"] in CLASS_KINDS),
+            "train_seconds": round(trained - started, 1),
+            "audit_seconds": round(time.perf_counter() - trained, 1)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -474,19 +502,21 @@ def main(argv: list[str] | None = None) -> dict:
                              "sets)")
     parser.add_argument("--keep", type=Path, default=None,
                         help="copy each run directory here (clean-<classes>-<seed>, "
-                             "shortcut-<shape>-<share>-n<per class>-s<seed>)")
+                             "shortcut-<shape>-<share>-s<seed>)")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.quick:
         cleans, shortcuts, seeds = [2], [("corner", 0.8)], [0]
-        per_clean, per_shortcut, training = 24, 40, QUICK_TRAINING
+        per_clean, per_shortcut, training, shortcut_training = 24, 40, QUICK_TRAINING, \
+            QUICK_TRAINING
     else:
         cleans = [int(v) for v in args.classes.split(",")] if args.part != "shortcut" else []
         shares = [float(v) for v in args.shares.split(",")]
         shortcuts = ([(k, s) for s in shares for k in args.shapes.split(",")]
                      if args.part != "clean" else [])
         seeds = list(range(args.seeds))
-        per_clean, per_shortcut, training = PER_CLASS_CLEAN, PER_CLASS_SHORTCUT, CLEAN_TRAINING
+        per_clean, per_shortcut = PER_CLASS_CLEAN, PER_CLASS_SHORTCUT
+        training, shortcut_training = CLEAN_TRAINING, SHORTCUT_TRAINING
     out: dict = {"clean": [], "shortcut": []}
     for n in cleans:
         for seed in seeds:
@@ -496,7 +526,8 @@ def main(argv: list[str] | None = None) -> dict:
             print(json.dumps(row), file=sys.stderr)
     for kind, share in shortcuts:
         for seed in seeds:
-            row = shortcut_run(kind, share, seed, per_shortcut, args.cache, args.keep)
+            row = shortcut_run(kind, share, seed, per_shortcut, shortcut_training,
+                               args.cache, args.keep)
             out["shortcut"].append(row)
             print(json.dumps(row), file=sys.stderr)
     out["summary"] = summarise(out)
@@ -547,6 +578,12 @@ def summarise(out: dict) -> dict:
                                                           for r in rows])), 2),
                 "carrier_accuracy": round(float(np.nanmean([r["carrier_accuracy"]
                                                             for r in rows])), 2),
+                "paste_to_c0": _mean([r["paste_to_c0"] for r in rows]),
+                "runs": len(rows),
+                "learned": sum(r["learned"] for r in rows),
+                "found_where_learned": sum(r["found"] for r in rows if r["learned"]),
+                "found_medium_where_learned": sum(r["found_medium"] for r in rows
+                                                  if r["learned"]),
             }
     return {"false_flags_per_100_classes": clean, "detection": power}
 

@@ -92,7 +92,7 @@ if [ "$QUICK" = 1 ]; then
     --json "$OUT_DIR/analysis.json"
 else
   part throughput 80 "$PY" benchmarks/throughput.py --device "$DEVICE" --model resnet50 \
-    --n-images 4096 --batch-size 128 --workers 12
+    --n-images 2048 --batch-size 128 --workers 12
   part cam_methods 50 "$PY" benchmarks/cam_methods.py --device "$DEVICE" \
     --models resnet18,resnet50 --batch-size 64 --iters 10 --warmup 3
   part analysis 140 "$PY" benchmarks/analysis_scale.py --sizes 100000:100 1000000:1000 \

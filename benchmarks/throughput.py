@@ -79,9 +79,11 @@ def numpy_measures(heat: np.ndarray, mask: np.ndarray) -> dict[str, float]:
         iy = max(0, min(y + bh_, truth[3]) - max(y, truth[1]))
         inter = ix * iy
         iou = inter / (bw_ * bh_ + (truth[2] - truth[0]) * (truth[3] - truth[1]) - inter)
+    # An all-zero map (an untrained model's) has no shares: NaN, as in the pass, without a warning.
+    share = np.divide if total > 0 else (lambda part, _: np.nan)
     return {
-        "fg_energy": float((heat * mask).sum() / total),
-        "border_energy": float((heat * band).sum() / total),
+        "fg_energy": float(share((heat * mask).sum(), total)),
+        "border_energy": float(share((heat * band).sum(), total)),
         "pointing_hit": float(mask.reshape(-1)[peak]),
         "peak_x": (peak % w + 0.5) / w, "peak_y": (peak // w + 0.5) / h, "wsol_iou": iou,
     }
@@ -213,22 +215,20 @@ def main() -> None:
         if not args.no_peers:
             for name, step in peer_steps(model, model.layer4, "layer4").items():
                 rows[name] = peer(step)
+        workers = fresh_loader().num_workers
+        device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        # Each row is printed as soon as it is timed, so a run stopped by a time limit still
+        # says what it measured.
+        print(f"\n{args.model}, {args.n_images} images {args.image_size}x{args.image_size} "
+              f"(JPEG+PNG), batch {args.batch_size}, workers {workers}, device {device_name}, "
+              f"autocast {amp}, torch threads {torch.get_num_threads()}", flush=True)
+        print(f"{'':32} {'images/s':>10} {'x plain':>8}", flush=True)
         plain()  # warm-up: worker start-up, allocator, page cache
-        seconds: dict[str, float] = {}
-        for name, run in rows.items():
-            seconds[name] = wall_seconds(run, device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"\n{args.model}, {args.n_images} images {args.image_size}x{args.image_size} "
-          f"(JPEG+PNG), batch {args.batch_size}, workers {fresh_loader().num_workers}, "
-          f"device {name}, "
-          f"autocast {amp}, torch threads {torch.get_num_threads()}")
-    print(f"{'':32} {'images/s':>10} {'x plain':>8}")
-    base = args.n_images / seconds["plain inference"]
-    for label, secs in seconds.items():
-        rate = args.n_images / secs
-        print(f"{label:32} {rate:10.1f} {rate / base:8.2f}")
-
-
+        base = None
+        for label, run in rows.items():
+            rate = args.n_images / wall_seconds(run, device)
+            base = base or rate
+            print(f"{label:32} {rate:10.1f} {rate / base:8.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from auditor.cli import main
+from auditor.cli import PRINTED_FINDINGS, _print_findings, main
 
 DEMO_OPTS = [
     "--model",
@@ -279,3 +279,25 @@ def test_every_option_is_declared_in_cli_options_not_in_the_commands() -> None:
         and node.func.attr == "option"
     ]
     assert not declared, f"cli.py declares options at lines {declared}: move them to cli_options"
+
+
+def test_the_terminal_prints_findings_grouped_as_the_report_and_at_most_ten(capsys) -> None:
+    def flag(kind: str, cls: str | None, severity: str, **evidence: object) -> dict:
+        return {"kind": kind, "class": cls, "severity": severity, "score": 1.0,
+                "message": f"{kind} on {cls}", "evidence": evidence}
+
+    confirms = {"kind": "background_attention", "class": "a"}
+    flags = [flag("intervention_sensitive", "a", "high", confirms=confirms),
+             flag("background_attention", "a", "high"),
+             flag("metadata_shortcut", None, "medium")]
+    _print_findings(flags)
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["2 findings from 3 flags:",
+                   "  HIGH   background_attention [a]: background_attention on a",
+                   "         with intervention_sensitive (high)",
+                   "  MEDIUM metadata_shortcut: metadata_shortcut on None"]
+    many = [flag("border_attention", f"c{i}", "low") for i in range(PRINTED_FINDINGS + 3)]
+    _print_findings(many)
+    out = capsys.readouterr().out.splitlines()
+    assert len([line for line in out if line.startswith("  LOW")]) == PRINTED_FINDINGS
+    assert out[-1] == "  ... and 3 more findings in the report"

@@ -346,3 +346,75 @@ def test_members_of_a_location_finding_outrank_a_misclassified_off_object_image(
     assert after.iloc[0] == pytest.approx(0.8)
     assert after.iloc[0] > after.iloc[1] == pytest.approx(0.495)
     assert after.iloc[2] == pytest.approx(before.iloc[2])
+
+
+def _part_class(name: str, n: int, n_off: int, seed: int, off: float = 0.2) -> pd.DataFrame:
+    """A class of n samples whose first n_off maps sit off the object (enrichment ~`off` of a
+    reference of 1.0), the rest on it (~1.8)."""
+    rows = table(measured_rows(name, n_off, seed, off, 0.1),
+                 measured_rows(name, n - n_off, seed + 1, 1.8, 0.1))
+    rows["rel_path"] = [f"{name}/{i:03d}.png" for i in range(n)]
+    return rows
+
+
+def test_a_fifth_of_a_class_on_its_background_is_a_finding_on_part_of_the_class():
+    classes = ["horse", "cat", "dog"]
+    samples = table(_part_class("horse", 100, 20, 30), measured_rows("cat", 100, 32, 1.8, 0.1),
+                    measured_rows("dog", 100, 33, 1.8, 0.1))
+    assert samples.loc[samples["label"] == "horse", "fg_enrichment"].median() > 1.0
+    flags = background_attention_flags(samples, classes)
+    assert [f.class_name for f in flags] == ["horse"]
+    flag = flags[0]
+    evidence = flag.evidence
+    carriers = {f"horse/{i:03d}.png" for i in range(20)}
+    assert evidence["scope"] == "part"
+    assert set(evidence["members"]) == carriers
+    assert (evidence["k"], evidence["n"], evidence["k_rest"]) == (20, 100, 0)
+    assert flag.score == pytest.approx(0.2)
+    assert flag.severity == "medium"  # excess 0.2 >= 0.15 and 20 members; not >= 0.5
+    # One-sided hypergeometric by hand: all 20 off maps of 300 fall in the class of 100,
+    # P = C(100, 20) / C(300, 20); the class's test is the smaller of its two tests x 2.
+    by_hand = math.comb(100, 20) / math.comb(300, 20)
+    assert evidence["p_fisher"] == pytest.approx(by_hand, rel=1e-9)
+    assert evidence["p_value"] == pytest.approx(2 * by_hand, rel=1e-9)
+    assert "20 of 100" in flag.message
+    # Its members lead the class's suspects.
+    scores = suspicion_scores(samples, flags)
+    top = samples.loc[scores.sort_values(ascending=False).index[:20], "rel_path"]
+    assert set(top) == carriers
+
+
+def test_a_part_finding_needs_maps_far_off_the_object_and_more_than_the_others_have():
+    classes = ["horse", "cat", "dog"]
+    # Two off maps are too few (k >= 3), however rare elsewhere.
+    few = table(_part_class("horse", 100, 2, 40), measured_rows("cat", 100, 42, 1.8, 0.1),
+                measured_rows("dog", 100, 43, 1.8, 0.1))
+    assert background_attention_flags(few, classes) == []
+    # A fifth of the class mildly short of its reference (0.85 of it, above the medium bound
+    # 0.8: a blurred map beside a flat object) is not off the object.
+    mild = table(_part_class("horse", 100, 20, 44, off=0.85),
+                 measured_rows("cat", 100, 45, 1.8, 0.1), measured_rows("dog", 100, 46, 1.8, 0.1))
+    assert background_attention_flags(mild, classes) == []
+    # A fifth off in every class: no class differs from the others.
+    every = table(*(_part_class(c, 100, 20, 50 + 3 * k) for k, c in enumerate(classes)))
+    assert background_attention_flags(every, classes) == []
+
+
+def test_a_whole_class_on_its_background_is_one_whole_class_finding():
+    samples = table(class_rows("pokemon", "background", 40, 60),
+                    class_rows("digimon", "object", 40, 61))
+    flags = background_attention_flags(samples, ["pokemon", "digimon"])
+    assert [(f.class_name, f.evidence.get("scope")) for f in flags] == [("pokemon", None)]
+
+
+def test_a_fifth_of_a_class_on_the_border_is_a_border_finding_on_part_of_the_class():
+    classes = ["framed", "cat", "dog"]
+    samples = table(*(measured_rows(c, 100, 70 + k, 1.8, 0.1) for k, c in enumerate(classes)))
+    samples["border_lift"] = 0.5
+    samples.loc[:19, "border_lift"] = 1.6  # the first 20 of "framed": at least the bound 1.5
+    samples["border_energy"] = 0.36 * samples["border_lift"]
+    flags = border_attention_flags(samples, classes)
+    assert [(f.class_name, f.evidence["scope"]) for f in flags] == [("framed", "part")]
+    assert set(flags[0].evidence["members"]) == {f"framed/{i:03d}.png" for i in range(20)}
+    samples.loc[:19, "border_lift"] = 1.4  # below the bound: no sample is off
+    assert border_attention_flags(samples, classes) == []

@@ -124,6 +124,22 @@ def test_background_reader_is_confirmed_by_the_swap_not_by_its_control(data):
         flag.evidence["confirmed_by"]
 
 
+def test_a_finding_on_part_of_a_class_is_tested_on_its_members_only(data):
+    model = BorderReader()
+    samples = _samples(data, model)
+    members = samples.loc[samples["label"] == "a", "rel_path"].tolist()[:8]
+    flag = Flag("background_attention", "medium", "a", 8 / PER_CLASS, "8 of 12 off the object",
+                evidence={"scope": "part", "members": members})
+    result = run_interventions(samples, [flag], *_inputs(data, model))
+    swap = next(r for r in result.records if r["edit"] == "background_swap")
+    assert swap["n"] == 8
+    assert sorted(result.flags[0].samples) == sorted(members)  # every member flipped
+    # Without the scope the same flag tests the whole class.
+    whole = Flag("background_attention", "medium", "a", 0.5, "", evidence={"members": members})
+    result = run_interventions(samples, [whole], *_inputs(data, model))
+    assert next(r for r in result.records if r["edit"] == "background_swap")["n"] == PER_CLASS
+
+
 def test_object_reader_is_never_confirmed(data):
     model = CentreReader()
     samples = _samples(data, model)

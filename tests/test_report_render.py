@@ -18,7 +18,7 @@ import pytest
 from auditor.detect.flags import Flag
 from auditor.errors import RunDirectoryError, UsageError
 from auditor.report import render_report, summary_html, summary_json, write_samples_csv
-from auditor.report.formatting import fmt_number
+from auditor.report.formatting import fmt_identifier, fmt_number
 from auditor.report.sections import class_maps, probes
 from auditor.report.sections import unreadable as unreadable_section
 from auditor.report.sections.verdict import verdict as verdict_of
@@ -426,6 +426,16 @@ def test_association_statistics_are_named_in_words(full: tuple[Path, str]) -> No
 def test_numbers_that_round_to_zero_show_no_minus_sign() -> None:
     assert [fmt_number(v) for v in (-0.0015, -0.006, 0.004, float("nan"))] == [
         "0.00", "-0.01", "0.00", "–"]
+
+
+def test_flag_kinds_may_break_after_an_underscore_only_and_stay_escaped(
+        full: tuple[Path, str]) -> None:
+    assert str(fmt_identifier("intervention_sensitive")) == "intervention_<wbr>sensitive"
+    assert str(fmt_identifier("<b>_x")) == "&lt;b&gt;_<wbr>x"
+    # Every flag kind in the report is wrapped this way, and its text reads unchanged.
+    html = full[1]
+    assert "<code class=\"ident\">border_<wbr>attention</code>" in html
+    assert "border_attention" in _text(_parse(html))
 
 
 def test_run_notes_list_model_and_data_warnings_escaped(tmp_path: Path) -> None:

@@ -31,9 +31,9 @@ def test_chunks_merge_sorted_and_maps_read_back_one_at_a_time(tmp_path: Path) ->
     writer = RunWriter(tmp_path / "run", FP)
     writer.write_chunk(writer.next_part_name(), *_chunk([3, 4, 5], [True, False, True]))
     writer.write_chunk(writer.next_part_name(), *_chunk([0, 1, 2], [True, True, True]))
-    merged = writer.merge()
-    assert merged["index"].tolist() == [0, 1, 2, 3, 4, 5]
+    writer.merge()
     reader = RunReader(tmp_path / "run")
+    assert reader.samples()["index"].tolist() == [0, 1, 2, 3, 4, 5]
     assert reader.load_map(5, "gradcam")[0, 0] == 5.0
     assert reader.load_map(4, "gradcam") is None
     many = reader.load_maps([2, 4, 3], "gradcam")
@@ -80,7 +80,8 @@ def test_failed_write_keeps_earlier_chunks(tmp_path: Path, monkeypatch: pytest.M
     assert writer.done_indices() == {0, 1}
     assert not list((tmp_path / "run" / "parts").glob(".*tmp*"))
     writer.write_chunk(writer.next_part_name(), *_chunk([2, 3], [True, True]))
-    assert writer.merge()["index"].tolist() == [0, 1, 2, 3]
+    writer.merge()
+    assert RunReader(tmp_path / "run").samples()["index"].tolist() == [0, 1, 2, 3]
 
 
 def test_lock_refuses_a_second_live_writer_and_takes_over_a_dead_one(tmp_path: Path) -> None:
@@ -98,3 +99,35 @@ def test_json_is_strict_with_nan_as_null(tmp_path: Path) -> None:
     assert (tmp_path / "s.json").read_text().replace(" ", "").replace(
         "\n", ""
     ) == '{"a":null,"b":0.5,"c":[1,2]}'
+
+
+def test_merge_joins_parts_of_different_columns_as_pandas_concat_does(tmp_path: Path) -> None:
+    # Parts as the pass writes them from file fingerprints: a property absent from a whole
+    # chunk, whole numbers in one chunk and NaN gaps in another, booleans with gaps, text with
+    # gaps, all-missing text; index 1 stored twice (the first part's row wins).
+    parts = [
+        pd.DataFrame({"index": [4, 1], "file_width": [32, 64], "file_has_alpha": [True, False],
+                      "file_format": ["PNG", "JPEG"], "file_chroma": [None, None]}),
+        pd.DataFrame({"index": [0, 1, 2], "file_width": [16.0, np.nan, 8.0],
+                      "file_has_alpha": [True, None, False], "file_format": ["=x", None, "é"],
+                      "file_quality": [90.0, np.nan, 75.0], "file_chroma": ["4:2:0", None, "x"]}),
+        pd.DataFrame({"index": [3], "file_format": ["BMP"]}),
+    ]
+    writer = RunWriter(tmp_path / "run", FP)
+    for rows in parts:
+        writer.write_chunk(writer.next_part_name(), rows, np.full(len(rows), -1), {})
+    writer.merge()
+    merged = RunReader(tmp_path / "run").samples()
+    # The reference: pandas' concat of the parts as read, the first of each index, sorted,
+    # written and read back.
+    expected = pd.concat([pd.read_parquet(p) for p in sorted((tmp_path / "run" / "parts")
+                                                            .glob("*.parquet"))],
+                         ignore_index=True)
+    expected = expected.drop_duplicates("index").sort_values("index").reset_index(drop=True)
+    expected.to_parquet(tmp_path / "expected.parquet", index=False)
+    pd.testing.assert_frame_equal(merged, pd.read_parquet(tmp_path / "expected.parquet"),
+                                  check_exact=True)
+    assert merged["index"].tolist() == [0, 1, 2, 3, 4]
+    assert merged["file_width"].tolist()[:2] == [16.0, 64.0]  # index 1 from the first part
+    assert list(merged.columns[:6]) == ["index", "file_width", "file_has_alpha", "file_format",
+                                        "file_chroma", "map_part"]

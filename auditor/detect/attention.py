@@ -32,6 +32,26 @@ value / reference; "off" means below it for enrichment and above it for border l
 | one level up | p_rest < 0.01 and effect_rest >= 0.5 (the class is worse than the others) |
 | at most medium | n < 20 |
 
+Part of a class (a shortcut on a fifth of a class moves neither the class median nor the test
+above), per class and rule:
+
+| step | rule |
+|---|---|
+| off sample | ratio at or beyond the rule's medium bound: enrichment <= 0.8 of its reference |
+| | (border lift >= 1.5). On the clean sets of benchmarks/flag_calibration.py (2, 10, 100 |
+| | classes) at most 2 (3) of 4000 samples are that far off, never 2 of one class |
+| count test | k off samples of the class's n, against k_rest of the other classes' n_rest: |
+| | one-sided hypergeometric (Fisher exact) |
+| gates | the effect gates of auditor.detect.share_gates (k >= 3; share >= 3x the others' or |
+| | 0.5 above it; at least 0.03 above it), and the class as a whole is not off (median |
+| | ratio not past the floor: the whole-class test speaks for such a class) |
+| one test | the class's two tests (whole, part) enter the Benjamini-Hochberg family as one: |
+| | the smaller p of those whose gates pass (of both when neither does), times 2 |
+| severity | share_gates: high at 0.5 above the others' share with >= 20 members, medium at |
+| | 0.15 with >= 10, else low; at most medium when n < 20 |
+| names | `evidence["scope"] = "part"`, `members` (the off samples, most off first; they lead |
+| | the class's suspects), `share` (the score), `k`, `n`, `k_rest`, `n_rest` |
+
 The reference, not the other classes, decides whether a flag is raised: when every class relies
 on its background (the Pokemon/Digimon case) no class differs from the rest, yet all are off.
 Coarse maps (7x7 upsampled) spill mass off a small object, but a map centred on the object still
@@ -65,9 +85,10 @@ import torch
 from scipy import stats
 
 from auditor.data.regions import SIDES, side_bands
-from auditor.detect.fdr import ClassTest, control_fdr
+from auditor.detect.fdr import ClassTest, control_fdr, either_test
 from auditor.detect.flags import Flag, Severity, severity_at
 from auditor.detect.groups import class_rows
+from auditor.detect.share_gates import passes, share_severity
 from auditor.detect.stats import (
     PooledSample,
     group_vs_rest_mannwhitneyu,
@@ -305,10 +326,59 @@ def _class_test(rule: _Rule, finite: pd.DataFrame, pooled: PooledSample, keys: p
     return ClassTest(rule.kind, name, p_chance, flag)
 
 
+def _part_test(rule: _Rule, finite: pd.DataFrame, pooled: PooledSample, off: np.ndarray,
+               keys: pd.Series, name: str, positions: np.ndarray) -> tuple[float, Flag | None]:
+    """The rule's part-of-a-class test of class `name` (module table): its count of samples
+    off by the rule's medium bound (`off`, bool per row of `finite`) against the other
+    classes' rate, one-sided hypergeometric; (p, flag or None when a gate fails)."""
+    n, n_all = positions.size, off.size
+    k, k_all = int(off[positions].sum()), int(off.sum())
+    n_rest, k_rest = n_all - n, k_all - k
+    p = float(stats.hypergeom.sf(k - 1, n_all, k_all, n)) if k else 1.0
+    share, base = k / n, k_rest / n_rest
+    ratio_median = float(np.median(pooled.values[positions]))
+    whole_off = ratio_median <= rule.floor if rule.direction == "less" else (
+        ratio_median >= rule.floor)
+    if not passes(k, share, base) or whole_off:
+        return p, None
+    members = positions[off[positions]]
+    sign = 1 if rule.direction == "less" else -1
+    members = members[np.argsort(sign * pooled.values[members], kind="stable")]
+    listed = keys.loc[finite.index[members]].tolist()
+    severity = share_severity(share - base, k)
+    if n < FULL_SEVERITY_SAMPLES and severity == "high":
+        severity = "medium"
+    if rule is _BACKGROUND:
+        what = (f"put their attention off the object (enrichment at most {rule.medium:.0%} of "
+                "the reference a map at this resolution can reach)")
+        whole = f"looks at its objects (median {ratio_median:.2f} of the reference)"
+    else:
+        what = f"put their attention on the image border (border lift at least {rule.medium})"
+        whole = f"does not (median border lift {ratio_median:.2f})"
+    message = (f"class {name}: {k} of {n} samples ({share:.0%}) {what}, against {base:.1%} of "
+               f"the other classes' samples; the class as a whole {whole}")
+    evidence: dict[str, Any] = {
+        "rule": f"part of a class: count of samples whose {rule.column} (over its reference) "
+                "is off by the rule's medium bound, one-sided hypergeometric (Fisher) vs the "
+                "other classes, Benjamini-Hochberg over the audit's class-level tests; see "
+                "auditor.detect.attention",
+        "scope": "part",
+        "measure": rule.column,
+        "sample_bound": rule.medium,
+        "n": int(n), "k": k, "share": share, "n_rest": int(n_rest), "k_rest": int(k_rest),
+        "rest_share": base, "p_fisher": _float(p), "ratio_median": _float(ratio_median),
+        "members": listed,
+        "score_meaning": "share of the class whose maps are off by the rule's medium bound",
+    }
+    return p, Flag(kind=rule.kind, severity=severity, class_name=name, score=share,
+                   message=message, evidence=evidence, samples=listed)
+
+
 def _rule_tests(rule: _Rule, samples: pd.DataFrame, classes: list[str]) -> list[ClassTest]:
     """The rule's test of every class: the ok rows with a finite measure and their ratios are
     found and ranked once, each class's rows by one grouping (a scan or a ranking per class
-    costs rows x classes)."""
+    costs rows x classes). Each class is tested as a whole and on part of it (`_part_test`),
+    one test per class (`either_test`)."""
     ok = _ok(samples)
     keys = sample_keys(samples)
     # Only the columns a test reads: taking rows of every column, per class, costs more than
@@ -319,9 +389,14 @@ def _rule_tests(rule: _Rule, samples: pd.DataFrame, classes: list[str]) -> list[
                     [c for c in dict.fromkeys(used) if c in ok.columns]]
     pooled = pooled_sample(finite[rule.column].to_numpy(dtype=float) / _reference(rule, finite))
     positions = class_rows(finite["label"].to_numpy(), classes)
-    tests = (_class_test(rule, finite, pooled, keys, name, positions[name])
-             for name in classes)
-    return [t for t in tests if t is not None]
+    tests = [_class_test(rule, finite, pooled, keys, name, positions[name])
+             for name in classes]
+    off = (pooled.values <= rule.medium if rule.direction == "less"
+           else pooled.values >= rule.medium)
+    return [either_test(rule.kind, name, [(test.p_value, test.flag), _part_test(
+                rule, finite, pooled, off, keys, name, positions[name])])
+            if positions[name].size < off.size else test
+            for name, test in zip(classes, tests, strict=True) if test is not None]
 
 
 def background_attention_tests(samples: pd.DataFrame, classes: list[str]) -> list[ClassTest]:

@@ -58,6 +58,19 @@ def bh_qvalues(p_values: np.ndarray) -> np.ndarray:
     return q
 
 
+def either_test(kind: str, class_name: str | None,
+                searches: list[tuple[float, Flag | None]]) -> ClassTest:
+    """One test of a class from several searches of one rule (p-value, flag or None when its
+    gates fail): the smallest p of those whose gates pass (of all when none does), times the
+    number of searches (Bonferroni), with that search's flag (its evidence `p_value` set)."""
+    flagged = [search for search in searches if search[1] is not None]
+    p, flag = min(flagged or searches, key=lambda search: search[0])
+    p = min(1.0, p * len(searches))
+    if flag is not None:
+        flag.evidence["p_value"] = p
+    return ClassTest(kind, class_name, p, flag)
+
+
 def control_fdr(tests: list[ClassTest], fdr: float = FDR) -> list[Flag]:
     """The flags of `tests` whose q-value is at most `fdr`, each with its q-value, the family
     size and the rate recorded in evidence (`q_value`, `fdr`, `family_size`)."""

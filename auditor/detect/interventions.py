@@ -15,6 +15,9 @@ the class (a seeded choice) are edited and re-classified (batched, float32, infe
 | metadata_shortcut | format_to_jpeg (re-encoded as JPEG quality 75) or format_to_png (JPEG |
 | | re-encoded as PNG), by the class's most common format |
 
+A finding on part of a class (`evidence["scope"] == "part"`) is tested on its `members` only:
+the rest of the class does not use what it blames, and would dilute the test.
+
 The mean colour is the per-channel mean of up to MEAN_COLOUR_SAMPLES readable inputs (seeded).
 Background edits need the object: the mask (or box) when the sample has one, else
 `auditor.data.foreground.estimate_foreground`; samples whose object is empty or the whole image
@@ -531,6 +534,8 @@ def run_interventions(samples: pd.DataFrame, flags: list[Flag], model: nn.Module
         flagged = {f.class_name for f in flags if f.kind == flag.kind}
         for name in [flag.class_name] if flag.class_name is not None else classes:
             mine = runner.eligible[runner.eligible["label"] == name]
+            if flag.evidence.get("scope") == "part" and "rel_path" in mine:
+                mine = mine[mine["rel_path"].isin(flag.evidence.get("members", ()))]
             if mine.empty:
                 continue
             rows = []

@@ -24,8 +24,9 @@ The rule, per class, on every region R of the family:
 | scan | a region's p times the number of regions (Bonferroni); one test per class enters |
 | | the audit's Benjamini-Hochberg family (auditor.detect.fdr): the chosen region's, or |
 | | the smallest when no region passes the gates |
-| effect gates | k >= MIN_MEMBERS (3), share k / n >= RATIO (3) x base and share - base >= |
-| | MIN_EXCESS (0.03), base = the other classes' share (R's area share without them): |
+| effect gates | (auditor.detect.share_gates) k >= MIN_MEMBERS (3), share k / n >= RATIO (3) |
+| | x base and share - base >= MIN_EXCESS (0.03), base = the other classes' share (R's |
+| | area share without them): |
 | | at any share of the class, so a tag on 5% of a class is found when other classes |
 | | almost never peak there. A share at least LARGE_EXCESS (0.5) above the others' |
 | | passes without the ratio: where other classes also peak in R (multi-label rows of |
@@ -68,7 +69,7 @@ The rule, per class, on every region R of the family:
 | per class | the smaller p of the two searches whose gates pass (of both when neither does), |
 | | times 2 (Bonferroni), is the class's one test in the family |
 | raised | q <= FDR (0.05) |
-| high | excess (share - the others' share) >= 0.5 and k >= 20 |
+| high | (share_gates) excess (share - the others' share) >= 0.5 and k >= 20 |
 | medium | excess >= 0.15 and k >= 10 |
 | low | any other raised flag |
 
@@ -101,21 +102,16 @@ import torch.nn.functional as F
 from scipy import ndimage, stats
 
 from auditor.detect.attention import sample_keys
-from auditor.detect.fdr import ClassTest, control_fdr
-from auditor.detect.flags import Flag, Severity
+from auditor.detect.fdr import ClassTest, control_fdr, either_test
+from auditor.detect.flags import Flag
 from auditor.detect.groups import class_rows
 from auditor.detect.map_regions import MapRegion, map_regions
+from auditor.detect.share_gates import MIN_MEMBERS, passes, share_severity
 from auditor.errors import UsageError
 from auditor.metrics import normalise_maps, upsample_maps
 
 MIN_SAMPLES = 8
-MIN_MEMBERS = 3
 MIN_REST = 20  # peaks of other classes needed to test against them rather than the area
-RATIO = 3.0
-MIN_EXCESS = 0.03
-LARGE_EXCESS = 0.5  # passes the ratio gate on its own (also the high-severity excess)
-FULL_SEVERITY_SAMPLES = 20
-MEDIUM_SEVERITY_SAMPLES = 10
 WINDOW = 2  # cells per side of the largest window
 MAX_SCAN_CELLS = 16
 ATTENTION_LEVEL = 0.5
@@ -181,14 +177,6 @@ def describe_region(box: list[float]) -> str:
         return f"{side} edge" if touches[side] else f"{side} side"
     at_corner = touches[vertical] and touches[horizontal]
     return f"{vertical}-{horizontal} {'corner' if at_corner else 'area'}"
-
-
-def _severity(excess: float, k: int) -> Severity:
-    if excess >= LARGE_EXCESS and k >= FULL_SEVERITY_SAMPLES:
-        return "high"
-    if excess >= 0.15 and k >= MEDIUM_SEVERITY_SAMPLES:
-        return "medium"
-    return "low"
 
 
 def region_family(rows: int, cols: int) -> tuple[np.ndarray, list[str]]:
@@ -370,8 +358,7 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
         p = np.maximum(p, stats.binom.sf(k_off - 1, max(int(counts_off[c].sum()), 1), area))
         share = k / n
         base = k_rest / n_rest if n_rest >= MIN_REST else area
-        far_above = (share >= RATIO * base) | (share - base >= LARGE_EXCESS)
-        passing = (k >= MIN_MEMBERS) & far_above & (share - base >= MIN_EXCESS)
+        passing = passes(k, share, base)
         scan_p = np.minimum(1.0, p * len(regions))
         mine = (labels == name) & defined
         scan: tuple[float, Flag | None] = (float(scan_p.min()), None)
@@ -394,20 +381,8 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
             searches.append((found.p_value, _map_region_flag(
                 name, found, mine, member_cover, hits, outer, enrichment, centroids, grid_maps,
                 keys, normalised[torch.as_tensor(mine)], counts[c].reshape(gh, gw))))
-        tests.append(_either(name, searches))
+        tests.append(either_test("fixed_location", name, searches))
     return tests
-
-
-def _either(name: str, searches: list[tuple[float, Flag | None]]) -> ClassTest:
-    """One test per class from its searches (the scan; the regions found in the maps):
-    the smallest p of those whose gates pass (of all when none does), times the number of
-    searches (Bonferroni), with that search's flag."""
-    flagged = [search for search in searches if search[1] is not None]
-    p, flag = min(flagged or searches, key=lambda search: search[0])
-    p = min(1.0, p * len(searches))
-    if flag is not None:
-        flag.evidence["p_value"] = p
-    return ClassTest("fixed_location", name, p, flag)
 
 
 def _map_region_flag(name: str, found: MapRegion, mine: np.ndarray, cover: np.ndarray,
@@ -422,8 +397,7 @@ def _map_region_flag(name: str, found: MapRegion, mine: np.ndarray, cover: np.nd
     class whose maps sit on its objects, and also lean toward one place, is not a finding)."""
     share = found.k / max(found.n, 1)
     base = found.k_rest / max(found.n_rest, 1)
-    if not (found.k >= MIN_MEMBERS and share - base >= MIN_EXCESS
-            and (share >= RATIO * base or share - base >= LARGE_EXCESS)):
+    if not passes(found.k, share, base):
         return None
     there = np.zeros_like(mine)
     there[found.members] = True
@@ -567,7 +541,7 @@ def _flag(name: str, cells: np.ndarray, shape: str, n: int, k: int, base: float,
         "score_meaning": "share of the class's maps that peak in the region",
         "region_found_by": "scan",
     }
-    return Flag(kind="fixed_location", severity=_severity(share - base, k), class_name=name,
+    return Flag(kind="fixed_location", severity=share_severity(share - base, k), class_name=name,
                 score=share, message=message, evidence=evidence,
                 samples=members)
 

@@ -9,7 +9,9 @@ Suspicion, in [0, 1], is the product of three factors:
 | off-object, no foreground | clip((border_energy - a) / (1 - a), 0, 1) with a = band area = |
 | | border_energy / border_lift: 0 at chance, 1 with all mass on the border |
 | in a flagged region | 1.0 instead of the above for a member of a `fixed_location` finding (its |
-| | map peaks in the flagged off-object region, `evidence["members"]`) |
+| | map peaks in the flagged off-object region, `evidence["members"]`) or of a finding |
+| | on part of a class (`background_attention` with `evidence["members"]`: its map |
+| | sits off its object) |
 | confidence | `confidence` (softmax probability of the prediction); missing counts as 1 |
 | correctness | 1.0 for a correct prediction (or an unknown one), 0.5 for a wrong one |
 
@@ -49,11 +51,19 @@ def _column(samples: pd.DataFrame, name: str) -> np.ndarray:
     return pd.to_numeric(samples[name], errors="coerce").to_numpy(dtype=float)
 
 
+def _members(flag: Flag) -> list[str]:
+    """The samples a finding says carry what it found: a fixed_location finding's members
+    (its samples where it lists no members), a part-of-a-class finding's members."""
+    if flag.kind == "fixed_location":
+        return list(flag.evidence.get("members", flag.samples))
+    return list(flag.evidence.get("members", ()))
+
+
 def suspicion_scores(samples: pd.DataFrame, flags: list[Flag] | None = None) -> pd.Series:
     """Per-sample suspicion in [0, 1] (module formula), NaN where undefined; samples' index.
 
-    `flags`: the audit's flags; members of its fixed_location findings count as fully off
-    the object."""
+    `flags`: the audit's flags; members of its fixed_location findings and of its findings on
+    part of a class count as fully off the object."""
     if not {"fg_enrichment", "border_lift"} & set(samples.columns):
         raise UsageError("suspicion needs the fg_enrichment or border_energy/border_lift "
                          "columns of samples.parquet")
@@ -65,8 +75,7 @@ def suspicion_scores(samples: pd.DataFrame, flags: list[Flag] | None = None) -> 
     off_border = np.clip(np.divide(border - band, 1.0 - band, out=np.full_like(border, np.nan),
                                    where=band < 1.0), 0.0, 1.0)
     off = np.where(np.isfinite(enrichment), off_fg, off_border)
-    members = {key for flag in flags or () if flag.kind == "fixed_location"
-               for key in flag.evidence.get("members", flag.samples)}
+    members = {key for flag in flags or () for key in _members(flag)}
     if members:
         off = np.where(sample_keys(samples).isin(members).to_numpy(), 1.0, off)
 

@@ -6,6 +6,8 @@ import json
 import math
 from typing import Any
 
+from markupsafe import Markup, escape
+
 
 def finite(value: Any) -> float | None:
     """`value` as a float, or None when it is missing, not a number, or not finite."""
@@ -33,6 +35,12 @@ def fmt_count(value: Any) -> str:
     """An integer with thousands separators ('–' when missing)."""
     v = finite(value)
     return "–" if v is None else f"{round(v):,}"
+
+
+def fmt_identifier(value: Any) -> Markup:
+    """An identifier (a flag kind such as `background_attention`) as escaped HTML that may break
+    after an underscore and nowhere else, so a narrow column wraps it between words."""
+    return Markup("_<wbr>").join(escape(str(value)).split("_"))
 
 
 def fmt_parameters(value: Any) -> str:

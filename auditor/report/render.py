@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import pandas as pd
 
 from auditor.detect.matching import FlagKey, flag_key
 from auditor.errors import RunDirectoryError, UsageError
 from auditor.map_methods import METHODS
 from auditor.report import figures
-from auditor.report.formatting import fmt_count, fmt_number, fmt_percent
+from auditor.report.formatting import fmt_count, fmt_identifier, fmt_number, fmt_percent
 from auditor.report.sections.attention import attention_section
 from auditor.report.sections.class_maps import class_maps_section, fixed_location_grids
 from auditor.report.sections.classes import class_ids, classes_section
@@ -66,32 +65,6 @@ def render_report(
     return path
 
 
-def write_samples_csv(run_dir: str | Path) -> Path:
-    """Write RUN_DIR/samples.csv (UTF-8 with BOM, for spreadsheets) and return its path.
-
-    Text cells that a spreadsheet would run as a formula (starting with = + - @ or a tab) are
-    prefixed with an apostrophe: file names are user data."""
-    run_dir = Path(run_dir)
-    frame = RunReader(run_dir).samples().drop(columns=["map_part", "map_row"], errors="ignore")
-    frame = frame.copy()
-    for column in frame.columns:
-        kind = frame[column].dtype
-        if not (pd.api.types.is_numeric_dtype(kind) or pd.api.types.is_bool_dtype(kind)):
-            frame[column] = frame[column].map(_csv_safe)
-    path = run_dir / "samples.csv"
-    try:
-        frame.to_csv(path, index=False, encoding="utf-8-sig")
-    except OSError as exc:
-        raise RunDirectoryError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    return path
-
-
-def _csv_safe(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
 def summary_json(run_dir: str | Path) -> str:
     """summary.json of a run as indented JSON text (`auditor report --format json`)."""
     return json.dumps(read_summary_json(run_dir), indent=2, ensure_ascii=False)
@@ -111,7 +84,7 @@ def environment() -> jinja2.Environment:
         loader=jinja2.FunctionLoader(load), autoescape=True, undefined=jinja2.StrictUndefined,
         trim_blocks=True, lstrip_blocks=True,
     )
-    env.filters.update(num=fmt_number, pct=fmt_percent, count=fmt_count)
+    env.filters.update(num=fmt_number, pct=fmt_percent, count=fmt_count, ident=fmt_identifier)
     return env
 
 
@@ -169,7 +142,7 @@ def report_context(run_dir: str | Path, gallery_size: int = 48) -> dict[str, Any
         "attention": attention_section(summary, ok, order, flagged),
         "class_maps": class_maps_section(means, classes, order, ids),
         "fixed_grids": list(grids.values()),
-        "probes": probes_section(summary.probes, samples),
+        "probes": probes_section(summary.probes, ok),
         "gallery": gallery_section(reader, ok, primary, input_size, gallery_size, ids,
                                    summary.suspect_methods),
         "suspect_methods": [

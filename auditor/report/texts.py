@@ -17,9 +17,11 @@ KIND_TITLES = {
 KIND_METHODS = {
     "background_attention": "the class's maps put less of their mass on the object than the "
                             "object's share of the image (foreground enrichment below 1, "
-                            "tested against chance)",
+                            "tested against chance), or a part of the class's maps sits off "
+                            "the object far more often than in the other classes",
     "border_attention": "the class's maps put more of their mass on the border band than its "
-                        "area would give by chance (border lift)",
+                        "area would give by chance (border lift), or a part of the class's "
+                        "maps does so far more often than in the other classes",
     "fixed_location": "the peaks of the class's maps fall in the same cell of a grid across "
                       "many images",
     "metadata_shortcut": "a classifier that sees only file properties (format, mode, size, "

@@ -142,6 +142,8 @@ def group_findings(flags: list[dict[str, Any]]) -> list[Finding]:
             findings.append(Finding(_level(flag), flag.get("class"), region_of(flag), [flag]))
     for finding in findings:
         finding.flags.sort(key=_lead_rank)
+    # Regionless and confirming flags form their findings after the loop: order them in.
+    findings.sort(key=lambda f: flag_strength(f.lead), reverse=True)
     return findings
 
 

@@ -42,10 +42,11 @@ def _not_run(probes: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"labels": labels, "reason": reason} for reason, labels in by_reason.items()]
 
 
-def probes_section(probes: Any, samples: pd.DataFrame) -> dict[str, Any] | None:
+def probes_section(probes: Any, ok: pd.DataFrame) -> dict[str, Any] | None:
     """{associations, tables, classifiers, chart, not_run, subsample}: the model-free probes
-    (None: not run at all); `not_run` names the probe classifiers that were skipped and why;
-    `subsample` says what a probe run above probe_run.PROBE_ROWS rows ran on."""
+    (None: not run at all), their property tables counted over `ok`, the readable samples;
+    `not_run` names the probe classifiers that were skipped and why; `subsample` says what a
+    probe run above probe_run.PROBE_ROWS rows ran on."""
     if not isinstance(probes, dict):
         return None
     subsample = _subsample_note((probes.get("settings") or {}).get("subsample"))
@@ -55,7 +56,6 @@ def probes_section(probes: Any, samples: pd.DataFrame) -> dict[str, Any] | None:
     associations.sort(key=lambda a: (finite(a.get("p_value")) is None,
                                      finite(a.get("p_value")) or 0.0,
                                      -(finite(a.get("value")) or 0.0)))
-    ok = samples[samples["status"] == "ok"]
     tables = []
     for assoc in associations[:MAX_PROBE_TABLES]:
         table = property_table(ok, str(assoc.get("property", "")))
