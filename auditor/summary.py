@@ -129,7 +129,8 @@ class DataFacts:
 
 def accuracy(samples: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
     """Top-1 accuracy over readable, labelled samples, overall and per class (NaN: none)."""
-    ok = samples[(samples["status"] == "ok") & (samples["label_index"] >= 0)]
+    ok = samples.loc[(samples["status"] == "ok") & (samples["label_index"] >= 0),
+                     ["correct", "label_index"]]
     means = ok["correct"].astype(float).groupby(ok["label_index"]).mean()
     per_class = {name: float(means.get(k, float("nan"))) for k, name in enumerate(classes)}
     return {
