@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from auditor.detect.stats import group_vs_rest_mannwhitneyu, pooled_sample, rest_median
+from auditor.detect.stats import (
+    group_vs_rest_mannwhitneyu,
+    pooled_sample,
+    rest_median,
+    wilcoxon_signed_rank,
+)
 
 
 def test_hand_derived_group_against_the_rest():
@@ -51,3 +56,26 @@ def test_a_shifted_group_is_significant_and_a_random_one_is_not():
     _, p_random = group_vs_rest_mannwhitneyu(pooled, np.arange(1000, 1100), "less")
     assert p_shifted < 1e-12
     assert p_random > 0.01
+
+
+def test_signed_rank_with_ties_enumerates_every_sign_flip():
+    # |x| all tied: ranks 2, 2, 2, R+ = 4; the 8 flips give R+ = 0, 2, 4, 6 (1, 3, 3, 1 times).
+    assert wilcoxon_signed_rank(np.array([1.0, 1.0, -1.0]), "greater") == (4.0, 0.5)
+    assert wilcoxon_signed_rank(np.array([1.0, 1.0, -1.0]), "less") == (4.0, 7 / 8)
+    # A zero is dropped from the ranks but still flipped (it stays zero): 16 flips, p the same.
+    assert wilcoxon_signed_rank(np.array([1.0, 1.0, -1.0, 0.0]), "greater") == (4.0, 0.5)
+
+
+@pytest.mark.parametrize("alternative", ["less", "greater", "two-sided"])
+def test_signed_rank_equal_to_scipy(alternative):
+    rng = np.random.default_rng(3)
+    cases = [rng.integers(-3, 4, n).astype(float) for n in range(1, 11)]  # ties and zeros
+    cases += [np.round(rng.normal(size=n), 1) for n in range(1, 11)]
+    cases += [rng.normal(size=n) for n in (5, 12, 30)]  # no ties: scipy's exact branch
+    cases += [np.round(rng.normal(size=40), 1)]  # ties above 13: normal approximation
+    for x in cases:
+        if not np.any(x != 0):
+            continue
+        expected = stats.wilcoxon(x, alternative=alternative)
+        assert wilcoxon_signed_rank(x, alternative) == (float(expected.statistic),
+                                                        float(expected.pvalue))

@@ -118,3 +118,47 @@ def test_the_report_says_what_the_probes_were_subsampled_to(tmp_path):
     write_json(run / "summary.json", summary)
     html = render_report(run).read_text(encoding="utf-8")
     assert "Run on a seeded subsample of 100,000 of the 1,000,000 readable rows" in html
+
+
+def _border_coloured(n_classes: int, per_class: int, share: float, seed: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Noise thumbnails [N, 3, 16, 16]; `share` of each class's rows carry its own colour in
+    the outer 2 pixels (labels int [N])."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(n_classes), per_class)
+    thumbs = rng.integers(0, 256, (len(labels), 3, 16, 16), dtype=np.uint8)
+    band = np.ones((16, 16), dtype=bool)
+    band[2:-2, 2:-2] = False
+    colours = rng.integers(0, 256, (n_classes, 3), dtype=np.uint8)
+    carriers = np.flatnonzero(rng.random(len(labels)) < share)
+    thumbs[carriers[:, None], :, band] = colours[labels[carriers]][:, None, :]
+    return thumbs, labels
+
+
+def test_many_classes_split_at_random_and_still_find_a_border_colour(monkeypatch):
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+
+    from auditor.detect import probe_classifier
+    from auditor.detect.probe_encoding import border_pixel_features
+
+    assert isinstance(probe_classifier.forest(probe_classifier.MAX_FOREST_CLASSES, 10, 0),
+                      RandomForestClassifier)
+    assert isinstance(probe_classifier.forest(probe_classifier.MAX_FOREST_CLASSES + 1, 10, 0),
+                      ExtraTreesClassifier)
+    thumbs, labels = _border_coloured(12, 20, share=1.0)
+    x, groups = border_pixel_features(thumbs, 0.1)
+    names = [f"c{c}" for c in range(12)]
+    monkeypatch.setattr(probe_classifier, "MAX_FOREST_CLASSES", 11)
+    found, _ = probe_classifier.cross_validated_probe(x, groups, labels, names, 0, [])
+    assert found["model"].startswith("extremely randomized trees (40 trees)")
+    assert found["accuracy"] > 0.9
+    assert found["severity"] == "high"
+    # Noise alone: at chance, no flag.
+    noise, _ = _border_coloured(12, 20, share=0.0)
+    x, groups = border_pixel_features(noise, 0.1)
+    clean, _ = probe_classifier.cross_validated_probe(x, groups, labels, names, 0, [])
+    assert clean["model"].startswith("extremely randomized trees")
+    assert clean["severity"] is None
+    monkeypatch.setattr(probe_classifier, "MAX_FOREST_CLASSES", 12)
+    assert probe_classifier.cross_validated_probe(x, groups, labels, names, 0, [])[0][
+        "model"].startswith("random forest (40 trees)")

@@ -94,6 +94,7 @@ from auditor.detect.stats import (
     group_vs_rest_mannwhitneyu,
     pooled_sample,
     rest_median,
+    wilcoxon_signed_rank,
 )
 from auditor.errors import UsageError
 from auditor.metrics import normalise_maps, upsample_maps
@@ -186,8 +187,8 @@ def _chance_test(values: np.ndarray, direction: str) -> tuple[float, float, floa
         effect = -effect
     if not np.any(logs != 0):
         return math.nan, 1.0, 0.0
-    result = stats.wilcoxon(logs, alternative=direction)
-    return float(result.statistic), float(result.pvalue), effect
+    statistic, p = wilcoxon_signed_rank(logs, direction)
+    return statistic, p, effect
 
 
 def _rest_test(pooled: PooledSample, positions: np.ndarray,

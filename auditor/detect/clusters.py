@@ -20,7 +20,11 @@ tag) shows two groups of maps. Per class:
    l_(k-1) <= MAX_CUT. A small l_(k-1) means k almost disconnected groups; the cap stops a
    smooth spread of maps (attention shifting a little from sample to sample, whose small
    eigenvalues come in a slow ramp) from being cut into pieces.
-5. SpectralClustering(n_clusters=k, affinity="precomputed") on the sparse A, seeded.
+5. Labels: the embedding u = D^-1/2 x of the k eigenvectors x of the same decomposition
+   (no second eigensolve), each sample assigned by column-pivoted QR (Damle, Minden & Ying
+   2019; scikit-learn's SpectralClustering with `assign_labels="cluster_qr"` does the same
+   on its own, iterative and slower, solve of the same Laplacian: the labels depend only on
+   the span of the k eigenvectors, which both solves find).
 
 Classes with fewer than MIN_SAMPLES usable maps are not clustered: one cluster, with `reason`.
 
@@ -45,7 +49,6 @@ smallest Laplacian eigenvalues, the evidence for k).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -54,10 +57,9 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from scipy import sparse
+from scipy import linalg, sparse
 from scipy.sparse import csgraph
 from scipy.sparse.linalg import eigsh
-from sklearn.cluster import SpectralClustering
 from threadpoolctl import threadpool_limits
 
 from auditor.detect.groups import class_rows
@@ -100,28 +102,55 @@ def _affinity(points: np.ndarray) -> sparse.csr_matrix:
     return ((connectivity + connectivity.T) * 0.5).tocsr()
 
 
-def eigengap_clusters(
+def laplacian_spectrum(
     affinity: np.ndarray | sparse.spmatrix, max_clusters: int = MAX_CLUSTERS
-) -> tuple[int, list[float]]:
-    """(k, the smallest eigenvalues) of the normalised Laplacian of an affinity [n, n] (sparse
-    or dense; eigenvalues from the sparse matrix).
-
-    k maximises the gap l_k - l_(k-1) over the k in 1..max_clusters with l_(k-1) <= MAX_CUT:
-    only splits into groups that are almost disconnected count.
-    """
-    laplacian = csgraph.laplacian(sparse.csr_matrix(affinity, dtype=np.float64), normed=True)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The max_clusters + 1 smallest eigenvalues (ascending, clipped to [0, 2]) of the
+    normalised Laplacian L = I - D^-1/2 A D^-1/2 of an affinity [n, n] (sparse or dense;
+    solved on the sparse matrix), their eigenvectors float [n, count] and the square roots of
+    the degrees float [n] (self-loops left out, as scipy's csgraph.laplacian does)."""
+    laplacian, root_degree = csgraph.laplacian(
+        sparse.csr_matrix(affinity, dtype=np.float64), normed=True, return_diag=True)
     n = laplacian.shape[0]
     count = min(max_clusters + 1, n - 1)
     # The largest eigenvalues of 2I - L are 2 minus the smallest of L (ARPACK converges fast
     # on the largest; L's spectrum lies in [0, 2]). A seeded start vector keeps it repeatable.
     shifted = sparse.identity(n, format="csr") * 2.0 - laplacian
     start = np.random.default_rng(0).uniform(0.5, 1.5, size=n)
-    top = eigsh(shifted, k=count, which="LA", v0=start, return_eigenvectors=False, tol=1e-10)
-    values = np.clip(np.sort(2.0 - top), 0.0, 2.0)
+    top, vectors = eigsh(shifted, k=count, which="LA", v0=start, tol=1e-10)
+    order = np.argsort(2.0 - top, kind="stable")
+    return np.clip((2.0 - top)[order], 0.0, 2.0), vectors[:, order], root_degree
+
+
+def eigengap(values: np.ndarray, max_clusters: int = MAX_CLUSTERS) -> int:
+    """k maximising the gap l_k - l_(k-1) over the k in 1..max_clusters with l_(k-1) <=
+    MAX_CUT (values: the Laplacian's smallest eigenvalues, ascending): only splits into
+    groups that are almost disconnected count; 1 when none is allowed."""
     gaps = np.diff(values)
-    allowed = [k for k in range(1, len(values)) if values[k - 1] <= MAX_CUT]
-    k = max(allowed, key=lambda c: gaps[c - 1]) if allowed else 1
-    return k, [round(float(v), 4) for v in values]
+    allowed = [k for k in range(1, min(len(values), max_clusters + 1)) if values[k - 1] <= MAX_CUT]
+    return max(allowed, key=lambda c: gaps[c - 1]) if allowed else 1
+
+
+def eigengap_clusters(
+    affinity: np.ndarray | sparse.spmatrix, max_clusters: int = MAX_CLUSTERS
+) -> tuple[int, list[float]]:
+    """(k, the smallest eigenvalues) of the normalised Laplacian of an affinity [n, n] (sparse
+    or dense; eigenvalues from the sparse matrix): `eigengap` of `laplacian_spectrum`."""
+    values, _, _ = laplacian_spectrum(affinity, max_clusters)
+    return eigengap(values, max_clusters), [round(float(v), 4) for v in values]
+
+
+def spectral_labels(vectors: np.ndarray, root_degree: np.ndarray) -> np.ndarray:
+    """Cluster of each sample (int [n], values in 0..k-1) from the k smallest eigenvectors
+    float [n, k] of the normalised Laplacian and the square roots of the degrees [n]: the
+    embedding u = D^-1/2 x, assigned by column-pivoted QR (Damle, Minden & Ying 2019). The
+    result depends only on the span of the eigenvectors (any rotation or sign of them gives
+    the same labels)."""
+    embedding = vectors / root_degree[:, None]
+    k = embedding.shape[1]
+    _, _, pivots = linalg.qr(embedding.T, pivoting=True)
+    left, _, right = linalg.svd(embedding[pivots[:k], :].T)
+    return np.abs(embedding @ (left @ right)).argmax(axis=1)
 
 
 def tight(points: np.ndarray, members: np.ndarray, rng: np.random.Generator) -> tuple[bool,
@@ -192,17 +221,11 @@ def _cluster_class(rows: pd.DataFrame, maps: np.ndarray, seed: int) -> list[dict
         only.pop("_spread")
         return [{"cluster": 0, **only, "candidate": False, "candidate_reason": "",
                  "reason": f"only {len(rows)} usable maps (< {MIN_SAMPLES}): not clustered"}]
-    affinity = _affinity(points)
-    k, eigenvalues = eigengap_clusters(affinity)
-    if k == 1:
-        labels = np.zeros(len(rows), dtype=int)
-    else:
-        model = SpectralClustering(n_clusters=k, affinity="precomputed", random_state=seed,
-                                   eigen_solver="lobpcg", assign_labels="cluster_qr")
-        with warnings.catch_warnings():
-            # Disconnected groups are what we look for, not a problem to warn about.
-            warnings.filterwarnings("ignore", message="Graph is not fully connected")
-            labels = model.fit_predict(affinity)
+    values, vectors, root_degree = laplacian_spectrum(_affinity(points))
+    k = eigengap(values)
+    eigenvalues = [round(float(v), 4) for v in values]
+    labels = (np.zeros(len(rows), dtype=int) if k == 1
+              else spectral_labels(vectors[:, :k], root_degree))
     found = [np.flatnonzero(labels == c) for c in np.unique(labels)]
     found.sort(key=lambda m: (-m.size, int(m[0])))
     rng = np.random.default_rng(seed)

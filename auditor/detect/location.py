@@ -279,14 +279,35 @@ def _scan_grid(maps: torch.Tensor) -> tuple[int, int]:
     return min(int(maps.shape[1]), MAX_SCAN_CELLS), min(int(maps.shape[2]), MAX_SCAN_CELLS)
 
 
-def _scan_p_values(k: np.ndarray, n: int, k_rest: np.ndarray, n_rest: int,
+def _scan_p_values(k: np.ndarray, n: np.ndarray, k_rest: np.ndarray, n_rest: np.ndarray,
                    area: np.ndarray) -> np.ndarray:
-    """One-sided p per region that the class peaks there more often than the other classes
-    (hypergeometric), or than maps spread evenly (binomial vs the area share) when there are
-    fewer than MIN_REST peaks of other classes."""
-    if n_rest >= MIN_REST:
-        return stats.hypergeom.sf(k - 1, n + n_rest, k + k_rest, n)
-    return stats.binom.sf(k - 1, n, area)
+    """One-sided p per class and region [C, R] that the class peaks there more often than the
+    other classes (hypergeometric), or than maps spread evenly (binomial vs the area share
+    [R]) for a class with fewer than MIN_REST peaks of other classes. k, k_rest: int [C, R]
+    peaks in each region; n, n_rest: int [C, 1] peaks in all."""
+    against_rest = np.broadcast_to(n_rest >= MIN_REST, k.shape)
+    n, n_rest = np.broadcast_to(n, k.shape), np.broadcast_to(n_rest, k.shape)
+    p = np.empty(k.shape)
+    p[against_rest] = _elementwise_once(
+        stats.hypergeom.sf, k[against_rest] - 1, (n + n_rest)[against_rest],
+        (k + k_rest)[against_rest], n[against_rest])
+    alone = ~against_rest
+    p[alone] = _elementwise_once(stats.binom.sf, k[alone] - 1, n[alone],
+                                 np.broadcast_to(area, k.shape)[alone])
+    return p
+
+
+def _elementwise_once(function: Any, *args: np.ndarray) -> np.ndarray:
+    """function(*args) of an elementwise function (a scipy distribution's sf) evaluated once
+    per distinct tuple of arguments (1-D, of one length) and spread back: the same values.
+    Classes of one size share their counts, so 1 000 classes x 144 regions hold few distinct
+    tuples (the hypergeometric tail costs ~80 us each at 100 000 peaks)."""
+    if not args[0].size:
+        return function(*args)
+    stacked = np.stack([np.asarray(a, dtype=np.float64) for a in args], axis=1)
+    distinct, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    values = function(*(distinct[:, i].astype(a.dtype) for i, a in enumerate(args)))
+    return np.asarray(values)[inverse.reshape(-1)]
 
 
 def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
@@ -328,9 +349,8 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
     outer = defined & ((np.minimum(col, gw - 1 - col) < OUTER_BAND * gw)
                        | (np.minimum(row, gh - 1 - row) < OUTER_BAND * gh))
     # Peaks per class and cell, [C, grid * grid]: every region count is a product with it.
-    class_of = {name: i for i, name in enumerate(classes)}
     counts = np.zeros((len(classes), gh * gw), dtype=int)
-    index = np.array([class_of.get(label, -1) for label in labels])
+    index = pd.Index(classes).get_indexer(labels) if len(labels) else np.zeros(0, dtype=int)
     known = defined & (index >= 0)
     np.add.at(counts, (index[known], cell[known]), 1)
     in_region = counts @ flat_regions.T.astype(int)  # [C, R]
@@ -345,25 +365,37 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
     off_sample = np.where(np.isfinite(cover), cover < 0.5,
                           np.where(np.isfinite(hits), hits == 0, outer))
     found_in_maps = map_regions(grid_maps, np.where(known, index, -1), off_sample, len(classes))
+    # Every class's p per region at once (the same values, elementwise, as one call per class).
+    n_class = counts.sum(axis=1)
+    tested = np.flatnonzero(n_class >= MIN_SAMPLES)
+    p_scan = np.maximum(
+        _scan_p_values(in_region[tested], n_class[tested, None], all_in - in_region[tested],
+                       n_all - n_class[tested, None], area),
+        # ... and its off-object peaks gather in R, not spread over the image (both must hold).
+        _elementwise_once(
+            stats.binom.sf, (off_in_region[tested] - 1).ravel(),
+            np.repeat(np.maximum(counts_off[tested].sum(axis=1), 1), len(area)),
+            np.tile(area, len(tested))).reshape(len(tested), len(area)))
+    positions = class_rows(index, range(len(classes)))
+    peak_cell = np.where(defined, cell, 0)
     tests = []
-    for c, name in enumerate(classes):
-        n = int(counts[c].sum())
-        if n < MIN_SAMPLES:
-            continue
+    for c, p in zip(tested, p_scan, strict=True):
+        name = classes[c]
+        n = int(n_class[c])
         k = in_region[c]
         k_rest, n_rest = all_in - k, n_all - n
-        p = _scan_p_values(k, n, k_rest, n_rest, area)
-        # ... and its off-object peaks gather in R, not spread over the image (both must hold).
-        k_off = off_in_region[c]
-        p = np.maximum(p, stats.binom.sf(k_off - 1, max(int(counts_off[c].sum()), 1), area))
         share = k / n
         base = k_rest / n_rest if n_rest >= MIN_REST else area
         passing = passes(k, share, base)
         scan_p = np.minimum(1.0, p * len(regions))
-        mine = (labels == name) & defined
+        mine = np.zeros(len(labels), dtype=bool)
+        mine[positions[c]] = True
+        mine &= defined
         scan: tuple[float, Flag | None] = (float(scan_p.min()), None)
         for r in np.flatnonzero(passing)[np.lexsort((area[passing], p[passing]))]:
-            there = mine & flat_regions[r][np.where(defined, cell, 0)]
+            # mine & (the peak lies in R), from the class's own rows.
+            there = np.zeros_like(mine)
+            there[positions[c]] = mine[positions[c]] & flat_regions[r][peak_cell[positions[c]]]
             off, off_share = _off_object(member_cover[there], hits[there], outer[there])
             nearer_p = _objects_nearer_p(regions[r], there, centroids)
             if off and not nearer_p < FOLLOW_ALPHA:

@@ -29,8 +29,10 @@ fingerprints of `auditor.data.decode` and the 16x16 thumbnails of `auditor.data.
    one on the border pixels alone: the band of the thumbnail that matches `border`
    (round(border * side) pixels per side, at least 1; 2 pixels at 0.1 on a 16x16 thumbnail),
    flattened. Without thumbnails the border probe uses the fingerprint border statistics
-   instead. Out-of-fold accuracy gets a 95% Wilson interval; the baseline is the majority-class
-   rate (what always guessing the biggest class scores), with its own interval.
+   instead. Above 100 classes the trees split at random thresholds (extremely randomized
+   trees: the best-split search costs rows x classes; see `probe_classifier`). Out-of-fold
+   accuracy gets a 95% Wilson interval; the baseline is the majority-class rate (what always
+   guessing the biggest class scores), with its own interval.
 
    Classes with fewer than 3 labelled rows are left out of the probes (noted); the probes are
    skipped, with the reason, when fewer than 20 rows or fewer than 2 classes remain. Above
