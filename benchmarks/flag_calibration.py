@@ -14,11 +14,17 @@ class-level attention flags (CLASS_KINDS) per 100 classes, by severity, with mas
 NaN, as in an audit without --masks; no interventions); the model-free data-set-wide flags are
 listed by kind (`kinds`).
 
-Shortcut sets: 4 classes of PER_CLASS_SHORTCUT images; in class "c0" a share p (5, 10, 20, 40,
-80%) of images carry a shortcut and an object drawn from another class (so the shortcut is the
-only cue for them, as for a tagged horse whose horse is hard to see): a white corner tag, a
-semi-transparent band of text-like stripes across the middle, a magenta frame, or a background
-colour (a saturated magenta texture). Found = a flag of the right kind on c0 (corner tag and
+Shortcut sets: 4 classes; in class "c0" a share p (5, 10, 20, 40, 80%) of images carry a
+shortcut and an object drawn from another class (so the shortcut is the only cue for them, as
+for a tagged horse whose horse is hard to see): a white corner tag, a semi-transparent band of
+text-like stripes across the middle, a magenta frame, or a background colour (a saturated
+magenta texture). CleanNet is trained as for the clean sets (SHORTCUT_TRAINING: fresh images
+with the shortcut on the same share of c0 every epoch; weights cached by shape, share, seed,
+config and SHORTCUT_VERSION) and audited on a held-out set of PER_CLASS_SHORTCUT images a class
+with the same share. Whether the model learnt the shortcut is measured apart from the auditor:
+`carrier_accuracy` (held-out carriers predicted c0), `paste_to_c0` (the shortcut pasted on the
+other classes' held-out images turns this share of their predictions to c0), `learned`
+(carrier_accuracy >= LEARNED). Found = a flag of the right kind on c0 (corner tag and
 band: fixed_location; frame: fixed_location or border_attention; background colour:
 background_attention or fixed_location), at any severity and at medium or above. Top-k
 precision = the share of shortcut carriers among c0's k most suspicious samples (k = the number
@@ -30,8 +36,12 @@ that found it (`scan` of the fixed regions, `maps` for a region found from the m
 flag kind). `cluster_candidate`: a candidate SpRAy cluster of c0 (summary `clusters`) whose
 listed members are mostly carriers.
 
-Run (about an hour on a 2-core CPU shared with other jobs, most of it training, 10 minutes a
-100-class clean model; on a GPU 25 seconds a model; --quick about a minute). `--cache DIR` keeps
+`other_kinds_on_c0`: flags of other kinds on c0; `flags_on_other_classes`: class-level attention
+flags on the clean classes of the set (false flags).
+
+Run (about an hour and a half on a 2-core CPU shared with other jobs, most of it training: 10
+minutes a 100-class clean model, 2-4 minutes a shortcut model; on a GPU 25 seconds a model;
+--quick a few minutes). `--cache DIR` keeps
 the trained weights (clean and shortcut sets) and reuses them, so a detector change is measured
 again in the time of the audits alone:
 

@@ -326,15 +326,24 @@ def _class_test(rule: _Rule, finite: pd.DataFrame, pooled: PooledSample, keys: p
     return ClassTest(rule.kind, name, p_chance, flag)
 
 
+def _part_p_values(off: np.ndarray, positions: list[np.ndarray]) -> np.ndarray:
+    """float [C]: each class's one-sided hypergeometric p of its count of `off` rows (bool [N])
+    against all rows' (positions: each class's rows), in one call."""
+    k = np.array([int(off[rows].sum()) for rows in positions])
+    n = np.array([rows.size for rows in positions])
+    return np.where(k > 0, stats.hypergeom.sf(k - 1, off.size, int(off.sum()), n), 1.0)
+
+
 def _part_test(rule: _Rule, finite: pd.DataFrame, pooled: PooledSample, off: np.ndarray,
-               keys: pd.Series, name: str, positions: np.ndarray) -> tuple[float, Flag | None]:
+               keys: pd.Series, name: str, positions: np.ndarray, p: float
+               ) -> tuple[float, Flag | None]:
     """The rule's part-of-a-class test of class `name` (module table): its count of samples
     off by the rule's medium bound (`off`, bool per row of `finite`) against the other
-    classes' rate, one-sided hypergeometric; (p, flag or None when a gate fails)."""
+    classes' rate, whose one-sided hypergeometric p is `p`; (p, flag or None when a gate
+    fails)."""
     n, n_all = positions.size, off.size
     k, k_all = int(off[positions].sum()), int(off.sum())
     n_rest, k_rest = n_all - n, k_all - k
-    p = float(stats.hypergeom.sf(k - 1, n_all, k_all, n)) if k else 1.0
     share, base = k / n, k_rest / n_rest
     ratio_median = float(np.median(pooled.values[positions]))
     whole_off = ratio_median <= rule.floor if rule.direction == "less" else (
@@ -393,10 +402,11 @@ def _rule_tests(rule: _Rule, samples: pd.DataFrame, classes: list[str]) -> list[
              for name in classes]
     off = (pooled.values <= rule.medium if rule.direction == "less"
            else pooled.values >= rule.medium)
+    part_p = _part_p_values(off, [positions[name] for name in classes])
     return [either_test(rule.kind, name, [(test.p_value, test.flag), _part_test(
-                rule, finite, pooled, off, keys, name, positions[name])])
+                rule, finite, pooled, off, keys, name, positions[name], float(p))])
             if positions[name].size < off.size else test
-            for name, test in zip(classes, tests, strict=True) if test is not None]
+            for name, test, p in zip(classes, tests, part_p, strict=True) if test is not None]
 
 
 def background_attention_tests(samples: pd.DataFrame, classes: list[str]) -> list[ClassTest]:
