@@ -40,7 +40,7 @@ listed members are mostly carriers.
 flags on the clean classes of the set (false flags).
 
 Run (about an hour and a half on a 2-core CPU shared with other jobs, most of it training: 10
-minutes a 100-class clean model, 2-4 minutes a shortcut model; on a GPU 25 seconds a model;
+minutes a 100-class clean model, 1-4 minutes a shortcut model; on a GPU 25 seconds a model;
 --quick a few minutes). `--cache DIR` keeps
 the trained weights (clean and shortcut sets) and reuses them, so a detector change is measured
 again in the time of the audits alone:

@@ -11,6 +11,7 @@ import torch
 from scipy import stats
 
 from auditor.detect.attention import (
+    annotate_border_sides,
     attention_flags,
     background_attention_flags,
     border_attention_flags,
@@ -418,3 +419,19 @@ def test_a_fifth_of_a_class_on_the_border_is_a_border_finding_on_part_of_the_cla
     assert set(flags[0].evidence["members"]) == {f"framed/{i:03d}.png" for i in range(20)}
     samples.loc[:19, "border_lift"] = 1.4  # below the bound: no sample is off
     assert border_attention_flags(samples, classes) == []
+
+
+def test_border_sides_of_a_part_finding_are_where_its_members_look():
+    # Class "a": 5 members' maps on the left column, the other 15 on the right; 8x8 maps.
+    maps = np.zeros((20, 8, 8), dtype=np.float32)
+    maps[:5, :, 0] = 1.0
+    maps[5:, :, 7] = 1.0
+    samples = pd.DataFrame({"rel_path": [f"a/{i:02d}.png" for i in range(20)], "label": "a",
+                            "status": "ok"})
+    members = [f"a/{i:02d}.png" for i in range(5)]
+    part = Flag("border_attention", "low", "a", 0.25, "",
+                evidence={"scope": "part", "members": members})
+    whole = Flag("border_attention", "low", "a", 0.5, "")
+    annotate_border_sides([part, whole], samples, maps, 0.125)
+    assert part.evidence["border_sides"] == ["left"]
+    assert whole.evidence["border_sides"] == ["right"]

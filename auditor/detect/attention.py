@@ -64,8 +64,9 @@ enrichment is 0.95 is not flagged however many samples it has: the shortfall is 
 
 Border sides: a border_attention flag names the sides of the band its class's attention is on
 (`evidence["border_sides"]`: the sides whose band holds at least SIDE_SHARE = 0.5 of the mass of
-the most attended side in the class's mean normalised map), so its intervention blanks that band
-only, not every side (an info bar along the bottom is blanked, the object is not clipped).
+the most attended side in the class's mean normalised map; in the members' mean map for a finding
+on part of the class), so its intervention blanks that band only, not every side (an info bar
+along the bottom is blanked, the object is not clipped).
 
 Degenerate maps: a sample's map is degenerate when it is all zero, constant (no place stands
 out, auditor.metrics) or not finite (column `map_degenerate`; without it, an ok row whose
@@ -452,13 +453,19 @@ def border_sides(class_maps: np.ndarray, border: float) -> list[str]:
 
 def annotate_border_sides(flags: list[Flag], samples: pd.DataFrame, maps: np.ndarray,
                           border: float) -> None:
-    """Add `evidence["border_sides"]` (border_sides of the class's ok maps) to each
-    border_attention flag, so its intervention blanks only the band where attention is.
-    maps: float [N, h, w], one per ok row of samples in order."""
+    """Add `evidence["border_sides"]` (border_sides of the class's ok maps; of its members'
+    for a finding on part of the class) to each border_attention flag, so its intervention
+    blanks only the band where attention is. maps: float [N, h, w], one per ok row of
+    samples in order."""
     flagged = [flag for flag in flags if flag.kind == "border_attention"]
-    positions = class_rows(_ok(samples)["label"].to_numpy(), [f.class_name for f in flagged])
+    ok = _ok(samples)
+    keys = sample_keys(samples).loc[ok.index].to_numpy()
+    positions = class_rows(ok["label"].to_numpy(), [f.class_name for f in flagged])
     for flag in flagged:
-        flag.evidence["border_sides"] = border_sides(maps[positions[flag.class_name]], border)
+        rows = positions[flag.class_name]
+        if flag.evidence.get("scope") == "part":
+            rows = rows[np.isin(keys[rows], flag.evidence.get("members", []))]
+        flag.evidence["border_sides"] = border_sides(maps[rows], border)
 
 
 def degenerate_mask(samples: pd.DataFrame) -> pd.Series:
