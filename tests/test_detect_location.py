@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from auditor.detect import location
 from auditor.detect.attention import degenerate_maps_flags
+from auditor.detect.band_mass import middle_bands, off_disc_shares
 from auditor.detect.location import (
     describe_region,
     fixed_location_flags,
@@ -358,3 +361,73 @@ def test_peaks_beside_a_large_objects_edge_follow_it_though_its_centre_is_far(ge
     flags = fixed_location_flags(samples, maps, ["big", "small"])
     assert [f.class_name for f in flags] == ["big"]
     assert flags[0].evidence["objects_nearer_p"] > 0.05
+
+
+def test_off_disc_shares_by_hand():
+    # 4x4 maps, one region: the whole grid. All mass in cell (0, 0) = [0, .25]^2, a disc at
+    # the centre of radius .25 (nearest corner of the cell at .354): all of it beyond. All
+    # mass in cell (1, 1) under a disc of radius 1: none beyond. No centroid: unknown.
+    maps = np.zeros((3, 4, 4))
+    maps[0, 0, 0] = maps[1, 1, 1] = maps[2, 2, 2] = 1.0
+    discs = np.array([[0.5, 0.5, 0.25], [0.375, 0.375, 1.0], [np.nan, np.nan, 0.0]])
+    shares = off_disc_shares(maps, discs, np.ones((1, 4, 4), dtype=bool))
+    assert shares[:2, 0].tolist() == [1.0, 0.0]
+    assert np.isnan(shares[2, 0])
+    assert middle_bands(8, 8).shape == (2 * (4 + 3), 8, 8)
+    assert middle_bands(8, 8)[0].nonzero()[0].min() == 2  # rows 2-5: not one cell in from an edge
+
+
+def band_maps(n: int, band: bool, gen: torch.Generator) -> torch.Tensor:
+    """8x8 maps: weak noise, a hot spot on the small centred object (cells 3-4), and for
+    `band` a full-width band over rows 3-4 a little cooler than the spot (the peak stays on
+    it)."""
+    maps = 0.05 * torch.rand(n, 8, 8, generator=gen)
+    maps[:, 3:5, 3:5] += 1.0
+    if band:
+        maps[:, 3:5, :] = maps[:, 3:5, :].clamp(min=0.9)
+    return maps
+
+
+def small_masks(n: int) -> torch.Tensor:
+    masks = torch.zeros(n, SIZE, SIZE, dtype=torch.bool)
+    masks[:, 10:18, 10:18] = True
+    return masks
+
+
+def test_a_band_across_the_middle_over_the_objects_is_found_from_mass_beyond_them(
+        gen, monkeypatch):
+    # A text band across the middle of 20 of 60 images of a class, crossing their centred
+    # objects: every peak lies on the object (the peak-based searches cannot see it) and
+    # the other classes' maps also put most of their mass in those rows, on their objects.
+    # Beyond a disc of each object's area, only the band's maps have mass there.
+    masks = small_masks(60)
+    parts = [("marked", torch.cat([band_maps(20, True, gen), band_maps(40, False, gen)]), masks),
+             ("b", band_maps(60, False, gen), masks), ("c", band_maps(60, False, gen), masks)]
+    samples, maps = build(parts)
+    assert (samples["peak_fg_cover"] >= 0.5).all()
+    flags = fixed_location_flags(samples, maps, ["marked", "b", "c"])
+    assert [f.class_name for f in flags] == ["marked"]
+    evidence = flags[0].evidence
+    assert evidence["region_found_by"] == "band mass"
+    assert evidence["region_shape"] == "band"
+    assert sorted(evidence["members"]) == [f"marked/{i:03d}.png" for i in range(20)]
+    assert evidence["beyond_object_share"] == 1.0
+    rows = [r for r, row in enumerate(evidence["scan_cells"]) if any(row)]
+    assert set(rows) <= {3, 4}
+    assert all(all(evidence["scan_cells"][r]) for r in rows)
+    # Without the band search nothing finds it.
+    monkeypatch.setattr(location, "band_mass", lambda grid, index, discs, n: [None] * n)
+    assert fixed_location_flags(samples, maps, ["marked", "b", "c"]) == []
+
+
+def test_maps_lit_over_their_own_objects_in_the_middle_rows_are_no_band(gen):
+    # The same maps on objects as wide as the band (16 px of 28 across, rows 10-18): the
+    # marked maps' mass in rows 3-4 lies mostly inside a disc of the object's area, so
+    # none of them is beyond its object and no band is found.
+    wide = torch.zeros(60, SIZE, SIZE, dtype=torch.bool)
+    wide[:, 6:22, 0:SIZE] = True
+    parts = [("marked", torch.cat([band_maps(20, True, gen), band_maps(40, False, gen)]), wide),
+             ("b", band_maps(60, False, gen), small_masks(60)),
+             ("c", band_maps(60, False, gen), small_masks(60))]
+    samples, maps = build(parts)
+    assert fixed_location_flags(samples, maps, ["marked", "b", "c"]) == []

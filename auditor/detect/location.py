@@ -70,8 +70,14 @@ The rule, per class, on every region R of the family:
 | | samples and tested on the other (auditor.detect.map_regions; members: maps with at |
 | | least a threshold share of their mass in it), through the same effect gates (on the |
 | | testing half) and off-object and object-following gates (on its members) |
-| per class | the smaller p of the two searches whose gates pass (of both when neither does), |
-| | times 2 (Bonferroni), is the class's one test in the family |
+| middle band | a third search, with masks: a band across the middle found from map mass beyond |
+| | the members' objects (auditor.detect.band_mass: a band that crosses the objects, |
+| | whose peaks lie on them), through the same effect gates (testing half) and the |
+| | object-following gate; its off-object gate reads mass, not the peak: at least half |
+| | the members have OFF_DISC of their band mass outside their object's disc |
+| per class | the smallest p of the searches whose gates pass (of all when none does), times |
+| | their number (2, or 3 where the band search ran; Bonferroni), is the class's one test |
+| | in the family |
 | raised | q <= FDR (0.05) |
 | high | (share_gates) excess (share - the others' share) >= 0.5 and k >= 20 |
 | medium | excess >= 0.15 and k >= 10 |
@@ -80,7 +86,9 @@ The rule, per class, on every region R of the family:
 A finding names its share of the class (`share`, also the `score`), its region and its members
 (`members`: every sample of the class whose map peaks in the scanned region, or, for a region
 found in the maps, puts at least `member_threshold` of its mass there; off-object ones first;
-`samples` lists them too). `region_found_by` says which search found it ("scan" or "maps");
+`samples` lists them too). `region_found_by` says which search found it ("scan", "maps" or
+"band mass"; a band adds `beyond_object_share`, the share of its members with OFF_DISC of their
+band mass beyond their object's disc);
 a region found in the maps adds `member_threshold` and `test_half` (k, n, k_rest, n_rest: the
 counts of the half that tested it, which the p-value and the gates read). The region to edit
 grows from the found cells into the cells around them (one step) where the members' mean
@@ -106,6 +114,7 @@ import torch.nn.functional as F
 from scipy import ndimage, stats
 
 from auditor.detect.attention import sample_keys
+from auditor.detect.band_mass import OFF_DISC, band_mass, off_disc_shares
 from auditor.detect.fdr import ClassTest, control_fdr, either_test
 from auditor.detect.flags import Flag
 from auditor.detect.groups import class_rows
@@ -369,6 +378,7 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
     off_sample = np.where(np.isfinite(cover), cover < 0.5,
                           np.where(np.isfinite(hits), hits == 0, outer))
     found_in_maps = map_regions(grid_maps, np.where(known, index, -1), off_sample, len(classes))
+    bands = band_mass(grid_maps, np.where(known, index, -1), objects, len(classes))
     # Every class's p per region at once (the same values, elementwise, as one call per class).
     n_class = counts.sum(axis=1)
     tested = np.flatnonzero(n_class >= MIN_SAMPLES)
@@ -412,25 +422,30 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
                 scan = (float(scan_p[r]), flag)
                 break
         searches = [scan]
-        found = found_in_maps[c]
-        if found is not None:
-            searches.append((found.p_value, _map_region_flag(
-                name, found, mine, member_cover, hits, outer, enrichment, objects, grid_maps,
-                keys, normalised[torch.as_tensor(mine)], counts[c].reshape(gh, gw))))
+        for found, found_by in ((found_in_maps[c], "maps"), (bands[c], "band mass")):
+            if found is not None:
+                searches.append((found.p_value, _mass_region_flag(
+                    name, found, found_by, mine, member_cover, hits, outer, enrichment,
+                    objects, grid_maps, keys, normalised[torch.as_tensor(mine)],
+                    counts[c].reshape(gh, gw))))
         tests.append(either_test("fixed_location", name, searches))
     return tests
 
 
-def _map_region_flag(name: str, found: MapRegion, mine: np.ndarray, cover: np.ndarray,
-                     hits: np.ndarray, outer: np.ndarray, enrichment: np.ndarray,
-                     objects: np.ndarray, grid_maps: np.ndarray, keys: np.ndarray,
-                     class_maps: torch.Tensor, counts: np.ndarray) -> Flag | None:
-    """The flag of a region found in the maps (auditor.detect.map_regions), or None when
-    its effect or off-object gates fail. The gates read the testing half (the counts the
-    p-value comes from); the finding's members and shares read the whole class. A region
-    drawn from map mass is off the object only where the members' mass is: with masks, their
-    median fg_enrichment must be below 1 (less on the object than a flat map puts there; a
-    class whose maps sit on its objects, and also lean toward one place, is not a finding)."""
+def _mass_region_flag(name: str, found: MapRegion, found_by: str, mine: np.ndarray,
+                      cover: np.ndarray, hits: np.ndarray, outer: np.ndarray,
+                      enrichment: np.ndarray, objects: np.ndarray, grid_maps: np.ndarray,
+                      keys: np.ndarray, class_maps: torch.Tensor, counts: np.ndarray
+                      ) -> Flag | None:
+    """The flag of a region whose members are judged by their map mass in it: found in the
+    maps (found_by "maps", auditor.detect.map_regions) or a middle band ("band mass",
+    auditor.detect.band_mass); None when its gates fail. The effect gates read the testing
+    half (the counts the p-value comes from); the finding's members and shares read the whole
+    class. Off the object: for "maps", the members' peaks (_off_object) and, with masks, their
+    mass (median fg_enrichment below 1: a class whose maps sit on its objects, and also lean
+    toward one place, is not a finding); for "band mass", whose band crosses the objects (the
+    peaks lie on them), at least half the members with OFF_DISC of their band mass outside
+    their object's disc. Both: objects that do not follow the region."""
     share = found.k / max(found.n, 1)
     base = found.k_rest / max(found.n_rest, 1)
     if not passes(found.k, share, base):
@@ -438,10 +453,16 @@ def _map_region_flag(name: str, found: MapRegion, mine: np.ndarray, cover: np.nd
     there = np.zeros_like(mine)
     there[found.members] = True
     off, off_share = _off_object(cover[there], hits[there], outer[there])
-    measured = enrichment[there][np.isfinite(enrichment[there])]
+    extra: dict[str, Any] = {}
+    if found_by == "band mass":
+        beyond = off_disc_shares(grid_maps[there], objects[there], found.cells[None])[:, 0]
+        extra["beyond_object_share"] = float((beyond >= OFF_DISC).mean())
+        off = extra["beyond_object_share"] >= 0.5
+    else:
+        measured = enrichment[there][np.isfinite(enrichment[there])]
+        off = off and not (measured.size * 2 >= there.sum() and np.median(measured) >= 1.0)
     nearer_p = _objects_nearer_p(found.cells, there, objects)
-    if (not off or (measured.size * 2 >= there.sum() and np.median(measured) >= 1.0)
-            or nearer_p < FOLLOW_ALPHA):
+    if not off or nearer_p < FOLLOW_ALPHA:
         return None
     k, n = int(there.sum()), int(mine.sum())
     attention = attention_region(found.cells, grid_maps, there)
@@ -450,12 +471,12 @@ def _map_region_flag(name: str, found: MapRegion, mine: np.ndarray, cover: np.nd
                  hits, keys, class_maps, counts, attention,
                  member_rule=f"put at least {found.threshold:.0%} of their map's mass in")
     flag.evidence.update(
-        region_found_by="maps", member_threshold=found.threshold,
+        region_found_by=found_by, member_threshold=found.threshold,
         objects_nearer_p=_json_p(nearer_p),
         score_meaning="share of the class's maps with at least member_threshold of their "
                       "mass in the region",
         test_half={"k": found.k, "n": found.n, "k_rest": found.k_rest,
-                   "n_rest": found.n_rest})
+                   "n_rest": found.n_rest}, **extra)
     return flag
 
 

@@ -135,7 +135,7 @@ def mass_shares(grid_maps: np.ndarray, regions: np.ndarray) -> np.ndarray:
     return _mass(grid_maps) @ regions.reshape(len(regions), -1).T.astype(np.float32)
 
 
-def _pool(rows: np.ndarray) -> np.ndarray:
+def pooled_rows(rows: np.ndarray) -> np.ndarray:
     """At most MAX_POOL of the row indices `rows`, evenly spaced (all of them when fewer)."""
     if rows.size <= MAX_POOL:
         return rows
@@ -177,13 +177,13 @@ def _one_way(mass: np.ndarray, hot: np.ndarray, class_index: np.ndarray, off: np
              ) -> list[MapRegion | None]:
     """Regions and thresholds chosen on the `choose` samples, tested on the others, for the
     classes `tested` (bool [C]); p-values of this direction alone. The other classes are
-    represented by at most MAX_POOL samples of each half (`_pool`)."""
+    represented by at most MAX_POOL samples of each half (`pooled_rows`)."""
     n_classes = len(groups)
     regions = contrast_regions(hot, np.where(choose, class_index, -1), n_classes)
     found: list[MapRegion | None] = [None] * n_classes
     wanted = [c for c in range(n_classes) if tested[c] and regions[c] is not None]
     used = class_index >= 0
-    pools = {half: _pool(np.flatnonzero(used & (choose if half else ~choose)))
+    pools = {half: pooled_rows(np.flatnonzero(used & (choose if half else ~choose)))
              for half in (True, False)}
     pool_mass = {half: mass[rows] for half, rows in pools.items()}
     pool_class = {half: class_index[rows] for half, rows in pools.items()}
@@ -240,13 +240,15 @@ def map_regions(grid_maps: np.ndarray, class_index: np.ndarray, off: np.ndarray,
     hot, mass = hot_cells(grid_maps), _mass(grid_maps)
     ways = [_one_way(mass, hot, class_index, off, groups, choose, tested)
             for choose in (first, used & ~first)]
-    out: list[MapRegion | None] = []
-    for pair in zip(*ways, strict=True):
-        tried = [found for found in pair if found is not None]
-        if not tried:
-            out.append(None)
-            continue
-        best = min(tried, key=lambda found: found.p_value)
-        best.p_value = min(1.0, 2 * best.p_value)
-        out.append(best)
-    return out
+    return [better_direction(pair) for pair in zip(*ways, strict=True)]
+
+
+def better_direction(pair: tuple[MapRegion | None, ...]) -> MapRegion | None:
+    """Of a class's regions found in each direction (None where none was), the one with the
+    smaller p, its p doubled (Bonferroni over the two directions); None when neither."""
+    tried = [found for found in pair if found is not None]
+    if not tried:
+        return None
+    best = min(tried, key=lambda found: found.p_value)
+    best.p_value = min(1.0, 2 * best.p_value)
+    return best
