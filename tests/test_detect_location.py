@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from auditor.detect.attention import degenerate_maps_flags
-from auditor.detect.location import describe_region, fixed_location_flags, peak_grid_counts
+from auditor.detect.location import (
+    describe_region,
+    fixed_location_flags,
+    object_discs,
+    peak_grid_counts,
+)
 from auditor.errors import UsageError
 from tests.helpers.peak_maps import SIZE, build, centre_masks, spot_maps
 
@@ -311,3 +316,45 @@ def test_peaks_in_an_ls_inner_corner_are_within_the_object_not_a_fixed_place(gen
     older = samples.drop(columns=["peak_in_hull"])
     assert [f.class_name for f in fixed_location_flags(older, maps, ["ell", "square"])] \
         == ["ell"]
+
+
+def test_peaks_beside_a_large_objects_edge_follow_it_though_its_centre_is_far(gen):
+    # The 4-class shortcut sets' triangles: a large object's maps peak just off one of its
+    # corners, a background cell, the same cell for many of the class, while its centroid
+    # lies far from there (no nearer than the other classes' small objects). From the
+    # object's edge (centroid distance less the radius of a disc of its area), the members'
+    # objects touch the cell: the peaks follow the objects, not a fixed place.
+    big = torch.zeros(40, SIZE, SIZE, dtype=torch.bool)
+    big[:, 8:24, 8:24] = True  # 16x16: centroid (16, 16) px, the corner at the cell's corner
+    def smalls(low: int, high: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        cells = [tuple(x) for x in torch.randint(low, high, (60, 2), generator=gen).tolist()]
+        masks = torch.zeros(60, SIZE, SIZE, dtype=torch.bool)
+        for i, (r, c) in enumerate(cells):
+            masks[i, 4 * r:4 * r + 4, 4 * c:4 * c + 4] = True
+        return masks, cells
+
+    small, small_cells = smalls(2, 6)
+    samples, maps = build([("big", spot_maps([(1, 1)] * 40, gen), big),
+                           ("small", spot_maps(small_cells, gen), small)])
+    members = samples["label"] == "big"
+    assert (samples.loc[members, "peak_fg_cover"] == 0).all()
+    assert (samples.loc[members, "peak_in_hull"] == 0).all()
+    discs = object_discs(samples)
+    assert discs[0] == pytest.approx([16 / SIZE, 16 / SIZE, math.sqrt(256 / SIZE**2 / math.pi)],
+                                     abs=1e-6)
+    assert fixed_location_flags(samples, maps, ["big", "small"]) == []
+    # From the centroids alone (radius 0) the same peaks are a fixed place: the rule stops it.
+    centroids_only = samples.assign(fg_energy=0.0)
+    assert (object_discs(centroids_only)[:, 2] == 0).all()
+    flags = fixed_location_flags(centroids_only, maps, ["big", "small"])
+    assert [f.class_name for f in flags] == ["big"]
+    # Large objects in the opposite corner, small ones anywhere, a tag top-left: the large
+    # objects' edges lie no nearer the tag than the small ones', so it is a fixed place.
+    far = torch.zeros(40, SIZE, SIZE, dtype=torch.bool)
+    far[:, 16:28, 16:28] = True
+    small, small_cells = smalls(0, 7)
+    samples, maps = build([("big", spot_maps([(0, 0)] * 40, gen), far),
+                           ("small", spot_maps(small_cells, gen), small)])
+    flags = fixed_location_flags(samples, maps, ["big", "small"])
+    assert [f.class_name for f in flags] == ["big"]
+    assert flags[0].evidence["objects_nearer_p"] > 0.05

@@ -54,8 +54,12 @@ The rule, per class, on every region R of the family:
 | | masks. A band across the middle is not tested |
 | not following | and the peaks do not follow their objects: with object centroids (`fg_cx`, |
 | the objects | `fg_cy`), the members' objects do not lie nearer the region than the other |
-| | samples' (one-sided Mann-Whitney U of the distance from each object's centroid to |
-| | the region, p >= FOLLOW_ALPHA = 0.05). A map that reads the background beside a flat |
+| | samples' (one-sided Mann-Whitney U of the distance from each object's edge to the |
+| | region, p >= FOLLOW_ALPHA = 0.05; the edge: the centroid's distance less the radius |
+| | of a disc of the object's area, floored at 0, object_discs. From centroids, a large |
+| | triangle whose corner touches the region looked no nearer than small objects: 6 |
+| | false flags, 4 medium, on the 132 clean classes of the planted-shortcut sets; 2 low |
+| | from edges, no planted find lost). A map that reads the background beside a flat |
 | | object (just above a bar) peaks off it, in a cell that holds none of it, and those |
 | | peaks gather where the class's large objects happen to lie (7 of the 8 flags on 300 |
 | | clean classes of benchmarks/flag_calibration.py); a tag stays where it is wherever |
@@ -340,7 +344,7 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
     member_cover = np.where(_column(ok, "peak_in_hull") == 1.0, 1.0, cover)
     hits = _column(ok, "pointing_hit")
     enrichment = _column(ok, "fg_enrichment")
-    centroids = np.stack([_column(ok, "fg_cx"), _column(ok, "fg_cy")], axis=1)
+    objects = object_discs(ok)
     keys = sample_keys(samples).loc[ok.index].to_numpy()
     regions, shapes = region_family(gh, gw)
     flat_regions = regions.reshape(len(regions), -1)
@@ -397,7 +401,7 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
             there = np.zeros_like(mine)
             there[positions[c]] = mine[positions[c]] & flat_regions[r][peak_cell[positions[c]]]
             off, off_share = _off_object(member_cover[there], hits[there], outer[there])
-            nearer_p = _objects_nearer_p(regions[r], there, centroids)
+            nearer_p = _objects_nearer_p(regions[r], there, objects)
             if off and not nearer_p < FOLLOW_ALPHA:
                 attention = attention_region(regions[r], grid_maps, there)
                 flag = _flag(
@@ -411,7 +415,7 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
         found = found_in_maps[c]
         if found is not None:
             searches.append((found.p_value, _map_region_flag(
-                name, found, mine, member_cover, hits, outer, enrichment, centroids, grid_maps,
+                name, found, mine, member_cover, hits, outer, enrichment, objects, grid_maps,
                 keys, normalised[torch.as_tensor(mine)], counts[c].reshape(gh, gw))))
         tests.append(either_test("fixed_location", name, searches))
     return tests
@@ -419,7 +423,7 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
 
 def _map_region_flag(name: str, found: MapRegion, mine: np.ndarray, cover: np.ndarray,
                      hits: np.ndarray, outer: np.ndarray, enrichment: np.ndarray,
-                     centroids: np.ndarray, grid_maps: np.ndarray, keys: np.ndarray,
+                     objects: np.ndarray, grid_maps: np.ndarray, keys: np.ndarray,
                      class_maps: torch.Tensor, counts: np.ndarray) -> Flag | None:
     """The flag of a region found in the maps (auditor.detect.map_regions), or None when
     its effect or off-object gates fail. The gates read the testing half (the counts the
@@ -435,7 +439,7 @@ def _map_region_flag(name: str, found: MapRegion, mine: np.ndarray, cover: np.nd
     there[found.members] = True
     off, off_share = _off_object(cover[there], hits[there], outer[there])
     measured = enrichment[there][np.isfinite(enrichment[there])]
-    nearer_p = _objects_nearer_p(found.cells, there, centroids)
+    nearer_p = _objects_nearer_p(found.cells, there, objects)
     if (not off or (measured.size * 2 >= there.sum() and np.median(measured) >= 1.0)
             or nearer_p < FOLLOW_ALPHA):
         return None
@@ -455,13 +459,26 @@ def _map_region_flag(name: str, found: MapRegion, mine: np.ndarray, cover: np.nd
     return flag
 
 
-def _objects_nearer_p(cells: np.ndarray, members: np.ndarray, centroids: np.ndarray) -> float:
+def object_discs(rows: pd.DataFrame) -> np.ndarray:
+    """Each object as a disc, float [N, 3]: its centroid (fg_cx, fg_cy, fractions of the
+    side) and the radius (fraction of the side) of a disc of its area share. The area share
+    is fg_energy / fg_enrichment (fg_enrichment is fg_energy over it, auditor.metrics).
+    NaN centroid without a mask; radius 0 where the area is unknown (a map with no mass on
+    the object), so the distance falls back to the centroid's."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        area = _column(rows, "fg_energy") / _column(rows, "fg_enrichment")
+    radius = np.sqrt(np.clip(np.nan_to_num(area, nan=0.0, posinf=0.0), 0.0, 1.0) / math.pi)
+    return np.stack([_column(rows, "fg_cx"), _column(rows, "fg_cy"), radius], axis=1)
+
+
+def _objects_nearer_p(cells: np.ndarray, members: np.ndarray, objects: np.ndarray) -> float:
     """One-sided p that the members' objects lie nearer the region than the other samples'
     objects (module rule: peaks that follow their objects): Mann-Whitney U of the distance
-    from each object's centroid (centroids float [N, 2], x and y in [0, 1], NaN without a
-    mask) to the region (cells bool [gh, gw]), members (bool [N]) against the rest. NaN when
-    fewer than MIN_MEMBERS on either side have a centroid."""
-    known = np.isfinite(centroids).all(axis=1)
+    from each object's edge to the region (objects float [N, 3] from object_discs: the
+    distance from the centroid less the disc's radius, floored at 0; NaN without a mask),
+    members (bool [N]) against the rest; cells bool [gh, gw]. NaN when fewer than
+    MIN_MEMBERS on either side have a centroid."""
+    known = np.isfinite(objects[:, :2]).all(axis=1)
     near, rest = members & known, ~members & known
     if near.sum() < MIN_MEMBERS or rest.sum() < MIN_MEMBERS:
         return math.nan
@@ -470,10 +487,11 @@ def _objects_nearer_p(cells: np.ndarray, members: np.ndarray, centroids: np.ndar
     # Distance (in image fractions) from every point of a fine grid to the region.
     distance = ndimage.distance_transform_edt(
         ~fine, sampling=(1 / (gh * DISTANCE_STEPS), 1 / (gw * DISTANCE_STEPS)))
-    ys = np.clip((centroids[known, 1] * fine.shape[0]).astype(int), 0, fine.shape[0] - 1)
-    xs = np.clip((centroids[known, 0] * fine.shape[1]).astype(int), 0, fine.shape[1] - 1)
-    d = np.full(len(centroids), np.nan)
-    d[known] = distance[ys, xs]
+    ys = np.clip((objects[known, 1] * fine.shape[0]).astype(int), 0, fine.shape[0] - 1)
+    xs = np.clip((objects[known, 0] * fine.shape[1]).astype(int), 0, fine.shape[1] - 1)
+    # A large object's edge can touch the region while its centroid lies far from it.
+    d = np.full(len(objects), np.nan)
+    d[known] = np.maximum(distance[ys, xs] - objects[known, 2], 0.0)
     return float(stats.mannwhitneyu(d[near], d[rest], alternative="less").pvalue)
 
 
