@@ -225,7 +225,7 @@ def _describe(
         "mean_map": np.round(pooled[members].mean(axis=0), 4).tolist(),
         "fg_energy_mean": _mean(measures["fg_energy"][members]),
         "border_energy_mean": _mean(measures["border_energy"][members]),
-        "members": index[nearest].tolist(),
+        "members": [int(i) for i in index[nearest]],
         "_spread": float(distance.mean()),
     }
 
@@ -257,7 +257,7 @@ def _cluster_class(
         spread = entry.pop("_spread")
         small = len(found) >= 2 and MIN_CANDIDATE_SIZE <= members.size <= SMALL_SHARE * n
         is_tight, threshold = tight(points, members, rng) if small else (False, math.nan)
-        off, why = _off_object({name: values[members] for name, values in measures.items()})
+        off, why = _off_object({name: column[members] for name, column in measures.items()})
         candidate = small and is_tight and off
         reason = (f"{members.size} of {n} maps, spread {spread:.2f} vs {threshold:.2f} "
                   f"for 99 in 100 random subsets of that size, {why}")
