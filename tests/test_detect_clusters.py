@@ -181,3 +181,13 @@ def test_eigenvalues_come_from_the_sparse_laplacian_and_match_a_dense_solve():
     dense = eigh(csgraph.laplacian(affinity.toarray(), normed=True), eigvals_only=True)
     assert values == pytest.approx(dense[:len(values)], abs=1e-4)
     assert k == 2
+
+
+@pytest.mark.parametrize("m", [1, 3, 57, 199, 200])
+def test_the_random_subsets_are_each_rows_smallest_keys_in_ascending_order(m):
+    from auditor.detect.clusters import smallest
+    keys = np.random.default_rng(m).random((40, 200))
+    assert np.array_equal(smallest(keys, m), np.argsort(keys, axis=1)[:, :m])
+    # hand case: the 2 smallest of each row, smallest first
+    assert smallest(np.array([[0.5, 0.1, 0.9, 0.3], [0.2, 0.8, 0.05, 0.6]]), 2).tolist() == \
+        [[1, 3], [2, 0]]

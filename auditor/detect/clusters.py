@@ -59,7 +59,7 @@ import torch
 import torch.nn.functional as F
 from scipy import linalg, sparse
 from scipy.sparse import csgraph
-from scipy.sparse.linalg import eigsh
+from scipy.sparse.linalg import LinearOperator, eigsh
 from threadpoolctl import threadpool_limits
 
 from auditor.detect.groups import class_rows
@@ -117,8 +117,12 @@ def laplacian_spectrum(
     # The largest eigenvalues of 2I - L are 2 minus the smallest of L (ARPACK converges fast
     # on the largest; L's spectrum lies in [0, 2]). A seeded start vector keeps it repeatable.
     shifted = sparse.identity(n, format="csr") * 2.0 - laplacian
+    # ARPACK asks for ~160 products at n = 500; the sparse matrix as an operator goes through
+    # aslinearoperator's matmat/dot layers on each, which cost several times the product. This
+    # operator calls the same product (csr_matvec, the same values) directly.
+    operator = LinearOperator(shifted.shape, matvec=shifted.__matmul__, dtype=shifted.dtype)
     start = np.random.default_rng(0).uniform(0.5, 1.5, size=n)
-    top, vectors = eigsh(shifted, k=count, which="LA", v0=start, tol=1e-10)
+    top, vectors = eigsh(operator, k=count, which="LA", v0=start, tol=1e-10)
     order = np.argsort(2.0 - top, kind="stable")
     return np.clip((2.0 - top)[order], 0.0, 2.0), vectors[:, order], root_degree
 
@@ -159,8 +163,7 @@ def tight(points: np.ndarray, members: np.ndarray, rng: np.random.Generator) -> 
     """(tight, threshold): the members' mean distance to their centre lies below the
     TIGHT_QUANTILE quantile of that spread over RANDOM_SUBSETS random subsets of the same size
     (points float [n, d]; members int [m])."""
-    m = members.size
-    draws = np.argsort(rng.random((RANDOM_SUBSETS, len(points))), axis=1)[:, :m]
+    draws = smallest(rng.random((RANDOM_SUBSETS, len(points))), members.size)
     # A block of subsets [SUBSET_BLOCK, m, d] at a time stays in cache: the same values as all
     # R at once (each subset's sums run in the same order), a third of the time at m = 200.
     spreads = np.concatenate([_spreads(points[draws[start:start + SUBSET_BLOCK]])
@@ -171,9 +174,21 @@ def tight(points: np.ndarray, members: np.ndarray, rng: np.random.Generator) -> 
     return spread < threshold, threshold
 
 
+def smallest(keys: np.ndarray, m: int) -> np.ndarray:
+    """Positions of each row's m smallest keys, ascending: keys float [r, n] -> int [r, m], the
+    same as np.argsort(keys, axis=1)[:, :m] for distinct keys (random floats tie with chance
+    ~1e-11 a row) at a partition of n plus a sort of m, not a sort of n."""
+    part = np.argpartition(keys, m - 1, axis=1)[:, :m]
+    order = np.argsort(np.take_along_axis(keys, part, axis=1), axis=1)
+    return np.take_along_axis(part, order, axis=1)
+
+
 def _spreads(subsets: np.ndarray) -> np.ndarray:
-    """Mean distance of each subset's points to their centre: subsets float [b, m, d] -> [b]."""
-    return np.linalg.norm(subsets - subsets.mean(axis=1, keepdims=True), axis=2).mean(axis=1)
+    """Mean distance of each subset's points to their centre: subsets float [b, m, d] -> [b].
+    np.linalg.norm's own sum of squares, in place (no copy per step)."""
+    offsets = subsets - subsets.mean(axis=1, keepdims=True)
+    offsets *= offsets
+    return np.sqrt(offsets.sum(axis=2)).mean(axis=1)
 
 
 def _mean(values: np.ndarray) -> float | None:
@@ -186,66 +201,65 @@ def _median(values: np.ndarray) -> float:
     return float(np.median(finite)) if finite.size else math.nan
 
 
-def _column(rows: pd.DataFrame, name: str) -> np.ndarray:
-    if name not in rows.columns:
-        return np.full(len(rows), np.nan)
-    return rows[name].to_numpy(dtype=float)
-
-
-def _off_object(rows: pd.DataFrame) -> tuple[bool, str]:
-    enrichment = _median(_column(rows, "fg_enrichment"))
+def _off_object(measures: dict[str, np.ndarray]) -> tuple[bool, str]:
+    """Off-object rule on the members' measures (_MEASURES name -> float [m], NaN if absent)."""
+    enrichment = _median(measures["fg_enrichment"])
     if math.isfinite(enrichment):
         return enrichment < 1.0, f"median fg_enrichment {enrichment:.2f} (chance 1.0)"
-    lift = _median(_column(rows, "border_lift"))
+    lift = _median(measures["border_lift"])
     if math.isfinite(lift):
         return lift >= BORDER_LIFT_OFF, f"no foreground; median border_lift {lift:.2f}"
     return False, "no foreground or border measure"
 
 
 def _describe(
-    rows: pd.DataFrame, points: np.ndarray, pooled: np.ndarray, members: np.ndarray,
+    index: np.ndarray, measures: dict[str, np.ndarray], points: np.ndarray, pooled: np.ndarray,
+    members: np.ndarray,
 ) -> dict[str, Any]:
     """Plain data for one cluster (without id and candidate fields)."""
     centre = points[members].mean(axis=0)
     distance = np.linalg.norm(points[members] - centre, axis=1)
     nearest = members[np.argsort(distance, kind="stable")][:MAX_MEMBERS]
-    chosen = rows.iloc[members]
     return {
         "size": int(members.size),
         "mean_map": np.round(pooled[members].mean(axis=0), 4).tolist(),
-        "fg_energy_mean": _mean(_column(chosen, "fg_energy")),
-        "border_energy_mean": _mean(_column(chosen, "border_energy")),
-        "members": [int(i) for i in rows["index"].to_numpy()[nearest]],
+        "fg_energy_mean": _mean(measures["fg_energy"][members]),
+        "border_energy_mean": _mean(measures["border_energy"][members]),
+        "members": [int(i) for i in index[nearest]],
         "_spread": float(distance.mean()),
     }
 
 
-def _cluster_class(rows: pd.DataFrame, maps: np.ndarray, seed: int) -> list[dict[str, Any]]:
+def _cluster_class(
+    index: np.ndarray, measures: dict[str, np.ndarray], maps: np.ndarray, seed: int,
+) -> list[dict[str, Any]]:
+    """Clusters of one class: index int [n] (the samples' `index`), measures (_MEASURES name ->
+    float [n], NaN where absent), maps float [n, h, w]."""
     pooled = _pooled(maps)
     points = pooled.reshape(len(pooled), -1)
-    everyone = np.arange(len(rows))
-    if len(rows) < MIN_SAMPLES:
-        only = _describe(rows, points, pooled, everyone)
+    n = len(index)
+    if n < MIN_SAMPLES:
+        only = _describe(index, measures, points, pooled, np.arange(n))
         only.pop("_spread")
         return [{"cluster": 0, **only, "candidate": False, "candidate_reason": "",
-                 "reason": f"only {len(rows)} usable maps (< {MIN_SAMPLES}): not clustered"}]
+                 "reason": f"only {n} usable maps (< {MIN_SAMPLES}): not clustered"}]
     values, vectors, root_degree = laplacian_spectrum(_affinity(points))
     k = eigengap(values)
     eigenvalues = [round(float(v), 4) for v in values]
-    labels = (np.zeros(len(rows), dtype=int) if k == 1
+    labels = (np.zeros(n, dtype=int) if k == 1
               else spectral_labels(vectors[:, :k], root_degree))
     found = [np.flatnonzero(labels == c) for c in np.unique(labels)]
     found.sort(key=lambda m: (-m.size, int(m[0])))
     rng = np.random.default_rng(seed)
     clusters = []
     for cid, members in enumerate(found):
-        entry = _describe(rows, points, pooled, members)
+        entry = _describe(index, measures, points, pooled, members)
         spread = entry.pop("_spread")
-        small = len(found) >= 2 and MIN_CANDIDATE_SIZE <= members.size <= SMALL_SHARE * len(rows)
+        small = len(found) >= 2 and MIN_CANDIDATE_SIZE <= members.size <= SMALL_SHARE * n
         is_tight, threshold = tight(points, members, rng) if small else (False, math.nan)
-        off, why = _off_object(rows.iloc[members])
+        off, why = _off_object({name: column[members] for name, column in measures.items()})
         candidate = small and is_tight and off
-        reason = (f"{members.size} of {len(rows)} maps, spread {spread:.2f} vs {threshold:.2f} "
+        reason = (f"{members.size} of {n} maps, spread {spread:.2f} vs {threshold:.2f} "
                   f"for 99 in 100 random subsets of that size, {why}")
         clusters.append({"cluster": cid, **entry, "candidate": bool(candidate),
                          "candidate_reason": reason, "eigenvalues": eigenvalues})
@@ -287,9 +301,12 @@ def cluster_maps(
     usable = np.isfinite(flat).all(axis=1) & (flat.max(axis=1) > 0) \
         if flat.size else np.zeros(len(maps), dtype=bool)
     rng = np.random.default_rng(seed)
-    # Each class's rows from one grouping, and only the columns a cluster reads: a scan of
-    # every label, or a slice of every column, per class costs rows x classes.
-    table = ok[[c for c in ("index", *_MEASURES) if c in ok.columns]]
+    # Each class's rows from one grouping, and the columns a cluster reads as arrays: a scan
+    # of every label per class costs rows x classes, a pandas slice per class and cluster
+    # costs more than the numbers in it.
+    index = ok["index"].to_numpy()
+    measures = {name: ok[name].to_numpy(dtype=float) if name in ok.columns
+                else np.full(len(ok), np.nan) for name in _MEASURES}
     positions = class_rows(ok["label"].to_numpy(), classes)
     out: dict[str, list[dict[str, Any]]] = {}
     with _one_thread():
@@ -297,7 +314,8 @@ def cluster_maps(
             rows = positions[name][usable[positions[name]]]
             if rows.size > max_per_class:
                 rows = np.sort(rng.choice(rows, size=max_per_class, replace=False))
-            out[name] = _cluster_class(table.iloc[rows], maps[rows], seed) if rows.size else []
+            out[name] = (_cluster_class(index[rows], {m: v[rows] for m, v in measures.items()},
+                                        maps[rows], seed) if rows.size else [])
     return out
 
 
