@@ -150,13 +150,18 @@ def test_a_corner_group_of_10_in_200_is_found_with_its_members(gen):
     assert "top-left corner" in flag.message
 
 
-def test_a_band_along_the_bottom_is_found_as_a_band(gen):
-    band = [(6, int(c)) for c in torch.randint(0, 7, (30,), generator=gen)]
+def _band_flag(band: list[tuple[int, int]], gen: torch.Generator):
+    """The flag on "camera": 30 maps peaking in `band`'s cells, 70 in the centre, against a
+    centred class "deer"."""
     cells = band + [tuple(x) for x in torch.randint(2, 5, (70, 2), generator=gen).tolist()]
     parts = [("camera", spot_maps(cells, gen), centre_masks(100)),
              _centred_class("deer", 100, gen)]
     samples, maps = build(parts)
-    flag = fixed_location_flags(samples, maps, ["camera", "deer"])[0]
+    return fixed_location_flags(samples, maps, ["camera", "deer"])[0]
+
+
+def test_a_band_along_the_bottom_is_found_as_a_band(gen):
+    flag = _band_flag([(6, int(c)) for c in torch.randint(0, 7, (30,), generator=gen)], gen)
     assert flag.evidence["region_shape"] == "band"
     assert "band along the bottom edge" in flag.message
     assert flag.evidence["region_cells"][6] == [1] * 7
@@ -164,12 +169,7 @@ def test_a_band_along_the_bottom_is_found_as_a_band(gen):
 
 
 def test_a_band_down_the_middle_says_its_columns_once(gen):
-    band = [(int(r), 5) for r in torch.randint(0, 7, (30,), generator=gen)]
-    cells = band + [tuple(x) for x in torch.randint(2, 5, (70, 2), generator=gen).tolist()]
-    parts = [("camera", spot_maps(cells, gen), centre_masks(100)),
-             _centred_class("deer", 100, gen)]
-    samples, maps = build(parts)
-    flag = fixed_location_flags(samples, maps, ["camera", "deer"])[0]
+    flag = _band_flag([(int(r), 5) for r in torch.randint(0, 7, (30,), generator=gen)], gen)
     assert flag.evidence["region"] == "band down the image (columns 0.71-0.86)"
     assert "the band down the image (columns 0.71-0.86), vs " in flag.message
     assert "(x " not in flag.message  # the place is said once, not again as a box
