@@ -11,13 +11,14 @@ import torch
 
 from auditor.detect import location
 from auditor.detect.attention import degenerate_maps_flags
-from auditor.detect.band_mass import middle_bands, off_disc_shares
+from auditor.detect.band_mass import middle_bands, off_disc_shares, pooled_rest
 from auditor.detect.location import (
     describe_region,
     fixed_location_flags,
     object_discs,
     peak_grid_counts,
 )
+from auditor.detect.map_regions import pooled_rows
 from auditor.errors import UsageError
 from tests.helpers.peak_maps import SIZE, build, centre_masks, spot_maps
 
@@ -431,3 +432,15 @@ def test_maps_lit_over_their_own_objects_in_the_middle_rows_are_no_band(gen):
              ("c", band_maps(60, False, gen), small_masks(60))]
     samples, maps = build(parts)
     assert fixed_location_flags(samples, maps, ["marked", "b", "c"]) == []
+
+
+@pytest.mark.parametrize("size", [50, 9000, 30000])
+def test_the_pool_of_the_other_rows_is_the_pool_of_their_difference(size: int) -> None:
+    rng = np.random.default_rng(size)
+    half = np.sort(rng.choice(3 * size, size, replace=False))
+    for share in (0.0, 0.01, 0.3):
+        mine = np.sort(rng.choice(half, int(share * size), replace=False))
+        expected = pooled_rows(np.setdiff1d(half, mine))
+        assert np.array_equal(pooled_rest(half, mine), expected)
+    # By hand: the 2nd row of six taken out; fewer than MAX_POOL left, so all of them.
+    assert pooled_rest(np.arange(10, 16), np.array([11])).tolist() == [10, 12, 13, 14, 15]

@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from auditor.detect.groups import class_rows
 from auditor.detect.map_regions import (
+    MAX_POOL,
     MIN_HALF,
     MapRegion,
     better_direction,
@@ -44,7 +46,6 @@ from auditor.detect.map_regions import (
     fisher_greater,
     halves,
     mass_shares,
-    pooled_rows,
 )
 
 OFF_DISC = 0.5  # a member's band mass beyond its object's disc: at least this share
@@ -121,44 +122,66 @@ def band_mass(grid_maps: np.ndarray, class_index: np.ndarray, discs: np.ndarray,
     share = np.where(beyond, mass_shares(grid_maps, regions), 0.0)  # [N, R]
     area = regions.reshape(len(regions), -1).mean(axis=1)
     first = halves(index)
+    rows = class_rows(index, range(n_classes))
+    # Every used row of each half: the first half chooses and the second tests, then back.
+    halves_rows = (np.flatnonzero((index >= 0) & first), np.flatnonzero((index >= 0) & ~first))
     out: list[MapRegion | None] = []
     for c in range(n_classes):
-        mine = index == c
-        if min((mine & first).sum(), (mine & ~first).sum()) < MIN_HALF:
+        mine = rows[c]
+        in_first = first[mine]
+        if min(in_first.sum(), (~in_first).sum()) < MIN_HALF:
             out.append(None)
             continue
         out.append(better_direction(tuple(
-            _one_way(share, beyond, area, regions, mine, index, choose)
-            for choose in (first, used & ~first))))
+            _one_way(share, beyond, area, regions, (mine[chosen], mine[~chosen]), pools)
+            for chosen, pools in ((in_first, halves_rows), (~in_first, halves_rows[::-1])))))
     return out
 
 
+def pooled_rest(half: np.ndarray, mine: np.ndarray) -> np.ndarray:
+    """`pooled_rows` of the rows of `half` (ascending) that are not in `mine` (ascending, a
+    subset of `half`), without building that difference: O(MAX_POOL log rows) a class, not
+    O(rows)."""
+    size = half.size - mine.size
+    if size <= MAX_POOL:
+        return np.setdiff1d(half, mine, assume_unique=True)
+    wanted = np.linspace(0, size - 1, MAX_POOL).astype(int)
+    # The i-th row of `mine` would sit at position skipped[i] of the difference; a wanted
+    # position moves right by the number of `mine` rows at or before it.
+    skipped = np.searchsorted(half, mine) - np.arange(mine.size)
+    return half[wanted + np.searchsorted(skipped, wanted, side="right")]
+
+
 def _one_way(share: np.ndarray, beyond: np.ndarray, area: np.ndarray, regions: np.ndarray,
-             mine: np.ndarray, index: np.ndarray, choose: np.ndarray) -> MapRegion | None:
-    """The band and threshold chosen on the class's `choose` samples (smallest Fisher p among
-    bands with a threshold), tested on its other samples; this direction's p alone."""
-    rest_choose = pooled_rows(np.flatnonzero((index >= 0) & ~mine & choose))
-    rest_test = pooled_rows(np.flatnonzero((index >= 0) & ~mine & ~choose))
-    pick, test = mine & choose, mine & ~choose
+             mine: tuple[np.ndarray, np.ndarray], pools: tuple[np.ndarray, np.ndarray]
+             ) -> MapRegion | None:
+    """The band and threshold chosen on the class's rows mine[0] (smallest Fisher p among
+    bands with a threshold), tested on its rows mine[1]; this direction's p alone. pools:
+    every used row of the choosing half and of the testing half (all row arrays ascending)."""
+    pick, test = mine
+    rest_choose, rest_test = pooled_rest(pools[0], pick), pooled_rest(pools[1], test)
+    # The class's and the pools' rows once, not a pass over every row per band.
+    pick_share, rest_share = share[pick], share[rest_choose]
     best: tuple[float, int, float] | None = None
     for r in range(len(regions)):
-        threshold = choose_threshold(share[pick, r], share[rest_choose, r], float(area[r]),
+        threshold = choose_threshold(pick_share[:, r], rest_share[:, r], float(area[r]),
                                      beyond[pick, r])
         if threshold is None:
             continue
-        k = int((share[pick, r] >= threshold).sum())
-        k_rest = int((share[rest_choose, r] >= threshold).sum())
-        p = float(fisher_greater(k, int(pick.sum()), k_rest, rest_choose.size))
+        k = int((pick_share[:, r] >= threshold).sum())
+        k_rest = int((rest_share[:, r] >= threshold).sum())
+        p = float(fisher_greater(k, pick.size, k_rest, rest_choose.size))
         if best is None or p < best[0]:
             best = (p, r, threshold)
     if best is None:
         return None
     _, r, threshold = best
-    k, n = int((share[test, r] >= threshold).sum()), int(test.sum())
+    k, n = int((share[test, r] >= threshold).sum()), int(test.size)
     k_rest = int((share[rest_test, r] >= threshold).sum())
     rest_all = share[np.concatenate([rest_choose, rest_test]), r]
+    members = np.sort(np.concatenate([pick, test]))
     return MapRegion(cells=regions[r], threshold=threshold,
                      p_value=float(fisher_greater(k, n, k_rest, rest_test.size)),
-                     members=np.flatnonzero(mine & (share[:, r] >= threshold)),
+                     members=members[share[members, r] >= threshold],
                      rest_share=float((rest_all >= threshold).mean()), k=k, n=n,
                      k_rest=k_rest, n_rest=int(rest_test.size))
