@@ -167,20 +167,69 @@ def test_a_random_subset_is_not_tight_and_a_compact_group_is():
     assert tight(points, np.arange(10), np.random.default_rng(0))[0]
 
 
-def test_eigenvalues_come_from_the_sparse_laplacian_and_match_a_dense_solve():
+@pytest.mark.parametrize("dense", [False, True])
+def test_both_solvers_match_a_full_lapack_solve_of_the_laplacian(dense):
     from scipy.linalg import eigh
     from scipy.sparse import csgraph
 
-    from auditor.detect.clusters import _affinity
+    from auditor.detect.clusters import _affinity, laplacian_spectrum
     rng = np.random.default_rng(5)
     points = np.concatenate([rng.normal(0, 1, (60, 8)), rng.normal(6, 1, (15, 8))])
     affinity = _affinity(points)
     assert hasattr(affinity, "tocsr")  # sparse, O(n k) entries
     assert affinity.nnz <= len(points) * 2 * (int(np.ceil(np.log2(len(points)))) + 1)
-    k, values = eigengap_clusters(affinity)
-    dense = eigh(csgraph.laplacian(affinity.toarray(), normed=True), eigvals_only=True)
-    assert values == pytest.approx(dense[:len(values)], abs=1e-4)
-    assert k == 2
+    values = laplacian_spectrum(affinity, dense=dense)[0]
+    full = eigh(csgraph.laplacian(affinity.toarray(), normed=True), eigvals_only=True)
+    assert values == pytest.approx(full[:len(values)], abs=1e-9)
+    assert eigengap_clusters(affinity)[0] == 2
+
+
+def test_the_dense_and_sparse_solves_span_the_same_space_and_give_the_same_labels():
+    from auditor.detect.clusters import _affinity, laplacian_spectrum, spectral_labels
+    rng = np.random.default_rng(6)
+    points = np.concatenate([rng.normal(0, 1, (80, 8)), rng.normal(5, 1, (30, 8)),
+                             rng.normal(-5, 1, (20, 8))])
+    affinity = _affinity(points)
+    (v1, x1, r1), (v2, x2, r2) = (laplacian_spectrum(affinity, dense=d) for d in (True, False))
+    assert np.allclose(v1, v2, atol=1e-9)
+    assert np.array_equal(r1, r2)
+    k = 3
+    # the projector onto the first k eigenvectors: the same whatever basis each solver chose
+    assert np.allclose(x1[:, :k] @ x1[:, :k].T, x2[:, :k] @ x2[:, :k].T, atol=1e-8)
+    labels = spectral_labels(x1[:, :k], r1)
+    assert np.array_equal(labels, spectral_labels(x2[:, :k], r2))
+    assert sorted(np.bincount(labels).tolist()) == [20, 30, 80]
+
+
+def test_the_dense_affinity_is_the_sparse_one_as_an_array():
+    from auditor.detect.clusters import _affinity, _dense_affinity
+    points = np.random.default_rng(7).random((40, 16))
+    assert np.array_equal(_dense_affinity(points), _affinity(points).toarray())
+
+
+def test_the_dense_solve_reports_a_repeated_eigenvalue_as_often_as_it_repeats():
+    from auditor.detect.clusters import laplacian_spectrum
+    # The complete graph on 6 points: L = I - (J - I) / 5, eigenvalues 0 once and 6/5 five
+    # times (hand-derived); the affinity's diagonal (self-loops) is left out.
+    values, vectors, root_degree = laplacian_spectrum(np.ones((6, 6)), max_clusters=4,
+                                                      dense=True)
+    assert values == pytest.approx([0.0, 1.2, 1.2, 1.2, 1.2], abs=1e-12)
+    assert root_degree == pytest.approx(np.full(6, np.sqrt(5.0)))
+    assert np.abs(vectors[:, 0]) == pytest.approx(np.full(6, 1 / np.sqrt(6)))
+
+
+def test_an_isolated_point_has_its_row_zero_as_csgraph_builds_it():
+    from scipy.linalg import eigh
+    from scipy.sparse import csgraph
+
+    from auditor.detect.clusters import laplacian_spectrum
+    affinity = np.zeros((7, 7))
+    affinity[:6, :6] = np.ones((6, 6))  # point 6 has no neighbour
+    values, _, root_degree = laplacian_spectrum(affinity, max_clusters=4, dense=True)
+    full = eigh(csgraph.laplacian(affinity, normed=True), eigvals_only=True)
+    assert values == pytest.approx(full[:5], abs=1e-12)
+    assert values == pytest.approx([0.0, 0.0, 1.2, 1.2, 1.2], abs=1e-12)
+    assert root_degree[6] == 1.0
 
 
 @pytest.mark.parametrize("m", [1, 3, 57, 199, 200])

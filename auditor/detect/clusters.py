@@ -13,9 +13,13 @@ tag) shows two groups of maps. Per class:
    group of more than about k samples (10 of 200, 5%) has all its neighbours inside and is
    cut off from the rest; k = n / 8 (the earlier rule) could not isolate a group below n / 8.
 4. Number of clusters: the eigengap of the normalised Laplacian L = I - D^-1/2 A D^-1/2, its
-   MAX_CLUSTERS + 1 smallest eigenvalues from the sparse matrix (ARPACK `eigsh` on 2I - L,
-   whose largest eigenvalues are 2 minus L's smallest; no dense n x n eigendecomposition, so
-   a class of thousands of samples, and 1 000 classes, stay fast). With eigenvalues
+   MAX_CLUSTERS + 1 smallest eigenvalues. A class of more than DENSE_MAX samples is solved on
+   the sparse matrix (ARPACK `eigsh` on 2I - L, whose largest eigenvalues are 2 minus L's
+   smallest; no n x n eigendecomposition, so a class of thousands of samples stays fast); a
+   smaller one densely (the affinity as an array, LAPACK's dsyevr for those eigenpairs only),
+   which below ~300 samples costs less than building and iterating on the sparse matrix
+   (benchmarks/cluster_solver.py) and, unlike Lanczos, reports a repeated eigenvalue (duplicate
+   maps) as often as it repeats. With eigenvalues
    l_0 <= l_1 <= ..., k maximises l_k - l_(k-1) over k in 1..MAX_CLUSTERS with
    l_(k-1) <= MAX_CUT. A small l_(k-1) means k almost disconnected groups; the cap stops a
    smooth spread of maps (attention shifting a little from sample to sample, whose small
@@ -76,6 +80,7 @@ MIN_CANDIDATE_SIZE = 3
 TIGHT_QUANTILE = 0.01
 RANDOM_SUBSETS = 200
 SUBSET_BLOCK = 25
+DENSE_MAX = 250
 BORDER_LIFT_OFF = 1.5
 _MEASURES = ("fg_energy", "fg_enrichment", "border_energy", "border_lift")
 
@@ -89,31 +94,53 @@ def _pooled(maps: np.ndarray) -> np.ndarray:
     return pooled / peak[:, None, None]
 
 
-def _affinity(points: np.ndarray) -> sparse.csr_matrix:
-    """Sparse symmetric kNN affinity [n, n] of points [n, d]: A = (C + C^T) / 2 of the 0/1
-    connectivity C (each point its own neighbour, k = max(MIN_KNN, ceil(log2 n)), below n)."""
+def _neighbours(points: np.ndarray) -> np.ndarray:
+    """Each point's k + 1 nearest points, itself included: points float [n, d] -> int
+    [n, k + 1] (Euclidean, k = max(MIN_KNN, ceil(log2 n)), below n; in no particular order)."""
     n = len(points)
     k = min(max(MIN_KNN, math.ceil(math.log2(n))), n - 1)
     squared = (points**2).sum(axis=1)
     distance = squared[:, None] + squared[None, :] - 2.0 * points @ points.T
     np.fill_diagonal(distance, -np.inf)  # each point is its own nearest neighbour
-    nearest = np.argpartition(distance, k, axis=1)[:, : k + 1]
-    rows = np.repeat(np.arange(n), k + 1)
+    return np.argpartition(distance, k, axis=1)[:, : k + 1]
+
+
+def _affinity(points: np.ndarray) -> sparse.csr_matrix:
+    """Sparse symmetric kNN affinity [n, n] of points [n, d]: A = (C + C^T) / 2 of the 0/1
+    connectivity C of `_neighbours`."""
+    n = len(points)
+    nearest = _neighbours(points)
+    rows = np.repeat(np.arange(n), nearest.shape[1])
     connectivity = sparse.csr_matrix((np.ones(rows.size), (rows, nearest.ravel())), shape=(n, n))
     return ((connectivity + connectivity.T) * 0.5).tocsr()
 
 
+def _dense_affinity(points: np.ndarray) -> np.ndarray:
+    """`_affinity` as a dense float [n, n] array (the same 0, 0.5 and 1 entries), for classes
+    of at most DENSE_MAX points, where building a sparse matrix costs more than the array."""
+    connectivity = np.zeros((len(points), len(points)))
+    np.put_along_axis(connectivity, _neighbours(points), 1.0, axis=1)
+    return (connectivity + connectivity.T) * 0.5
+
+
 def laplacian_spectrum(
-    affinity: np.ndarray | sparse.spmatrix, max_clusters: int = MAX_CLUSTERS
+    affinity: np.ndarray | sparse.spmatrix, max_clusters: int = MAX_CLUSTERS,
+    dense: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The max_clusters + 1 smallest eigenvalues (ascending, clipped to [0, 2]) of the
-    normalised Laplacian L = I - D^-1/2 A D^-1/2 of an affinity [n, n] (sparse or dense;
-    solved on the sparse matrix), their eigenvectors float [n, count] and the square roots of
-    the degrees float [n] (self-loops left out, as scipy's csgraph.laplacian does)."""
+    normalised Laplacian L = I - D^-1/2 A D^-1/2 of an affinity [n, n] (sparse or dense),
+    their eigenvectors float [n, count] and the square roots of the degrees float [n]
+    (self-loops left out, as scipy's csgraph.laplacian does). Solved densely (LAPACK, the
+    requested eigenvalues only) when n <= DENSE_MAX, else on the sparse matrix (ARPACK);
+    `dense` forces one or the other. Both give the same eigenvalues to ~1e-10 and the same
+    span of eigenvectors, which is all the labels depend on."""
+    n = affinity.shape[0]
+    count = min(max_clusters + 1, n - 1)
+    if (n <= DENSE_MAX) if dense is None else dense:
+        return _dense_spectrum(
+            affinity.toarray() if sparse.issparse(affinity) else np.array(affinity, float), count)
     laplacian, root_degree = csgraph.laplacian(
         sparse.csr_matrix(affinity, dtype=np.float64), normed=True, return_diag=True)
-    n = laplacian.shape[0]
-    count = min(max_clusters + 1, n - 1)
     # The largest eigenvalues of 2I - L are 2 minus the smallest of L (ARPACK converges fast
     # on the largest; L's spectrum lies in [0, 2]). A seeded start vector keeps it repeatable.
     shifted = sparse.identity(n, format="csr") * 2.0 - laplacian
@@ -125,6 +152,25 @@ def laplacian_spectrum(
     top, vectors = eigsh(operator, k=count, which="LA", v0=start, tol=1e-10)
     order = np.argsort(2.0 - top, kind="stable")
     return np.clip((2.0 - top)[order], 0.0, 2.0), vectors[:, order], root_degree
+
+
+def _dense_spectrum(affinity: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray,
+                                                                np.ndarray]:
+    """`laplacian_spectrum` of a dense affinity float [n, n] (overwritten): the Laplacian as
+    csgraph.laplacian(normed=True) builds it (diagonal dropped, an isolated point's row 0),
+    its `count` smallest eigenpairs from LAPACK's dsyevr."""
+    np.fill_diagonal(affinity, 0.0)
+    degree = affinity.sum(axis=0)
+    isolated = degree == 0
+    root_degree = np.where(isolated, 1.0, np.sqrt(degree))
+    laplacian = affinity
+    laplacian /= root_degree
+    laplacian /= root_degree[:, None]
+    laplacian *= -1.0
+    np.fill_diagonal(laplacian, 1.0 - isolated)
+    values, vectors = linalg.eigh(laplacian, subset_by_index=[0, count - 1], driver="evr",
+                                  check_finite=False)
+    return np.clip(values, 0.0, 2.0), vectors, root_degree
 
 
 def eigengap(values: np.ndarray, max_clusters: int = MAX_CLUSTERS) -> int:
@@ -243,7 +289,8 @@ def _cluster_class(
         only.pop("_spread")
         return [{"cluster": 0, **only, "candidate": False, "candidate_reason": "",
                  "reason": f"only {n} usable maps (< {MIN_SAMPLES}): not clustered"}]
-    values, vectors, root_degree = laplacian_spectrum(_affinity(points))
+    affinity = _dense_affinity(points) if n <= DENSE_MAX else _affinity(points)
+    values, vectors, root_degree = laplacian_spectrum(affinity)
     k = eigengap(values)
     eigenvalues = [round(float(v), 4) for v in values]
     labels = (np.zeros(n, dtype=int) if k == 1
