@@ -2,10 +2,10 @@
 
     python benchmarks/cluster_solver.py [--sizes 20 50 100 ... 500] [--classes 20] [--json FILE]
 
-`clusters.laplacian_spectrum` solves a class of at most `clusters.DENSE_MAX` maps densely (the
-kNN affinity as an array, LAPACK's dsyevr for the few smallest eigenpairs) and a larger one on
-the sparse kNN Laplacian (ARPACK). This times both on generated classes of each size: 16x16
-maps (a bump near the centre, 30% of them at the corner, noise, a random scale), pooled as
+`class_clusters.laplacian_spectrum` solves a class of at most `class_clusters.DENSE_MAX` maps
+densely (the kNN affinity as an array, LAPACK's dsyevr for the few smallest eigenpairs) and a
+larger one on the sparse kNN Laplacian (ARPACK). This times both on generated classes of each
+size: 16x16 maps (a bump near the centre, 30% of them at the corner, noise, a random scale), pooled as
 `cluster_maps` pools them; per class the affinity and the spectrum, CPU milliseconds on one
 thread (as `cluster_maps` runs them). It prints both and the largest eigenvalue difference;
 DENSE_MAX is the largest size where the dense solve is the faster one.
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from auditor.detect import clusters
+from auditor.detect import class_clusters, clusters
 
 SIDE = 16
 
@@ -40,9 +40,9 @@ def class_maps(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def _cpu_ms(points: list[np.ndarray], dense: bool) -> tuple[float, list[np.ndarray]]:
     """CPU ms per class of the affinity and the spectrum, and the eigenvalues."""
-    build = clusters._dense_affinity if dense else clusters._affinity
+    build = class_clusters._dense_affinity if dense else class_clusters._affinity
     started = time.process_time()
-    values = [clusters.laplacian_spectrum(build(p), dense=dense)[0] for p in points]
+    values = [class_clusters.laplacian_spectrum(build(p), dense=dense)[0] for p in points]
     return (time.process_time() - started) / len(points) * 1e3, values
 
 
@@ -70,7 +70,7 @@ def main() -> None:
                   f"(CPU, one thread); eigenvalues differ by at most {gap:.1e}", flush=True)
     faster = [r["n"] for r in rows if r["dense_ms"] < r["sparse_ms"]]
     print(f"dense faster up to n = {max(faster) if faster else None}; "
-          f"clusters.DENSE_MAX = {clusters.DENSE_MAX}")
+          f"class_clusters.DENSE_MAX = {class_clusters.DENSE_MAX}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 
