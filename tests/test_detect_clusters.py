@@ -268,8 +268,8 @@ def test_classes_clustered_in_worker_processes_equal_those_clustered_here(monkey
     monkeypatch.setattr(clusters, "WORKER_MIN_MAPS", 1)
     monkeypatch.setattr(clusters, "POOL_AHEAD", 1)  # results taken back while classes go out
     monkeypatch.setattr(clusters.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert clusters._worker_count(None, 200) == 2
-    pooled = cluster_maps(samples, maps, classes, max_per_class=50)
+    assert clusters._worker_count(2, 200) == 2
+    pooled = cluster_maps(samples, maps, classes, max_per_class=50, workers=2)
     assert repr(pooled) == repr(here)
     assert here["c6"] == []
     assert sum(len(v) >= 2 for v in here.values()) >= 2  # the pool had real clusters to find
@@ -290,18 +290,21 @@ def test_a_pool_that_cannot_start_falls_back_to_this_process(monkeypatch, caplog
 
 
 @pytest.mark.parametrize(("requested", "cpus", "n_maps", "expected"), [
-    (None, 2, 49_999, 1),    # 2 workers would get under WORKER_MIN_MAPS each
-    (None, 2, 50_000, 2),
-    (None, 16, 100_000, 4),  # as many as get WORKER_MIN_MAPS each
+    (None, 2, 500_000, 0),   # below POOL_MIN_CPUS: this process
+    (None, 4, 99_999, 3),    # as many as get WORKER_MIN_MAPS each
+    (None, 4, 49_999, 0),    # one worker is no pool
     (None, 16, 500_000, 16),  # at most one a CPU
     (0, 16, 500_000, 0),     # the off switch
+    (1, 16, 500_000, 0),
     (3, 16, 500_000, 3),
+    (2, 2, 500_000, 2),      # asked for: on 2 CPUs too
     (8, 2, 500_000, 2),
 ])
 def test_the_worker_count_follows_the_cpus_and_the_work(monkeypatch, requested, cpus, n_maps,
                                                         expected):
     from auditor.detect import clusters
     monkeypatch.setattr(clusters, "WORKER_MIN_MAPS", 25_000)
+    monkeypatch.setattr(clusters, "POOL_MIN_CPUS", 4)
     monkeypatch.setattr(clusters.os, "sched_getaffinity", lambda pid: set(range(cpus)),
                         raising=False)
     assert clusters._worker_count(requested, n_maps) == expected

@@ -77,6 +77,9 @@ GRID = 8
 #: a worker's start (a fresh interpreter importing numpy and scipy) and the transfer of its
 #: classes cost more than a smaller share of the work saves (benchmarks/cluster_solver.py).
 WORKER_MIN_MAPS = 25_000
+#: CPUs this process may use below which the classes stay in it unless --workers asks for
+#: more: on the 2-core machine, shared, two workers took longer than one process (see README).
+POOL_MIN_CPUS = 4
 #: Classes handed to the workers ahead of the results taken back, per worker (bounds the
 #: pooled maps held in flight).
 POOL_AHEAD = 4
@@ -110,9 +113,10 @@ def cluster_maps(
         classes: class names; every one gets a key (an empty list when it has no usable map).
         max_per_class: at most this many maps per class (a seeded choice).
         seed: for the choice and the clustering.
-        workers: worker processes for the classes: None, one per CPU this process may use
-            while each gets WORKER_MIN_MAPS maps (none for a smaller job); 0 or 1, none; N,
-            at most N. The clusters are the same either way (each class is seeded alone).
+        workers: worker processes for the classes (`_worker_count`): None, one per CPU this
+            process may use where it has POOL_MIN_CPUS, while each gets WORKER_MIN_MAPS maps;
+            0 or 1, none; N, at most N. The clusters are the same either way (each class is
+            seeded alone, in order).
 
     Returns:
         {class: [cluster dict, ...]}, clusters largest first (see the module docstring).
@@ -166,12 +170,14 @@ def cluster_maps(
 
 
 def _worker_count(requested: int | None, n_maps: int) -> int:
-    """Worker processes to cluster n_maps maps: one per usable CPU (at most `requested`) as
-    long as each gets WORKER_MIN_MAPS; below 2, none (the classes run in this process)."""
+    """Worker processes to cluster n_maps maps: at most `requested` (None: one per usable CPU
+    where there are POOL_MIN_CPUS, else none), at most one per usable CPU, and only as many as
+    get WORKER_MIN_MAPS each; 0 (the classes run in this process) below 2."""
     cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
             else os.cpu_count() or 1)
-    count = min(cpus, n_maps // WORKER_MIN_MAPS)
-    return min(count, requested) if requested is not None else count
+    limit = requested if requested is not None else cpus if cpus >= POOL_MIN_CPUS else 0
+    count = min(limit, cpus, n_maps // WORKER_MIN_MAPS)
+    return count if count >= 2 else 0
 
 
 def _clustered(tasks: Iterable[tuple[Any, ...]], workers: int) -> Iterator[list[dict[str, Any]]]:
