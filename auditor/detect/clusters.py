@@ -32,6 +32,10 @@ tag) shows two groups of maps. Per class:
 
 Classes with fewer than MIN_SAMPLES usable maps are not clustered: one cluster, with `reason`.
 
+Steps 3-5 and the candidate rule, with their constants, are `class_clusters.py` (numpy and scipy
+only); with POOL_MIN_CPUS or more CPUs and enough maps the classes run in spawned worker
+processes (`cluster_maps`' `workers`), with the same results.
+
 Each cluster (largest first, ids 0, 1, ...): `cluster`, `size`, `mean_map` (mean pooled,
 max-normalised map, rounded lists [gh][gw]), `fg_energy_mean`, `border_energy_mean` (None when
 undefined), `members` (up to MAX_MEMBERS sample `index` values, nearest the cluster centre
