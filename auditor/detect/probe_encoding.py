@@ -170,7 +170,7 @@ def quantize_colours(texts: np.ndarray) -> np.ndarray:
 def encode_categorical(series: pd.Series, colour: bool = False) -> Column:
     strings = category_strings(series)
     if colour:
-        unique = strings.unique()
+        unique = np.asarray(strings.unique(), dtype=object)  # not one Arrow scalar at a time
         strings = strings.map(dict(zip(unique, quantize_colours(unique), strict=True)))
     counts = strings.value_counts(sort=True)
     if len(counts) > MAX_LEVELS:
