@@ -308,3 +308,43 @@ def test_the_worker_count_follows_the_cpus_and_the_work(monkeypatch, requested, 
     monkeypatch.setattr(clusters.os, "sched_getaffinity", lambda pid: set(range(cpus)),
                         raising=False)
     assert clusters._worker_count(requested, n_maps) == expected
+
+
+def _exact_spreads(points: np.ndarray, keys: np.ndarray, m: int) -> np.ndarray:
+    from auditor.detect.class_clusters import _spreads, smallest
+    return _spreads(points[smallest(keys, m)])
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_subsets_quantile_is_the_exact_spreads_quantile_to_the_bit(seed):
+    from auditor.detect.class_clusters import RANDOM_SUBSETS, TIGHT_QUANTILE, subset_spreads
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 400))
+    m = int(rng.integers(3, n // 2 + 1))
+    d = [16, 64][seed % 2]
+    if seed % 3 == 0:  # duplicate maps: one-hot 4x4 maps, the spreads of many subsets 0
+        points = np.eye(d)[rng.integers(0, 3, n)]
+    elif seed % 3 == 1:  # a tight group inside a spread class
+        points = rng.random((n, d))
+        points[: n // 3] = points[0] + 1e-9 * rng.random((n // 3, d))
+    else:
+        points = rng.random((n, d)) * rng.uniform(0.1, 1.0)
+    keys = rng.random((RANDOM_SUBSETS, n))
+    exact = _exact_spreads(points, keys, m)
+    fast = subset_spreads(points, keys, m)
+    assert np.quantile(fast, TIGHT_QUANTILE) == np.quantile(exact, TIGHT_QUANTILE)
+    assert np.abs(fast - exact).max() < 1e-5
+    read = np.argsort(exact, kind="stable")[:3]  # the order statistics the quantile reads
+    assert fast[read].tolist() == exact[read].tolist()
+
+
+def test_the_subsets_spreads_by_hand():
+    from auditor.detect.class_clusters import subset_spreads
+    # the corners of a unit square and a far point: row 0's 4 smallest keys choose the square
+    # (every corner 1/sqrt 2 from its centre), row 1's three corners and the far point
+    points = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [9.0, 9.0]])
+    keys = np.array([[0.1, 0.2, 0.3, 0.4, 0.9], [0.9, 0.1, 0.2, 0.8, 0.3]])
+    spreads = subset_spreads(points, keys, 4)
+    centre = np.array([11.0, 11.0]) / 4  # points 1, 2, 3, 4
+    by_hand = np.linalg.norm(points[[1, 2, 3, 4]] - centre, axis=1).mean()
+    assert spreads == pytest.approx([np.sqrt(0.5), by_hand], abs=1e-12)
