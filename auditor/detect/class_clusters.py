@@ -70,7 +70,8 @@ def laplacian_spectrum(
     (self-loops left out, as scipy's csgraph.laplacian does). Solved densely (LAPACK, the
     requested eigenvalues only) when n <= DENSE_MAX, else on the sparse matrix (ARPACK);
     `dense` forces one or the other. Both give the same eigenvalues to ~1e-10 and the same
-    span of eigenvectors, which is all the labels depend on."""
+    span of eigenvectors, which is all the labels depend on; but ARPACK (Lanczos) may list a
+    repeated eigenvalue (duplicate maps) fewer times than it repeats, LAPACK does not."""
     n = affinity.shape[0]
     count = min(max_clusters + 1, n - 1)
     if (n <= DENSE_MAX) if dense is None else dense:
@@ -123,7 +124,7 @@ def eigengap_clusters(
     affinity: np.ndarray | sparse.spmatrix, max_clusters: int = MAX_CLUSTERS
 ) -> tuple[int, list[float]]:
     """(k, the smallest eigenvalues) of the normalised Laplacian of an affinity [n, n] (sparse
-    or dense; eigenvalues from the sparse matrix): `eigengap` of `laplacian_spectrum`."""
+    or dense, solved as `laplacian_spectrum` chooses): `eigengap` of `laplacian_spectrum`."""
     values, _, _ = laplacian_spectrum(affinity, max_clusters)
     return eigengap(values, max_clusters), [round(float(v), 4) for v in values]
 
