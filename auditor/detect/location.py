@@ -105,6 +105,8 @@ mass inside the region.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -120,6 +122,7 @@ from auditor.detect.flags import Flag
 from auditor.detect.groups import class_rows
 from auditor.detect.map_regions import MapRegion, map_regions
 from auditor.detect.share_gates import MIN_MEMBERS, passes, share_severity
+from auditor.detect.stats import PooledSample, group_vs_rest_mannwhitneyu, pooled_sample
 from auditor.errors import UsageError
 from auditor.metrics import normalise_maps, upsample_maps
 
@@ -392,6 +395,8 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
             np.tile(area, len(tested))).reshape(len(tested), len(area)))
     positions = class_rows(index, range(len(classes)))
     peak_cell = np.where(defined, cell, 0)
+    nearness = _Nearness(objects, gh, gw)
+    context = _FlagContext(cover, hits, keys, grid_maps, normalised)
     tests = []
     for c, p in zip(tested, p_scan, strict=True):
         name = classes[c]
@@ -402,82 +407,121 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
         base = k_rest / n_rest if n_rest >= MIN_REST else area
         passing = passes(k, share, base)
         scan_p = np.minimum(1.0, p * len(regions))
-        mine = np.zeros(len(labels), dtype=bool)
-        mine[positions[c]] = True
-        mine &= defined
-        scan: tuple[float, Flag | None] = (float(scan_p.min()), None)
+        mine = positions[c][defined[positions[c]]]  # the class's rows with a peak
+        scan: tuple[float, Any] = (float(scan_p.min()), None)
         for r in np.flatnonzero(passing)[np.lexsort((area[passing], p[passing]))]:
-            # mine & (the peak lies in R), from the class's own rows.
-            there = np.zeros_like(mine)
-            there[positions[c]] = mine[positions[c]] & flat_regions[r][peak_cell[positions[c]]]
+            there = mine[flat_regions[r][peak_cell[mine]]]  # the rows peaking in R
             off, off_share = _off_object(member_cover[there], hits[there], outer[there])
-            nearer_p = _objects_nearer_p(regions[r], there, objects)
+            nearer_p = nearness.p_value(regions[r], there)
             if off and not nearer_p < FOLLOW_ALPHA:
-                attention = attention_region(regions[r], grid_maps, there)
-                flag = _flag(
+                scan = (float(scan_p[r]), _Finding(
                     name, regions[r], shapes[r], n, int(k[r]), float(base[r]), float(area[r]),
-                    n_rest >= MIN_REST, float(scan_p[r]), off_share, there, cover, hits, keys,
-                    normalised[torch.as_tensor(mine)], counts[c].reshape(gh, gw), attention)
-                flag.evidence["objects_nearer_p"] = _json_p(nearer_p)
-                scan = (float(scan_p[r]), flag)
+                    n_rest >= MIN_REST, float(scan_p[r]), off_share, there, mine,
+                    counts[c].reshape(gh, gw), extra={"objects_nearer_p": _json_p(nearer_p)}))
                 break
         searches = [scan]
         for found, found_by in ((found_in_maps[c], "maps"), (bands[c], "band mass")):
             if found is not None:
-                searches.append((found.p_value, _mass_region_flag(
+                searches.append((found.p_value, _mass_region_finding(
                     name, found, found_by, mine, member_cover, hits, outer, enrichment,
-                    objects, grid_maps, keys, normalised[torch.as_tensor(mine)],
-                    counts[c].reshape(gh, gw))))
-        tests.append(either_test("fixed_location", name, searches))
+                    objects, grid_maps, nearness, counts[c].reshape(gh, gw))))
+        # Only the flag of the search the test reports is built.
+        tests.append(either_test("fixed_location", name, [
+            (p_value, None if finding is None else _flag_builder(finding, context))
+            for p_value, finding in searches]))
     return tests
 
 
-def _mass_region_flag(name: str, found: MapRegion, found_by: str, mine: np.ndarray,
-                      cover: np.ndarray, hits: np.ndarray, outer: np.ndarray,
-                      enrichment: np.ndarray, objects: np.ndarray, grid_maps: np.ndarray,
-                      keys: np.ndarray, class_maps: torch.Tensor, counts: np.ndarray
-                      ) -> Flag | None:
-    """The flag of a region whose members are judged by their map mass in it: found in the
-    maps (found_by "maps", auditor.detect.map_regions) or a middle band ("band mass",
+def _mass_region_finding(name: str, found: MapRegion, found_by: str, mine: np.ndarray,
+                         cover: np.ndarray, hits: np.ndarray, outer: np.ndarray,
+                         enrichment: np.ndarray, objects: np.ndarray, grid_maps: np.ndarray,
+                         nearness: _Nearness, counts: np.ndarray) -> _Finding | None:
+    """The finding of a region whose members are judged by their map mass in it: found in
+    the maps (found_by "maps", auditor.detect.map_regions) or a middle band ("band mass",
     auditor.detect.band_mass); None when its gates fail. The effect gates read the testing
     half (the counts the p-value comes from); the finding's members and shares read the whole
-    class. Off the object: for "maps", the members' peaks (_off_object) and, with masks, their
-    mass (median fg_enrichment below 1: a class whose maps sit on its objects, and also lean
-    toward one place, is not a finding); for "band mass", whose band crosses the objects (the
-    peaks lie on them), at least half the members with OFF_DISC of their band mass outside
-    their object's disc. Both: objects that do not follow the region."""
+    class (`mine`: its rows with a peak). Off the object: for "maps", the members' peaks
+    (_off_object) and, with masks, their mass (median fg_enrichment below 1: a class whose
+    maps sit on its objects, and also lean toward one place, is not a finding); for "band
+    mass", whose band crosses the objects (the peaks lie on them), at least half the members
+    with OFF_DISC of their band mass outside their object's disc. Both: objects that do not
+    follow the region."""
     share = found.k / max(found.n, 1)
     base = found.k_rest / max(found.n_rest, 1)
     if not passes(found.k, share, base):
         return None
-    there = np.zeros_like(mine)
-    there[found.members] = True
+    there = found.members
     off, off_share = _off_object(cover[there], hits[there], outer[there])
-    extra: dict[str, Any] = {}
+    band: dict[str, Any] = {}
     if found_by == "band mass":
         beyond = off_disc_shares(grid_maps[there], objects[there], found.cells[None])[:, 0]
-        extra["beyond_object_share"] = float((beyond >= OFF_DISC).mean())
-        off = extra["beyond_object_share"] >= 0.5
+        band["beyond_object_share"] = float((beyond >= OFF_DISC).mean())
+        off = band["beyond_object_share"] >= 0.5
     else:
         measured = enrichment[there][np.isfinite(enrichment[there])]
-        off = off and not (measured.size * 2 >= there.sum() and np.median(measured) >= 1.0)
-    nearer_p = _objects_nearer_p(found.cells, there, objects)
+        off = off and not (measured.size * 2 >= there.size and np.median(measured) >= 1.0)
+    nearer_p = nearness.p_value(found.cells, there)
     if not off or nearer_p < FOLLOW_ALPHA:
         return None
-    k, n = int(there.sum()), int(mine.sum())
-    attention = attention_region(found.cells, grid_maps, there)
-    flag = _flag(name, found.cells, region_shape(found.cells), n, k, found.rest_share,
-                 float(found.cells.mean()), True, found.p_value, off_share, there, cover,
-                 hits, keys, class_maps, counts, attention,
-                 member_rule=f"put at least {found.threshold:.0%} of their map's mass in")
-    flag.evidence.update(
+    extra = dict(
         region_found_by=found_by, member_threshold=found.threshold,
         objects_nearer_p=_json_p(nearer_p),
         score_meaning="share of the class's maps with at least member_threshold of their "
                       "mass in the region",
         test_half={"k": found.k, "n": found.n, "k_rest": found.k_rest,
-                   "n_rest": found.n_rest}, **extra)
-    return flag
+                   "n_rest": found.n_rest}, **band)
+    return _Finding(name, found.cells, region_shape(found.cells), int(mine.size),
+                    int(there.size), found.rest_share, float(found.cells.mean()), True,
+                    found.p_value, off_share, there, mine, counts,
+                    member_rule=f"put at least {found.threshold:.0%} of their map's mass in",
+                    extra=extra)
+
+
+@dataclass
+class _Finding:
+    """What a flag of one class and region says, its gates passed: built into a Flag only
+    when its search is the one the class's test reports."""
+
+    name: str
+    cells: np.ndarray  # bool [gh, gw], the found cells
+    shape: str
+    n: int  # the class's samples with a peak
+    k: int  # members
+    base: float  # the other classes' share (or the area share)
+    area: float
+    against_rest: bool
+    p: float
+    off_share: float | None
+    there: np.ndarray  # int: the members' rows (ascending)
+    mine: np.ndarray  # int: the class's rows with a peak (ascending)
+    counts: np.ndarray  # int [gh, gw], the class's peaks per cell
+    member_rule: str = "peak in"
+    extra: dict[str, Any] = field(default_factory=dict)  # evidence added to _flag's, in order
+
+
+@dataclass
+class _FlagContext:
+    """Per-sample columns every flag reads (ok rows, table order)."""
+
+    cover: np.ndarray
+    hits: np.ndarray
+    keys: np.ndarray
+    grid_maps: np.ndarray
+    normalised: torch.Tensor
+
+
+def _flag_builder(finding: _Finding, context: _FlagContext) -> Callable[[], Flag]:
+    def build() -> Flag:
+        attention = attention_region(finding.cells, context.grid_maps, finding.there)
+        flag = _flag(finding.name, finding.cells, finding.shape, finding.n, finding.k,
+                     finding.base, finding.area, finding.against_rest, finding.p,
+                     finding.off_share, finding.there, context.cover, context.hits,
+                     context.keys, context.normalised[torch.as_tensor(finding.mine)],
+                     finding.counts, attention, member_rule=finding.member_rule)
+        flag.evidence.update(finding.extra)
+        return flag
+
+    return build
 
 
 def object_discs(rows: pd.DataFrame) -> np.ndarray:
@@ -492,28 +536,47 @@ def object_discs(rows: pd.DataFrame) -> np.ndarray:
     return np.stack([_column(rows, "fg_cx"), _column(rows, "fg_cy"), radius], axis=1)
 
 
-def _objects_nearer_p(cells: np.ndarray, members: np.ndarray, objects: np.ndarray) -> float:
-    """One-sided p that the members' objects lie nearer the region than the other samples'
-    objects (module rule: peaks that follow their objects): Mann-Whitney U of the distance
-    from each object's edge to the region (objects float [N, 3] from object_discs: the
-    distance from the centroid less the disc's radius, floored at 0; NaN without a mask),
-    members (bool [N]) against the rest; cells bool [gh, gw]. NaN when fewer than
-    MIN_MEMBERS on either side have a centroid."""
-    known = np.isfinite(objects[:, :2]).all(axis=1)
-    near, rest = members & known, ~members & known
-    if near.sum() < MIN_MEMBERS or rest.sum() < MIN_MEMBERS:
-        return math.nan
-    gh, gw = cells.shape
-    fine = np.kron(cells, np.ones((DISTANCE_STEPS, DISTANCE_STEPS), dtype=bool))
-    # Distance (in image fractions) from every point of a fine grid to the region.
-    distance = ndimage.distance_transform_edt(
-        ~fine, sampling=(1 / (gh * DISTANCE_STEPS), 1 / (gw * DISTANCE_STEPS)))
-    ys = np.clip((objects[known, 1] * fine.shape[0]).astype(int), 0, fine.shape[0] - 1)
-    xs = np.clip((objects[known, 0] * fine.shape[1]).astype(int), 0, fine.shape[1] - 1)
-    # A large object's edge can touch the region while its centroid lies far from it.
-    d = np.full(len(objects), np.nan)
-    d[known] = np.maximum(distance[ys, xs] - objects[known, 2], 0.0)
-    return float(stats.mannwhitneyu(d[near], d[rest], alternative="less").pvalue)
+class _Nearness:
+    """The object-following gate (module rule) of many regions on one table: each region's
+    distances ranked once over every sample with a centroid, each group of members then a
+    Mann-Whitney U against the rest from that ranking (auditor.detect.stats), not a new test
+    of every sample per tried region."""
+
+    def __init__(self, objects: np.ndarray, gh: int, gw: int) -> None:
+        self.objects, self.shape = objects, (gh, gw)
+        known = np.isfinite(objects[:, :2]).all(axis=1)
+        self.known = np.flatnonzero(known)
+        self.known_position = np.cumsum(known) - 1  # row -> its place among known rows
+        self.is_known = known
+        self.ranked: dict[bytes, PooledSample] = {}
+
+    def p_value(self, cells: np.ndarray, members: np.ndarray) -> float:
+        """One-sided p that the members' objects (members: int rows, ascending) lie nearer
+        the region (cells bool [gh, gw]) than the other samples' objects: Mann-Whitney U of
+        the distance from each object's edge to the region (objects float [N, 3] from
+        object_discs: the distance from the centroid less the disc's radius, floored at 0),
+        members against the rest of the samples with a centroid. NaN when fewer than
+        MIN_MEMBERS on either side have one."""
+        near = self.known_position[members[self.is_known[members]]]
+        if near.size < MIN_MEMBERS or self.known.size - near.size < MIN_MEMBERS:
+            return math.nan
+        key = cells.tobytes()
+        if key not in self.ranked:
+            self.ranked[key] = pooled_sample(self._distances(cells))
+        return group_vs_rest_mannwhitneyu(self.ranked[key], near, "less")[1]
+
+    def _distances(self, cells: np.ndarray) -> np.ndarray:
+        """float [known]: each known object's edge distance to the region."""
+        gh, gw = self.shape
+        fine = np.kron(cells, np.ones((DISTANCE_STEPS, DISTANCE_STEPS), dtype=bool))
+        # Distance (in image fractions) from every point of a fine grid to the region.
+        distance = ndimage.distance_transform_edt(
+            ~fine, sampling=(1 / (gh * DISTANCE_STEPS), 1 / (gw * DISTANCE_STEPS)))
+        objects = self.objects[self.known]
+        ys = np.clip((objects[:, 1] * fine.shape[0]).astype(int), 0, fine.shape[0] - 1)
+        xs = np.clip((objects[:, 0] * fine.shape[1]).astype(int), 0, fine.shape[1] - 1)
+        # A large object's edge can touch the region while its centroid lies far from it.
+        return np.maximum(distance[ys, xs] - objects[:, 2], 0.0)
 
 
 def _json_p(p: float) -> float | None:
