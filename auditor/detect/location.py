@@ -121,8 +121,8 @@ from auditor.detect.fdr import ClassTest, control_fdr, either_test
 from auditor.detect.flags import Flag
 from auditor.detect.groups import class_rows
 from auditor.detect.map_regions import MapRegion, map_regions
-from auditor.detect.share_gates import MIN_MEMBERS, passes, share_severity
-from auditor.detect.stats import PooledSample, group_vs_rest_mannwhitneyu, pooled_sample
+from auditor.detect.object_following import RegionDistances, objects_nearer_p
+from auditor.detect.share_gates import passes, share_severity
 from auditor.errors import UsageError
 from auditor.metrics import normalise_maps, upsample_maps
 
@@ -132,7 +132,6 @@ WINDOW = 2  # cells per side of the largest window
 MAX_SCAN_CELLS = 16
 ATTENTION_LEVEL = 0.5
 FOLLOW_ALPHA = 0.05  # members' objects significantly nearer the region: the peaks follow them
-DISTANCE_STEPS = 4  # points per map cell side where distances to a region are measured
 OUTER_BAND = 0.125  # without masks: a peak whose cell reaches this close to an edge is off-object
 
 
@@ -381,7 +380,11 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
     off_sample = np.where(np.isfinite(cover), cover < 0.5,
                           np.where(np.isfinite(hits), hits == 0, outer))
     found_in_maps = map_regions(grid_maps, np.where(known, index, -1), off_sample, len(classes))
-    bands = band_mass(grid_maps, np.where(known, index, -1), objects, len(classes))
+    # The band search and the object-following gate need object centroids (masks).
+    distances = (RegionDistances(objects, gh, gw) if np.isfinite(objects[:, :2]).all(axis=1).any()
+                 else None)
+    bands = (band_mass(grid_maps, np.where(known, index, -1), objects, len(classes))
+             if distances is not None else [None] * len(classes))
     # Every class's p per region at once (the same values, elementwise, as one call per class).
     n_class = counts.sum(axis=1)
     tested = np.flatnonzero(n_class >= MIN_SAMPLES)
@@ -395,7 +398,6 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
             np.tile(area, len(tested))).reshape(len(tested), len(area)))
     positions = class_rows(index, range(len(classes)))
     peak_cell = np.where(defined, cell, 0)
-    nearness = _Nearness(objects, gh, gw)
     context = _FlagContext(cover, hits, keys, grid_maps, normalised)
     tests = []
     for c, p in zip(tested, p_scan, strict=True):
@@ -412,7 +414,7 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
         for r in np.flatnonzero(passing)[np.lexsort((area[passing], p[passing]))]:
             there = mine[flat_regions[r][peak_cell[mine]]]  # the rows peaking in R
             off, off_share = _off_object(member_cover[there], hits[there], outer[there])
-            nearer_p = nearness.p_value(regions[r], there)
+            nearer_p = _nearer_p(distances, regions[r], there)
             if off and not nearer_p < FOLLOW_ALPHA:
                 scan = (float(scan_p[r]), _Finding(
                     name, regions[r], shapes[r], n, int(k[r]), float(base[r]), float(area[r]),
@@ -424,7 +426,7 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
             if found is not None:
                 searches.append((found.p_value, _mass_region_finding(
                     name, found, found_by, mine, member_cover, hits, outer, enrichment,
-                    objects, grid_maps, nearness, counts[c].reshape(gh, gw))))
+                    objects, grid_maps, distances, counts[c].reshape(gh, gw))))
         # Only the flag of the search the test reports is built.
         tests.append(either_test("fixed_location", name, [
             (p_value, None if finding is None else _flag_builder(finding, context))
@@ -435,7 +437,8 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
 def _mass_region_finding(name: str, found: MapRegion, found_by: str, mine: np.ndarray,
                          cover: np.ndarray, hits: np.ndarray, outer: np.ndarray,
                          enrichment: np.ndarray, objects: np.ndarray, grid_maps: np.ndarray,
-                         nearness: _Nearness, counts: np.ndarray) -> _Finding | None:
+                         distances: RegionDistances | None, counts: np.ndarray
+                         ) -> _Finding | None:
     """The finding of a region whose members are judged by their map mass in it: found in
     the maps (found_by "maps", auditor.detect.map_regions) or a middle band ("band mass",
     auditor.detect.band_mass); None when its gates fail. The effect gates read the testing
@@ -460,7 +463,7 @@ def _mass_region_finding(name: str, found: MapRegion, found_by: str, mine: np.nd
     else:
         measured = enrichment[there][np.isfinite(enrichment[there])]
         off = off and not (measured.size * 2 >= there.size and np.median(measured) >= 1.0)
-    nearer_p = nearness.p_value(found.cells, there)
+    nearer_p = _nearer_p(distances, found.cells, there)
     if not off or nearer_p < FOLLOW_ALPHA:
         return None
     extra = dict(
@@ -536,47 +539,11 @@ def object_discs(rows: pd.DataFrame) -> np.ndarray:
     return np.stack([_column(rows, "fg_cx"), _column(rows, "fg_cy"), radius], axis=1)
 
 
-class _Nearness:
-    """The object-following gate (module rule) of many regions on one table: each region's
-    distances ranked once over every sample with a centroid, each group of members then a
-    Mann-Whitney U against the rest from that ranking (auditor.detect.stats), not a new test
-    of every sample per tried region."""
-
-    def __init__(self, objects: np.ndarray, gh: int, gw: int) -> None:
-        self.objects, self.shape = objects, (gh, gw)
-        known = np.isfinite(objects[:, :2]).all(axis=1)
-        self.known = np.flatnonzero(known)
-        self.known_position = np.cumsum(known) - 1  # row -> its place among known rows
-        self.is_known = known
-        self.ranked: dict[bytes, PooledSample] = {}
-
-    def p_value(self, cells: np.ndarray, members: np.ndarray) -> float:
-        """One-sided p that the members' objects (members: int rows, ascending) lie nearer
-        the region (cells bool [gh, gw]) than the other samples' objects: Mann-Whitney U of
-        the distance from each object's edge to the region (objects float [N, 3] from
-        object_discs: the distance from the centroid less the disc's radius, floored at 0),
-        members against the rest of the samples with a centroid. NaN when fewer than
-        MIN_MEMBERS on either side have one."""
-        near = self.known_position[members[self.is_known[members]]]
-        if near.size < MIN_MEMBERS or self.known.size - near.size < MIN_MEMBERS:
-            return math.nan
-        key = cells.tobytes()
-        if key not in self.ranked:
-            self.ranked[key] = pooled_sample(self._distances(cells))
-        return group_vs_rest_mannwhitneyu(self.ranked[key], near, "less")[1]
-
-    def _distances(self, cells: np.ndarray) -> np.ndarray:
-        """float [known]: each known object's edge distance to the region."""
-        gh, gw = self.shape
-        fine = np.kron(cells, np.ones((DISTANCE_STEPS, DISTANCE_STEPS), dtype=bool))
-        # Distance (in image fractions) from every point of a fine grid to the region.
-        distance = ndimage.distance_transform_edt(
-            ~fine, sampling=(1 / (gh * DISTANCE_STEPS), 1 / (gw * DISTANCE_STEPS)))
-        objects = self.objects[self.known]
-        ys = np.clip((objects[:, 1] * fine.shape[0]).astype(int), 0, fine.shape[0] - 1)
-        xs = np.clip((objects[:, 0] * fine.shape[1]).astype(int), 0, fine.shape[1] - 1)
-        # A large object's edge can touch the region while its centroid lies far from it.
-        return np.maximum(distance[ys, xs] - objects[:, 2], 0.0)
+def _nearer_p(distances: RegionDistances | None, cells: np.ndarray, members: np.ndarray
+              ) -> float:
+    """The object-following gate's p (auditor.detect.object_following); NaN without
+    centroids (not tested)."""
+    return math.nan if distances is None else objects_nearer_p(distances, cells, members)
 
 
 def _json_p(p: float) -> float | None:

@@ -45,8 +45,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, stats
 
-from auditor.detect.groups import class_rows
-
 HOT_LEVEL = 0.5
 REGION_LEVEL = 0.5
 MIN_CONTRAST = 0.05
@@ -61,6 +59,7 @@ MIN_LIFT = 2.0
 #: O(classes x (class size + MAX_POOL) x cells) on large data sets.
 MAX_POOL = 8192
 CLASS_BLOCK = 64  # regions whose pooled shares are computed in one product
+REACH_BLOCK = 512  # thresholds compared with a pool at once (bounds memory: MAX_POOL x this)
 
 
 @dataclass
@@ -250,8 +249,7 @@ def _one_way(mass: np.ndarray, hot: np.ndarray, class_index: np.ndarray, off: np
     """Regions and thresholds chosen on the `choose` samples, tested on the others, for the
     classes `tested` (bool [C]); p-values of this direction alone. The other classes are
     represented by at most MAX_POOL samples of each half (`pooled_rows`): a class's rest is
-    its half's pool without the class's own pooled samples, so counts over it are the pool's
-    (one sort per region) less the class's own."""
+    its half's pool without the class's own pooled samples."""
     n_classes = len(groups)
     regions = contrast_regions(hot, np.where(choose, class_index, -1), n_classes)
     found: list[MapRegion | None] = [None] * n_classes
@@ -260,12 +258,12 @@ def _one_way(mass: np.ndarray, hot: np.ndarray, class_index: np.ndarray, off: np
     pools = {half: pooled_rows(np.flatnonzero(used & (choose if half else ~choose)))
              for half in (True, False)}
     pool_mass = {half: mass[rows] for half, rows in pools.items()}
-    own = {half: class_rows(class_index[rows], range(n_classes)) for half, rows in pools.items()}
+    pool_class = {half: class_index[rows] for half, rows in pools.items()}
     for start in range(0, len(wanted), CLASS_BLOCK):
         block = wanted[start:start + CLASS_BLOCK]
         cells = np.stack([regions[c] for c in block]).reshape(len(block), -1)
         pooled = {half: values @ cells.T.astype(np.float32) for half, values in pool_mass.items()}
-        rest = {half: _PoolCounts(values, {column: own[half][c] for column, c in enumerate(block)})
+        rest = {half: _PoolCounts(values, pool_class[half], block)
                 for half, values in pooled.items()}
         share = [mass[groups[c]] @ cells[column].astype(np.float32)
                  for column, c in enumerate(block)]
@@ -302,24 +300,25 @@ def _one_way(mass: np.ndarray, hot: np.ndarray, class_index: np.ndarray, off: np
 
 
 class _PoolCounts:
-    """A half's pooled shares in each region of a block (float [P, B]) and each class's own
-    pooled rows: counts over the pool without the class's own rows."""
+    """A half's pooled shares in each region of a block (float [P, B]) and the pooled rows'
+    classes: counts over the pool without one class's own rows."""
 
-    def __init__(self, values: np.ndarray, own: dict[int, np.ndarray]) -> None:
-        self.values, self.own = values, own
-        self.ordered = np.sort(values, axis=0)  # NaN last
-        self.finite = np.isfinite(values).sum(axis=0)
-        self.size = np.array([len(values) - own[column].size for column in range(len(own))])
+    def __init__(self, values: np.ndarray, pool_class: np.ndarray, block: list[int]) -> None:
+        self.by_region = np.ascontiguousarray(values.T)  # [B, P]: a region's shares in a row
+        self.pool_class, self.block = pool_class, np.asarray(block)
+        own = np.bincount(pool_class, minlength=int(self.block.max()) + 1)[self.block]
+        self.size = len(values) - own  # int [B]
 
     def reaching(self, columns: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-        """int [T]: the rest's values in column columns[i] at least thresholds[i]."""
+        """int [T]: the rest's values in column columns[i] at least thresholds[i] (NaN never
+        reaches). Compared directly: a class has a few candidates, fewer than a sort of the
+        pool costs per value."""
         out = np.zeros(len(columns), dtype=np.int64)
-        for column in np.unique(columns):
-            at = np.flatnonzero(columns == column)
-            mine = self.values[self.own[column], column]
-            out[at] = (self.finite[column]
-                       - np.searchsorted(self.ordered[:, column], thresholds[at], side="left")
-                       - (mine[:, None] >= thresholds[at]).sum(axis=0))
+        for start in range(0, len(columns), REACH_BLOCK):
+            part = slice(start, start + REACH_BLOCK)
+            rest = self.pool_class != self.block[columns[part], None]
+            out[part] = ((self.by_region[columns[part]] >= thresholds[part, None]) & rest
+                         ).sum(axis=1)
         return out
 
 
