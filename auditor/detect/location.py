@@ -113,7 +113,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from scipy import ndimage, stats
+from scipy import stats
 
 from auditor.detect.attention import sample_keys
 from auditor.detect.band_mass import OFF_DISC, band_mass, off_disc_shares
@@ -319,10 +319,19 @@ def _elementwise_once(function: Any, *args: np.ndarray) -> np.ndarray:
     tuples (the hypergeometric tail costs ~80 us each at 100 000 peaks)."""
     if not args[0].size:
         return function(*args)
-    stacked = np.stack([np.asarray(a, dtype=np.float64) for a in args], axis=1)
-    distinct, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    values = function(*(distinct[:, i].astype(a.dtype) for i, a in enumerate(args)))
-    return np.asarray(values)[inverse.reshape(-1)]
+    columns = [np.asarray(a) for a in args]
+    # Distinct tuples from one lexicographic sort of the columns (np.unique(axis=0) sorts
+    # rows as opaque records, several times slower).
+    order = np.lexsort(columns[::-1])
+    first = np.zeros(order.size, dtype=bool)
+    first[0] = True
+    for column in columns:
+        ordered = column[order]
+        first[1:] |= ordered[1:] != ordered[:-1]
+    inverse = np.empty(order.size, dtype=np.intp)
+    inverse[order] = np.cumsum(first) - 1
+    values = function(*(column[order[first]] for column in columns))
+    return np.asarray(values)[inverse]
 
 
 def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
@@ -574,21 +583,33 @@ def attention_region(cells: np.ndarray, grid_maps: np.ndarray, members: np.ndarr
     """The region the members' attention covers at the scanned cells: bool [gh, gw].
 
     The scanned cells grow into the cells around them (one step, 8-connected) where the
-    members' mean normalised map (grid_maps float [N, gh, gw] pooled to the scan grid; members
-    bool [N]) is at least ATTENTION_LEVEL of its largest value there, then into the outer
-    cells of the grid next to the region. A map responds to the edges of what it sees: a peak
-    lies next to, not always on, a tag (a flat white square lights up along its inner edge),
-    and what sits between that edge and the image border is part of it.
+    members' mean normalised map (grid_maps float [N, gh, gw] pooled to the scan grid;
+    members: int rows, or bool [N]) is at least ATTENTION_LEVEL of its largest value there,
+    then into the outer cells of the grid next to the region. A map responds to the edges of
+    what it sees: a peak lies next to, not always on, a tag (a flat white square lights up
+    along its inner edge), and what sits between that edge and the image border is part of
+    it.
     """
     mean = grid_maps[members].mean(axis=0)
-    ring = np.ones((3, 3), dtype=bool)
-    around = ndimage.binary_dilation(cells, structure=ring)
+    around = _grow(cells)
     top = float(mean[around].max())
     region = cells | (around & (mean >= ATTENTION_LEVEL * top)) if top > 0 else cells.copy()
     outer = np.zeros_like(region)
     outer[[0, -1], :] = True
     outer[:, [0, -1]] = True
-    return region | (ndimage.binary_dilation(region, structure=ring) & outer)
+    return region | (_grow(region) & outer)
+
+
+def _grow(cells: np.ndarray) -> np.ndarray:
+    """bool [h, w]: the cells and their 8 neighbours (a binary dilation by a 3x3 square, no
+    cells beyond the edge; scipy's costs more to call than to compute on a small grid)."""
+    padded = np.pad(cells, 1)
+    h, w = cells.shape
+    out = np.zeros_like(cells)
+    for dy in range(3):
+        for dx in range(3):
+            out |= padded[dy:dy + h, dx:dx + w]
+    return out
 
 
 def _flag(name: str, cells: np.ndarray, shape: str, n: int, k: int, base: float,
@@ -602,7 +623,7 @@ def _flag(name: str, cells: np.ndarray, shape: str, n: int, k: int, base: float,
     mean_map = class_maps.mean(dim=0)
     fine = upsample_maps(mean_map[None], (gh * 4, gw * 4))[0].numpy()
     total = float(fine.sum())
-    inside = np.kron(cells, np.ones((4, 4), dtype=bool))
+    inside = cells.repeat(4, axis=0).repeat(4, axis=1)
     map_share = float(fine[inside].sum()) / total if total > 0 else None
     # Members whose peak is off the object (at the map's resolution) first.
     off_first = np.where(np.isfinite(cover[there]), cover[there] >= 0.5,

@@ -46,7 +46,7 @@ class RegionDistances:
 
     def _distances(self, cells: np.ndarray) -> np.ndarray:
         gh, gw = self.grid
-        fine = np.kron(cells, np.ones((DISTANCE_STEPS, DISTANCE_STEPS), dtype=bool))
+        fine = cells.repeat(DISTANCE_STEPS, axis=0).repeat(DISTANCE_STEPS, axis=1)
         # Distance (in image fractions) from every point of a fine grid to the region.
         distance = ndimage.distance_transform_edt(
             ~fine, sampling=(1 / (gh * DISTANCE_STEPS), 1 / (gw * DISTANCE_STEPS)))
