@@ -603,8 +603,9 @@ def attention_region(cells: np.ndarray, grid_maps: np.ndarray, members: np.ndarr
 def _grow(cells: np.ndarray) -> np.ndarray:
     """bool [h, w]: the cells and their 8 neighbours (a binary dilation by a 3x3 square, no
     cells beyond the edge; scipy's costs more to call than to compute on a small grid)."""
-    padded = np.pad(cells, 1)
     h, w = cells.shape
+    padded = np.zeros((h + 2, w + 2), dtype=bool)
+    padded[1:-1, 1:-1] = cells
     out = np.zeros_like(cells)
     for dy in range(3):
         for dx in range(3):
