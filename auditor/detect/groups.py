@@ -2,13 +2,16 @@
 
 A detector that loops over classes and compares every row's label with each class name costs
 rows x classes: a million rows in a thousand classes is a billion comparisons. `class_rows`
-groups once; each class then reads its own positions. `stratified_sample` draws a seeded
-subsample that keeps every class's share, in one sort.
+groups once; each class then reads its own positions. `grouping` lays the rows out group by
+group once, and the group reductions (quantiles, medians, means) read every group from it: one
+numpy call per distinct group size, each group getting exactly the value numpy gives it alone.
+`stratified_sample` draws a seeded subsample that keeps every class's share, in one sort.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -38,3 +41,70 @@ def stratified_sample(labels: np.ndarray, n: int, rng: np.random.Generator,
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     rank = np.arange(len(labels)) - starts[codes[order]]
     return np.sort(order[rank < take[codes[order]]])
+
+
+def class_codes(labels: Sequence[object] | np.ndarray | pd.Series,
+                classes: Sequence[object]) -> np.ndarray:
+    """int64 [N]: each row's position in `classes` (names, unique), -1 for a label that is not
+    one of them. Labels may be names or indices, as for `class_rows`."""
+    return pd.Index(list(classes)).get_indexer(np.asarray(labels)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """The rows of G groups laid out once, group by group: group g's rows (ascending) are
+    order[starts[g]:starts[g] + counts[g]]. The group reductions below read every group from
+    this one layout instead of indexing the table once per group."""
+
+    order: np.ndarray  # int64 [M]: positions of the grouped rows, by group, ascending within
+    starts: np.ndarray  # int64 [G]
+    counts: np.ndarray  # int64 [G]
+
+    def rows(self, group: int) -> np.ndarray:
+        """int64: positions of the rows of `group`, ascending."""
+        return self.order[self.starts[group]:self.starts[group] + self.counts[group]]
+
+
+def grouping(codes: np.ndarray, n_groups: int) -> Grouping:
+    """The Grouping of rows by `codes` (int [N]: each row's group in [0, n_groups), -1 for a
+    row in none); one stable sort."""
+    codes = np.asarray(codes, dtype=np.int64)
+    used = np.flatnonzero(codes >= 0)
+    order = used[np.argsort(codes[used], kind="stable")]
+    counts = np.bincount(codes[used], minlength=n_groups).astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    return Grouping(order=order, starts=starts, counts=counts)
+
+
+def _by_size(values: np.ndarray, groups: Grouping, reduce: Callable[[np.ndarray], np.ndarray],
+             width: int) -> np.ndarray:
+    """float [width, G]: reduce(matrix) of the groups of each size stacked as the rows of one
+    matrix [m, size] (reduce returns [width, m] or [m]); NaN for an empty group. numpy's
+    reductions along the last axis give each row exactly what they give it alone, so the
+    result equals one call per group, with one call per distinct group size."""
+    out = np.full((width, groups.counts.size), np.nan)
+    for size in np.unique(groups.counts[groups.counts > 0]):
+        members = np.flatnonzero(groups.counts == size)
+        rows = groups.order[groups.starts[members][:, None] + np.arange(size)]
+        out[:, members] = np.reshape(reduce(values[rows]), (width, members.size))
+    return out
+
+
+def group_quantiles(values: np.ndarray, groups: Grouping, q: Sequence[float]) -> np.ndarray:
+    """float [len(q), G]: np.quantile(values[rows of g], q) of every group g (linear
+    interpolation), to the bit; NaN for an empty group. values: float [N], indexed by row."""
+    return _by_size(np.asarray(values, dtype=np.float64), groups,
+                    lambda matrix: np.quantile(matrix, q, axis=1), len(q))
+
+
+def group_medians(values: np.ndarray, groups: Grouping) -> np.ndarray:
+    """float [G]: np.median(values[rows of g]) of every group g, to the bit; NaN if empty."""
+    return _by_size(np.asarray(values, dtype=np.float64), groups,
+                    lambda matrix: np.median(matrix, axis=1), 1)[0]
+
+
+def group_means(values: np.ndarray, groups: Grouping) -> np.ndarray:
+    """float [G]: np.mean(values[rows of g]) of every group g (the same pairwise summation),
+    to the bit; NaN if empty."""
+    return _by_size(np.asarray(values, dtype=np.float64), groups,
+                    lambda matrix: np.mean(matrix, axis=1), 1)[0]
