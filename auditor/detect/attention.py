@@ -76,6 +76,7 @@ degenerate; severity high above 50%, medium above 20%, else low.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -468,6 +469,13 @@ def border_attention_flags(samples: pd.DataFrame, classes: list[str]) -> list[Fl
     return control_fdr(border_attention_tests(samples, classes))
 
 
+@functools.cache
+def _side_bands(border: float) -> dict[str, torch.Tensor]:
+    """The band of each of SIDES on the SIDE_GRID grid, bool [SIDE_GRID, SIDE_GRID] (built once
+    per border width, not per flag and side)."""
+    return {side: side_bands(SIDE_GRID, SIDE_GRID, border, [side]) for side in SIDES}
+
+
 def border_sides(class_maps: np.ndarray, border: float) -> list[str]:
     """The sides of the border band a class's attention is on: those whose band holds at least
     SIDE_SHARE of the mass of the most attended side in the class's mean max-normalised map
@@ -476,8 +484,7 @@ def border_sides(class_maps: np.ndarray, border: float) -> list[str]:
     if maps.numel() == 0:
         return list(SIDES)
     mean = upsample_maps(normalise_maps(maps).mean(dim=0)[None], (SIDE_GRID, SIDE_GRID))[0]
-    mass = {side: float(mean[side_bands(SIDE_GRID, SIDE_GRID, border, [side])].sum())
-            for side in SIDES}
+    mass = {side: float(mean[band].sum()) for side, band in _side_bands(border).items()}
     top = max(mass.values())
     if not top > 0:
         return list(SIDES)
