@@ -1,7 +1,7 @@
 """Statistics the detectors use: the Wilson interval of a proportion, Cramér's V and mutual
-information of contingency tables (batched over tables), and each group of one pooled sample
+information of contingency tables (batched over tables), each group of one pooled sample
 against the rest of it (Mann-Whitney U, median of the rest) from one ranking of the whole
-sample. Pure functions of numbers.
+sample, and the Wilcoxon signed-rank test of many groups at once. Pure functions of numbers.
 """
 
 from __future__ import annotations
