@@ -66,3 +66,17 @@ def test_group_reductions_equal_numpy_per_group(kind):
         assert medians[g] == np.median(own)
         assert means[g] == np.mean(own)
     assert np.isnan(means[n_groups])
+
+
+@pytest.mark.parametrize("n_groups", [5, 40_000])  # 16-bit radix keys, and beyond them
+def test_a_filtered_layout_is_the_layout_of_the_kept_rows(n_groups):
+    rng = np.random.default_rng(n_groups)
+    codes = rng.integers(-1, n_groups, 100_000)
+    keep = rng.random(codes.size) < 0.6
+    groups = grouping(codes, n_groups)
+    assert groups.order.tolist() == np.flatnonzero(codes >= 0)[
+        np.argsort(codes[codes >= 0], kind="stable")].tolist()
+    expected = grouping(np.where(keep, codes, -1), n_groups)
+    filtered = groups.within(keep)
+    for field in ("order", "starts", "counts"):
+        assert getattr(filtered, field).tolist() == getattr(expected, field).tolist()

@@ -161,10 +161,6 @@ def _require(samples: pd.DataFrame, columns: tuple[str, ...]) -> None:
                          "pass the samples.parquet table written by the audit")
 
 
-def _ok(samples: pd.DataFrame) -> pd.DataFrame:
-    return samples[samples["status"] == "ok"]
-
-
 def _float(value: Any) -> float | None:
     """JSON-ready float: None for NaN / inf."""
     value = float(value)
@@ -238,7 +234,8 @@ class _RuleRows:
     """The ok rows whose measure is finite (a rule's rows) and what its flags read of them,
     as arrays over those rows, each class's rows laid out once."""
 
-    keys: np.ndarray  # object [M]: each row's sample key
+    keys: pd.Series  # [N]: the sample key of every row of the table
+    rows: np.ndarray  # int64 [M]: the rule's rows' positions in the table
     values: np.ndarray  # float [M]: the rule's measure
     reference: np.ndarray  # float [M]: its per-sample reference (`_reference`)
     pooled: PooledSample  # values / reference, ranked once
@@ -258,10 +255,10 @@ def _rule_rows(rule: _Rule, samples: pd.DataFrame, classes: list[str]) -> _RuleR
     ceiling = (samples["fg_enrichment_ceiling"].to_numpy(dtype=float)[rows]
                if "fg_enrichment_ceiling" in samples.columns else np.full(rows.size, np.nan))
     reference = _reference(rule, ceiling)
-    codes = class_codes(samples["label"].to_numpy()[rows], classes)
+    codes = class_codes(samples["label"], classes)[rows]
     energy = samples["fg_energy" if rule is _BACKGROUND else "border_energy"]
     return _RuleRows(
-        keys=sample_keys(samples).to_numpy()[rows], values=values, reference=reference,
+        keys=sample_keys(samples), rows=rows, values=values, reference=reference,
         pooled=pooled_sample(values / reference), energy=energy.to_numpy(dtype=float)[rows],
         ceiling=ceiling, correct=samples["correct"].fillna(False).astype(bool).to_numpy()[rows],
         groups=grouping(codes, len(classes)),
@@ -269,6 +266,11 @@ def _rule_rows(rule: _Rule, samples: pd.DataFrame, classes: list[str]) -> _RuleR
                             len(classes))
                    if "foreground_source" in samples.columns
                    else np.zeros(len(classes), dtype=bool)))
+
+
+def _keys(rows: _RuleRows, positions: np.ndarray) -> list[str]:
+    """The sample keys of the rule's rows `positions` (int, into the rule's rows)."""
+    return rows.keys.iloc[rows.rows[positions]].tolist()
 
 
 def _mode_is(column: pd.Series, value: str, codes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -306,7 +308,7 @@ def _whole_flag(rule: _Rule, rows: _RuleRows, name: str, c: int, quartiles: np.n
     off = correct_ratios < 1.0 if rule.direction == "less" else correct_ratios > 1.0
     order = np.argsort(correct_ratios[off] * (1 if rule.direction == "less" else -1),
                        kind="stable")
-    listed = rows.keys[positions[correct][off][order][:MAX_SAMPLES_LISTED]].tolist()
+    listed = _keys(rows, positions[correct][off][order][:MAX_SAMPLES_LISTED])
 
     estimated = bool(rows.estimated[c])
     reference_median = float(np.median(rows.reference[positions]))
@@ -363,15 +365,14 @@ def _whole_flag(rule: _Rule, rows: _RuleRows, name: str, c: int, quartiles: np.n
                 samples=listed)
 
 
-def _part_test(rule: _Rule, rows: _RuleRows, off: np.ndarray, name: str, c: int, k: int,
-               ratio_median: float, p: float) -> tuple[float, Flag | None]:
+def _part_test(rule: _Rule, rows: _RuleRows, off: np.ndarray, k_all: int, name: str, c: int,
+               k: int, ratio_median: float, p: float) -> tuple[float, Flag | None]:
     """The rule's part-of-a-class test of class `name` (number c; module table): its count k
-    of samples off by the rule's medium bound (`off`, bool per rule row) against the other
-    classes' rate, whose one-sided hypergeometric p is `p`; (p, flag or None when a gate
-    fails). ratio_median: the class's median ratio to the reference."""
+    of samples off by the rule's medium bound (`off`, bool per rule row; k_all of them)
+    against the other classes' rate, whose one-sided hypergeometric p is `p`; (p, flag or
+    None when a gate fails). ratio_median: the class's median ratio to the reference."""
     positions = rows.groups.rows(c)
     n, n_all = positions.size, off.size
-    k_all = int(off.sum())
     n_rest, k_rest = n_all - n, k_all - k
     share, base = k / n, k_rest / n_rest
     whole_off = ratio_median <= rule.floor if rule.direction == "less" else (
@@ -381,7 +382,7 @@ def _part_test(rule: _Rule, rows: _RuleRows, off: np.ndarray, name: str, c: int,
     members = positions[off[positions]]
     sign = 1 if rule.direction == "less" else -1
     members = members[np.argsort(sign * rows.pooled.values[members], kind="stable")]
-    listed = rows.keys[members].tolist()
+    listed = _keys(rows, members)
     severity = share_severity(share - base, k)
     if n < FULL_SEVERITY_SAMPLES and severity == "high":
         severity = "medium"
@@ -421,15 +422,16 @@ def _rule_tests(rule: _Rule, samples: pd.DataFrame, classes: list[str]) -> list[
     groups, ratios = rows.groups, rows.pooled.values
     n = groups.counts
     ratio_medians = group_medians(ratios, groups)
-    quartiles = group_quantiles(rows.values, groups, [0.25, 0.5, 0.75])
     statistic, p_chance, effect_chance = _chance_tests(ratios, groups, rule.direction)
     is_off = ratio_medians <= rule.floor if rule.direction == "less" else (
         ratio_medians >= rule.floor)
     flagged = is_off & (effect_chance >= MIN_EFFECT)
+    quartiles = group_quantiles(rows.values, groups, [0.25, 0.5, 0.75], which=flagged)
     off = ratios <= rule.medium if rule.direction == "less" else ratios >= rule.medium
     k = np.bincount(np.repeat(np.arange(n.size), n), weights=off[groups.order],
                     minlength=n.size).astype(np.int64)
-    part_p = np.where(k > 0, stats.hypergeom.sf(k - 1, off.size, int(off.sum()), n), 1.0)
+    k_all = int(off.sum())
+    part_p = np.where(k > 0, stats.hypergeom.sf(k - 1, off.size, k_all, n), 1.0)
     tests = []
     for c in np.flatnonzero(n >= MIN_SAMPLES):
         name, median = classes[c], float(ratio_medians[c])
@@ -439,7 +441,7 @@ def _rule_tests(rule: _Rule, samples: pd.DataFrame, classes: list[str]) -> list[
         test = ClassTest(rule.kind, name, float(p_chance[c]), flag)
         if n[c] < off.size:
             test = either_test(rule.kind, name, [(test.p_value, test.flag), _part_test(
-                rule, rows, off, name, c, int(k[c]), median, float(part_p[c]))])
+                rule, rows, off, k_all, name, c, int(k[c]), median, float(part_p[c]))])
         tests.append(test)
     return tests
 
@@ -498,13 +500,16 @@ def annotate_border_sides(flags: list[Flag], samples: pd.DataFrame, maps: np.nda
     blanks only the band where attention is. maps: float [N, h, w], one per ok row of
     samples in order."""
     flagged = [flag for flag in flags if flag.kind == "border_attention"]
-    ok = _ok(samples)
-    keys = sample_keys(samples).loc[ok.index].to_numpy()
-    positions = class_rows(ok["label"].to_numpy(), [f.class_name for f in flagged])
+    if not flagged:  # nothing to read of the table
+        return
+    ok = np.flatnonzero((samples["status"] == "ok").to_numpy())
+    keys = sample_keys(samples)
+    positions = class_rows(samples["label"].to_numpy()[ok], [f.class_name for f in flagged])
     for flag in flagged:
         rows = positions[flag.class_name]
         if flag.evidence.get("scope") == "part":
-            rows = rows[np.isin(keys[rows], flag.evidence.get("members", []))]
+            rows = rows[np.isin(keys.iloc[ok[rows]].to_numpy(),
+                                flag.evidence.get("members", []))]
         flag.evidence["border_sides"] = border_sides(maps[rows], border)
 
 
@@ -562,29 +567,26 @@ def class_statistics(samples: pd.DataFrame, classes: list[str]) -> dict[str, dic
     samples with a localisation IoU >= 0.5).
     """
     _require(samples, ("label", "status", "correct", *SUMMARY_MEASURES, "pointing_hit"))
-    # Every statistic of every class from one layout of the rows by class per selection
-    # (group reductions equal to numpy's per class), not a table look-up per class.
-    codes = class_codes(samples["label"].to_numpy(), classes)
+    # Every statistic of every class from one layout of the ok rows by class (group
+    # reductions equal to numpy's per class), not a table look-up per class.
+    codes = class_codes(samples["label"], classes)
     ok = (samples["status"] == "ok").to_numpy()
-
-    def groups_of(rows: np.ndarray) -> Grouping:
-        return grouping(np.where(rows, codes, -1), len(classes))
-
+    ok_rows = grouping(np.where(ok, codes, -1), len(classes))
     n = np.bincount(codes[codes >= 0], minlength=len(classes))
-    n_ok = groups_of(ok).counts
+    n_ok = ok_rows.counts
     degenerate = degenerate_mask(samples).to_numpy()
     n_degenerate = np.bincount(codes[degenerate & (codes >= 0)], minlength=len(classes))
     correct = samples["correct"].astype(float).to_numpy()  # the mean skips a missing value
-    accuracy = group_means(correct, groups_of(ok & np.isfinite(correct)))
+    accuracy = group_means(correct, ok_rows.within(np.isfinite(correct)))
     quartiles = {}
     for measure in SUMMARY_MEASURES:
         values = samples[measure].to_numpy(dtype=float)
-        quartiles[measure] = group_quantiles(values, groups_of(ok & np.isfinite(values)),
+        quartiles[measure] = group_quantiles(values, ok_rows.within(np.isfinite(values)),
                                              [0.25, 0.5, 0.75])
     hits = samples["pointing_hit"].to_numpy(dtype=float)
-    hit_rate = group_means(hits, groups_of(ok & np.isfinite(hits)))
+    hit_rate = group_means(hits, ok_rows.within(np.isfinite(hits)))
     iou = samples["wsol_iou"].to_numpy(dtype=float)
-    measured = groups_of(ok & np.isfinite(iou))
+    measured = ok_rows.within(np.isfinite(iou))
     iou_mean = group_means(iou, measured)
     iou_half = group_means((iou >= 0.5).astype(float), measured)
     out: dict[str, dict[str, Any]] = {}

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import special, stats
 from scipy.stats import norm
 
-from auditor.detect.groups import Grouping, grouping
+from auditor.detect.groups import Grouping, grouping, stable_group_sort
 from auditor.errors import UsageError
 
 
@@ -241,7 +241,10 @@ def _group_ranks(values: np.ndarray, group: np.ndarray, n_groups: int
     sort: (midranks float [M], 1-based with ties averaged as scipy's rankdata gives them
     within the group alone; sum of t**3 - t over the group's runs of t equal values float [G];
     whether the group has a run longer than one, bool [G])."""
-    order = np.lexsort((values, group))
+    # By group, then value: the stable sort by group keeps the value order within each (the
+    # order among equal values changes no rank).
+    by_value = np.argsort(values)
+    order = by_value[stable_group_sort(group[by_value], n_groups)]
     ordered, owner = values[order], group[order]
     first = np.ones(values.size, dtype=bool)
     first[1:] = (ordered[1:] != ordered[:-1]) | (owner[1:] != owner[:-1])
