@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from auditor.errors import RunDirectoryError, RunMismatchError
+from auditor.indented_json import indented_json
 from auditor.jsonsafe import json_ready
 
 RUN_FILE = "run.json"
@@ -50,9 +51,8 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write `obj` as indented JSON, atomically (NaN written as null)."""
-    text = json.dumps(json_ready(obj), indent=2, ensure_ascii=False, allow_nan=False)
-    _atomic_write_bytes(path, text.encode("utf-8"))
+    """Write `obj` as indented JSON, atomically (NaN written as null; auditor.indented_json)."""
+    _atomic_write_bytes(path, indented_json(obj))
 
 
 def _pid_alive(pid: int) -> bool:

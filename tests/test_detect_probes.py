@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from auditor.detect.probe_associations import property_association
-from auditor.detect.probe_encoding import border_band_mask
+from auditor.detect.probe_encoding import border_band_mask, quantize_colour, quantize_colours
 from auditor.detect.probe_rule import association_severity, probe_severity
 from auditor.detect.probes import run_probes
 from auditor.detect.stats import cramers_v, mutual_information, wilson_interval
@@ -192,6 +192,18 @@ def test_border_dominant_colours_are_rounded_before_testing(rng):
     near_white = pd.Series(rng.choice(["#ffffff", "#fefefe", "#f8fcfa"], 60))
     assert property_association(near_white, labels, CLASSES, "border_dominant") is None
     assert property_association(near_white, labels, CLASSES, "extension") is not None
+
+
+def test_colours_rounded_at_array_speed_equal_the_one_by_one_rounding(rng):
+    # Hex colours, spellings int() reads too ("+f", non-ASCII digits, spaces), junk, NUL.
+    alphabet = list("0123456789abcdefABCDEF#  +-_xg\x00\u0663\uff10\t")
+    texts = [f"#{v:06x}" for v in rng.integers(0, 2**24, 3000)]
+    texts += ["".join(rng.choice(alphabet, rng.integers(0, 9))) for _ in range(3000)]
+    texts += ["#7f7f7f", "#808080", " #00FF7f ", "##abcdef", "(missing)", "#+f+f+f", "#f_f_f_"]
+    rounded = quantize_colours(np.array(texts, dtype=object))
+    assert list(rounded) == [quantize_colour(t) for t in texts]
+    assert list(rounded[-7:-2]) == ["#808080", "#808080", "#00ff80", "#bfbfff",
+                                    "(missing)"]
 
 
 # --- planted shortcuts ----------------------------------------------------------------------

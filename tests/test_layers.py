@@ -17,7 +17,7 @@ PACKAGE = Path(auditor.__file__).parent
 
 #: Bottom to top; a module may import its own layer or lower ones only.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "extras", "jsonsafe", "map_methods"}),
+    frozenset({"errors", "extras", "jsonsafe", "indented_json", "map_methods"}),
     frozenset({"config", "runtime", "store", "data", "models"}),
     frozenset({"cams", "metrics", "distributed", "summary", "class_image_sums", "first_thumbs"}),
     frozenset({"detect", "pipeline"}),

@@ -404,6 +404,20 @@ def test_property_table_marks_values_distinctive_of_a_class() -> None:
     assert probes.property_table(ok, "quality") is None
 
 
+def test_crosstab_equals_pandas_crosstab() -> None:
+    rng = np.random.default_rng(0)
+    for dtype in (object, "str"):
+        labels = np.array(["b", "a", "\u00e9", "Z", "10", "9", ""], dtype=object)[
+            rng.integers(0, 7, 500)]
+        labels[rng.random(500) < 0.1] = None
+        values = pd.Series(rng.choice(["PNG", "JPEG", "(other)", ""], 500))
+        values[rng.random(500) < 0.1] = None
+        rows = pd.Series(labels, dtype=dtype)
+        pd.testing.assert_frame_equal(probes.crosstab(rows, values), pd.crosstab(rows, values),
+                                      check_names=False, check_index_type=False,
+                                      check_column_type=False)
+
+
 def test_property_table_spells_empty_and_missing_values_as_the_probe_flags_do() -> None:
     # A PNG has no chroma subsampling ("") and no JPEG quality (NaN); 85.0 prints as 85.
     ok = pd.DataFrame({"label": ["a"] * 3 + ["b"] * 3,

@@ -24,7 +24,7 @@ from auditor.detect.stats import cramers_v, mutual_information
 MAX_TABLE_VALUES = 20
 
 
-_CELLS_PER_CHUNK = 1 << 22  # bounds the permutation tables held in memory at once
+_CELLS_PER_CHUNK = 1 << 20  # permutation table cells at once: 8 MB arrays, reused, not mapped anew
 
 
 def property_association(
@@ -86,8 +86,9 @@ def permutations(y: np.ndarray, n_permutations: int, rng: np.random.Generator) -
 def _tables(codes: np.ndarray, n_levels: int, ys: np.ndarray, n_classes: int) -> np.ndarray:
     """Contingency tables [P, R, K] of codes [N] against each label row of ys [P, N]."""
     cells = n_levels * n_classes
-    flat = (np.arange(len(ys))[:, None] * cells + codes[None, :] * n_classes + ys).ravel()
-    counts = np.bincount(flat, minlength=len(ys) * cells)
+    flat = ys + codes * n_classes  # [P, N], one array of P x N (then in place)
+    flat += (np.arange(len(ys)) * cells)[:, None]
+    counts = np.bincount(flat.ravel(), minlength=len(ys) * cells)
     return counts.reshape(len(ys), n_levels, n_classes)
 
 

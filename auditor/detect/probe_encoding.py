@@ -117,7 +117,23 @@ def encode_properties(frame: pd.DataFrame) -> tuple[dict[str, Column], dict[str,
     return columns, skipped
 
 
+def _colour_name(level: tuple[int, ...]) -> str:
+    step = 255 / _COLOUR_LEVELS
+    return "#" + "".join(f"{round(v * step):02x}" for v in level)
+
+
+#: quantize_colour's text of each rounded colour, at (r * 5 + g) * 5 + b (levels 0..4).
+_COLOUR_NAMES = np.array(
+    [_colour_name(level) for level in itertools.product(range(_COLOUR_LEVELS + 1), repeat=3)],
+    dtype=object)
+#: Value of each ASCII hex digit, -1 for any other code point below 128.
+_HEX_DIGITS = np.full(128, -1, dtype=np.int64)
+for _digit in "0123456789abcdefABCDEF":
+    _HEX_DIGITS[ord(_digit)] = int(_digit, 16)
+
+
 def quantize_colour(hex_colour: str) -> str:
+    """"#rrggbb" rounded to 5 levels per channel (module constants), MISSING when unreadable."""
     text = hex_colour.strip().lstrip("#")
     try:
         rgb = [int(text[i : i + 2], 16) for i in (0, 2, 4)] if len(text) == 6 else None
@@ -125,14 +141,37 @@ def quantize_colour(hex_colour: str) -> str:
         rgb = None
     if rgb is None:
         return MISSING
-    step = 255 / _COLOUR_LEVELS
-    return "#" + "".join(f"{round(round(v / step) * step):02x}" for v in rgb)
+    return _colour_name(tuple(round(v / (255 / _COLOUR_LEVELS)) for v in rgb))
+
+
+def quantize_colours(texts: np.ndarray) -> np.ndarray:
+    """quantize_colour of each text (object [N] -> object [N]): six ASCII hex digits (after
+    the strip) at array speed, anything else (which int() may still read, e.g. "+f" or
+    non-ASCII digits) through quantize_colour itself."""
+    stripped = [t.strip().lstrip("#") for t in texts]
+    out = np.empty(len(stripped), dtype=object)
+    six = np.flatnonzero(np.fromiter(map(len, stripped), dtype=np.int64, count=len(stripped))
+                         == 6)
+    fast = np.zeros(len(stripped), dtype=bool)
+    if len(six):
+        chars = np.array([stripped[i] for i in six], dtype="<U6").view(np.uint32).reshape(-1, 6)
+        digits = np.where(chars < 128, _HEX_DIGITS[np.minimum(chars, 127)], -1)
+        hexed = (digits >= 0).all(axis=1)
+        rgb = digits[hexed][:, 0::2] * 16 + digits[hexed][:, 1::2]
+        # np.rint rounds half to even as round() does (no channel value lies on a half).
+        level = np.rint(rgb / (255 / _COLOUR_LEVELS)).astype(np.int64)
+        out[six[hexed]] = _COLOUR_NAMES[(level[:, 0] * 5 + level[:, 1]) * 5 + level[:, 2]]
+        fast[six[hexed]] = True
+    for i in np.flatnonzero(~fast):
+        out[i] = quantize_colour(texts[i])
+    return out
 
 
 def encode_categorical(series: pd.Series, colour: bool = False) -> Column:
     strings = category_strings(series)
     if colour:
-        strings = strings.map({v: quantize_colour(v) for v in strings.unique()})
+        unique = np.asarray(strings.unique(), dtype=object)  # not one Arrow scalar at a time
+        strings = strings.map(dict(zip(unique, quantize_colours(unique), strict=True)))
     counts = strings.value_counts(sort=True)
     if len(counts) > MAX_LEVELS:
         keep = set(counts.index[: MAX_LEVELS - 1])

@@ -117,8 +117,11 @@ def top_suspects(samples: pd.DataFrame, n: int) -> pd.DataFrame:
     """The rows of the gallery: the `n` readable samples of highest suspicion, most suspicious
     first, ties (and NaN, last) in index order. Empty when there is no suspicion column (a
     model-free probe run). The audit stores the suspects' costly maps for exactly these rows."""
-    ok = samples[samples["status"] == "ok"]
-    if "suspicion" not in ok.columns:
-        return ok.iloc[:0]
-    top = ok.sort_values(["suspicion", "index"], ascending=[False, True], kind="stable")
-    return top.head(n)
+    rows = np.flatnonzero((samples["status"] == "ok").to_numpy())
+    if "suspicion" not in samples.columns:
+        return samples.iloc[rows[:0]]
+    # The order from the two columns alone (sorting the whole table moved every column of
+    # every row: seconds at a million rows); lexsort is stable and puts NaN last.
+    suspicion = samples["suspicion"].to_numpy(dtype=np.float64)[rows]
+    order = np.lexsort((samples["index"].to_numpy()[rows], -suspicion))
+    return samples.iloc[rows[order[:n]]]

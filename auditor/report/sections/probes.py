@@ -127,7 +127,7 @@ def property_table(ok: pd.DataFrame, prop: str) -> dict[str, Any] | None:
     text = category_strings(values)
     top = text.value_counts().index[:MAX_PROBE_VALUES].tolist()
     text = text.where(text.isin(top), OTHER)
-    table = pd.crosstab(ok["label"], text)
+    table = crosstab(ok["label"], text)
     columns = [c for c in top if c in table.columns] + ([OTHER] if OTHER in table else [])
     counts = table[columns].to_numpy()  # [classes, values]
     totals = counts.sum(axis=1)
@@ -141,3 +141,19 @@ def property_table(ok: pd.DataFrame, prop: str) -> dict[str, Any] | None:
             for k in order]
     return {"property": prop, "numeric": False, "columns": [str(c) for c in columns],
             "rows": rows, "left_out": max(0, len(table) - len(rows))}
+
+
+def crosstab(rows: pd.Series, columns: pd.Series) -> pd.DataFrame:
+    """pd.crosstab(rows, columns): int64 counts of each (row value, column value) pair, the
+    values that occur sorted on each axis, pairs with a missing value left out; from one
+    bincount (crosstab groups through a Python aggregation per cell: 0.1 s a table at a
+    thousand classes)."""
+    row_codes, row_values = pd.factorize(rows, sort=True)
+    column_codes, column_values = pd.factorize(columns, sort=True)
+    known = (row_codes >= 0) & (column_codes >= 0)
+    width = len(column_values)
+    counts = np.bincount(row_codes[known] * width + column_codes[known],
+                         minlength=len(row_values) * width).reshape(len(row_values), width)
+    used_rows, used_columns = counts.sum(axis=1) > 0, counts.sum(axis=0) > 0
+    return pd.DataFrame(counts[used_rows][:, used_columns], index=row_values[used_rows],
+                        columns=column_values[used_columns])
