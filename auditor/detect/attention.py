@@ -234,7 +234,7 @@ class _RuleRows:
     """The ok rows whose measure is finite (a rule's rows) and what its flags read of them,
     as arrays over those rows, each class's rows laid out once."""
 
-    keys: pd.Series  # [N]: the sample key of every row of the table
+    table_keys: pd.Series  # [N]: the sample key of every row of the table
     rows: np.ndarray  # int64 [M]: the rule's rows' positions in the table
     values: np.ndarray  # float [M]: the rule's measure
     reference: np.ndarray  # float [M]: its per-sample reference (`_reference`)
@@ -244,6 +244,12 @@ class _RuleRows:
     correct: np.ndarray  # bool [M]: correctly classified (missing = no)
     groups: Grouping  # the rows of each class, in `classes` order
     estimated: np.ndarray  # bool [C]: the class's most frequent foreground_source is "estimate"
+
+    @functools.cached_property
+    def keys(self) -> np.ndarray:
+        """object [M]: the sample key of each of the rule's rows, read when a flag lists
+        samples (once: a look-up per flag costs more than all the keys)."""
+        return self.table_keys.iloc[self.rows].to_numpy()
 
 
 def _rule_rows(rule: _Rule, samples: pd.DataFrame, classes: list[str]) -> _RuleRows:
@@ -258,7 +264,7 @@ def _rule_rows(rule: _Rule, samples: pd.DataFrame, classes: list[str]) -> _RuleR
     codes = class_codes(samples["label"], classes)[rows]
     energy = samples["fg_energy" if rule is _BACKGROUND else "border_energy"]
     return _RuleRows(
-        keys=sample_keys(samples), rows=rows, values=values, reference=reference,
+        table_keys=sample_keys(samples), rows=rows, values=values, reference=reference,
         pooled=pooled_sample(values / reference), energy=energy.to_numpy(dtype=float)[rows],
         ceiling=ceiling, correct=samples["correct"].fillna(False).astype(bool).to_numpy()[rows],
         groups=grouping(codes, len(classes)),
@@ -266,11 +272,6 @@ def _rule_rows(rule: _Rule, samples: pd.DataFrame, classes: list[str]) -> _RuleR
                             len(classes))
                    if "foreground_source" in samples.columns
                    else np.zeros(len(classes), dtype=bool)))
-
-
-def _keys(rows: _RuleRows, positions: np.ndarray) -> list[str]:
-    """The sample keys of the rule's rows `positions` (int, into the rule's rows)."""
-    return rows.keys.iloc[rows.rows[positions]].tolist()
 
 
 def _mode_is(column: pd.Series, value: str, codes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -308,7 +309,7 @@ def _whole_flag(rule: _Rule, rows: _RuleRows, name: str, c: int, quartiles: np.n
     off = correct_ratios < 1.0 if rule.direction == "less" else correct_ratios > 1.0
     order = np.argsort(correct_ratios[off] * (1 if rule.direction == "less" else -1),
                        kind="stable")
-    listed = _keys(rows, positions[correct][off][order][:MAX_SAMPLES_LISTED])
+    listed = rows.keys[positions[correct][off][order][:MAX_SAMPLES_LISTED]].tolist()
 
     estimated = bool(rows.estimated[c])
     reference_median = float(np.median(rows.reference[positions]))
@@ -382,7 +383,7 @@ def _part_test(rule: _Rule, rows: _RuleRows, off: np.ndarray, k_all: int, name: 
     members = positions[off[positions]]
     sign = 1 if rule.direction == "less" else -1
     members = members[np.argsort(sign * rows.pooled.values[members], kind="stable")]
-    listed = _keys(rows, members)
+    listed = rows.keys[members].tolist()
     severity = share_severity(share - base, k)
     if n < FULL_SEVERITY_SAMPLES and severity == "high":
         severity = "medium"
