@@ -279,13 +279,13 @@ def _mode_is(column: pd.Series, value: str, codes: np.ndarray, n_classes: int) -
     value, the first in sorted order among equally frequent ones, as pandas' mode orders
     them); codes int [N]: each row's class, -1 for none."""
     found, uniques = pd.factorize(column, sort=True)
+    if value not in uniques:
+        return np.zeros(n_classes, dtype=bool)
     kept = (codes >= 0) & (found >= 0)
     counts = np.bincount(codes[kept] * len(uniques) + found[kept],
                          minlength=n_classes * len(uniques)).reshape(n_classes, len(uniques))
-    if value not in uniques:
-        return np.zeros(n_classes, dtype=bool)
-    mode = counts.argmax(axis=1) if len(uniques) else np.zeros(n_classes, dtype=np.int64)
-    return (counts.max(axis=1, initial=0) > 0) & (mode == uniques.get_loc(value))
+    # argmax takes the first of equal counts: the first in sorted order.
+    return (counts.max(axis=1) > 0) & (counts.argmax(axis=1) == uniques.get_loc(value))
 
 
 def _whole_flag(rule: _Rule, rows: _RuleRows, name: str, c: int, quartiles: np.ndarray,
