@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from auditor.detect.probe_encoding import _COLOUR_LEVELS, border_band_mask
+from auditor.detect.probe_encoding import _COLOUR_LEVELS, band_pixels, border_band_mask
 
 MAX_MESSAGE_CLASSES = 4
 
@@ -80,7 +80,7 @@ def border_colour_phrase(
     band = border_band_mask(thumbs.shape[2], thumbs.shape[3], border)
     # Integer sums are exact, so sum / count is the float64 mean to the bit, without a float64
     # copy of every band pixel (270 MB at 100 000 thumbnails).
-    mean_rgb = thumbs[:, :, band].sum(axis=2, dtype=np.int64) / int(band.sum())  # [N, 3]
+    mean_rgb = band_pixels(thumbs, band).sum(axis=2, dtype=np.int64) / int(band.sum())  # [N, 3]
     step = 255 / _COLOUR_LEVELS
     level = np.rint(mean_rgb / step).astype(np.int64)  # [N, 3] in 0..4
     code = (level[:, 0] * 5 + level[:, 1]) * 5 + level[:, 2]
