@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from auditor.detect.probe_associations import property_association
+from auditor.detect.probe_associations import permutations, property_association
 from auditor.detect.probe_encoding import (
     band_pixels,
     border_band_mask,
@@ -209,6 +209,15 @@ def test_colours_rounded_at_array_speed_equal_the_one_by_one_rounding(rng):
     assert list(rounded) == [quantize_colour(t) for t in texts]
     assert list(rounded[-7:-2]) == ["#808080", "#808080", "#00ff80", "#bfbfff",
                                     "(missing)"]
+
+
+def test_permutations_are_row_major_shuffles_of_the_labels():
+    y = np.arange(50) % 7
+    perms = permutations(y, 30, np.random.default_rng(3))
+    expected = np.random.default_rng(3).permuted(np.broadcast_to(y, (30, 50)), axis=1)
+    np.testing.assert_array_equal(perms, expected)
+    assert perms.flags["C_CONTIGUOUS"]
+    assert all(np.array_equal(np.sort(p), np.sort(y)) for p in perms)
 
 
 @pytest.mark.parametrize(("h", "w", "border"), [(16, 16, 0.1), (16, 12, 0.2), (9, 20, 0.3)])
