@@ -79,7 +79,7 @@ def analyse_run(run_dir: Path, context: PassContext, timer: PhaseTimer) -> dict[
                  + fixed_location_tests(samples, maps, classes))
         flags = control_fdr(tests) + degenerate_maps_flags(samples, classes)
         annotate_border_sides(flags, samples, maps, config.border)
-        clusters = cluster_maps(samples, maps, classes, seed=config.seed)
+        clusters = cluster_maps(samples, maps, classes, seed=config.seed, workers=config.workers)
         probes = probe_samples(
             samples, reader, classes, config.border, config.seed, config.multi_label
         )

@@ -153,7 +153,8 @@ workers = click.option(
     "--workers",
     type=int,
     default=None,
-    help="DataLoader worker processes (default: from the core count).",
+    help="DataLoader worker processes, and at most as many for the analysis's clustering "
+         "(default: from the core count; 0: none, all in this process).",
 )
 allow_outside = click.option(
     "--allow-outside",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The first look at a CUDA machine, in one prepared run of under 8 minutes: the test suite, then
 # the throughput (benchmarks/throughput.py), map-method (benchmarks/cam_methods.py) and analysis
-# (benchmarks/analysis_scale.py) benchmarks. Installs nothing: it needs this repository and an
+# (benchmarks/analysis_scale.py) benchmarks, and the clusters' worker processes against one
+# process (benchmarks/cluster_solver.py --pool: never paid on the 2-core machine). Installs nothing: it needs this repository and an
 # environment with PyTorch, torchvision and the scientific stack (numpy, scipy, scikit-learn,
 # pandas, pyarrow, OpenCV, jinja2, click); a missing optional package (the peer libraries
 # pytorch-grad-cam, torchcam, captum; Chromium for the browser test) skips its part with a line
@@ -90,6 +91,7 @@ if [ "$QUICK" = 1 ]; then
     --iters 1 --warmup 1 --batch-size 4
   part analysis 240 env AUDITOR_BENCH_QUICK=1 "$PY" benchmarks/analysis_scale.py \
     --json "$OUT_DIR/analysis.json"
+  part cluster_pool 60 "$PY" benchmarks/cluster_solver.py --pool --classes 8 --workers 2
 else
   part throughput 80 "$PY" benchmarks/throughput.py --device "$DEVICE" --model resnet50 \
     --n-images 2048 --batch-size 128 --workers 12
@@ -97,5 +99,7 @@ else
     --models resnet18,resnet50 --batch-size 64 --iters 10 --warmup 3
   part analysis 140 "$PY" benchmarks/analysis_scale.py --sizes 100000:100 1000000:1000 \
     --json "$OUT_DIR/analysis.json"
+  part cluster_pool 30 "$PY" benchmarks/cluster_solver.py --pool --classes 100 \
+    --json "$OUT_DIR/cluster_pool.json"
 fi
 note "done in ${SECONDS}s; figures in $OUT_DIR"

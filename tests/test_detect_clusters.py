@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from auditor.detect.clusters import cluster_maps, eigengap_clusters
+from auditor.detect.class_clusters import eigengap_clusters
+from auditor.detect.clusters import cluster_maps
 from auditor.errors import UsageError
 
 H, W = 12, 12
@@ -158,7 +159,7 @@ def test_a_corner_group_of_10_in_200_is_its_own_candidate_cluster():
 
 
 def test_a_random_subset_is_not_tight_and_a_compact_group_is():
-    from auditor.detect.clusters import tight
+    from auditor.detect.class_clusters import tight
     rng = np.random.default_rng(4)
     points = rng.normal(size=(200, 16))
     points[:10] = 5.0 + 0.1 * rng.normal(size=(10, 16))
@@ -167,27 +168,143 @@ def test_a_random_subset_is_not_tight_and_a_compact_group_is():
     assert tight(points, np.arange(10), np.random.default_rng(0))[0]
 
 
-def test_eigenvalues_come_from_the_sparse_laplacian_and_match_a_dense_solve():
+@pytest.mark.parametrize("dense", [False, True])
+def test_both_solvers_match_a_full_lapack_solve_of_the_laplacian(dense):
     from scipy.linalg import eigh
     from scipy.sparse import csgraph
 
-    from auditor.detect.clusters import _affinity
+    from auditor.detect.class_clusters import _affinity, laplacian_spectrum
     rng = np.random.default_rng(5)
     points = np.concatenate([rng.normal(0, 1, (60, 8)), rng.normal(6, 1, (15, 8))])
     affinity = _affinity(points)
     assert hasattr(affinity, "tocsr")  # sparse, O(n k) entries
     assert affinity.nnz <= len(points) * 2 * (int(np.ceil(np.log2(len(points)))) + 1)
-    k, values = eigengap_clusters(affinity)
-    dense = eigh(csgraph.laplacian(affinity.toarray(), normed=True), eigvals_only=True)
-    assert values == pytest.approx(dense[:len(values)], abs=1e-4)
-    assert k == 2
+    values = laplacian_spectrum(affinity, dense=dense)[0]
+    full = eigh(csgraph.laplacian(affinity.toarray(), normed=True), eigvals_only=True)
+    assert values == pytest.approx(full[:len(values)], abs=1e-9)
+    assert eigengap_clusters(affinity)[0] == 2
+
+
+def test_the_dense_and_sparse_solves_span_the_same_space_and_give_the_same_labels():
+    from auditor.detect.class_clusters import _affinity, laplacian_spectrum, spectral_labels
+    rng = np.random.default_rng(6)
+    points = np.concatenate([rng.normal(0, 1, (80, 8)), rng.normal(5, 1, (30, 8)),
+                             rng.normal(-5, 1, (20, 8))])
+    affinity = _affinity(points)
+    (v1, x1, r1), (v2, x2, r2) = (laplacian_spectrum(affinity, dense=d) for d in (True, False))
+    assert np.allclose(v1, v2, atol=1e-9)
+    assert np.array_equal(r1, r2)
+    k = 3
+    # the projector onto the first k eigenvectors: the same whatever basis each solver chose
+    assert np.allclose(x1[:, :k] @ x1[:, :k].T, x2[:, :k] @ x2[:, :k].T, atol=1e-8)
+    labels = spectral_labels(x1[:, :k], r1)
+    assert np.array_equal(labels, spectral_labels(x2[:, :k], r2))
+    assert sorted(np.bincount(labels).tolist()) == [20, 30, 80]
+
+
+def test_the_dense_affinity_is_the_sparse_one_as_an_array():
+    from auditor.detect.class_clusters import _affinity, _dense_affinity
+    points = np.random.default_rng(7).random((40, 16))
+    assert np.array_equal(_dense_affinity(points), _affinity(points).toarray())
+
+
+def test_the_dense_solve_reports_a_repeated_eigenvalue_as_often_as_it_repeats():
+    from auditor.detect.class_clusters import laplacian_spectrum
+    # The complete graph on 6 points: L = I - (J - I) / 5, eigenvalues 0 once and 6/5 five
+    # times (hand-derived); the affinity's diagonal (self-loops) is left out.
+    values, vectors, root_degree = laplacian_spectrum(np.ones((6, 6)), max_clusters=4,
+                                                      dense=True)
+    assert values == pytest.approx([0.0, 1.2, 1.2, 1.2, 1.2], abs=1e-12)
+    assert root_degree == pytest.approx(np.full(6, np.sqrt(5.0)))
+    assert np.abs(vectors[:, 0]) == pytest.approx(np.full(6, 1 / np.sqrt(6)))
+
+
+def test_an_isolated_point_has_its_row_zero_as_csgraph_builds_it():
+    from scipy.linalg import eigh
+    from scipy.sparse import csgraph
+
+    from auditor.detect.class_clusters import laplacian_spectrum
+    affinity = np.zeros((7, 7))
+    affinity[:6, :6] = np.ones((6, 6))  # point 6 has no neighbour
+    values, _, root_degree = laplacian_spectrum(affinity, max_clusters=4, dense=True)
+    full = eigh(csgraph.laplacian(affinity, normed=True), eigvals_only=True)
+    assert values == pytest.approx(full[:5], abs=1e-12)
+    assert values == pytest.approx([0.0, 0.0, 1.2, 1.2, 1.2], abs=1e-12)
+    assert root_degree[6] == 1.0
 
 
 @pytest.mark.parametrize("m", [1, 3, 57, 199, 200])
 def test_the_random_subsets_are_each_rows_smallest_keys_in_ascending_order(m):
-    from auditor.detect.clusters import smallest
+    from auditor.detect.class_clusters import smallest
     keys = np.random.default_rng(m).random((40, 200))
     assert np.array_equal(smallest(keys, m), np.argsort(keys, axis=1)[:, :m])
     # hand case: the 2 smallest of each row, smallest first
     assert smallest(np.array([[0.5, 0.1, 0.9, 0.3], [0.2, 0.8, 0.05, 0.6]]), 2).tolist() == \
         [[1, 3], [2, 0]]
+
+
+def _classes_table(seed: int) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """Six classes of 3-70 maps (two strategies in some), unusable maps, an unreadable row."""
+    rng = np.random.default_rng(seed)
+    rows, maps = [], []
+    for c, (n, corner) in enumerate([(70, 12), (45, 0), (3, 0), (30, 8), (60, 30), (12, 2)]):
+        for i in range(n):
+            at = (rng.uniform(0, 1, 2) if i < corner else rng.uniform(4, 7.5, 2))
+            m = _blob(at[0], at[1], 1.5) * rng.uniform(0.5, 3) + rng.uniform(0, 0.03, (H, W))
+            if i == 5:
+                m = np.zeros((H, W)) if c % 2 else np.full((H, W), np.nan)
+            maps.append(m)
+            rows.append({"index": len(rows), "label": f"c{c}", "status": "ok",
+                         "fg_enrichment": 0.2 if i < corner else 2.0,
+                         "border_lift": rng.uniform(0.5, 3.0)})
+    rows.append({"index": len(rows), "label": "c0", "status": "error"})
+    return pd.DataFrame(rows), np.stack(maps).astype(np.float32), [f"c{c}" for c in range(7)]
+
+
+def test_classes_clustered_in_worker_processes_equal_those_clustered_here(monkeypatch):
+    from auditor.detect import clusters
+    samples, maps, classes = _classes_table(8)
+    here = cluster_maps(samples, maps, classes, max_per_class=50, workers=0)
+    monkeypatch.setattr(clusters, "WORKER_MIN_MAPS", 1)
+    monkeypatch.setattr(clusters, "POOL_AHEAD", 1)  # results taken back while classes go out
+    monkeypatch.setattr(clusters.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert clusters._worker_count(2, 200) == 2
+    pooled = cluster_maps(samples, maps, classes, max_per_class=50, workers=2)
+    assert repr(pooled) == repr(here)
+    assert here["c6"] == []
+    assert sum(len(v) >= 2 for v in here.values()) >= 2  # the pool had real clusters to find
+
+
+def test_a_pool_that_cannot_start_falls_back_to_this_process(monkeypatch, caplog):
+    from auditor.detect import clusters
+    samples, maps, classes = _classes_table(9)
+    here = cluster_maps(samples, maps, classes, workers=0)
+
+    def broken(*args, **kwargs):
+        raise OSError("no semaphores here")
+
+    monkeypatch.setattr(clusters, "WORKER_MIN_MAPS", 1)
+    monkeypatch.setattr(clusters, "ProcessPoolExecutor", broken)
+    assert repr(cluster_maps(samples, maps, classes, workers=2)) == repr(here)
+    assert "no semaphores here" in caplog.text
+
+
+@pytest.mark.parametrize(("requested", "cpus", "n_maps", "expected"), [
+    (None, 2, 500_000, 0),   # below POOL_MIN_CPUS: this process
+    (None, 4, 99_999, 3),    # as many as get WORKER_MIN_MAPS each
+    (None, 4, 49_999, 0),    # one worker is no pool
+    (None, 16, 500_000, 16),  # at most one a CPU
+    (0, 16, 500_000, 0),     # the off switch
+    (1, 16, 500_000, 0),
+    (3, 16, 500_000, 3),
+    (2, 2, 500_000, 2),      # asked for: on 2 CPUs too
+    (8, 2, 500_000, 2),
+])
+def test_the_worker_count_follows_the_cpus_and_the_work(monkeypatch, requested, cpus, n_maps,
+                                                        expected):
+    from auditor.detect import clusters
+    monkeypatch.setattr(clusters, "WORKER_MIN_MAPS", 25_000)
+    monkeypatch.setattr(clusters, "POOL_MIN_CPUS", 4)
+    monkeypatch.setattr(clusters.os, "sched_getaffinity", lambda pid: set(range(cpus)),
+                        raising=False)
+    assert clusters._worker_count(requested, n_maps) == expected

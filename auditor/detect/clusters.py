@@ -13,9 +13,13 @@ tag) shows two groups of maps. Per class:
    group of more than about k samples (10 of 200, 5%) has all its neighbours inside and is
    cut off from the rest; k = n / 8 (the earlier rule) could not isolate a group below n / 8.
 4. Number of clusters: the eigengap of the normalised Laplacian L = I - D^-1/2 A D^-1/2, its
-   MAX_CLUSTERS + 1 smallest eigenvalues from the sparse matrix (ARPACK `eigsh` on 2I - L,
-   whose largest eigenvalues are 2 minus L's smallest; no dense n x n eigendecomposition, so
-   a class of thousands of samples, and 1 000 classes, stay fast). With eigenvalues
+   MAX_CLUSTERS + 1 smallest eigenvalues. A class of more than DENSE_MAX samples is solved on
+   the sparse matrix (ARPACK `eigsh` on 2I - L, whose largest eigenvalues are 2 minus L's
+   smallest; no n x n eigendecomposition, so a class of thousands of samples stays fast); a
+   smaller one densely (the affinity as an array, LAPACK's dsyevr for those eigenpairs only),
+   which below ~300 samples costs less than building and iterating on the sparse matrix
+   (benchmarks/cluster_solver.py) and, unlike Lanczos, reports a repeated eigenvalue (duplicate
+   maps) as often as it repeats. With eigenvalues
    l_0 <= l_1 <= ..., k maximises l_k - l_(k-1) over k in 1..MAX_CLUSTERS with
    l_(k-1) <= MAX_CUT. A small l_(k-1) means k almost disconnected groups; the cap stops a
    smooth spread of maps (attention shifting a little from sample to sample, whose small
@@ -27,6 +31,10 @@ tag) shows two groups of maps. Per class:
    the span of the k eigenvectors, which both solves find).
 
 Classes with fewer than MIN_SAMPLES usable maps are not clustered: one cluster, with `reason`.
+
+Steps 3-5 and the candidate rule, with their constants, are `class_clusters.py` (numpy and scipy
+only); with POOL_MIN_CPUS or more CPUs and enough maps the classes run in spawned worker
+processes (`cluster_maps`' `workers`), with the same results.
 
 Each cluster (largest first, ids 0, 1, ...): `cluster`, `size`, `mean_map` (mean pooled,
 max-normalised map, rounded lists [gh][gw]), `fg_energy_mean`, `border_energy_mean` (None when
@@ -48,8 +56,13 @@ smallest Laplacian eigenvalues, the evidence for k).
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
+import logging
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any
 
@@ -57,27 +70,25 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from scipy import linalg, sparse
-from scipy.sparse import csgraph
-from scipy.sparse.linalg import LinearOperator, eigsh
 from threadpoolctl import threadpool_limits
 
+from auditor.detect.class_clusters import MEASURES, cluster_class, one_thread_worker
 from auditor.detect.groups import class_rows
 from auditor.errors import UsageError
 
 GRID = 8
-MIN_KNN = 3
-MAX_CUT = 0.05
-MAX_CLUSTERS = 8
-MIN_SAMPLES = 10
-MAX_MEMBERS = 8
-SMALL_SHARE = 0.5
-MIN_CANDIDATE_SIZE = 3
-TIGHT_QUANTILE = 0.01
-RANDOM_SUBSETS = 200
-SUBSET_BLOCK = 25
-BORDER_LIFT_OFF = 1.5
-_MEASURES = ("fg_energy", "fg_enrichment", "border_energy", "border_lift")
+#: Maps each worker process must have to cluster, else fewer workers (none below twice this):
+#: a worker's start (a fresh interpreter importing numpy and scipy) and the transfer of its
+#: classes cost more than a smaller share of the work saves (benchmarks/cluster_solver.py).
+WORKER_MIN_MAPS = 25_000
+#: CPUs this process may use below which the classes stay in it unless --workers asks for
+#: more: on the 2-core machine, shared, two workers took longer than one process (see README).
+POOL_MIN_CPUS = 4
+#: Classes handed to the workers ahead of the results taken back, per worker (bounds the
+#: pooled maps held in flight).
+POOL_AHEAD = 4
+
+log = logging.getLogger(__name__)
 
 
 def _pooled(maps: np.ndarray) -> np.ndarray:
@@ -89,189 +100,13 @@ def _pooled(maps: np.ndarray) -> np.ndarray:
     return pooled / peak[:, None, None]
 
 
-def _affinity(points: np.ndarray) -> sparse.csr_matrix:
-    """Sparse symmetric kNN affinity [n, n] of points [n, d]: A = (C + C^T) / 2 of the 0/1
-    connectivity C (each point its own neighbour, k = max(MIN_KNN, ceil(log2 n)), below n)."""
-    n = len(points)
-    k = min(max(MIN_KNN, math.ceil(math.log2(n))), n - 1)
-    squared = (points**2).sum(axis=1)
-    distance = squared[:, None] + squared[None, :] - 2.0 * points @ points.T
-    np.fill_diagonal(distance, -np.inf)  # each point is its own nearest neighbour
-    nearest = np.argpartition(distance, k, axis=1)[:, : k + 1]
-    rows = np.repeat(np.arange(n), k + 1)
-    connectivity = sparse.csr_matrix((np.ones(rows.size), (rows, nearest.ravel())), shape=(n, n))
-    return ((connectivity + connectivity.T) * 0.5).tocsr()
-
-
-def laplacian_spectrum(
-    affinity: np.ndarray | sparse.spmatrix, max_clusters: int = MAX_CLUSTERS
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The max_clusters + 1 smallest eigenvalues (ascending, clipped to [0, 2]) of the
-    normalised Laplacian L = I - D^-1/2 A D^-1/2 of an affinity [n, n] (sparse or dense;
-    solved on the sparse matrix), their eigenvectors float [n, count] and the square roots of
-    the degrees float [n] (self-loops left out, as scipy's csgraph.laplacian does)."""
-    laplacian, root_degree = csgraph.laplacian(
-        sparse.csr_matrix(affinity, dtype=np.float64), normed=True, return_diag=True)
-    n = laplacian.shape[0]
-    count = min(max_clusters + 1, n - 1)
-    # The largest eigenvalues of 2I - L are 2 minus the smallest of L (ARPACK converges fast
-    # on the largest; L's spectrum lies in [0, 2]). A seeded start vector keeps it repeatable.
-    shifted = sparse.identity(n, format="csr") * 2.0 - laplacian
-    # ARPACK asks for ~160 products at n = 500; the sparse matrix as an operator goes through
-    # aslinearoperator's matmat/dot layers on each, which cost several times the product. This
-    # operator calls the same product (csr_matvec, the same values) directly.
-    operator = LinearOperator(shifted.shape, matvec=shifted.__matmul__, dtype=shifted.dtype)
-    start = np.random.default_rng(0).uniform(0.5, 1.5, size=n)
-    top, vectors = eigsh(operator, k=count, which="LA", v0=start, tol=1e-10)
-    order = np.argsort(2.0 - top, kind="stable")
-    return np.clip((2.0 - top)[order], 0.0, 2.0), vectors[:, order], root_degree
-
-
-def eigengap(values: np.ndarray, max_clusters: int = MAX_CLUSTERS) -> int:
-    """k maximising the gap l_k - l_(k-1) over the k in 1..max_clusters with l_(k-1) <=
-    MAX_CUT (values: the Laplacian's smallest eigenvalues, ascending): only splits into
-    groups that are almost disconnected count; 1 when none is allowed."""
-    gaps = np.diff(values)
-    allowed = [k for k in range(1, min(len(values), max_clusters + 1)) if values[k - 1] <= MAX_CUT]
-    return max(allowed, key=lambda c: gaps[c - 1]) if allowed else 1
-
-
-def eigengap_clusters(
-    affinity: np.ndarray | sparse.spmatrix, max_clusters: int = MAX_CLUSTERS
-) -> tuple[int, list[float]]:
-    """(k, the smallest eigenvalues) of the normalised Laplacian of an affinity [n, n] (sparse
-    or dense; eigenvalues from the sparse matrix): `eigengap` of `laplacian_spectrum`."""
-    values, _, _ = laplacian_spectrum(affinity, max_clusters)
-    return eigengap(values, max_clusters), [round(float(v), 4) for v in values]
-
-
-def spectral_labels(vectors: np.ndarray, root_degree: np.ndarray) -> np.ndarray:
-    """Cluster of each sample (int [n], values in 0..k-1) from the k smallest eigenvectors
-    float [n, k] of the normalised Laplacian and the square roots of the degrees [n]: the
-    embedding u = D^-1/2 x, assigned by column-pivoted QR (Damle, Minden & Ying 2019). The
-    result depends only on the span of the eigenvectors (any rotation or sign of them gives
-    the same labels)."""
-    embedding = vectors / root_degree[:, None]
-    k = embedding.shape[1]
-    _, _, pivots = linalg.qr(embedding.T, pivoting=True)
-    left, _, right = linalg.svd(embedding[pivots[:k], :].T)
-    return np.abs(embedding @ (left @ right)).argmax(axis=1)
-
-
-def tight(points: np.ndarray, members: np.ndarray, rng: np.random.Generator) -> tuple[bool,
-                                                                                     float]:
-    """(tight, threshold): the members' mean distance to their centre lies below the
-    TIGHT_QUANTILE quantile of that spread over RANDOM_SUBSETS random subsets of the same size
-    (points float [n, d]; members int [m])."""
-    draws = smallest(rng.random((RANDOM_SUBSETS, len(points))), members.size)
-    # A block of subsets [SUBSET_BLOCK, m, d] at a time stays in cache: the same values as all
-    # R at once (each subset's sums run in the same order), a third of the time at m = 200.
-    spreads = np.concatenate([_spreads(points[draws[start:start + SUBSET_BLOCK]])
-                              for start in range(0, RANDOM_SUBSETS, SUBSET_BLOCK)])
-    threshold = float(np.quantile(spreads, TIGHT_QUANTILE))
-    own = points[members]
-    spread = float(np.linalg.norm(own - own.mean(axis=0), axis=1).mean())
-    return spread < threshold, threshold
-
-
-def smallest(keys: np.ndarray, m: int) -> np.ndarray:
-    """Positions of each row's m smallest keys, ascending: keys float [r, n] -> int [r, m], the
-    same as np.argsort(keys, axis=1)[:, :m] for distinct keys (random floats tie with chance
-    ~1e-11 a row) at a partition of n plus a sort of m, not a sort of n."""
-    part = np.argpartition(keys, m - 1, axis=1)[:, :m]
-    order = np.argsort(np.take_along_axis(keys, part, axis=1), axis=1)
-    return np.take_along_axis(part, order, axis=1)
-
-
-def _spreads(subsets: np.ndarray) -> np.ndarray:
-    """Mean distance of each subset's points to their centre: subsets float [b, m, d] -> [b].
-    np.linalg.norm's own sum of squares, in place (no copy per step)."""
-    offsets = subsets - subsets.mean(axis=1, keepdims=True)
-    offsets *= offsets
-    return np.sqrt(offsets.sum(axis=2)).mean(axis=1)
-
-
-def _mean(values: np.ndarray) -> float | None:
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if finite.size else None
-
-
-def _median(values: np.ndarray) -> float:
-    finite = values[np.isfinite(values)]
-    return float(np.median(finite)) if finite.size else math.nan
-
-
-def _off_object(measures: dict[str, np.ndarray]) -> tuple[bool, str]:
-    """Off-object rule on the members' measures (_MEASURES name -> float [m], NaN if absent)."""
-    enrichment = _median(measures["fg_enrichment"])
-    if math.isfinite(enrichment):
-        return enrichment < 1.0, f"median fg_enrichment {enrichment:.2f} (chance 1.0)"
-    lift = _median(measures["border_lift"])
-    if math.isfinite(lift):
-        return lift >= BORDER_LIFT_OFF, f"no foreground; median border_lift {lift:.2f}"
-    return False, "no foreground or border measure"
-
-
-def _describe(
-    index: np.ndarray, measures: dict[str, np.ndarray], points: np.ndarray, pooled: np.ndarray,
-    members: np.ndarray,
-) -> dict[str, Any]:
-    """Plain data for one cluster (without id and candidate fields)."""
-    centre = points[members].mean(axis=0)
-    distance = np.linalg.norm(points[members] - centre, axis=1)
-    nearest = members[np.argsort(distance, kind="stable")][:MAX_MEMBERS]
-    return {
-        "size": int(members.size),
-        "mean_map": np.round(pooled[members].mean(axis=0), 4).tolist(),
-        "fg_energy_mean": _mean(measures["fg_energy"][members]),
-        "border_energy_mean": _mean(measures["border_energy"][members]),
-        "members": [int(i) for i in index[nearest]],
-        "_spread": float(distance.mean()),
-    }
-
-
-def _cluster_class(
-    index: np.ndarray, measures: dict[str, np.ndarray], maps: np.ndarray, seed: int,
-) -> list[dict[str, Any]]:
-    """Clusters of one class: index int [n] (the samples' `index`), measures (_MEASURES name ->
-    float [n], NaN where absent), maps float [n, h, w]."""
-    pooled = _pooled(maps)
-    points = pooled.reshape(len(pooled), -1)
-    n = len(index)
-    if n < MIN_SAMPLES:
-        only = _describe(index, measures, points, pooled, np.arange(n))
-        only.pop("_spread")
-        return [{"cluster": 0, **only, "candidate": False, "candidate_reason": "",
-                 "reason": f"only {n} usable maps (< {MIN_SAMPLES}): not clustered"}]
-    values, vectors, root_degree = laplacian_spectrum(_affinity(points))
-    k = eigengap(values)
-    eigenvalues = [round(float(v), 4) for v in values]
-    labels = (np.zeros(n, dtype=int) if k == 1
-              else spectral_labels(vectors[:, :k], root_degree))
-    found = [np.flatnonzero(labels == c) for c in np.unique(labels)]
-    found.sort(key=lambda m: (-m.size, int(m[0])))
-    rng = np.random.default_rng(seed)
-    clusters = []
-    for cid, members in enumerate(found):
-        entry = _describe(index, measures, points, pooled, members)
-        spread = entry.pop("_spread")
-        small = len(found) >= 2 and MIN_CANDIDATE_SIZE <= members.size <= SMALL_SHARE * n
-        is_tight, threshold = tight(points, members, rng) if small else (False, math.nan)
-        off, why = _off_object({name: column[members] for name, column in measures.items()})
-        candidate = small and is_tight and off
-        reason = (f"{members.size} of {n} maps, spread {spread:.2f} vs {threshold:.2f} "
-                  f"for 99 in 100 random subsets of that size, {why}")
-        clusters.append({"cluster": cid, **entry, "candidate": bool(candidate),
-                         "candidate_reason": reason, "eigenvalues": eigenvalues})
-    return clusters
-
-
 def cluster_maps(
     samples: pd.DataFrame,
     maps: np.ndarray,
     classes: list[str],
     max_per_class: int = 500,
     seed: int = 0,
+    workers: int | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Cluster each class's attention maps; JSON-ready for summary.json["clusters"].
 
@@ -282,6 +117,10 @@ def cluster_maps(
         classes: class names; every one gets a key (an empty list when it has no usable map).
         max_per_class: at most this many maps per class (a seeded choice).
         seed: for the choice and the clustering.
+        workers: worker processes for the classes (`_worker_count`): None, one per CPU this
+            process may use where it has POOL_MIN_CPUS, while each gets WORKER_MIN_MAPS maps;
+            0 or 1, none; N, at most N. The clusters are the same either way (each class is
+            seeded alone, in order).
 
     Returns:
         {class: [cluster dict, ...]}, clusters largest first (see the module docstring).
@@ -306,17 +145,61 @@ def cluster_maps(
     # costs more than the numbers in it.
     index = ok["index"].to_numpy()
     measures = {name: ok[name].to_numpy(dtype=float) if name in ok.columns
-                else np.full(len(ok), np.nan) for name in _MEASURES}
+                else np.full(len(ok), np.nan) for name in MEASURES}
     positions = class_rows(ok["label"].to_numpy(), classes)
-    out: dict[str, list[dict[str, Any]]] = {}
+    chosen = []
+    for name in classes:
+        rows = positions[name][usable[positions[name]]]
+        if rows.size > max_per_class:
+            rows = np.sort(rng.choice(rows, size=max_per_class, replace=False))
+        chosen.append(rows)
+    named = [(name, rows) for name, rows in zip(classes, chosen, strict=True) if rows.size]
+
+    def tasks() -> Iterator[tuple[Any, ...]]:
+        for _, rows in named:
+            yield (index[rows], {m: v[rows] for m, v in measures.items()}, _pooled(maps[rows]),
+                   seed)
+
+    count = _worker_count(workers, sum(rows.size for _, rows in named))
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in classes}
     with _one_thread():
-        for name in classes:
-            rows = positions[name][usable[positions[name]]]
-            if rows.size > max_per_class:
-                rows = np.sort(rng.choice(rows, size=max_per_class, replace=False))
-            out[name] = (_cluster_class(index[rows], {m: v[rows] for m, v in measures.items()},
-                                        maps[rows], seed) if rows.size else [])
+        try:
+            found = list(_clustered(tasks(), count))
+        except (OSError, BrokenProcessPool) as error:
+            log.warning("clustering in %d worker processes failed (%s); clustering in this "
+                        "process instead", count, error)
+            found = list(_clustered(tasks(), 0))
+    out.update((name, clusters) for (name, _), clusters in zip(named, found, strict=True))
     return out
+
+
+def _worker_count(requested: int | None, n_maps: int) -> int:
+    """Worker processes to cluster n_maps maps: at most `requested` (None: one per usable CPU
+    where there are POOL_MIN_CPUS, else none), at most one per usable CPU, and only as many as
+    get WORKER_MIN_MAPS each; 0 (the classes run in this process) below 2."""
+    cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1)
+    limit = requested if requested is not None else cpus if cpus >= POOL_MIN_CPUS else 0
+    count = min(limit, cpus, n_maps // WORKER_MIN_MAPS)
+    return count if count >= 2 else 0
+
+
+def _clustered(tasks: Iterable[tuple[Any, ...]], workers: int) -> Iterator[list[dict[str, Any]]]:
+    """`cluster_class(*task)` of each task, in order: in this process, or in `workers` (>= 2)
+    spawned processes (fresh interpreters, as the loader's workers: not forked from a process
+    whose torch and OpenMP threads may hold locks), each on one BLAS thread."""
+    if workers < 2:
+        yield from (cluster_class(*task) for task in tasks)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=one_thread_worker) as pool:
+        pending: deque[Any] = deque()
+        for task in tasks:
+            pending.append(pool.submit(cluster_class, *task))
+            if len(pending) > POOL_AHEAD * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 @contextmanager
