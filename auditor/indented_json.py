@@ -82,12 +82,16 @@ def _in_string(a: np.ndarray) -> np.ndarray:
     """uint8 [n], 1 where the byte of the JSON text a lies inside a string (or is its closing
     quote), 0 elsewhere."""
     quotes = np.flatnonzero(a == ord('"'))
-    backslash = a == ord("\\")
-    if backslash.any() and len(quotes):
-        # Index of the last byte at or before each position that is not a backslash (-1: none).
-        plain = np.maximum.accumulate(np.where(backslash, -1, np.arange(len(a))))
+    slashes = np.flatnonzero(a == ord("\\"))
+    if len(slashes) and len(quotes):
+        # The first position of each run of backslashes, for every backslash in it.
+        new_run = np.ones(len(slashes), dtype=bool)
+        new_run[1:] = np.diff(slashes) != 1
+        run_start = slashes[np.maximum.accumulate(np.where(new_run, np.arange(len(slashes)), 0))]
+        # Length of the run that ends right before each quote (0: none).
         before = quotes - 1
-        run = np.where(before >= 0, before - plain[np.maximum(before, 0)], 0)
+        at = np.minimum(np.searchsorted(slashes, before), len(slashes) - 1)
+        run = np.where(slashes[at] == before, before - run_start[at] + 1, 0)
         quotes = quotes[run % 2 == 0]
     toggles = np.zeros(len(a), dtype=np.uint8)
     toggles[quotes] = 1

@@ -11,6 +11,7 @@ import torch
 from scipy import stats
 
 from auditor.detect.attention import (
+    _mode_is,
     annotate_border_sides,
     attention_flags,
     background_attention_flags,
@@ -435,3 +436,21 @@ def test_border_sides_of_a_part_finding_are_where_its_members_look():
     annotate_border_sides([part, whole], samples, maps, 0.125)
     assert part.evidence["border_sides"] == ["left"]
     assert whole.evidence["border_sides"] == ["right"]
+
+
+def test_the_mode_of_each_class_is_pandas_mode_per_class():
+    # Ties between counts go to the first value in sorted order ("estimate" < "mask"), a
+    # missing value is not counted, a class without a value has no mode.
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        n_classes = 12
+        codes = rng.integers(-1, n_classes, 200)
+        column = pd.Series(rng.choice(["estimate", "mask", "box", None], codes.size))
+        column[codes == 3] = None
+        found = _mode_is(column, "estimate", codes, n_classes)
+        for c in range(n_classes):
+            mode = column[codes == c].mode()
+            assert found[c] == (len(mode) > 0 and mode.iloc[0] == "estimate")
+    tied = pd.Series(["mask", "estimate", "mask", "estimate"])
+    assert _mode_is(tied, "estimate", np.array([0, 0, 1, 1]), 2).tolist() == [True, True]
+    assert _mode_is(tied, "mask", np.array([0, 0, 1, 1]), 2).tolist() == [False, False]

@@ -444,3 +444,31 @@ def test_the_pool_of_the_other_rows_is_the_pool_of_their_difference(size: int) -
         assert np.array_equal(pooled_rest(half, mine), expected)
     # By hand: the 2nd row of six taken out; fewer than MAX_POOL left, so all of them.
     assert pooled_rest(np.arange(10, 16), np.array([11])).tolist() == [10, 12, 13, 14, 15]
+
+
+def test_growing_a_region_is_a_binary_dilation_by_a_3x3_square():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        cells = rng.random(tuple(rng.integers(1, 17, 2))) < rng.random()
+        assert np.array_equal(location._grow(cells),
+                              ndimage.binary_dilation(cells, structure=np.ones((3, 3), bool)))
+
+
+def test_each_distinct_argument_tuple_is_evaluated_once_with_the_same_values():
+    from scipy import stats
+
+    rng = np.random.default_rng(2)
+    k = rng.integers(0, 6, 500)
+    big = rng.integers(40, 43, 500)
+    drawn = rng.integers(5, 9, 500)
+    calls = []
+
+    def sf(*args):
+        calls.append(len(args[0]))
+        return stats.hypergeom.sf(*args)
+
+    got = location._elementwise_once(sf, k - 1, big, drawn + k, drawn)
+    assert np.array_equal(got, stats.hypergeom.sf(k - 1, big, drawn + k, drawn))
+    assert calls == [len({(a, b, c) for a, b, c in zip(k, big, drawn, strict=True)})]

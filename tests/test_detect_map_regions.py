@@ -200,3 +200,85 @@ def test_the_threshold_splits_where_the_class_differs_and_stays_above_a_flat_map
     # members alone; only the split that keeps all 40 (30 off the object) is left.
     off[:10] = False
     assert map_regions.choose_threshold(share_class, share_rest, 0.1, off) == pytest.approx(0.2)
+
+
+def _one_threshold(share_class, share_rest, area, off_class):
+    """choose_threshold as it was written for one class (np.quantile, np.unique, a sort of the
+    rest, one Fisher call): the reference the batched rule must equal."""
+    finite = share_class[np.isfinite(share_class)]
+    candidates = (np.unique(np.quantile(finite, map_regions.THRESHOLD_QUANTILES, method="lower"))
+                  if finite.size else finite)
+    candidates = candidates[candidates >= map_regions.MIN_LIFT * area]
+    reach = share_class[:, None] >= candidates
+    off_share = (reach & off_class[:, None]).sum(axis=0) / np.maximum(reach.sum(axis=0), 1)
+    candidates = candidates[off_share >= 0.5]
+    if candidates.size == 0:
+        return None
+    k = finite.size - np.searchsorted(np.sort(finite), candidates, side="left")
+    rest = np.sort(share_rest[np.isfinite(share_rest)])
+    k_rest = rest.size - np.searchsorted(rest, candidates, side="left")
+    p = map_regions.fisher_greater(k, share_class.size, k_rest, share_rest.size)
+    return float(candidates[int(np.argmin(p))])
+
+
+def _random_problem(rng, dtype):
+    n = int(rng.choice([0, 1, 2, 3, 8, 17, 40, 150]))
+    # Quantised values give ties; some NaN (all-zero maps); float32 as the mass shares are.
+    values = np.round(rng.beta(1, 3, n) * rng.choice([5, 20, 1000]), 0) / 20
+    values[rng.random(n) < 0.1] = np.nan
+    rest = np.round(rng.beta(1, 4, int(rng.integers(1, 300))) * 20, 0) / 20
+    rest[rng.random(rest.size) < 0.05] = np.nan
+    return (values.astype(dtype), rest.astype(dtype), float(rng.choice([0.0, 0.02, 0.07, 0.35])),
+            rng.random(n) < rng.uniform(0.2, 1.0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_batched_threshold_rule_equals_the_rule_for_one_class_at_a_time(dtype):
+    rng = np.random.default_rng(7)
+    problems = [_random_problem(rng, dtype) for _ in range(300)]
+    expected = [_one_threshold(*problem) for problem in problems]
+    assert sum(e is not None for e in expected) > 100  # the rule does choose thresholds
+    # One class at a time through the public function ...
+    assert [map_regions.choose_threshold(*problem) for problem in problems] == expected
+    # ... and all 300 at once, each problem's rest counted on its own rest.
+    values = np.concatenate([v for v, _, _, _ in problems])
+    owner = np.repeat(np.arange(len(problems)), [v.size for v, _, _, _ in problems])
+    found = map_regions.threshold_candidates(
+        values, owner, len(problems), np.concatenate([o for _, _, _, o in problems]),
+        np.array([a for _, _, a, _ in problems]))
+    k_rest = np.array([map_regions.rest_reaching(problems[i][1], np.array([t]))[0]
+                       for i, t in zip(found.problem, found.value, strict=True)])
+    best, p = map_regions.pick_thresholds(
+        found, k_rest, np.array([v.size for v, _, _, _ in problems]),
+        np.array([r.size for _, r, _, _ in problems]), len(problems))
+    got = [None if b < 0 else float(found.value[b]) for b in best]
+    assert got == expected
+    assert np.isnan(p[best < 0]).all()
+    assert (p[best >= 0] <= 1).all()
+
+
+def test_candidates_by_hand():
+    # Problem 0: ten values 0.6, thirty 0.2 (all off the object), area 0.1: both distinct
+    # quantile values pass the lift (>= 0.2), reaching 40 and 10. Problem 1: nothing finite.
+    values = np.r_[np.full(10, 0.6), np.full(30, 0.2), np.nan, np.nan]
+    owner = np.r_[np.zeros(40, dtype=int), [1, 1]]
+    found = map_regions.threshold_candidates(values, owner, 2, np.ones(42, dtype=bool),
+                                             np.array([0.1, 0.1]))
+    assert found.problem.tolist() == [0, 0]
+    assert found.value.tolist() == [0.2, 0.6]
+    assert found.k.tolist() == [40, 10]
+
+
+def test_the_pool_counts_leave_out_the_class_own_rows():
+    rng = np.random.default_rng(3)
+    values = rng.random((500, 4)).astype(np.float32)
+    values[rng.random((500, 4)) < 0.05] = np.nan
+    pool_class = rng.integers(0, 6, 500)
+    block = [5, 2, 0, 3]
+    counts = map_regions._PoolCounts(values, pool_class, block)
+    columns = np.repeat(np.arange(4), 3)
+    thresholds = rng.random(12).astype(np.float32)
+    expected = [int((values[pool_class != block[c], c] >= t).sum())
+                for c, t in zip(columns, thresholds, strict=True)]
+    assert counts.reaching(columns, thresholds).tolist() == expected
+    assert counts.size.tolist() == [int((pool_class != c).sum()) for c in block]

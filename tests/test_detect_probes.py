@@ -10,8 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from auditor.detect.probe_associations import property_association
-from auditor.detect.probe_encoding import border_band_mask, quantize_colour, quantize_colours
+from auditor.detect.probe_associations import permutations, property_association
+from auditor.detect.probe_encoding import (
+    band_pixels,
+    border_band_mask,
+    quantize_colour,
+    quantize_colours,
+)
 from auditor.detect.probe_rule import association_severity, probe_severity
 from auditor.detect.probes import run_probes
 from auditor.detect.stats import cramers_v, mutual_information, wilson_interval
@@ -204,6 +209,22 @@ def test_colours_rounded_at_array_speed_equal_the_one_by_one_rounding(rng):
     assert list(rounded) == [quantize_colour(t) for t in texts]
     assert list(rounded[-7:-2]) == ["#808080", "#808080", "#00ff80", "#bfbfff",
                                     "(missing)"]
+
+
+def test_permutations_are_row_major_shuffles_of_the_labels():
+    y = np.arange(50) % 7
+    perms = permutations(y, 30, np.random.default_rng(3))
+    expected = np.random.default_rng(3).permuted(np.broadcast_to(y, (30, 50)), axis=1)
+    np.testing.assert_array_equal(perms, expected)
+    assert perms.flags["C_CONTIGUOUS"]
+    assert all(np.array_equal(np.sort(p), np.sort(y)) for p in perms)
+
+
+@pytest.mark.parametrize(("h", "w", "border"), [(16, 16, 0.1), (16, 12, 0.2), (9, 20, 0.3)])
+def test_band_pixels_equal_the_masked_thumbnails(rng, h, w, border):
+    thumbs = rng.integers(0, 256, (7, 3, h, w), dtype=np.uint8)
+    band = border_band_mask(h, w, border)
+    np.testing.assert_array_equal(band_pixels(thumbs, band), thumbs[:, :, band])
 
 
 # --- planted shortcuts ----------------------------------------------------------------------

@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from auditor.detect.groups import grouping
 from auditor.detect.stats import (
     group_vs_rest_mannwhitneyu,
     pooled_sample,
     rest_median,
     wilcoxon_signed_rank,
+    wilcoxon_signed_ranks,
 )
 
 
@@ -79,3 +81,43 @@ def test_signed_rank_equal_to_scipy(alternative):
         expected = stats.wilcoxon(x, alternative=alternative)
         assert wilcoxon_signed_rank(x, alternative) == (float(expected.statistic),
                                                         float(expected.pvalue))
+
+
+def test_signed_ranks_of_groups_by_hand():
+    # Group 0: 1, 2, 3 all positive, no ties: R+ = 6; exact null of 3 values: P(R+ >= 6) =
+    # 1/8. Group 1: -1, 2, 0: the zero is dropped, ranks 1 and 2: R+ = 2, R- = 1; 8 sign flips
+    # of (-1, 2, 0) give R+ = 0, 1, 2, 3 twice each: P(R+ >= 2) = 4/8. Group 2: all zero.
+    x = np.array([1.0, -1.0, 0.0, 2.0, 2.0, 3.0, 0.0])
+    groups = grouping(np.array([0, 1, 2, 0, 1, 0, 1]), 3)
+    tests = wilcoxon_signed_ranks(x, groups, "greater")
+    assert tests.r_plus.tolist() == [6.0, 2.0, 0.0]
+    assert tests.r_minus.tolist() == [0.0, 1.0, 0.0]
+    assert tests.p[:2].tolist() == [1 / 8, 4 / 8]
+    assert tests.statistic[:2].tolist() == [6.0, 2.0]
+    assert np.isnan(tests.p[2])
+    assert np.isnan(tests.statistic[2])
+
+
+@pytest.mark.parametrize("alternative", ["less", "greater", "two-sided"])
+def test_signed_ranks_of_groups_equal_to_scipy_per_group(alternative):
+    # Every branch of scipy's choice: exact (<= 50 values, no ties or zeros; 50 and 51 on
+    # either side of the limit), every sign flip (<= 13 with ties or zeros), the normal
+    # approximation (> 13 with ties or zeros, > 50); the groups' rows interleaved.
+    rng = np.random.default_rng(7)
+    sizes = rng.choice([1, 2, 5, 8, 13, 14, 30, 50, 51, 200], 90)
+    kinds = rng.integers(0, 4, sizes.size)
+    parts = [rng.normal(size=s) if k == 0 else rng.integers(-3, 4, s).astype(float) if k == 1
+             else np.round(rng.normal(size=s), 1) if k == 2 else rng.normal(size=s) + 0.7
+             for s, k in zip(sizes, kinds, strict=True)]
+    codes = rng.permutation(np.repeat(np.arange(sizes.size), sizes))
+    x = np.empty(codes.size)
+    for g, part in enumerate(parts):
+        x[codes == g] = part
+    tests = wilcoxon_signed_ranks(x, grouping(codes, sizes.size), alternative)
+    for g, part in enumerate(parts):
+        if not np.any(part != 0):
+            assert np.isnan(tests.p[g])
+            continue
+        expected = stats.wilcoxon(part, alternative=alternative)
+        assert (tests.statistic[g], tests.p[g]) == (float(expected.statistic),
+                                                    float(expected.pvalue))

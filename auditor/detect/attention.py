@@ -76,6 +76,7 @@ degenerate; severity high above 50%, medium above 20%, else low.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -88,14 +89,22 @@ from scipy import stats
 from auditor.data.regions import SIDES, side_bands
 from auditor.detect.fdr import ClassTest, control_fdr, either_test
 from auditor.detect.flags import Flag, Severity, severity_at
-from auditor.detect.groups import class_rows
+from auditor.detect.groups import (
+    Grouping,
+    class_codes,
+    class_rows,
+    group_means,
+    group_medians,
+    group_quantiles,
+    grouping,
+)
 from auditor.detect.share_gates import passes, share_severity
 from auditor.detect.stats import (
     PooledSample,
     group_vs_rest_mannwhitneyu,
     pooled_sample,
     rest_median,
-    wilcoxon_signed_rank,
+    wilcoxon_signed_ranks,
 )
 from auditor.errors import UsageError
 from auditor.metrics import normalise_maps, upsample_maps
@@ -152,44 +161,28 @@ def _require(samples: pd.DataFrame, columns: tuple[str, ...]) -> None:
                          "pass the samples.parquet table written by the audit")
 
 
-def _ok(samples: pd.DataFrame) -> pd.DataFrame:
-    return samples[samples["status"] == "ok"]
-
-
 def _float(value: Any) -> float | None:
     """JSON-ready float: None for NaN / inf."""
     value = float(value)
     return value if math.isfinite(value) else None
 
 
-def _quartiles(values: np.ndarray) -> tuple[float, float, float]:
-    if values.size == 0:
-        return math.nan, math.nan, math.nan
-    q1, median, q3 = np.quantile(values, [0.25, 0.5, 0.75])
-    return float(median), float(q1), float(q3)
-
-
-def _signed_rank_effect(logs: np.ndarray) -> float:
-    """Matched-pairs rank-biserial of logs vs 0: (R- - R+) / (R- + R+); +1 = all negative."""
-    nonzero = logs[logs != 0]
-    if nonzero.size == 0:
-        return 0.0
-    ranks = stats.rankdata(np.abs(nonzero))
-    negative = ranks[nonzero < 0].sum()
-    positive = ranks[nonzero > 0].sum()
-    return float((negative - positive) / (negative + positive))
-
-
-def _chance_test(values: np.ndarray, direction: str) -> tuple[float, float, float]:
-    """(statistic, p, effect) of log(values) vs 0; effect > 0 points towards `direction`."""
-    logs = np.log(np.maximum(values, LOG_FLOOR))
-    effect = _signed_rank_effect(logs)
+def _chance_tests(ratios: np.ndarray, groups: Grouping, direction: str
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(statistic, p, effect) float [C] of log(ratios) vs 0 in every class (groups: the rows
+    of each class) at once: the Wilcoxon signed-rank test one-sided towards `direction`, and
+    the matched-pairs rank-biserial (R- - R+) / (R- + R+) (+1 = every log negative), its sign
+    turned so that effect > 0 points towards `direction`. A class whose logs are all 0:
+    (NaN, 1.0, 0.0)."""
+    logs = np.log(np.maximum(ratios, LOG_FLOOR))
+    tests = wilcoxon_signed_ranks(logs, groups, direction)
+    ranked = tests.r_plus + tests.r_minus
+    with np.errstate(divide="ignore", invalid="ignore"):
+        effect = (tests.r_minus - tests.r_plus) / ranked
     if direction == "greater":
         effect = -effect
-    if not np.any(logs != 0):
-        return math.nan, 1.0, 0.0
-    statistic, p = wilcoxon_signed_rank(logs, direction)
-    return statistic, p, effect
+    return (tests.statistic, np.where(ranked > 0, tests.p, 1.0),
+            np.where(ranked > 0, effect, 0.0))
 
 
 def _rest_test(pooled: PooledSample, positions: np.ndarray,
@@ -224,51 +217,102 @@ def _severity(rule: _Rule, ratio_median: float, n: int, effect_chance: float, p_
     return severity_at(level)
 
 
-def _reference(rule: _Rule, rows: pd.DataFrame) -> np.ndarray:
+def _reference(rule: _Rule, ceiling: np.ndarray) -> np.ndarray:
     """Per-sample reference of the rule's measure: 1.0 (chance), or for background attention
-    min(1, MARGIN x fg_enrichment_ceiling) where the ceiling is known."""
-    reference = np.ones(len(rows))
-    if rule is _BACKGROUND and "fg_enrichment_ceiling" in rows.columns:
-        ceiling = rows["fg_enrichment_ceiling"].to_numpy(dtype=float)
+    min(1, MARGIN x fg_enrichment_ceiling) where the ceiling (float [M], NaN where not known)
+    is known."""
+    reference = np.ones(ceiling.size)
+    if rule is _BACKGROUND:
         reachable = np.isfinite(ceiling) & (ceiling > 0)
         reference = np.where(reachable, np.minimum(1.0, MARGIN * np.where(reachable, ceiling,
                                                                           1.0)), 1.0)
     return reference
 
 
-def _class_test(rule: _Rule, finite: pd.DataFrame, pooled: PooledSample, keys: pd.Series,
-                name: str, positions: np.ndarray) -> ClassTest | None:
-    """The rule's test on class `name`, whose rows are `positions` of `finite` (the ok rows
-    whose measure is finite; `pooled` their ratios to the reference, ranked once). None when
-    the class has too few samples to test."""
-    mine = finite.iloc[positions]
-    values = mine[rule.column].to_numpy(dtype=float)
+@dataclass(frozen=True)
+class _RuleRows:
+    """The ok rows whose measure is finite (a rule's rows) and what its flags read of them,
+    as arrays over those rows, each class's rows laid out once."""
+
+    table_keys: pd.Series  # [N]: the sample key of every row of the table
+    rows: np.ndarray  # int64 [M]: the rule's rows' positions in the table
+    values: np.ndarray  # float [M]: the rule's measure
+    reference: np.ndarray  # float [M]: its per-sample reference (`_reference`)
+    pooled: PooledSample  # values / reference, ranked once
+    energy: np.ndarray  # float [M]: fg_energy (background) or border_energy (border)
+    ceiling: np.ndarray  # float [M]: fg_enrichment_ceiling, NaN where not known
+    correct: np.ndarray  # bool [M]: correctly classified (missing = no)
+    groups: Grouping  # the rows of each class, in `classes` order
+    estimated: np.ndarray  # bool [C]: the class's most frequent foreground_source is "estimate"
+
+    @functools.cached_property
+    def keys(self) -> np.ndarray:
+        """object [M]: the sample key of each of the rule's rows, read when a flag lists
+        samples (once: a look-up per flag costs more than all the keys)."""
+        return self.table_keys.iloc[self.rows].to_numpy()
+
+
+def _rule_rows(rule: _Rule, samples: pd.DataFrame, classes: list[str]) -> _RuleRows:
+    """The rule's rows of the samples table, each column read once for every class."""
+    column = samples[rule.column].to_numpy(dtype=float)
+    # Column by column: taking the rows of the whole table copies every column.
+    rows = np.flatnonzero((samples["status"] == "ok").to_numpy() & np.isfinite(column))
+    values = column[rows]
+    ceiling = (samples["fg_enrichment_ceiling"].to_numpy(dtype=float)[rows]
+               if "fg_enrichment_ceiling" in samples.columns else np.full(rows.size, np.nan))
+    reference = _reference(rule, ceiling)
+    codes = class_codes(samples["label"], classes)[rows]
+    energy = samples["fg_energy" if rule is _BACKGROUND else "border_energy"]
+    return _RuleRows(
+        table_keys=sample_keys(samples), rows=rows, values=values, reference=reference,
+        pooled=pooled_sample(values / reference), energy=energy.to_numpy(dtype=float)[rows],
+        ceiling=ceiling, correct=samples["correct"].fillna(False).astype(bool).to_numpy()[rows],
+        groups=grouping(codes, len(classes)),
+        estimated=(_mode_is(samples["foreground_source"].iloc[rows], "estimate", codes,
+                            len(classes))
+                   if "foreground_source" in samples.columns
+                   else np.zeros(len(classes), dtype=bool)))
+
+
+def _mode_is(column: pd.Series, value: str, codes: np.ndarray, n_classes: int) -> np.ndarray:
+    """bool [C]: whether `value` is each class's mode of `column` (the most frequent non-null
+    value, the first in sorted order among equally frequent ones, as pandas' mode orders
+    them); codes int [N]: each row's class, -1 for none."""
+    found, uniques = pd.factorize(column, sort=True)
+    if value not in uniques:
+        return np.zeros(n_classes, dtype=bool)
+    kept = (codes >= 0) & (found >= 0)
+    counts = np.bincount(codes[kept] * len(uniques) + found[kept],
+                         minlength=n_classes * len(uniques)).reshape(n_classes, len(uniques))
+    # argmax takes the first of equal counts: the first in sorted order.
+    return (counts.max(axis=1) > 0) & (counts.argmax(axis=1) == uniques.get_loc(value))
+
+
+def _whole_flag(rule: _Rule, rows: _RuleRows, name: str, c: int, quartiles: np.ndarray,
+                ratio_median: float, chance: tuple[float, float, float]) -> Flag:
+    """The rule's flag on class `name` (number c) as a whole (module table); quartiles float
+    [3]: q1, median, q3 of its measure; chance: (statistic, p, effect) of `_chance_tests`."""
+    positions = rows.groups.rows(c)
+    pooled = rows.pooled
+    values = rows.values[positions]
     ratios = pooled.values[positions]
     n = values.size
-    if n < MIN_SAMPLES:
-        return None
-    median, q1, q3 = _quartiles(values)
-    ratio_median = float(np.median(ratios))
-    is_off = ratio_median <= rule.floor if rule.direction == "less" else (
-        ratio_median >= rule.floor)
-    statistic, p_chance, effect_chance = _chance_test(ratios, rule.direction)
-    if not (is_off and effect_chance >= MIN_EFFECT):
-        return ClassTest(rule.kind, name, p_chance, None)
+    q1, median, q3 = (float(v) for v in quartiles)
+    statistic, p_chance, effect_chance = chance
     n_rest = pooled.values.size - n
     u, p_rest, effect_rest = _rest_test(pooled, positions, rule.direction)
     severity = _severity(rule, ratio_median, n, effect_chance, p_rest, effect_rest)
     score = 1.0 - ratio_median if rule.direction == "less" else ratio_median - 1.0
 
-    correct = mine[mine["correct"].fillna(False).astype(bool)]
-    correct_ratios = ratios[mine["correct"].fillna(False).astype(bool).to_numpy()]
+    correct = rows.correct[positions]
+    correct_ratios = ratios[correct]
     off = correct_ratios < 1.0 if rule.direction == "less" else correct_ratios > 1.0
     order = np.argsort(correct_ratios[off] * (1 if rule.direction == "less" else -1),
                        kind="stable")
-    listed = keys.loc[correct.index[off][order][:MAX_SAMPLES_LISTED]].tolist()
+    listed = rows.keys[positions[correct][off][order][:MAX_SAMPLES_LISTED]].tolist()
 
-    source = mine["foreground_source"].mode() if "foreground_source" in mine else pd.Series([])
-    estimated = len(source) > 0 and source.iloc[0] == "estimate"
-    reference = _reference(rule, mine)
+    estimated = bool(rows.estimated[c])
+    reference_median = float(np.median(rows.reference[positions]))
     evidence: dict[str, Any] = {
         "rule": "Wilcoxon signed-rank of log(value / reference) vs 0 (one-sided; reference = "
                 "chance, or for the background MARGIN x the enrichment ceiling when lower), "
@@ -280,7 +324,7 @@ def _class_test(rule: _Rule, finite: pd.DataFrame, pooled: PooledSample, keys: p
         "q1": _float(q1),
         "q3": _float(q3),
         "chance": 1.0,
-        "reference_median": _float(np.median(reference)),
+        "reference_median": _float(reference_median),
         "ratio_median": _float(ratio_median),
         "wilcoxon_statistic": _float(statistic),
         "p_chance": _float(p_chance),
@@ -290,71 +334,56 @@ def _class_test(rule: _Rule, finite: pd.DataFrame, pooled: PooledSample, keys: p
         "mannwhitney_u": _float(u),
         "p_rest": _float(p_rest),
         "effect_rest": _float(effect_rest),
-        "foreground_estimated": bool(estimated),
+        "foreground_estimated": estimated,
         "score_meaning": "how far the class sits from its reference (1 - median of enrichment / "
                          "reference, or median border lift - 1), clipped to [0, 1]",
     }
+    energy = rows.energy[positions]
+    energy_median = float(np.median(energy))
+    # The object's (border band's) share of the image: energy / enrichment (lift).
+    share = np.divide(energy, values, out=np.full_like(energy, np.nan), where=values > 0)
+    share_median = float(np.nanmedian(share)) if np.isfinite(share).any() else math.nan
     if rule is _BACKGROUND:
-        energy = mine["fg_energy"].to_numpy(dtype=float)
-        area = np.divide(energy, values, out=np.full_like(energy, np.nan), where=values > 0)
-        energy_median = float(np.median(energy))
-        area_median = float(np.nanmedian(area)) if np.isfinite(area).any() else math.nan
-        ceiling = (mine["fg_enrichment_ceiling"].to_numpy(dtype=float)
-                   if "fg_enrichment_ceiling" in mine.columns else np.full(n, np.nan))
+        ceiling = rows.ceiling[positions]
         evidence.update(fg_energy_median=_float(energy_median),
-                        fg_area_median=_float(area_median), margin=MARGIN,
+                        fg_area_median=_float(share_median), margin=MARGIN,
                         ceiling_median=_float(np.nanmedian(ceiling))
                         if np.isfinite(ceiling).any() else None)
         message = (f"class {name}: median {energy_median:.0%} of attention on the object, which "
-                   f"covers {area_median:.0%} of the image (enrichment {median:.2f}, "
-                   f"{ratio_median:.2f} of the reference {np.median(reference):.2f} a map at "
+                   f"covers {share_median:.0%} of the image (enrichment {median:.2f}, "
+                   f"{ratio_median:.2f} of the reference {reference_median:.2f} a map at "
                    "this resolution can reach; chance = 1.0)")
         if estimated:
             message += "; the object outlines are estimated, not given"
     else:
-        energy = mine["border_energy"].to_numpy(dtype=float)
-        band = np.divide(energy, values, out=np.full_like(energy, np.nan), where=values > 0)
-        energy_median = float(np.median(energy))
-        band_share = float(np.nanmedian(band)) if np.isfinite(band).any() else math.nan
         evidence.update(border_energy_median=_float(energy_median),
-                        band_area=_float(band_share))
+                        band_area=_float(share_median))
         message = (f"class {name}: median {energy_median:.0%} of attention on the image border, "
-                   f"which covers {band_share:.0%} of the image (lift {median:.2f}, "
+                   f"which covers {share_median:.0%} of the image (lift {median:.2f}, "
                    "chance = 1.0)")
-    flag = Flag(kind=rule.kind, severity=severity, class_name=name,
+    return Flag(kind=rule.kind, severity=severity, class_name=name,
                 score=float(np.clip(score, 0.0, 1.0)), message=message, evidence=evidence,
                 samples=listed)
-    return ClassTest(rule.kind, name, p_chance, flag)
 
 
-def _part_p_values(off: np.ndarray, positions: list[np.ndarray]) -> np.ndarray:
-    """float [C]: each class's one-sided hypergeometric p of its count of `off` rows (bool [N])
-    against all rows' (positions: each class's rows), in one call."""
-    k = np.array([int(off[rows].sum()) for rows in positions])
-    n = np.array([rows.size for rows in positions])
-    return np.where(k > 0, stats.hypergeom.sf(k - 1, off.size, int(off.sum()), n), 1.0)
-
-
-def _part_test(rule: _Rule, finite: pd.DataFrame, pooled: PooledSample, off: np.ndarray,
-               keys: pd.Series, name: str, positions: np.ndarray, p: float
-               ) -> tuple[float, Flag | None]:
-    """The rule's part-of-a-class test of class `name` (module table): its count of samples
-    off by the rule's medium bound (`off`, bool per row of `finite`) against the other
-    classes' rate, whose one-sided hypergeometric p is `p`; (p, flag or None when a gate
-    fails)."""
+def _part_test(rule: _Rule, rows: _RuleRows, off: np.ndarray, k_all: int, name: str, c: int,
+               k: int, ratio_median: float, p: float) -> tuple[float, Flag | None]:
+    """The rule's part-of-a-class test of class `name` (number c; module table): its count k
+    of samples off by the rule's medium bound (`off`, bool per rule row; k_all of them)
+    against the other classes' rate, whose one-sided hypergeometric p is `p`; (p, flag or
+    None when a gate fails). ratio_median: the class's median ratio to the reference."""
+    positions = rows.groups.rows(c)
     n, n_all = positions.size, off.size
-    k, k_all = int(off[positions].sum()), int(off.sum())
     n_rest, k_rest = n_all - n, k_all - k
     share, base = k / n, k_rest / n_rest
-    ratio_median = float(np.median(pooled.values[positions]))
     whole_off = ratio_median <= rule.floor if rule.direction == "less" else (
         ratio_median >= rule.floor)
     if not passes(k, share, base) or whole_off:
         return p, None
     members = positions[off[positions]]
     sign = 1 if rule.direction == "less" else -1
-    members = members[np.argsort(sign * pooled.values[members], kind="stable")]
-    listed = keys.loc[finite.index[members]].tolist()
+    members = members[np.argsort(sign * rows.pooled.values[members], kind="stable")]
+    listed = rows.keys[members].tolist()
     severity = share_severity(share - base, k)
     if n < FULL_SEVERITY_SAMPLES and severity == "high":
         severity = "medium"
@@ -385,29 +414,37 @@ def _part_test(rule: _Rule, finite: pd.DataFrame, pooled: PooledSample, off: np.
 
 
 def _rule_tests(rule: _Rule, samples: pd.DataFrame, classes: list[str]) -> list[ClassTest]:
-    """The rule's test of every class: the ok rows with a finite measure and their ratios are
-    found and ranked once, each class's rows by one grouping (a scan or a ranking per class
-    costs rows x classes). Each class is tested as a whole and on part of it (`_part_test`),
-    one test per class (`either_test`)."""
-    ok = _ok(samples)
-    keys = sample_keys(samples)
-    # Only the columns a test reads: taking rows of every column, per class, costs more than
-    # the tests themselves.
-    used = ["label", "correct", "fg_energy", "border_energy", "fg_enrichment_ceiling",
-            "foreground_source", rule.column]
-    finite = ok.loc[np.isfinite(ok[rule.column].to_numpy(dtype=float)),
-                    [c for c in dict.fromkeys(used) if c in ok.columns]]
-    pooled = pooled_sample(finite[rule.column].to_numpy(dtype=float) / _reference(rule, finite))
-    positions = class_rows(finite["label"].to_numpy(), classes)
-    tests = [_class_test(rule, finite, pooled, keys, name, positions[name])
-             for name in classes]
-    off = (pooled.values <= rule.medium if rule.direction == "less"
-           else pooled.values >= rule.medium)
-    part_p = _part_p_values(off, [positions[name] for name in classes])
-    return [either_test(rule.kind, name, [(test.p_value, test.flag), _part_test(
-                rule, finite, pooled, off, keys, name, positions[name], float(p))])
-            if positions[name].size < off.size else test
-            for name, test, p in zip(classes, tests, part_p, strict=True) if test is not None]
+    """The rule's test of every class with at least MIN_SAMPLES rows: the rule's rows are read,
+    laid out by class and ranked once, and every class's statistics computed together (a
+    look-up, scan or scipy call per class costs rows x classes, or a thousand calls); only a
+    class that would be flagged builds its flag. Each class is tested as a whole and on part
+    of it (`_part_test`), one test per class (`either_test`)."""
+    rows = _rule_rows(rule, samples, classes)
+    groups, ratios = rows.groups, rows.pooled.values
+    n = groups.counts
+    ratio_medians = group_medians(ratios, groups)
+    statistic, p_chance, effect_chance = _chance_tests(ratios, groups, rule.direction)
+    is_off = ratio_medians <= rule.floor if rule.direction == "less" else (
+        ratio_medians >= rule.floor)
+    flagged = is_off & (effect_chance >= MIN_EFFECT)
+    quartiles = group_quantiles(rows.values, groups, [0.25, 0.5, 0.75], which=flagged)
+    off = ratios <= rule.medium if rule.direction == "less" else ratios >= rule.medium
+    k = np.bincount(np.repeat(np.arange(n.size), n), weights=off[groups.order],
+                    minlength=n.size).astype(np.int64)
+    k_all = int(off.sum())
+    part_p = np.where(k > 0, stats.hypergeom.sf(k - 1, off.size, k_all, n), 1.0)
+    tests = []
+    for c in np.flatnonzero(n >= MIN_SAMPLES):
+        name, median = classes[c], float(ratio_medians[c])
+        flag = (_whole_flag(rule, rows, name, c, quartiles[:, c], median,
+                            (statistic[c], p_chance[c], effect_chance[c]))
+                if flagged[c] else None)
+        test = ClassTest(rule.kind, name, float(p_chance[c]), flag)
+        if n[c] < off.size:
+            test = either_test(rule.kind, name, [(test.p_value, test.flag), _part_test(
+                rule, rows, off, k_all, name, c, int(k[c]), median, float(part_p[c]))])
+        tests.append(test)
+    return tests
 
 
 def background_attention_tests(samples: pd.DataFrame, classes: list[str]) -> list[ClassTest]:
@@ -435,6 +472,13 @@ def border_attention_flags(samples: pd.DataFrame, classes: list[str]) -> list[Fl
     return control_fdr(border_attention_tests(samples, classes))
 
 
+@functools.cache
+def _side_bands(border: float) -> dict[str, torch.Tensor]:
+    """The band of each of SIDES on the SIDE_GRID grid, bool [SIDE_GRID, SIDE_GRID] (built once
+    per border width, not per flag and side)."""
+    return {side: side_bands(SIDE_GRID, SIDE_GRID, border, [side]) for side in SIDES}
+
+
 def border_sides(class_maps: np.ndarray, border: float) -> list[str]:
     """The sides of the border band a class's attention is on: those whose band holds at least
     SIDE_SHARE of the mass of the most attended side in the class's mean max-normalised map
@@ -443,8 +487,7 @@ def border_sides(class_maps: np.ndarray, border: float) -> list[str]:
     if maps.numel() == 0:
         return list(SIDES)
     mean = upsample_maps(normalise_maps(maps).mean(dim=0)[None], (SIDE_GRID, SIDE_GRID))[0]
-    mass = {side: float(mean[side_bands(SIDE_GRID, SIDE_GRID, border, [side])].sum())
-            for side in SIDES}
+    mass = {side: float(mean[band].sum()) for side, band in _side_bands(border).items()}
     top = max(mass.values())
     if not top > 0:
         return list(SIDES)
@@ -458,13 +501,16 @@ def annotate_border_sides(flags: list[Flag], samples: pd.DataFrame, maps: np.nda
     blanks only the band where attention is. maps: float [N, h, w], one per ok row of
     samples in order."""
     flagged = [flag for flag in flags if flag.kind == "border_attention"]
-    ok = _ok(samples)
-    keys = sample_keys(samples).loc[ok.index].to_numpy()
-    positions = class_rows(ok["label"].to_numpy(), [f.class_name for f in flagged])
+    if not flagged:  # nothing to read of the table
+        return
+    ok = np.flatnonzero((samples["status"] == "ok").to_numpy())
+    keys = sample_keys(samples)
+    positions = class_rows(samples["label"].to_numpy()[ok], [f.class_name for f in flagged])
     for flag in flagged:
         rows = positions[flag.class_name]
         if flag.evidence.get("scope") == "part":
-            rows = rows[np.isin(keys[rows], flag.evidence.get("members", []))]
+            rows = rows[np.isin(keys.iloc[ok[rows]].to_numpy(),
+                                flag.evidence.get("members", []))]
         flag.evidence["border_sides"] = border_sides(maps[rows], border)
 
 
@@ -522,31 +568,40 @@ def class_statistics(samples: pd.DataFrame, classes: list[str]) -> dict[str, dic
     samples with a localisation IoU >= 0.5).
     """
     _require(samples, ("label", "status", "correct", *SUMMARY_MEASURES, "pointing_hit"))
-    degenerate = degenerate_mask(samples)
-    table = samples[["label", "status", "correct", *SUMMARY_MEASURES, "pointing_hit"]]
-    positions = class_rows(table["label"].to_numpy(), classes)
+    # Every statistic of every class from one layout of the ok rows by class (group
+    # reductions equal to numpy's per class), not a table look-up per class.
+    codes = class_codes(samples["label"], classes)
+    ok = (samples["status"] == "ok").to_numpy()
+    ok_rows = grouping(np.where(ok, codes, -1), len(classes))
+    n = np.bincount(codes[codes >= 0], minlength=len(classes))
+    n_ok = ok_rows.counts
+    degenerate = degenerate_mask(samples).to_numpy()
+    n_degenerate = np.bincount(codes[degenerate & (codes >= 0)], minlength=len(classes))
+    correct = samples["correct"].astype(float).to_numpy()  # the mean skips a missing value
+    accuracy = group_means(correct, ok_rows.within(np.isfinite(correct)))
+    quartiles = {}
+    for measure in SUMMARY_MEASURES:
+        values = samples[measure].to_numpy(dtype=float)
+        quartiles[measure] = group_quantiles(values, ok_rows.within(np.isfinite(values)),
+                                             [0.25, 0.5, 0.75])
+    hits = samples["pointing_hit"].to_numpy(dtype=float)
+    hit_rate = group_means(hits, ok_rows.within(np.isfinite(hits)))
+    iou = samples["wsol_iou"].to_numpy(dtype=float)
+    measured = ok_rows.within(np.isfinite(iou))
+    iou_mean = group_means(iou, measured)
+    iou_half = group_means((iou >= 0.5).astype(float), measured)
     out: dict[str, dict[str, Any]] = {}
-    for name in classes:
-        rows = table.iloc[positions[name]]
-        ok = rows[rows["status"] == "ok"]
-        entry: dict[str, Any] = {
-            "n": len(rows),
-            "n_ok": len(ok),
-            "accuracy": _float(ok["correct"].astype(float).mean()) if len(ok) else None,
-            "n_degenerate": int(degenerate[rows.index].sum()),
-        }
+    for c, name in enumerate(classes):
+        entry: dict[str, Any] = {"n": int(n[c]), "n_ok": int(n_ok[c]),
+                                 "accuracy": _float(accuracy[c]),
+                                 "n_degenerate": int(n_degenerate[c])}
         for measure in SUMMARY_MEASURES:
-            values = ok[measure].to_numpy(dtype=float)
-            median, q1, q3 = _quartiles(values[np.isfinite(values)])
+            q1, median, q3 = quartiles[measure][:, c]
             entry[f"{measure}_median"] = _float(median)
             entry[f"{measure}_q1"] = _float(q1)
             entry[f"{measure}_q3"] = _float(q3)
-        hits = ok["pointing_hit"].to_numpy(dtype=float)
-        hits = hits[np.isfinite(hits)]
-        iou = ok["wsol_iou"].to_numpy(dtype=float)
-        iou = iou[np.isfinite(iou)]
-        entry["pointing_hit_rate"] = _float(hits.mean()) if hits.size else None
-        entry["wsol_iou_mean"] = _float(iou.mean()) if iou.size else None
-        entry["wsol_iou_at_least_half"] = _float((iou >= 0.5).mean()) if iou.size else None
+        entry["pointing_hit_rate"] = _float(hit_rate[c])
+        entry["wsol_iou_mean"] = _float(iou_mean[c])
+        entry["wsol_iou_at_least_half"] = _float(iou_half[c])
         out[name] = entry
     return out

@@ -40,12 +40,15 @@ from auditor.detect.groups import class_rows
 from auditor.detect.map_regions import (
     MAX_POOL,
     MIN_HALF,
+    Candidates,
     MapRegion,
     better_direction,
-    choose_threshold,
     fisher_greater,
     halves,
     mass_shares,
+    pick_thresholds,
+    rest_reaching,
+    threshold_candidates,
 )
 
 OFF_DISC = 0.5  # a member's band mass beyond its object's disc: at least this share
@@ -123,19 +126,15 @@ def band_mass(grid_maps: np.ndarray, class_index: np.ndarray, discs: np.ndarray,
     area = regions.reshape(len(regions), -1).mean(axis=1)
     first = halves(index)
     rows = class_rows(index, range(n_classes))
+    second = (index >= 0) & ~first
+    tested = np.minimum(np.bincount(index[first], minlength=n_classes),
+                        np.bincount(index[second], minlength=n_classes)) >= MIN_HALF
     # Every used row of each half: the first half chooses and the second tests, then back.
-    halves_rows = (np.flatnonzero((index >= 0) & first), np.flatnonzero((index >= 0) & ~first))
-    out: list[MapRegion | None] = []
-    for c in range(n_classes):
-        mine = rows[c]
-        in_first = first[mine]
-        if min(in_first.sum(), (~in_first).sum()) < MIN_HALF:
-            out.append(None)
-            continue
-        out.append(better_direction(tuple(
-            _one_way(share, beyond, area, regions, (mine[chosen], mine[~chosen]), pools)
-            for chosen, pools in ((in_first, halves_rows), (~in_first, halves_rows[::-1])))))
-    return out
+    halves_rows = (np.flatnonzero(first), np.flatnonzero(second))
+    ways = [_one_way(share, beyond, area, regions, index, rows, tested, chooses, pools)
+            for chooses, pools in ((first, halves_rows), (second, halves_rows[::-1]))]
+    return [better_direction(pair) if tested[c] else None
+            for c, pair in enumerate(zip(*ways, strict=True))]
 
 
 def pooled_rest(half: np.ndarray, mine: np.ndarray) -> np.ndarray:
@@ -153,35 +152,61 @@ def pooled_rest(half: np.ndarray, mine: np.ndarray) -> np.ndarray:
 
 
 def _one_way(share: np.ndarray, beyond: np.ndarray, area: np.ndarray, regions: np.ndarray,
-             mine: tuple[np.ndarray, np.ndarray], pools: tuple[np.ndarray, np.ndarray]
-             ) -> MapRegion | None:
-    """The band and threshold chosen on the class's rows mine[0] (smallest Fisher p among
-    bands with a threshold), tested on its rows mine[1]; this direction's p alone. pools:
-    every used row of the choosing half and of the testing half (all row arrays ascending)."""
-    pick, test = mine
-    rest_choose, rest_test = pooled_rest(pools[0], pick), pooled_rest(pools[1], test)
-    # The class's and the pools' rows once, not a pass over every row per band.
-    pick_share, rest_share = share[pick], share[rest_choose]
-    best: tuple[float, int, float] | None = None
-    for r in range(len(regions)):
-        threshold = choose_threshold(pick_share[:, r], rest_share[:, r], float(area[r]),
-                                     beyond[pick, r])
-        if threshold is None:
+             index: np.ndarray, rows: dict[object, np.ndarray], tested: np.ndarray,
+             choose: np.ndarray, pools: tuple[np.ndarray, np.ndarray]
+             ) -> list[MapRegion | None]:
+    """Per class (`tested`, bool [C]), the band and threshold chosen on its `choose` rows
+    (smallest Fisher p among bands with a threshold; the first of equals), tested on its other
+    rows; this direction's p alone (None where no band has a threshold). share, beyond:
+    [N, R]; index: int [N], the class (-1 not used); rows: each class's rows (ascending);
+    pools: every used row of the choosing half and of the testing half. Every class's
+    candidates of one band come from one sort (threshold_candidates); the other classes'
+    pools are drawn only for classes with a candidate."""
+    n_classes, n_bands = len(tested), len(regions)
+    picked = np.flatnonzero(choose & tested[np.maximum(index, 0)] & (index >= 0))
+    owner = index[picked]
+    n_pick = np.bincount(owner, minlength=n_classes)
+    found = [threshold_candidates(share[picked, r], owner, n_classes, beyond[picked, r],
+                                  np.full(n_classes, area[r])) for r in range(n_bands)]
+    # Problem c x R + r: class c in band r; ordered by problem (each one's candidates stay
+    # ascending).
+    problem = np.concatenate([f.problem * n_bands + r for r, f in enumerate(found)])
+    order = np.argsort(problem, kind="stable")
+    candidates = Candidates(problem=problem[order],
+                            value=np.concatenate([f.value for f in found])[order],
+                            k=np.concatenate([f.k for f in found])[order])
+    problems, starts = np.unique(candidates.problem, return_index=True)
+    # The other classes' rows of the choosing half for the classes that have a candidate.
+    chosen_rows = {int(c): rows[c][choose[rows[c]]] for c in np.unique(problems // n_bands)}
+    rest_choose = {c: pooled_rest(pools[0], mine) for c, mine in chosen_rows.items()}
+    k_rest = np.zeros(candidates.value.size, dtype=np.int64)
+    ends = np.append(starts[1:], candidates.value.size)[:starts.size]
+    for problem_id, start, end in zip(problems, starts, ends, strict=True):
+        c, r = divmod(int(problem_id), n_bands)
+        k_rest[start:end] = rest_reaching(share[rest_choose[c], r], candidates.value[start:end])
+    n_rest = np.zeros(n_classes * n_bands, dtype=np.int64)
+    for c, rest in rest_choose.items():
+        n_rest[c * n_bands:(c + 1) * n_bands] = rest.size
+    best, p = pick_thresholds(candidates, k_rest, np.repeat(n_pick, n_bands), n_rest,
+                              n_classes * n_bands)
+    out: list[MapRegion | None] = [None] * n_classes
+    for c in chosen_rows:
+        bands_p = p[c * n_bands:(c + 1) * n_bands]
+        if np.isnan(bands_p).all():
             continue
-        k = int((pick_share[:, r] >= threshold).sum())
-        k_rest = int((rest_share[:, r] >= threshold).sum())
-        p = float(fisher_greater(k, pick.size, k_rest, rest_choose.size))
-        if best is None or p < best[0]:
-            best = (p, r, threshold)
-    if best is None:
-        return None
-    _, r, threshold = best
-    k, n = int((share[test, r] >= threshold).sum()), int(test.size)
-    k_rest = int((share[rest_test, r] >= threshold).sum())
-    rest_all = share[np.concatenate([rest_choose, rest_test]), r]
-    members = np.sort(np.concatenate([pick, test]))
-    return MapRegion(cells=regions[r], threshold=threshold,
-                     p_value=float(fisher_greater(k, n, k_rest, rest_test.size)),
-                     members=members[share[members, r] >= threshold],
-                     rest_share=float((rest_all >= threshold).mean()), k=k, n=n,
-                     k_rest=k_rest, n_rest=int(rest_test.size))
+        r = int(np.argmin(np.where(np.isnan(bands_p), np.inf, bands_p)))
+        at = best[c * n_bands + r]
+        threshold = float(candidates.value[at])
+        mine = rows[c]
+        test = mine[~choose[mine]]
+        rest_test = pooled_rest(pools[1], test)
+        k, k_test = int((share[test, r] >= threshold).sum()), int(
+            (share[rest_test, r] >= threshold).sum())
+        all_rest = rest_choose[c].size + rest_test.size
+        out[c] = MapRegion(cells=regions[r], threshold=threshold,
+                           p_value=float(fisher_greater(k, test.size, k_test, rest_test.size)),
+                           members=mine[share[mine, r] >= threshold],
+                           rest_share=(int(k_rest[at]) + k_test) / all_rest if all_rest
+                           else float("nan"), k=k, n=int(test.size),
+                           k_rest=k_test, n_rest=int(rest_test.size))
+    return out

@@ -21,6 +21,7 @@ Interventions form their own family (they test only the flags raised here).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,13 +60,16 @@ def bh_qvalues(p_values: np.ndarray) -> np.ndarray:
 
 
 def either_test(kind: str, class_name: str | None,
-                searches: list[tuple[float, Flag | None]]) -> ClassTest:
+                searches: list[tuple[float, Flag | Callable[[], Flag] | None]]) -> ClassTest:
     """One test of a class from several searches of one rule (p-value, flag or None when its
     gates fail): the smallest p of those whose gates pass (of all when none does), times the
-    number of searches (Bonferroni), with that search's flag (its evidence `p_value` set)."""
+    number of searches (Bonferroni), with that search's flag (its evidence `p_value` set). A
+    flag may be given as a function that builds it: only the chosen search's is called."""
     flagged = [search for search in searches if search[1] is not None]
     p, flag = min(flagged or searches, key=lambda search: search[0])
     p = min(1.0, p * len(searches))
+    if callable(flag):
+        flag = flag()
     if flag is not None:
         flag.evidence["p_value"] = p
     return ClassTest(kind, class_name, p, flag)

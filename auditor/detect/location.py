@@ -105,13 +105,15 @@ mass inside the region.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from scipy import ndimage, stats
+from scipy import stats
 
 from auditor.detect.attention import sample_keys
 from auditor.detect.band_mass import OFF_DISC, band_mass, off_disc_shares
@@ -119,7 +121,8 @@ from auditor.detect.fdr import ClassTest, control_fdr, either_test
 from auditor.detect.flags import Flag
 from auditor.detect.groups import class_rows
 from auditor.detect.map_regions import MapRegion, map_regions
-from auditor.detect.share_gates import MIN_MEMBERS, passes, share_severity
+from auditor.detect.object_following import RegionDistances, objects_nearer_p
+from auditor.detect.share_gates import passes, share_severity
 from auditor.errors import UsageError
 from auditor.metrics import normalise_maps, upsample_maps
 
@@ -129,7 +132,6 @@ WINDOW = 2  # cells per side of the largest window
 MAX_SCAN_CELLS = 16
 ATTENTION_LEVEL = 0.5
 FOLLOW_ALPHA = 0.05  # members' objects significantly nearer the region: the peaks follow them
-DISTANCE_STEPS = 4  # points per map cell side where distances to a region are measured
 OUTER_BAND = 0.125  # without masks: a peak whose cell reaches this close to an edge is off-object
 
 
@@ -317,10 +319,19 @@ def _elementwise_once(function: Any, *args: np.ndarray) -> np.ndarray:
     tuples (the hypergeometric tail costs ~80 us each at 100 000 peaks)."""
     if not args[0].size:
         return function(*args)
-    stacked = np.stack([np.asarray(a, dtype=np.float64) for a in args], axis=1)
-    distinct, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    values = function(*(distinct[:, i].astype(a.dtype) for i, a in enumerate(args)))
-    return np.asarray(values)[inverse.reshape(-1)]
+    columns = [np.asarray(a) for a in args]
+    # Distinct tuples from one lexicographic sort of the columns (np.unique(axis=0) sorts
+    # rows as opaque records, several times slower).
+    order = np.lexsort(columns[::-1])
+    first = np.zeros(order.size, dtype=bool)
+    first[0] = True
+    for column in columns:
+        ordered = column[order]
+        first[1:] |= ordered[1:] != ordered[:-1]
+    inverse = np.empty(order.size, dtype=np.intp)
+    inverse[order] = np.cumsum(first) - 1
+    values = function(*(column[order[first]] for column in columns))
+    return np.asarray(values)[inverse]
 
 
 def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
@@ -378,7 +389,11 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
     off_sample = np.where(np.isfinite(cover), cover < 0.5,
                           np.where(np.isfinite(hits), hits == 0, outer))
     found_in_maps = map_regions(grid_maps, np.where(known, index, -1), off_sample, len(classes))
-    bands = band_mass(grid_maps, np.where(known, index, -1), objects, len(classes))
+    # The band search and the object-following gate need object centroids (masks).
+    distances = (RegionDistances(objects, gh, gw) if np.isfinite(objects[:, :2]).all(axis=1).any()
+                 else None)
+    bands = (band_mass(grid_maps, np.where(known, index, -1), objects, len(classes))
+             if distances is not None else [None] * len(classes))
     # Every class's p per region at once (the same values, elementwise, as one call per class).
     n_class = counts.sum(axis=1)
     tested = np.flatnonzero(n_class >= MIN_SAMPLES)
@@ -392,6 +407,7 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
             np.tile(area, len(tested))).reshape(len(tested), len(area)))
     positions = class_rows(index, range(len(classes)))
     peak_cell = np.where(defined, cell, 0)
+    context = _FlagContext(cover, hits, keys, grid_maps, normalised)
     tests = []
     for c, p in zip(tested, p_scan, strict=True):
         name = classes[c]
@@ -402,82 +418,122 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
         base = k_rest / n_rest if n_rest >= MIN_REST else area
         passing = passes(k, share, base)
         scan_p = np.minimum(1.0, p * len(regions))
-        mine = np.zeros(len(labels), dtype=bool)
-        mine[positions[c]] = True
-        mine &= defined
-        scan: tuple[float, Flag | None] = (float(scan_p.min()), None)
+        mine = positions[c][defined[positions[c]]]  # the class's rows with a peak
+        scan: tuple[float, Any] = (float(scan_p.min()), None)
         for r in np.flatnonzero(passing)[np.lexsort((area[passing], p[passing]))]:
-            # mine & (the peak lies in R), from the class's own rows.
-            there = np.zeros_like(mine)
-            there[positions[c]] = mine[positions[c]] & flat_regions[r][peak_cell[positions[c]]]
+            there = mine[flat_regions[r][peak_cell[mine]]]  # the rows peaking in R
             off, off_share = _off_object(member_cover[there], hits[there], outer[there])
-            nearer_p = _objects_nearer_p(regions[r], there, objects)
+            nearer_p = _nearer_p(distances, regions[r], there)
             if off and not nearer_p < FOLLOW_ALPHA:
-                attention = attention_region(regions[r], grid_maps, there)
-                flag = _flag(
+                scan = (float(scan_p[r]), _Finding(
                     name, regions[r], shapes[r], n, int(k[r]), float(base[r]), float(area[r]),
-                    n_rest >= MIN_REST, float(scan_p[r]), off_share, there, cover, hits, keys,
-                    normalised[torch.as_tensor(mine)], counts[c].reshape(gh, gw), attention)
-                flag.evidence["objects_nearer_p"] = _json_p(nearer_p)
-                scan = (float(scan_p[r]), flag)
+                    n_rest >= MIN_REST, float(scan_p[r]), off_share, there, mine,
+                    counts[c].reshape(gh, gw), extra={"objects_nearer_p": _json_p(nearer_p)}))
                 break
         searches = [scan]
         for found, found_by in ((found_in_maps[c], "maps"), (bands[c], "band mass")):
             if found is not None:
-                searches.append((found.p_value, _mass_region_flag(
+                searches.append((found.p_value, _mass_region_finding(
                     name, found, found_by, mine, member_cover, hits, outer, enrichment,
-                    objects, grid_maps, keys, normalised[torch.as_tensor(mine)],
-                    counts[c].reshape(gh, gw))))
-        tests.append(either_test("fixed_location", name, searches))
+                    objects, grid_maps, distances, counts[c].reshape(gh, gw))))
+        # Only the flag of the search the test reports is built.
+        tests.append(either_test("fixed_location", name, [
+            (p_value, None if finding is None else _flag_builder(finding, context))
+            for p_value, finding in searches]))
     return tests
 
 
-def _mass_region_flag(name: str, found: MapRegion, found_by: str, mine: np.ndarray,
-                      cover: np.ndarray, hits: np.ndarray, outer: np.ndarray,
-                      enrichment: np.ndarray, objects: np.ndarray, grid_maps: np.ndarray,
-                      keys: np.ndarray, class_maps: torch.Tensor, counts: np.ndarray
-                      ) -> Flag | None:
-    """The flag of a region whose members are judged by their map mass in it: found in the
-    maps (found_by "maps", auditor.detect.map_regions) or a middle band ("band mass",
+def _mass_region_finding(name: str, found: MapRegion, found_by: str, mine: np.ndarray,
+                         cover: np.ndarray, hits: np.ndarray, outer: np.ndarray,
+                         enrichment: np.ndarray, objects: np.ndarray, grid_maps: np.ndarray,
+                         distances: RegionDistances | None, counts: np.ndarray
+                         ) -> _Finding | None:
+    """The finding of a region whose members are judged by their map mass in it: found in
+    the maps (found_by "maps", auditor.detect.map_regions) or a middle band ("band mass",
     auditor.detect.band_mass); None when its gates fail. The effect gates read the testing
     half (the counts the p-value comes from); the finding's members and shares read the whole
-    class. Off the object: for "maps", the members' peaks (_off_object) and, with masks, their
-    mass (median fg_enrichment below 1: a class whose maps sit on its objects, and also lean
-    toward one place, is not a finding); for "band mass", whose band crosses the objects (the
-    peaks lie on them), at least half the members with OFF_DISC of their band mass outside
-    their object's disc. Both: objects that do not follow the region."""
+    class (`mine`: its rows with a peak). Off the object: for "maps", the members' peaks
+    (_off_object) and, with masks, their mass (median fg_enrichment below 1: a class whose
+    maps sit on its objects, and also lean toward one place, is not a finding); for "band
+    mass", whose band crosses the objects (the peaks lie on them), at least half the members
+    with OFF_DISC of their band mass outside their object's disc. Both: objects that do not
+    follow the region."""
     share = found.k / max(found.n, 1)
     base = found.k_rest / max(found.n_rest, 1)
     if not passes(found.k, share, base):
         return None
-    there = np.zeros_like(mine)
-    there[found.members] = True
+    there = found.members
     off, off_share = _off_object(cover[there], hits[there], outer[there])
-    extra: dict[str, Any] = {}
+    band: dict[str, Any] = {}
     if found_by == "band mass":
         beyond = off_disc_shares(grid_maps[there], objects[there], found.cells[None])[:, 0]
-        extra["beyond_object_share"] = float((beyond >= OFF_DISC).mean())
-        off = extra["beyond_object_share"] >= 0.5
+        band["beyond_object_share"] = float((beyond >= OFF_DISC).mean())
+        off = band["beyond_object_share"] >= 0.5
     else:
         measured = enrichment[there][np.isfinite(enrichment[there])]
-        off = off and not (measured.size * 2 >= there.sum() and np.median(measured) >= 1.0)
-    nearer_p = _objects_nearer_p(found.cells, there, objects)
+        off = off and not (measured.size * 2 >= there.size and np.median(measured) >= 1.0)
+    nearer_p = _nearer_p(distances, found.cells, there)
     if not off or nearer_p < FOLLOW_ALPHA:
         return None
-    k, n = int(there.sum()), int(mine.sum())
-    attention = attention_region(found.cells, grid_maps, there)
-    flag = _flag(name, found.cells, region_shape(found.cells), n, k, found.rest_share,
-                 float(found.cells.mean()), True, found.p_value, off_share, there, cover,
-                 hits, keys, class_maps, counts, attention,
-                 member_rule=f"put at least {found.threshold:.0%} of their map's mass in")
-    flag.evidence.update(
+    extra = dict(
         region_found_by=found_by, member_threshold=found.threshold,
         objects_nearer_p=_json_p(nearer_p),
         score_meaning="share of the class's maps with at least member_threshold of their "
                       "mass in the region",
         test_half={"k": found.k, "n": found.n, "k_rest": found.k_rest,
-                   "n_rest": found.n_rest}, **extra)
-    return flag
+                   "n_rest": found.n_rest}, **band)
+    return _Finding(name, found.cells, region_shape(found.cells), int(mine.size),
+                    int(there.size), found.rest_share, float(found.cells.mean()), True,
+                    found.p_value, off_share, there, mine, counts,
+                    member_rule=f"put at least {found.threshold:.0%} of their map's mass in",
+                    extra=extra)
+
+
+@dataclass
+class _Finding:
+    """What a flag of one class and region says, its gates passed: built into a Flag only
+    when its search is the one the class's test reports."""
+
+    name: str
+    cells: np.ndarray  # bool [gh, gw], the found cells
+    shape: str
+    n: int  # the class's samples with a peak
+    k: int  # members
+    base: float  # the other classes' share (or the area share)
+    area: float
+    against_rest: bool
+    p: float
+    off_share: float | None
+    there: np.ndarray  # int: the members' rows (ascending)
+    mine: np.ndarray  # int: the class's rows with a peak (ascending)
+    counts: np.ndarray  # int [gh, gw], the class's peaks per cell
+    member_rule: str = "peak in"
+    extra: dict[str, Any] = field(default_factory=dict)  # evidence added to _flag's, in order
+
+
+@dataclass
+class _FlagContext:
+    """Per-sample columns every flag reads (ok rows, table order)."""
+
+    cover: np.ndarray
+    hits: np.ndarray
+    keys: np.ndarray
+    grid_maps: np.ndarray
+    normalised: torch.Tensor
+
+
+def _flag_builder(finding: _Finding, context: _FlagContext) -> Callable[[], Flag]:
+    def build() -> Flag:
+        attention = attention_region(finding.cells, context.grid_maps, finding.there)
+        flag = _flag(finding.name, finding.cells, finding.shape, finding.n, finding.k,
+                     finding.base, finding.area, finding.against_rest, finding.p,
+                     finding.off_share, finding.there, context.cover, context.hits,
+                     context.keys, context.normalised[torch.as_tensor(finding.mine)],
+                     finding.counts, attention, member_rule=finding.member_rule)
+        flag.evidence.update(finding.extra)
+        return flag
+
+    return build
 
 
 def object_discs(rows: pd.DataFrame) -> np.ndarray:
@@ -492,28 +548,11 @@ def object_discs(rows: pd.DataFrame) -> np.ndarray:
     return np.stack([_column(rows, "fg_cx"), _column(rows, "fg_cy"), radius], axis=1)
 
 
-def _objects_nearer_p(cells: np.ndarray, members: np.ndarray, objects: np.ndarray) -> float:
-    """One-sided p that the members' objects lie nearer the region than the other samples'
-    objects (module rule: peaks that follow their objects): Mann-Whitney U of the distance
-    from each object's edge to the region (objects float [N, 3] from object_discs: the
-    distance from the centroid less the disc's radius, floored at 0; NaN without a mask),
-    members (bool [N]) against the rest; cells bool [gh, gw]. NaN when fewer than
-    MIN_MEMBERS on either side have a centroid."""
-    known = np.isfinite(objects[:, :2]).all(axis=1)
-    near, rest = members & known, ~members & known
-    if near.sum() < MIN_MEMBERS or rest.sum() < MIN_MEMBERS:
-        return math.nan
-    gh, gw = cells.shape
-    fine = np.kron(cells, np.ones((DISTANCE_STEPS, DISTANCE_STEPS), dtype=bool))
-    # Distance (in image fractions) from every point of a fine grid to the region.
-    distance = ndimage.distance_transform_edt(
-        ~fine, sampling=(1 / (gh * DISTANCE_STEPS), 1 / (gw * DISTANCE_STEPS)))
-    ys = np.clip((objects[known, 1] * fine.shape[0]).astype(int), 0, fine.shape[0] - 1)
-    xs = np.clip((objects[known, 0] * fine.shape[1]).astype(int), 0, fine.shape[1] - 1)
-    # A large object's edge can touch the region while its centroid lies far from it.
-    d = np.full(len(objects), np.nan)
-    d[known] = np.maximum(distance[ys, xs] - objects[known, 2], 0.0)
-    return float(stats.mannwhitneyu(d[near], d[rest], alternative="less").pvalue)
+def _nearer_p(distances: RegionDistances | None, cells: np.ndarray, members: np.ndarray
+              ) -> float:
+    """The object-following gate's p (auditor.detect.object_following); NaN without
+    centroids (not tested)."""
+    return math.nan if distances is None else objects_nearer_p(distances, cells, members)
 
 
 def _json_p(p: float) -> float | None:
@@ -544,21 +583,34 @@ def attention_region(cells: np.ndarray, grid_maps: np.ndarray, members: np.ndarr
     """The region the members' attention covers at the scanned cells: bool [gh, gw].
 
     The scanned cells grow into the cells around them (one step, 8-connected) where the
-    members' mean normalised map (grid_maps float [N, gh, gw] pooled to the scan grid; members
-    bool [N]) is at least ATTENTION_LEVEL of its largest value there, then into the outer
-    cells of the grid next to the region. A map responds to the edges of what it sees: a peak
-    lies next to, not always on, a tag (a flat white square lights up along its inner edge),
-    and what sits between that edge and the image border is part of it.
+    members' mean normalised map (grid_maps float [N, gh, gw] pooled to the scan grid;
+    members: int rows, or bool [N]) is at least ATTENTION_LEVEL of its largest value there,
+    then into the outer cells of the grid next to the region. A map responds to the edges of
+    what it sees: a peak lies next to, not always on, a tag (a flat white square lights up
+    along its inner edge), and what sits between that edge and the image border is part of
+    it.
     """
     mean = grid_maps[members].mean(axis=0)
-    ring = np.ones((3, 3), dtype=bool)
-    around = ndimage.binary_dilation(cells, structure=ring)
+    around = _grow(cells)
     top = float(mean[around].max())
     region = cells | (around & (mean >= ATTENTION_LEVEL * top)) if top > 0 else cells.copy()
     outer = np.zeros_like(region)
     outer[[0, -1], :] = True
     outer[:, [0, -1]] = True
-    return region | (ndimage.binary_dilation(region, structure=ring) & outer)
+    return region | (_grow(region) & outer)
+
+
+def _grow(cells: np.ndarray) -> np.ndarray:
+    """bool [h, w]: the cells and their 8 neighbours (a binary dilation by a 3x3 square, no
+    cells beyond the edge; scipy's costs more to call than to compute on a small grid)."""
+    h, w = cells.shape
+    padded = np.zeros((h + 2, w + 2), dtype=bool)
+    padded[1:-1, 1:-1] = cells
+    out = np.zeros_like(cells)
+    for dy in range(3):
+        for dx in range(3):
+            out |= padded[dy:dy + h, dx:dx + w]
+    return out
 
 
 def _flag(name: str, cells: np.ndarray, shape: str, n: int, k: int, base: float,
@@ -572,7 +624,7 @@ def _flag(name: str, cells: np.ndarray, shape: str, n: int, k: int, base: float,
     mean_map = class_maps.mean(dim=0)
     fine = upsample_maps(mean_map[None], (gh * 4, gw * 4))[0].numpy()
     total = float(fine.sum())
-    inside = np.kron(cells, np.ones((4, 4), dtype=bool))
+    inside = cells.repeat(4, axis=0).repeat(4, axis=1)
     map_share = float(fine[inside].sum()) / total if total > 0 else None
     # Members whose peak is off the object (at the map's resolution) first.
     off_first = np.where(np.isfinite(cover[there]), cover[there] >= 0.5,

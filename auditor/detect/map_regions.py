@@ -59,6 +59,7 @@ MIN_LIFT = 2.0
 #: O(classes x (class size + MAX_POOL) x cells) on large data sets.
 MAX_POOL = 8192
 CLASS_BLOCK = 64  # regions whose pooled shares are computed in one product
+REACH_BLOCK = 512  # thresholds compared with a pool at once (bounds memory: MAX_POOL x this)
 
 
 @dataclass
@@ -149,27 +150,97 @@ def fisher_greater(k: np.ndarray | int, n: int, k_rest: np.ndarray | int, n_rest
     return stats.hypergeom.sf(k - 1, n + n_rest, k + k_rest, n)
 
 
+@dataclass
+class Candidates:
+    """Member thresholds of many problems (a class's shares in one region each), flattened in
+    problem order and, within a problem, ascending."""
+
+    problem: np.ndarray  # int [K]: the problem each candidate belongs to
+    value: np.ndarray  # [K], the values' dtype: the threshold
+    k: np.ndarray  # int [K]: the problem's class values at least the threshold
+
+
+def threshold_candidates(values: np.ndarray, problem: np.ndarray, n_problems: int,
+                         off: np.ndarray, area: np.ndarray) -> Candidates:
+    """The class side of choose_threshold's rule for many problems at once: per problem, its
+    finite values' THRESHOLD_QUANTILES (method "lower", distinct), those at least MIN_LIFT x
+    its area whose reaching values are mostly off the object.
+
+    values: float [M], each problem's class values (NaN never reaches a threshold); problem:
+    int [M] in [0, n_problems); off: bool [M]; area: float [n_problems], the region's share of
+    the grid. One sort of (problem, value) replaces a quantile, a unique and a sort per
+    problem; each step computes what numpy does for one problem (the quantile's index
+    floor((n - 1) q), the lift bound rounded to the values' dtype as a Python float is when
+    compared with them)."""
+    if not values.size:
+        empty = np.zeros(0, dtype=np.intp)
+        return Candidates(problem=empty, value=values[:0], k=empty)
+    order = np.lexsort((values, problem))
+    ordered, owner, ordered_off = values[order], problem[order], off[order]
+    size = np.bincount(problem, minlength=n_problems)
+    start = np.cumsum(size) - size
+    finite = np.bincount(problem[np.isfinite(values)], minlength=n_problems)  # NaN sort last
+    index = np.floor((finite[:, None] - 1) * THRESHOLD_QUANTILES).astype(np.intp)
+    # [S, Q] sorted places (clipped where a problem has no finite value: never kept).
+    place = np.minimum(start[:, None] + np.maximum(index, 0), ordered.size - 1)
+    value = ordered[place]
+    distinct = np.ones(place.shape, dtype=bool)
+    distinct[:, 1:] = value[:, 1:] != value[:, :-1]
+    bound = (MIN_LIFT * np.asarray(area, dtype=np.float64)).astype(values.dtype)
+    keep = (finite > 0)[:, None] & distinct & (value >= bound[:, None])
+    # Values reaching a candidate: from the first sorted place of its value to the problem's
+    # last finite one (the start of its run of equal values).
+    new_run = np.ones(ordered.size, dtype=bool)
+    new_run[1:] = (ordered[1:] != ordered[:-1]) | (owner[1:] != owner[:-1])
+    run_start = np.maximum.accumulate(np.where(new_run, np.arange(ordered.size), 0))
+    first = run_start[place]
+    end = (start + finite)[:, None]
+    reach = end - first
+    off_before = np.concatenate([[0], np.cumsum(ordered_off)])
+    off_share = (off_before[end] - off_before[first]) / np.maximum(reach, 1)
+    keep &= off_share >= 0.5
+    rows, columns = np.nonzero(keep)
+    return Candidates(problem=rows, value=value[rows, columns], k=reach[rows, columns])
+
+
+def pick_thresholds(candidates: Candidates, k_rest: np.ndarray, n: np.ndarray,
+                    n_rest: np.ndarray, n_problems: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per problem, the candidate whose Fisher p (fisher_greater of its k of n against k_rest
+    [K] of n_rest; n, n_rest int [n_problems]) is smallest, the first (smaller) of equals:
+    (position in `candidates`, -1 where the problem has none; its p, NaN there)."""
+    p = fisher_greater(candidates.k, n[candidates.problem], k_rest,
+                       n_rest[candidates.problem])
+    best = np.full(n_problems, -1)
+    if p.size:
+        order = np.lexsort((np.arange(p.size), p, candidates.problem))
+        owner = candidates.problem[order]
+        leads = np.ones(order.size, dtype=bool)
+        leads[1:] = owner[1:] != owner[:-1]
+        best[owner[leads]] = order[leads]
+    chosen = np.full(n_problems, np.nan)
+    chosen[best >= 0] = p[best[best >= 0]]
+    return best, chosen
+
+
 def choose_threshold(share_class: np.ndarray, share_rest: np.ndarray, area: float,
                      off_class: np.ndarray) -> float | None:
     """The member threshold (module rule): among the class's shares (finite ones) at its
     THRESHOLD_QUANTILES, those at least MIN_LIFT x `area` (the region's share of the grid:
     what a flat map puts there) that make members mostly off the object (off_class bool: the
     sample's peak is off it), the one whose Fisher p is smallest (ties: the smaller, which
-    keeps every member of an equally good split); None when there is none."""
-    finite = share_class[np.isfinite(share_class)]
-    candidates = (np.unique(np.quantile(finite, THRESHOLD_QUANTILES, method="lower"))
-                  if finite.size else finite)
-    candidates = candidates[candidates >= MIN_LIFT * area]
-    reach = share_class[:, None] >= candidates
-    off_share = (reach & off_class[:, None]).sum(axis=0) / np.maximum(reach.sum(axis=0), 1)
-    candidates = candidates[off_share >= 0.5]
-    if candidates.size == 0:
-        return None
-    k = finite.size - np.searchsorted(np.sort(finite), candidates, side="left")
+    keeps every member of an equally good split); None when there is none. One problem of
+    threshold_candidates and pick_thresholds."""
+    found = threshold_candidates(share_class, np.zeros(share_class.size, dtype=np.intp), 1,
+                                 off_class, np.array([area]))
+    best, _ = pick_thresholds(found, rest_reaching(share_rest, found.value),
+                              np.array([share_class.size]), np.array([share_rest.size]), 1)
+    return None if best[0] < 0 else float(found.value[best[0]])
+
+
+def rest_reaching(share_rest: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """int [T]: the values of share_rest (NaN never reaching) at least each threshold."""
     rest = np.sort(share_rest[np.isfinite(share_rest)])
-    k_rest = rest.size - np.searchsorted(rest, candidates, side="left")
-    p = fisher_greater(k, share_class.size, k_rest, share_rest.size)
-    return float(candidates[int(np.argmin(p))])
+    return rest.size - np.searchsorted(rest, thresholds, side="left")
 
 
 def _one_way(mass: np.ndarray, hot: np.ndarray, class_index: np.ndarray, off: np.ndarray,
@@ -177,7 +248,8 @@ def _one_way(mass: np.ndarray, hot: np.ndarray, class_index: np.ndarray, off: np
              ) -> list[MapRegion | None]:
     """Regions and thresholds chosen on the `choose` samples, tested on the others, for the
     classes `tested` (bool [C]); p-values of this direction alone. The other classes are
-    represented by at most MAX_POOL samples of each half (`pooled_rows`)."""
+    represented by at most MAX_POOL samples of each half (`pooled_rows`): a class's rest is
+    its half's pool without the class's own pooled samples."""
     n_classes = len(groups)
     regions = contrast_regions(hot, np.where(choose, class_index, -1), n_classes)
     found: list[MapRegion | None] = [None] * n_classes
@@ -191,26 +263,63 @@ def _one_way(mass: np.ndarray, hot: np.ndarray, class_index: np.ndarray, off: np
         block = wanted[start:start + CLASS_BLOCK]
         cells = np.stack([regions[c] for c in block]).reshape(len(block), -1)
         pooled = {half: values @ cells.T.astype(np.float32) for half, values in pool_mass.items()}
-        for column, c in enumerate(block):
-            rows = groups[c]
-            share = mass[rows] @ cells[column].astype(np.float32)
-            mine_choose = choose[rows]
-            rest = {half: pooled[half][pool_class[half] != c, column] for half in (True, False)}
-            threshold = choose_threshold(share[mine_choose], rest[True],
-                                         float(cells[column].mean()), off[rows][mine_choose])
-            if threshold is None:
-                continue
-            reach = share >= threshold
-            k, n = int(reach[~mine_choose].sum()), int((~mine_choose).sum())
-            k_rest = int((rest[False] >= threshold).sum())
-            all_rest = np.concatenate([rest[True], rest[False]])
+        rest = {half: _PoolCounts(values, pool_class[half], block)
+                for half, values in pooled.items()}
+        share = [mass[groups[c]] @ cells[column].astype(np.float32)
+                 for column, c in enumerate(block)]
+        picked = [choose[groups[c]] for c in block]
+        candidates = threshold_candidates(
+            np.concatenate([s[pick] for s, pick in zip(share, picked, strict=True)]),
+            np.repeat(np.arange(len(block)), [int(pick.sum()) for pick in picked]), len(block),
+            np.concatenate([off[groups[c]][pick] for c, pick in zip(block, picked, strict=True)]),
+            cells.mean(axis=1))
+        k_rest = rest[True].reaching(candidates.problem, candidates.value)
+        best, _ = pick_thresholds(
+            candidates, k_rest, np.array([int(pick.sum()) for pick in picked]), rest[True].size,
+            len(block))
+        chosen = np.flatnonzero(best >= 0)
+        thresholds = candidates.value[best[chosen]]
+        reach = [share[column] >= threshold for column, threshold in
+                 zip(chosen, thresholds, strict=True)]
+        k = np.array([int(r[~picked[column]].sum()) for column, r in
+                      zip(chosen, reach, strict=True)])
+        n = np.array([int((~picked[column]).sum()) for column in chosen])
+        k_test = rest[False].reaching(chosen, thresholds)
+        p = fisher_greater(k, n, k_test, rest[False].size[chosen])
+        for i, column in enumerate(chosen):
+            c = block[column]
+            all_rest = rest[True].size[column] + rest[False].size[column]
             found[c] = MapRegion(
-                cells=regions[c], threshold=threshold,
-                p_value=float(fisher_greater(k, n, k_rest, rest[False].size)),
-                members=rows[reach],
-                rest_share=float((all_rest >= threshold).mean()) if all_rest.size else 0.0,
-                k=k, n=n, k_rest=k_rest, n_rest=int(rest[False].size))
+                cells=regions[c], threshold=float(thresholds[i]), p_value=float(p[i]),
+                members=groups[c][reach[i]],
+                rest_share=(int(k_rest[best[column]] + k_test[i]) / int(all_rest)
+                            if all_rest else 0.0),
+                k=int(k[i]), n=int(n[i]), k_rest=int(k_test[i]),
+                n_rest=int(rest[False].size[column]))
     return found
+
+
+class _PoolCounts:
+    """A half's pooled shares in each region of a block (float [P, B]) and the pooled rows'
+    classes: counts over the pool without one class's own rows."""
+
+    def __init__(self, values: np.ndarray, pool_class: np.ndarray, block: list[int]) -> None:
+        self.by_region = np.ascontiguousarray(values.T)  # [B, P]: a region's shares in a row
+        self.pool_class, self.block = pool_class, np.asarray(block)
+        own = np.bincount(pool_class, minlength=int(self.block.max()) + 1)[self.block]
+        self.size = len(values) - own  # int [B]
+
+    def reaching(self, columns: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+        """int [T]: the rest's values in column columns[i] at least thresholds[i] (NaN never
+        reaches). Compared directly: a class has a few candidates, fewer than a sort of the
+        pool costs per value."""
+        out = np.zeros(len(columns), dtype=np.int64)
+        for start in range(0, len(columns), REACH_BLOCK):
+            part = slice(start, start + REACH_BLOCK)
+            rest = self.pool_class != self.block[columns[part], None]
+            out[part] = ((self.by_region[columns[part]] >= thresholds[part, None]) & rest
+                         ).sum(axis=1)
+        return out
 
 
 def map_regions(grid_maps: np.ndarray, class_index: np.ndarray, off: np.ndarray,

@@ -234,6 +234,13 @@ def property_features(
     return np.hstack(blocks), groups
 
 
+def band_pixels(thumbs: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """thumbs[:, :, band]: uint8 [N, 3, band pixels] in row-major order, taken with flat
+    indices along one axis (a two-axis fancy index is ten times slower)."""
+    n, channels, h, w = thumbs.shape
+    return np.take(thumbs.reshape(n, channels, h * w), np.flatnonzero(band.ravel()), axis=2)
+
+
 def border_pixel_features(thumbs: np.ndarray, border: float) -> tuple[np.ndarray, list[str]]:
     """Band pixels flattened to float [N, 3 * band_pixels], grouped as "<side> edge, <channel>"."""
     _, _, h, w = thumbs.shape
@@ -243,7 +250,7 @@ def border_pixel_features(thumbs: np.ndarray, border: float) -> tuple[np.ndarray
     side = np.where(
         ys < bh, "top", np.where(ys >= h - bh, "bottom", np.where(xs < bw, "left", "right"))
     )
-    x = thumbs[:, :, ys, xs].astype(np.float32).reshape(len(thumbs), -1)
+    x = band_pixels(thumbs, band).astype(np.float32).reshape(len(thumbs), -1)
     groups = [f"{s} edge, {ch}" for ch in CHANNELS for s in side]
     return x, groups
 

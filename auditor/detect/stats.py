@@ -1,11 +1,12 @@
 """Statistics the detectors use: the Wilson interval of a proportion, Cramér's V and mutual
-information of contingency tables (batched over tables), and each group of one pooled sample
+information of contingency tables (batched over tables), each group of one pooled sample
 against the rest of it (Mann-Whitney U, median of the rest) from one ranking of the whole
-sample. Pure functions of numbers.
+sample, and the Wilcoxon signed-rank test of many groups at once. Pure functions of numbers.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ import numpy as np
 from scipy import special, stats
 from scipy.stats import norm
 
+from auditor.detect.groups import Grouping, grouping, stable_group_sort
 from auditor.errors import UsageError
 
 
@@ -166,39 +168,149 @@ def rest_median(pooled: PooledSample, positions: np.ndarray) -> float:
 #: Largest sample whose signed-rank null scipy enumerates (2**n sign flips <= its 9 999
 #: resamples) when the sample has ties or zeros.
 _ENUMERATED_SIGNED_RANK = 13
+#: Largest sample for which scipy uses the exact null distribution (no ties, no zeros).
+_EXACT_SIGNED_RANK = 50
+_ALTERNATIVES = ("less", "greater", "two-sided")
+
+
+@dataclass(frozen=True)
+class SignedRankTests:
+    """The Wilcoxon signed-rank test of each of G groups against 0 (`wilcoxon_signed_ranks`).
+    NaN statistic and p for a group without a non-zero value."""
+
+    statistic: np.ndarray  # float [G]: R+ (one-sided) or min(R+, R-) (two-sided), as scipy's
+    p: np.ndarray  # float [G]
+    r_plus: np.ndarray  # float [G]: sum of the ranks of |x| of the positive values
+    r_minus: np.ndarray  # float [G]: of the negative values (zeros are not ranked)
+
+
+def wilcoxon_signed_ranks(x: np.ndarray, groups: Grouping, alternative: str
+                          ) -> SignedRankTests:
+    """The Wilcoxon signed-rank test of x[rows of g] (x float [N], finite) against 0 for every
+    group g at once, each equal to scipy.stats.wilcoxon(x[rows of g], alternative=alternative)
+    with its defaults, to the bit.
+
+    scipy's own choice of null distribution per group, computed here across groups: zeros are
+    dropped from the ranks (zero_method "wilcox"); more than 50 values, or more than 13 with
+    ties or zeros: the normal approximation with the tie correction, no continuity
+    correction; at most 50 values without ties or zeros: the exact distribution of R+, which
+    depends only on n (built once per n, `_exact_tails`); at most 13 with ties or zeros: every
+    one of the 2**n sign flips (scipy's permutation test, which evaluates the statistic once
+    per flip in Python: 1.5 s for 2**13), its p counted as scipy counts it."""
+    if alternative not in _ALTERNATIVES:
+        raise UsageError(f"alternative must be one of {', '.join(_ALTERNATIVES)}, "
+                         f"got {alternative!r}")
+    n_groups = groups.counts.size
+    values = np.asarray(x, dtype=np.float64)[groups.order]
+    group = np.repeat(np.arange(n_groups), groups.counts)
+    nonzero = values != 0
+    ranks = np.zeros(values.size)  # zeros are not ranked
+    ranks[nonzero], tie_term, has_ties = _group_ranks(np.abs(values[nonzero]), group[nonzero],
+                                                      n_groups)
+    # Exact sums in any order: half-integers far below 2**53.
+    r_plus = np.bincount(group, weights=ranks * (values > 0), minlength=n_groups)
+    r_minus = np.bincount(group, weights=ranks * (values < 0), minlength=n_groups)
+    n = groups.counts
+    count = np.bincount(group[nonzero], minlength=n_groups).astype(np.float64)
+    statistic = np.minimum(r_plus, r_minus) if alternative == "two-sided" else r_plus.copy()
+    p = np.full(n_groups, np.nan)
+    plain = ~has_ties & (count == n)
+    asymptotic = (count > 0) & ((n > _EXACT_SIGNED_RANK)
+                                | (~plain & (n > _ENUMERATED_SIGNED_RANK)))
+    exact = (count > 0) & plain & (n <= _EXACT_SIGNED_RANK)
+    enumerated = (count > 0) & ~plain & (n <= _ENUMERATED_SIGNED_RANK)
+    # The normal approximation, in scipy's order of operations.
+    mean = count * (count + 1.0) * 0.25
+    var = count * (count + 1.0) * (2.0 * count + 1.0)
+    se = np.sqrt((var - tie_term / 2) / 24)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (r_plus - mean) / se
+    tail = {"less": lambda: special.ndtr(z), "greater": lambda: special.ndtr(-z),
+            "two-sided": lambda: 2 * special.ndtr(-np.abs(z))}[alternative]()
+    p[asymptotic] = tail[asymptotic]
+    for size in np.unique(n[exact]):
+        members = np.flatnonzero(exact & (n == size))
+        cdf, sf = _exact_tails(int(size))
+        low = cdf[np.ceil(r_plus[members]).astype(np.int64)]
+        high = sf[np.floor(r_plus[members]).astype(np.int64)]
+        p[members] = {"less": low, "greater": high,
+                      "two-sided": np.clip(2 * np.minimum(high, low), 0, 1)}[alternative]
+    for size in np.unique(n[enumerated]):
+        members = np.flatnonzero(enumerated & (n == size))
+        rows = groups.starts[members][:, None] + np.arange(size)
+        p[members] = _enumerated_p(values[rows], ranks[rows], r_plus[members], alternative)
+    return SignedRankTests(statistic=np.where(count > 0, statistic, np.nan), p=p,
+                           r_plus=r_plus, r_minus=r_minus)
+
+
+def _group_ranks(values: np.ndarray, group: np.ndarray, n_groups: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ranks of values float [M] within each group (group int [M], ascending), from one
+    sort: (midranks float [M], 1-based with ties averaged as scipy's rankdata gives them
+    within the group alone; sum of t**3 - t over the group's runs of t equal values float [G];
+    whether the group has a run longer than one, bool [G])."""
+    # By group, then value: the stable sort by group keeps the value order within each (the
+    # order among equal values changes no rank).
+    by_value = np.argsort(values)
+    order = by_value[stable_group_sort(group[by_value], n_groups)]
+    ordered, owner = values[order], group[order]
+    first = np.ones(values.size, dtype=bool)
+    first[1:] = (ordered[1:] != ordered[:-1]) | (owner[1:] != owner[:-1])
+    starts = np.flatnonzero(first)
+    counts = np.diff(starts, append=values.size)
+    group_start = np.concatenate([[0], np.cumsum(np.bincount(group, minlength=n_groups))[:-1]])
+    place = starts - group_start[owner[starts]]
+    t = counts.astype(np.float64)
+    ranks = np.empty(values.size)
+    ranks[order] = np.repeat((place + 1).astype(np.float64) + (t - 1) / 2, counts)
+    tie_term = np.bincount(owner[starts], weights=t ** 3 - t, minlength=n_groups)
+    return ranks, tie_term, np.bincount(owner[starts], weights=counts > 1,
+                                        minlength=n_groups) > 0
+
+
+@functools.cache
+def _exact_tails(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(P(R+ <= k), P(R+ >= k)) for k = 0 .. n(n+1)/2 under the exact null of n values without
+    ties or zeros, each summed as scipy's WilcoxonDistribution sums it (the shorter tail of
+    the probabilities, 1 minus the other past the mean), so the same floats."""
+    pmf = np.ones(1)
+    for k in range(1, n + 1):  # scipy's recurrence (_get_wilcoxon_distr)
+        previous = pmf
+        pmf = np.zeros(k * (k + 1) // 2 + 1)
+        pmf[:previous.size] = previous * 0.5
+        pmf[-previous.size:] += previous * 0.5
+    mean = n * (n + 1) / 4
+    cdf = np.array([pmf[:k + 1].sum() if k <= mean else 1 - pmf[k + 1:].sum()
+                    for k in range(pmf.size)])
+    sf = np.array([pmf[k:].sum() if k <= mean else 1 - pmf[:k].sum()
+                   for k in range(pmf.size)])
+    return cdf, sf
+
+
+def _enumerated_p(values: np.ndarray, ranks: np.ndarray, r_plus: np.ndarray,
+                  alternative: str) -> np.ndarray:
+    """float [m]: the p of R+ (r_plus float [m]) of each of m samples of n values (values,
+    ranks float [m, n]; a zero has rank 0 and stays zero when flipped) against all 2**n sign
+    flips, counted as scipy's permutation_test counts it (its 100-eps tolerance, no +1 for an
+    exact null)."""
+    n = values.shape[1]
+    flips = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(np.float64)
+    # R+ of every flip of every sample: flipped values count if negative, the others if
+    # positive. Exact in float64 (sums of half-integers).
+    null = (flips @ (ranks * (values < 0)).T + (1 - flips) @ (ranks * (values > 0)).T).T
+    gamma = np.abs(np.finfo(np.float64).eps * 100 * r_plus)[:, None]
+    less = np.count_nonzero(null <= r_plus[:, None] + gamma, axis=1) / float(2**n)
+    greater = np.count_nonzero(null >= r_plus[:, None] - gamma, axis=1) / float(2**n)
+    p = {"less": less, "greater": greater,
+         "two-sided": np.minimum(less, greater) * 2}[alternative]
+    return np.clip(p, 0.0, 1.0)
 
 
 def wilcoxon_signed_rank(x: np.ndarray, alternative: str) -> tuple[float, float]:
     """(statistic, p) of the Wilcoxon signed-rank test of `x` (float [n], finite, at least one
     non-zero) against 0: equal to scipy.stats.wilcoxon(x, alternative=alternative) with its
-    defaults, to the bit.
-
-    Where scipy enumerates the null distribution (n <= 13 with ties or zeros) it calls its
-    generic permutation test, which evaluates the statistic once per sign flip in Python (1.5 s
-    for 2**13 flips); here the 2**n statistics are one product of the flips with the ranks,
-    and the p-value is counted as scipy counts it. Every other case is scipy's own call."""
+    defaults, to the bit (`wilcoxon_signed_ranks` with one group)."""
     x = np.asarray(x, dtype=np.float64)
-    n = x.size
-    if n > _ENUMERATED_SIGNED_RANK or alternative not in ("less", "greater", "two-sided"):
-        result = stats.wilcoxon(x, alternative=alternative)
-        return float(result.statistic), float(result.pvalue)
-    nonzero = x != 0
-    ranks = np.zeros(n)
-    ranks[nonzero] = stats.rankdata(np.abs(x[nonzero]))  # zeros are dropped (zero_method wilcox)
-    ties = np.unique(np.abs(x[nonzero]), return_counts=True)[1]
-    if nonzero.all() and not (ties > 1).any():
-        result = stats.wilcoxon(x, alternative=alternative)
-        return float(result.statistic), float(result.pvalue)
-    # Every sign flip of the n values (a zero stays zero): R+ of each, exact in float64
-    # (sums of half-integers).
-    flips = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
-    positive = np.where(flips.astype(bool), x < 0, x > 0)
-    null = positive.astype(np.float64) @ ranks
-    observed = float(np.sum((x > 0).astype(np.float64) * ranks))
-    gamma = abs(np.finfo(np.float64).eps * 100 * observed)
-    less = np.count_nonzero(null <= observed + gamma) / float(2**n)
-    greater = np.count_nonzero(null >= observed - gamma) / float(2**n)
-    p = {"less": less, "greater": greater, "two-sided": min(less, greater) * 2}[alternative]
-    if alternative == "two-sided":  # scipy's statistic is then the smaller of R+ and R-
-        observed = min(observed, float(np.sum((x < 0).astype(np.float64) * ranks)))
-    return observed, float(np.clip(p, 0.0, 1.0))
+    tests = wilcoxon_signed_ranks(x, grouping(np.zeros(x.size, dtype=np.int64), 1),
+                                  alternative)
+    return float(tests.statistic[0]), float(tests.p[0])

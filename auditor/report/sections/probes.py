@@ -146,8 +146,7 @@ def property_table(ok: pd.DataFrame, prop: str) -> dict[str, Any] | None:
 def crosstab(rows: pd.Series, columns: pd.Series) -> pd.DataFrame:
     """pd.crosstab(rows, columns): int64 counts of each (row value, column value) pair, the
     values that occur sorted on each axis, pairs with a missing value left out; from one
-    bincount (crosstab groups through a Python aggregation per cell: 0.1 s a table at a
-    thousand classes)."""
+    bincount (crosstab aggregates group by group in Python: 3-5x slower at 1 000 classes)."""
     row_codes, row_values = pd.factorize(rows, sort=True)
     column_codes, column_values = pd.factorize(columns, sort=True)
     known = (row_codes >= 0) & (column_codes >= 0)
