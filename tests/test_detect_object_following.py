@@ -81,8 +81,11 @@ def test_either_test_builds_only_the_flag_it_reports():
         return build
 
     test = either_test("k", "c", [(0.01, None), (0.02, builder("b")), (0.03, builder("c"))])
-    assert built == ["b"]
+    assert built == []
+    assert test.raises
     assert test.flag.message == "b"
+    assert test.flag is test.flag
+    assert built == ["b"]
     assert test.p_value == pytest.approx(0.06)
     assert test.flag.evidence["p_value"] == test.p_value
     test = either_test("k", "c", [(0.01, None), (0.5, None)])

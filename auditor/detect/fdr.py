@@ -22,7 +22,6 @@ Interventions form their own family (they test only the flags raised here).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,14 +31,29 @@ from auditor.detect.flags import Flag
 FDR = 0.05
 
 
-@dataclass
 class ClassTest:
-    """One test of one rule on one class: its p-value and the flag it would raise."""
+    """One test of one rule on one class: its p-value and the flag it would raise (None when
+    its gates fail), given as the flag or as a function that builds it: built when first read,
+    so a family of a thousand tests builds only the flags it raises."""
 
-    kind: str
-    class_name: str | None
-    p_value: float
-    flag: Flag | None
+    def __init__(self, kind: str, class_name: str | None, p_value: float,
+                 flag: Flag | Callable[[], Flag] | None) -> None:
+        self.kind = kind
+        self.class_name = class_name
+        self.p_value = p_value
+        self._flag = flag
+
+    @property
+    def raises(self) -> bool:
+        """Whether the test has a flag to raise (its gates pass), without building it."""
+        return self._flag is not None
+
+    @property
+    def flag(self) -> Flag | None:
+        """The flag, built on first read."""
+        if callable(self._flag):
+            self._flag = self._flag()
+        return self._flag
 
 
 def bh_qvalues(p_values: np.ndarray) -> np.ndarray:
@@ -64,15 +78,26 @@ def either_test(kind: str, class_name: str | None,
     """One test of a class from several searches of one rule (p-value, flag or None when its
     gates fail): the smallest p of those whose gates pass (of all when none does), times the
     number of searches (Bonferroni), with that search's flag (its evidence `p_value` set). A
-    flag may be given as a function that builds it: only the chosen search's is called."""
+    flag may be given as a function that builds it: only the chosen search's is called, when
+    the test's flag is first read."""
     flagged = [search for search in searches if search[1] is not None]
     p, flag = min(flagged or searches, key=lambda search: search[0])
     p = min(1.0, p * len(searches))
     if callable(flag):
-        flag = flag()
+        return ClassTest(kind, class_name, p, _with_p_value(flag, p))
     if flag is not None:
         flag.evidence["p_value"] = p
     return ClassTest(kind, class_name, p, flag)
+
+
+def _with_p_value(build: Callable[[], Flag], p: float) -> Callable[[], Flag]:
+    """`build` with the test's p-value written into the flag's evidence."""
+    def built() -> Flag:
+        flag = build()
+        flag.evidence["p_value"] = p
+        return flag
+
+    return built
 
 
 def control_fdr(tests: list[ClassTest], fdr: float = FDR) -> list[Flag]:
@@ -81,8 +106,9 @@ def control_fdr(tests: list[ClassTest], fdr: float = FDR) -> list[Flag]:
     q = bh_qvalues(np.array([t.p_value for t in tests], dtype=float))
     kept = []
     for test, value in zip(tests, q, strict=True):
-        if test.flag is None or value > fdr:
+        if not test.raises or value > fdr:
             continue
-        test.flag.evidence.update(q_value=float(value), fdr=fdr, family_size=len(tests))
-        kept.append(test.flag)
+        flag = test.flag
+        flag.evidence.update(q_value=float(value), fdr=fdr, family_size=len(tests))
+        kept.append(flag)
     return kept
