@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +42,10 @@ def indented_json(obj: Any) -> bytes:
     cannot hold, as json.dumps raises."""
     if _text_keys_only(obj):
         compact = json.dumps(obj, ensure_ascii=False, separators=(",", ": "), default=_plain)
-        try:
-            data = compact.encode("utf-8")
-        except UnicodeEncodeError:  # text json_ready would escape (storable_text)
-            pass
-        else:
-            return _indent(data)
+        # Text that is not valid UTF-8 (json_ready escapes it, storable_text) takes the exact
+        # path below.
+        with suppress(UnicodeEncodeError):
+            return _indent(compact.encode("utf-8"))
     text = json.dumps(json_ready(obj), indent=INDENT, ensure_ascii=False, allow_nan=False)
     return text.encode("utf-8")
 
