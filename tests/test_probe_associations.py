@@ -8,15 +8,23 @@ import functools
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from auditor.detect.categories import MISSING, NONE, OTHER, category_strings
 from auditor.detect.probe_associations import (
     NullScreen,
     _chunk_tables,
     association,
     permutations,
 )
-from auditor.detect.probe_encoding import Column
+from auditor.detect.probe_encoding import (
+    MAX_LEVELS,
+    Column,
+    encode_categorical,
+    encode_numeric,
+    quantize_colours,
+)
 from auditor.detect.stats import cramers_v, mutual_information
 
 EXACT = {"categorical": functools.partial(cramers_v, bias_corrected=False),
@@ -119,3 +127,87 @@ def test_association_p_values_equal_the_exact_permutation_test():
             assert found["p_value"] == reference_p_value(col, y, k, perms), (trial, kind)
             checked += 1
     assert checked > 150
+
+
+def reference_encode_categorical(series: pd.Series, colour: bool = False) -> Column:
+    """encode_categorical as it was: every row spelled, counted by value_counts."""
+    strings = category_strings(series)
+    if colour:
+        unique = np.asarray(strings.unique(), dtype=object)
+        strings = strings.map(dict(zip(unique, quantize_colours(unique), strict=True)))
+    counts = strings.value_counts(sort=True)
+    if len(counts) > MAX_LEVELS:
+        keep = set(counts.index[: MAX_LEVELS - 1])
+        strings = strings.where(strings.isin(keep), OTHER)
+        counts = strings.value_counts(sort=True)
+    levels = [str(v) for v in counts.index]
+    codes = pd.Categorical(strings, categories=levels).codes.astype(np.int64)
+    return Column("categorical", codes, levels)
+
+
+def hostile_columns(rng: np.random.Generator, n: int) -> dict[str, pd.Series]:
+    """Columns of every dtype the fingerprints have and some they might: ties in the counts,
+    more than MAX_LEVELS values, NaN/None/"", literal "(other)"/"(missing)", equal values
+    spelled apart (1, 1.0, True; -0.0 and 0.0)."""
+    words = np.array(["a", "b", "", "(other)", "(missing)", "é", "A", "b "], dtype=object)
+    many = np.array([f"v{i}" for i in range(90)] + ["(other)"], dtype=object)
+    mixed = np.array([1, 1.0, True, "1", None, np.nan, 0, False, 2.5], dtype=object)
+    floats = np.array([0.0, 8.0, 16.0, np.nan, np.inf, 2.5, -1.0], dtype=np.float64)
+    colours = np.array(["#ffffff", "#FEFEFE", " #102030", "#7f7f7f", "#808080", "zz", "",
+                        "#+f0000", "#12345"], dtype=object)
+    pick = lambda values, p=None: values[rng.choice(len(values), n, p=p)]  # noqa: E731
+    hexes = np.array([f"#{v:06x}" for v in rng.integers(0, 2**24, 400)], dtype=object)
+    return {
+        "str": pd.Series(pick(words), dtype="str"),
+        "str_many": pd.Series(pick(many), dtype="str"),
+        "str_na": pd.Series(np.where(rng.random(n) < 0.2, None, pick(words)), dtype="str"),
+        "object_str": pd.Series(pick(words), dtype=object),
+        "object_many_ties": pd.Series(np.array([f"t{i}" for i in range(n)], dtype=object)),
+        "object_bool": pd.Series(pick(np.array([True, False, None], dtype=object))),
+        "object_mixed": pd.Series(pick(mixed)),
+        "object_int": pd.Series(pick(np.array([3, 1, 2, None], dtype=object))),
+        "object_empty": pd.Series([None] * n, dtype=object),
+        "bool": pd.Series(rng.random(n) < 0.3),
+        "int": pd.Series(rng.integers(-3, 70, n)),
+        "float_integral": pd.Series(pick(np.array([8.0, 16.0, np.nan, 1.0]))),
+        "float": pd.Series(pick(floats)),
+        "float_signed_zero": pd.Series(pick(np.array([0.0, -0.0, 2.5, np.nan]))),
+        "float_signed_zero_integral": pd.Series(pick(np.array([0.0, -0.0, 3.0]))),
+        "nullable_int": pd.Series(pick(np.array([1, 2, None], dtype=object)), dtype="Int64"),
+        "colour": pd.Series(pick(colours), dtype="str"),
+        "colour_many": pd.Series(pick(hexes), dtype="str"),
+    }
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 500, 4000])
+def test_encode_categorical_equals_the_row_by_row_encoding(n):
+    rng = np.random.default_rng(n)
+    for name, series in hostile_columns(rng, n).items():
+        colour = name.startswith("colour")
+        got = encode_categorical(series, colour=colour)
+        want = reference_encode_categorical(series, colour=colour)
+        assert got.levels == want.levels, name
+        np.testing.assert_array_equal(got.codes, want.codes, err_msg=name)
+        assert got.codes.dtype == np.int64
+
+
+def test_encode_categorical_by_hand():
+    col = encode_categorical(pd.Series([True, 1, 1.0, None, True, "x", ""], dtype=object))
+    # "True" twice, then the rest once each in order of first appearance.
+    assert col.levels == ["True", "1", "1.0", MISSING, "x", NONE]
+    assert list(col.codes) == [0, 1, 2, 3, 0, 4, 5]
+    col = encode_categorical(pd.Series([-0.0, 0.0, 0.5, 0.0]))
+    assert col.levels == ["0.0", "-0.0", "0.5"]
+    assert list(col.codes) == [1, 0, 2, 0]
+
+
+def test_encode_numeric_drops_empty_levels():
+    col = encode_numeric(pd.Series([1.0, 1.0, 2.0, np.nan, 1.0, 2.0]))
+    assert col.levels == ["1", "2", MISSING]
+    assert list(col.codes) == [0, 0, 1, 2, 0, 1]
+    # 60 zeros and 1..40: deciles 0 (x5), 0.4, 10.3, 20.2, 30.1; the bin [0, 0) below the
+    # first edge holds nothing (the zeros sit on the edge and go right) and is dropped.
+    col = encode_numeric(pd.Series(np.r_[np.zeros(60), np.arange(1.0, 41)]))
+    assert col.levels == ["[0, 0.4)", "[0.4, 10.3)", "[10.3, 20.2)", "[20.2, 30.1)",
+                          "[30.1, 40]"]
+    assert list(np.bincount(col.codes)) == [60, 10, 10, 10, 10]
