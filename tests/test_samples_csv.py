@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from auditor.report import samples_csv
@@ -142,3 +143,21 @@ def test_float_text_equals_numpy_astype_str_over_the_whole_range(dtype: type, bi
 def test_quote_characters_are_the_csv_modules() -> None:
     # Delimiter, quote and LF always; CR too on the Pythons that quote it (3.12 on, not 3.11).
     assert {",", '"', "\n"} <= set(samples_csv.QUOTE_CHARACTERS) <= {",", '"', "\n", "\r"}
+
+
+@pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
+def test_byte_tests_of_text_equal_the_character_tests(kind: pa.DataType) -> None:
+    rng = np.random.default_rng(1)
+    text = [HOSTILE[i % len(HOSTILE)] + "".join(rng.choice(list("ab,é😀=\n"), i % 4))
+            for i in range(200)]
+    for start, stop in [(0, 200), (7, 150), (199, 200), (50, 50)]:
+        part = pa.array(text, type=kind).slice(start, stop - start)
+        values = text[start:stop]
+        assert samples_csv._holding(part, samples_csv._QUOTE_BYTES).tolist() == [
+            any(c in v for c in samples_csv.QUOTE_CHARACTERS) for v in values]
+        if kind == pa.large_string():  # the writer's text is string (offsets int32)
+            continue
+        quoted = samples_csv._quoted(part, only_column=False).to_pylist()
+        assert quoted == [('"' + v.replace('"', '""') + '"')
+                          if any(c in v for c in samples_csv.QUOTE_CHARACTERS) else v
+                          for v in values]

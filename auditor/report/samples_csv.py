@@ -90,7 +90,17 @@ def _quoting_characters() -> str:
     return "".join(c for c in ',"\r\n' if _csv_line([f"a{c}b", ""]).startswith('"'))
 
 
+def _byte_set(characters: str) -> np.ndarray:
+    """bool [256], True at the (ASCII) characters' bytes: UTF-8 holds an ASCII byte only as that
+    character, so a value starts with or holds one of them where its bytes do."""
+    table = np.zeros(256, dtype=bool)
+    table[np.frombuffer(characters.encode("ascii"), dtype=np.uint8)] = True
+    return table
+
+
 QUOTE_CHARACTERS = _quoting_characters()
+_QUOTE_BYTES = _byte_set(QUOTE_CHARACTERS)
+_FORMULA_BYTES = _byte_set(FORMULA_CHARACTERS)
 
 
 def _column_text(column: pd.Series, only_column: bool) -> pa.Array:
@@ -123,8 +133,13 @@ def _column_text(column: pd.Series, only_column: bool) -> pa.Array:
     if isinstance(text, pa.ChunkedArray):
         text = text.combine_chunks()
     text = pc.fill_null(text.cast(pa.string()), "")
-    text = pc.if_else(pc.match_substring_regex(text, f"^[{FORMULA_CHARACTERS}]"),
-                      pc.binary_join_element_wise("'", text, ""), text)
+    data, offsets = _utf8(text)
+    starts = offsets[:-1]
+    filled = offsets[1:] > starts
+    guarded = np.zeros(len(text), dtype=bool)
+    guarded[filled] = _FORMULA_BYTES[data[starts[filled]]]
+    if guarded.any():
+        text = pc.if_else(pa.array(guarded), pc.binary_join_element_wise("'", text, ""), text)
     return _quoted(text, only_column)
 
 
@@ -140,13 +155,35 @@ def _cell(value: Any, missing: bool) -> str:
 
 def _quoted(text: pa.Array, only_column: bool) -> pa.Array:
     """Fields with a quoting character wrapped in quotes, quotes doubled (QUOTE_MINIMAL)."""
-    needs = pc.match_substring_regex(text, f"[{QUOTE_CHARACTERS}]")
+    needs = _holding(text, _QUOTE_BYTES)
     if only_column:  # the csv module quotes a row that is one empty field
-        needs = pc.or_(needs, pc.equal(text, ""))
-    if not pc.any(needs).as_py():
+        needs |= pc.equal(text, "").to_numpy(zero_copy_only=False)
+    if not needs.any():
         return text
     wrapped = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
-    return pc.if_else(needs, wrapped, text)
+    return pc.if_else(pa.array(needs), wrapped, text)
+
+
+def _holding(text: pa.Array, table: np.ndarray) -> np.ndarray:
+    """bool [n]: whether each value of a string array without nulls holds a byte that `table`
+    (_byte_set) marks."""
+    data, offsets = _utf8(text)
+    seen = np.zeros(len(data) + 1, dtype=np.int64)
+    np.cumsum(table[data], out=seen[1:])
+    return seen[offsets[1:]] > seen[offsets[:-1]]
+
+
+def _utf8(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The bytes of a string array without nulls, uint8 [bytes], and where each value starts
+    and ends in them, int64 [n + 1]."""
+    _, positions, data = text.buffers()
+    if positions is None:  # no values
+        return np.zeros(0, dtype=np.uint8), np.zeros(len(text) + 1, dtype=np.int64)
+    width = np.int64 if pa.types.is_large_string(text.type) else np.int32
+    offsets = np.frombuffer(positions, dtype=width)[
+        text.offset : text.offset + len(text) + 1].astype(np.int64)
+    return (np.frombuffer(data, dtype=np.uint8) if data is not None
+            else np.zeros(0, dtype=np.uint8)), offsets
 
 
 def _float_text(values: np.ndarray) -> pa.Array:
@@ -169,10 +206,5 @@ def _block_bytes(columns: list[pa.Array]) -> memoryview:
     """The rows of a block (one field per column, each row ended by os.linesep) as UTF-8."""
     ended = pc.binary_join_element_wise(columns[-1], "", os.linesep)
     lines = pc.binary_join_element_wise(*columns[:-1], ended, ",")
-    data = lines.buffers()[2]
-    if data is None:
-        return memoryview(b"")
-    width = np.int64 if pa.types.is_large_string(lines.type) else np.int32
-    offsets = np.frombuffer(lines.buffers()[1], dtype=width)
-    offsets = offsets[lines.offset : lines.offset + len(lines) + 1]
-    return memoryview(data)[int(offsets[0]) : int(offsets[-1])]
+    data, offsets = _utf8(lines)
+    return memoryview(data[offsets[0] : offsets[-1]])
