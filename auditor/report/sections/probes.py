@@ -16,6 +16,8 @@ MAX_PROBE_TABLES = 6
 MAX_PROBE_VALUES = 12
 #: Classes per property table: those with a distinctive value first, then by size.
 MAX_PROBE_ROWS = 40
+#: What a numeric property's table shows of each class: min, quartiles, max.
+QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def _per_label_probes(probes: dict[str, Any]) -> dict[str, Any]:
@@ -116,10 +118,12 @@ def property_table(ok: pd.DataFrame, prop: str) -> dict[str, Any] | None:
     values = ok[column]
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     if numeric and values.nunique() > MAX_PROBE_VALUES:
-        stats = values.groupby(ok["label"], sort=False).quantile([0.0, 0.25, 0.5, 0.75, 1.0])
         labels = ok["label"].unique()
+        # Quartiles of the shown classes only: each class's come from its own rows.
+        shown = ok["label"].isin(labels[:MAX_PROBE_ROWS]).to_numpy()
+        stats = values[shown].groupby(ok["label"][shown], sort=False).quantile(QUANTILES)
         rows = [{"label": str(label), "cells": [fmt_number(stats[(label, q)], 1)
-                                                for q in (0.0, 0.25, 0.5, 0.75, 1.0)]}
+                                                for q in QUANTILES]}
                 for label in labels[:MAX_PROBE_ROWS]]
         return {"property": prop, "numeric": True,
                 "columns": ["min", "lower quartile", "median", "upper quartile", "max"],
