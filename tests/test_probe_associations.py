@@ -13,9 +13,12 @@ import pytest
 
 from auditor.detect.categories import MISSING, NONE, OTHER, category_strings
 from auditor.detect.probe_associations import (
+    MAX_TABLE_VALUES,
     NullScreen,
     _chunk_tables,
     association,
+    categorical_table,
+    numeric_summary,
     permutations,
 )
 from auditor.detect.probe_encoding import (
@@ -211,3 +214,47 @@ def test_encode_numeric_drops_empty_levels():
     assert col.levels == ["[0, 0.4)", "[0.4, 10.3)", "[10.3, 20.2)", "[20.2, 30.1)",
                           "[30.1, 40]"]
     assert list(np.bincount(col.codes)) == [60, 10, 10, 10, 10]
+
+
+def reference_categorical_table(observed: np.ndarray, levels: list[str],
+                                names: list[str]) -> dict:
+    """categorical_table as it was: one numpy scalar per cell."""
+    order = np.argsort(-observed.sum(axis=1), kind="stable")
+    shown = order[:MAX_TABLE_VALUES]
+    table = observed[shown]
+    values = [levels[i] for i in shown]
+    if len(order) > MAX_TABLE_VALUES:
+        table = np.vstack([table, observed[order[MAX_TABLE_VALUES:]].sum(axis=0)])
+        values.append(OTHER)
+    class_n = np.maximum(observed.sum(axis=0), 1)
+    return {
+        "values": values,
+        "counts": {c: {v: int(table[i, j]) for i, v in enumerate(values)}
+                   for j, c in enumerate(names)},
+        "fractions": {c: {v: float(table[i, j] / class_n[j]) for i, v in enumerate(values)}
+                      for j, c in enumerate(names)},
+    }
+
+
+@pytest.mark.parametrize("r", [1, 2, 20, 21, 64])
+def test_categorical_table_equals_the_cell_by_cell_table(r):
+    rng = np.random.default_rng(r)
+    observed = rng.integers(0, 5, (r, 30)) * (rng.random((r, 30)) < 0.6)
+    observed[:, 3] = 0  # a class without rows
+    levels = [f"v{i}" for i in range(r)]
+    if r > 2:
+        levels[1] = OTHER  # a literal "(other)" level beside the pooled one
+    names = [f"c{j}" for j in range(30)]
+    got = categorical_table(observed, levels, names)
+    assert repr(got) == repr(reference_categorical_table(observed, levels, names))
+
+
+def test_numeric_summary_by_hand():
+    values = np.array([1.0, 2.0, 3.0, 4.0, np.nan, 10.0, np.nan])
+    y = np.array([0, 0, 0, 0, 0, 2, 2])
+    summary = numeric_summary(values, y, ["a", "b", "c"])
+    assert summary["a"] == {"n": 5, "missing": 1, "median": 2.5, "q25": 1.75, "q75": 3.25}
+    assert summary["c"] == {"n": 2, "missing": 1, "median": 10.0, "q25": 10.0, "q75": 10.0}
+    assert summary["b"]["n"] == 0
+    assert math.isnan(summary["b"]["median"])
+    assert all(type(summary["a"][key]) is int for key in ("n", "missing"))

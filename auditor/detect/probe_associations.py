@@ -208,9 +208,10 @@ class NullScreen:
             if self.denom <= 0:  # V is 0 for every table
                 zero = np.zeros(len(tables))
                 return zero, zero
-            squares = flat.astype(np.float64)
-            np.square(squares, out=squares)
-            total = squares @ self.weights  # sum T^2 / expected = chi-square + n
+            terms = flat.astype(np.float64)
+            np.square(terms, out=terms)
+            terms *= self.weights  # T^2 / expected; not a BLAS product: its threads
+            total = terms.sum(axis=1)  # wait on a busy machine; sum = chi-square + n
             slack = self.ulps * (total + self.n)
             return self._cramers_v(total - self.n - slack), self._cramers_v(total - self.n + slack)
         mi = (self.xlogx[flat].sum(axis=1) - self.offset) / max(self.n, 1.0)
@@ -272,16 +273,13 @@ def categorical_table(observed: np.ndarray, levels: list[str], names: list[str])
         table = np.vstack([table, observed[order[MAX_TABLE_VALUES:]].sum(axis=0)])
         values.append(OTHER)
     class_n = np.maximum(observed.sum(axis=0), 1)
-    return {
-        "values": values,
-        "counts": {
-            c: {v: int(table[i, j]) for i, v in enumerate(values)} for j, c in enumerate(names)
-        },
-        "fractions": {
-            c: {v: float(table[i, j] / class_n[j]) for i, v in enumerate(values)}
-            for j, c in enumerate(names)
-        },
-    }
+
+    def by_class(cells: np.ndarray) -> dict[str, dict[str, Any]]:
+        # Python numbers by tolist, a class's column at a time, not a numpy scalar per cell.
+        return {c: dict(zip(values, col, strict=True))
+                for c, col in zip(names, cells.T.tolist(), strict=True)}
+
+    return {"values": values, "counts": by_class(table), "fractions": by_class(table / class_n)}
 
 
 def numeric_summary(values: np.ndarray, y: np.ndarray, names: list[str]) -> dict[str, Any]:
@@ -296,6 +294,8 @@ def numeric_summary(values: np.ndarray, y: np.ndarray, names: list[str]) -> dict
     counts = grouped.size()
     missing = (counts - grouped.count()).reindex(classes, fill_value=0).to_numpy()
     counts = counts.reindex(classes, fill_value=0).to_numpy()
-    q25, median, q75 = (q[level].to_numpy(dtype=float) for level in (0.25, 0.5, 0.75))
-    return {c: {"n": int(counts[j]), "missing": int(missing[j]), "median": float(median[j]),
-                "q25": float(q25[j]), "q75": float(q75[j])} for j, c in enumerate(names)}
+    q25, median, q75 = (q[level].to_numpy(dtype=float).tolist() for level in (0.25, 0.5, 0.75))
+    rows = zip(names, counts.astype(np.int64).tolist(), missing.astype(np.int64).tolist(),
+               median, q25, q75, strict=True)
+    return {c: {"n": n, "missing": m, "median": md, "q25": lo, "q75": hi}
+            for c, n, m, md, lo, hi in rows}
