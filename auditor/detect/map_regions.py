@@ -45,6 +45,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, stats
 
+from auditor.detect.tail_screen import could_be_smallest, log_upper_tail
+
 HOT_LEVEL = 0.5
 REGION_LEVEL = 0.5
 MIN_CONTRAST = 0.05
@@ -207,9 +209,13 @@ def pick_thresholds(candidates: Candidates, k_rest: np.ndarray, n: np.ndarray,
                     n_rest: np.ndarray, n_problems: int) -> tuple[np.ndarray, np.ndarray]:
     """Per problem, the candidate whose Fisher p (fisher_greater of its k of n against k_rest
     [K] of n_rest; n, n_rest int [n_problems]) is smallest, the first (smaller) of equals:
-    (position in `candidates`, -1 where the problem has none; its p, NaN there)."""
-    p = fisher_greater(candidates.k, n[candidates.problem], k_rest,
-                       n_rest[candidates.problem])
+    (position in `candidates`, -1 where the problem has none; its p, NaN there). Only the
+    candidates that can be their problem's smallest are computed exactly (tail_screen)."""
+    owner_n, owner_rest = n[candidates.problem], n_rest[candidates.problem]
+    near = could_be_smallest(log_upper_tail(candidates.k, owner_n, k_rest, owner_rest),
+                             candidates.problem, n_problems)
+    p = np.full(candidates.k.size, np.inf)
+    p[near] = fisher_greater(candidates.k[near], owner_n[near], k_rest[near], owner_rest[near])
     best = np.full(n_problems, -1)
     if p.size:
         order = np.lexsort((np.arange(p.size), p, candidates.problem))
