@@ -18,7 +18,7 @@ from auditor.detect.location import (
     object_discs,
     peak_grid_counts,
 )
-from auditor.detect.map_regions import pooled_rows
+from auditor.detect.map_regions import grow, pooled_rows
 from auditor.errors import UsageError
 from tests.helpers.peak_maps import SIZE, build, centre_masks, spot_maps
 
@@ -452,8 +452,11 @@ def test_growing_a_region_is_a_binary_dilation_by_a_3x3_square():
     rng = np.random.default_rng(1)
     for _ in range(300):
         cells = rng.random(tuple(rng.integers(1, 17, 2))) < rng.random()
-        assert np.array_equal(location._grow(cells),
+        assert np.array_equal(grow(cells),
                               ndimage.binary_dilation(cells, structure=np.ones((3, 3), bool)))
+    # A stack of grids grows each one alone.
+    stack = rng.random((20, 5, 7)) < 0.2
+    assert np.array_equal(grow(stack), np.stack([grow(cells) for cells in stack]))
 
 
 def test_each_distinct_argument_tuple_is_evaluated_once_with_the_same_values():

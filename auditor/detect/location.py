@@ -120,7 +120,7 @@ from auditor.detect.band_mass import OFF_DISC, band_mass, off_disc_shares
 from auditor.detect.fdr import ClassTest, control_fdr, either_test
 from auditor.detect.flags import Flag
 from auditor.detect.groups import class_rows
-from auditor.detect.map_regions import MapRegion, map_regions
+from auditor.detect.map_regions import MapRegion, grow, map_regions
 from auditor.detect.object_following import RegionDistances, objects_nearer_p
 from auditor.detect.share_gates import passes, share_severity
 from auditor.detect.tail_screen import LOG_TINY, SCREEN, could_be_smallest, log_upper_tail
@@ -639,26 +639,13 @@ def attention_region(cells: np.ndarray, grid_maps: np.ndarray, members: np.ndarr
     it.
     """
     mean = grid_maps[members].mean(axis=0)
-    around = _grow(cells)
+    around = grow(cells)
     top = float(mean[around].max())
     region = cells | (around & (mean >= ATTENTION_LEVEL * top)) if top > 0 else cells.copy()
     outer = np.zeros_like(region)
     outer[[0, -1], :] = True
     outer[:, [0, -1]] = True
-    return region | (_grow(region) & outer)
-
-
-def _grow(cells: np.ndarray) -> np.ndarray:
-    """bool [h, w]: the cells and their 8 neighbours (a binary dilation by a 3x3 square, no
-    cells beyond the edge; scipy's costs more to call than to compute on a small grid)."""
-    h, w = cells.shape
-    padded = np.zeros((h + 2, w + 2), dtype=bool)
-    padded[1:-1, 1:-1] = cells
-    out = np.zeros_like(cells)
-    for dy in range(3):
-        for dx in range(3):
-            out |= padded[dy:dy + h, dx:dx + w]
-    return out
+    return region | (grow(region) & outer)
 
 
 def _flag(name: str, cells: np.ndarray, shape: str, n: int, k: int, base: float,
