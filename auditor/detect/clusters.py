@@ -63,17 +63,16 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from threadpoolctl import threadpool_limits
 
 from auditor.detect.class_clusters import MEASURES, cluster_class, one_thread_worker
 from auditor.detect.groups import class_rows
+from auditor.detect.one_thread import one_thread
 from auditor.errors import UsageError
 
 GRID = 8
@@ -162,7 +161,7 @@ def cluster_maps(
 
     count = _worker_count(workers, sum(rows.size for _, rows in named))
     out: dict[str, list[dict[str, Any]]] = {name: [] for name in classes}
-    with _one_thread():
+    with one_thread():
         try:
             found = list(_clustered(tasks(), count))
         except (OSError, BrokenProcessPool) as error:
@@ -200,17 +199,3 @@ def _clustered(tasks: Iterable[tuple[Any, ...]], workers: int) -> Iterator[list[
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """BLAS, OpenMP and torch on one thread. A class's matrices are at most max_per_class x
-    GRID**2: threads start and spin for longer than such products take (measured: a third of
-    the CPU time and of the wall time on a busy 2-core machine, the same clusters)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            yield
-    finally:
-        torch.set_num_threads(threads)

@@ -122,6 +122,7 @@ from auditor.detect.flags import Flag
 from auditor.detect.groups import class_rows
 from auditor.detect.map_regions import MapRegion, grow, map_regions
 from auditor.detect.object_following import RegionDistances, objects_nearer_p
+from auditor.detect.one_thread import one_thread
 from auditor.detect.share_gates import passes, share_severity
 from auditor.detect.tail_screen import LOG_TINY, SCREEN, could_be_smallest, log_upper_tail
 from auditor.errors import UsageError
@@ -382,6 +383,13 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
         maps: float [N, h, w], the raw maps of the ok rows (status == "ok") in table order.
         classes: class names to test.
     """
+    with one_thread():
+        return _tests(samples, maps, classes)
+
+
+def _tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray, classes: list[str]
+           ) -> list[ClassTest]:
+    """fixed_location_tests' work (on one thread)."""
     _check(samples, WINDOW + 1)
     ok = samples[samples["status"] == "ok"]
     heat = torch.as_tensor(np.asarray(maps) if not isinstance(maps, torch.Tensor) else maps)
