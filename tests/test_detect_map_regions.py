@@ -327,9 +327,10 @@ def test_the_pool_counts_leave_out_the_class_own_rows():
     pool_class = rng.integers(0, 6, 500)
     block = [5, 2, 0, 3]
     counts = map_regions._PoolCounts(values, pool_class, block)
-    columns = np.repeat(np.arange(4), 3)
+    columns = rng.permutation(np.repeat(np.arange(4), 3))  # in any order
     thresholds = rng.random(12).astype(np.float32)
     expected = [int((values[pool_class != block[c], c] >= t).sum())
                 for c, t in zip(columns, thresholds, strict=True)]
     assert counts.reaching(columns, thresholds).tolist() == expected
+    assert counts.reaching(columns[:0], thresholds[:0]).tolist() == []
     assert counts.size.tolist() == [int((pool_class != c).sum()) for c in block]

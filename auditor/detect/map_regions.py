@@ -62,7 +62,6 @@ MIN_LIFT = 2.0
 #: O(classes x (class size + MAX_POOL) x cells) on large data sets.
 MAX_POOL = 8192
 CLASS_BLOCK = 64  # regions whose pooled shares are computed in one product
-REACH_BLOCK = 512  # thresholds compared with a pool at once (bounds memory: MAX_POOL x this)
 
 
 @dataclass
@@ -337,20 +336,27 @@ class _PoolCounts:
 
     def __init__(self, values: np.ndarray, pool_class: np.ndarray, block: list[int]) -> None:
         self.by_region = np.ascontiguousarray(values.T)  # [B, P]: a region's shares in a row
-        self.pool_class, self.block = pool_class, np.asarray(block)
-        own = np.bincount(pool_class, minlength=int(self.block.max()) + 1)[self.block]
-        self.size = len(values) - own  # int [B]
+        # The pool's rows of each region's own class (a few of the pool).
+        self.own = [np.flatnonzero(pool_class == c) for c in block]
+        self.size = len(values) - np.array([own.size for own in self.own], dtype=np.int64)
 
     def reaching(self, columns: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
         """int [T]: the rest's values in column columns[i] at least thresholds[i] (NaN never
-        reaches). Compared directly: a class has a few candidates, fewer than a sort of the
-        pool costs per value."""
+        reaches). Compared directly, a column's thresholds at once (a class has a few
+        candidates, fewer than a sort of the pool costs per value): the whole pool's count
+        less its own class's rows'."""
         out = np.zeros(len(columns), dtype=np.int64)
-        for start in range(0, len(columns), REACH_BLOCK):
-            part = slice(start, start + REACH_BLOCK)
-            rest = self.pool_class != self.block[columns[part], None]
-            out[part] = ((self.by_region[columns[part]] >= thresholds[part, None]) & rest
-                         ).sum(axis=1)
+        if not out.size:
+            return out
+        order = np.argsort(columns, kind="stable")
+        ordered = columns[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        for start, end in zip(starts, np.r_[starts[1:], ordered.size], strict=True):
+            at = order[start:end]
+            column = int(ordered[start])
+            values, wanted = self.by_region[column], thresholds[at, None]
+            out[at] = (np.count_nonzero(values >= wanted, axis=1)
+                       - np.count_nonzero(values[self.own[column]] >= wanted, axis=1))
         return out
 
 
