@@ -326,7 +326,7 @@ def test_the_pool_counts_leave_out_the_class_own_rows():
     values[rng.random((500, 4)) < 0.05] = np.nan
     pool_class = rng.integers(0, 6, 500)
     block = [5, 2, 0, 3]
-    counts = map_regions._PoolCounts(values, pool_class, block)
+    counts = map_regions._PoolCounts(values, [np.flatnonzero(pool_class == c) for c in block])
     columns = rng.permutation(np.repeat(np.arange(4), 3))  # in any order
     thresholds = rng.random(12).astype(np.float32)
     expected = [int((values[pool_class != block[c], c] >= t).sum())

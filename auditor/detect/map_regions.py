@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from auditor.detect.groups import class_rows
 from auditor.detect.tail_screen import could_be_smallest, log_upper_tail
 
 HOT_LEVEL = 0.5
@@ -289,12 +290,14 @@ def _one_way(mass: np.ndarray, hot: np.ndarray, class_index: np.ndarray, off: np
     pools = {half: pooled_rows(np.flatnonzero(used & (choose if half else ~choose)))
              for half in (True, False)}
     pool_mass = {half: mass[rows] for half, rows in pools.items()}
-    pool_class = {half: class_index[rows] for half, rows in pools.items()}
+    # Each class's rows in each half's pool, found once for every block.
+    pool_own = {half: class_rows(class_index[rows], range(n_classes))
+                for half, rows in pools.items()}
     for start in range(0, len(wanted), CLASS_BLOCK):
         block = wanted[start:start + CLASS_BLOCK]
         cells = np.stack([regions[c] for c in block]).reshape(len(block), -1)
         pooled = {half: values @ cells.T.astype(np.float32) for half, values in pool_mass.items()}
-        rest = {half: _PoolCounts(values, pool_class[half], block)
+        rest = {half: _PoolCounts(values, [pool_own[half][c] for c in block])
                 for half, values in pooled.items()}
         share = [mass[groups[c]] @ cells[column].astype(np.float32)
                  for column, c in enumerate(block)]
@@ -331,13 +334,13 @@ def _one_way(mass: np.ndarray, hot: np.ndarray, class_index: np.ndarray, off: np
 
 
 class _PoolCounts:
-    """A half's pooled shares in each region of a block (float [P, B]) and the pooled rows'
-    classes: counts over the pool without one class's own rows."""
+    """A half's pooled shares in each region of a block (float [P, B]) and the pooled rows of
+    each region's class (int, positions in the pool): counts over the pool without one
+    class's own rows."""
 
-    def __init__(self, values: np.ndarray, pool_class: np.ndarray, block: list[int]) -> None:
+    def __init__(self, values: np.ndarray, own: list[np.ndarray]) -> None:
         self.by_region = np.ascontiguousarray(values.T)  # [B, P]: a region's shares in a row
-        # The pool's rows of each region's own class (a few of the pool).
-        self.own = [np.flatnonzero(pool_class == c) for c in block]
+        self.own = own  # the pool's rows of each region's own class (a few of the pool)
         self.size = len(values) - np.array([own.size for own in self.own], dtype=np.int64)
 
     def reaching(self, columns: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
