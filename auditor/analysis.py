@@ -166,9 +166,10 @@ def analyse_run(run_dir: Path, context: PassContext, timer: PhaseTimer) -> dict[
         summary.baseline = baseline_record(summary.flags, config.baseline, samples)
     write_summary(run_dir, summary)
     with timer.phase("report"):
-        from auditor.report import write_report
+        from auditor.report import render_report, write_samples_csv
 
-        write_report(run_dir, gallery_size=config.gallery_size)
+        render_report(run_dir, gallery_size=config.gallery_size)
+        write_samples_csv(run_dir)
     write_timings(run_dir, summary.timings)  # the report's time
     return summary.to_dict()
 

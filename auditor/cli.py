@@ -148,12 +148,13 @@ def probe(data: str, out: str, **opts: Any) -> None:
 @_handle_errors
 def report(run_dir: str, output: str | None, fmt: str, gallery_size: int) -> None:
     """(Re)render the report of RUN_DIR, without the model."""
-    from auditor.report import summary_json, write_report
+    from auditor.report import render_report, summary_json, write_samples_csv
 
     if fmt == "json":
         click.echo(summary_json(run_dir))
         return
-    path = write_report(run_dir, output=output, gallery_size=gallery_size)
+    path = render_report(run_dir, output=output, gallery_size=gallery_size)
+    write_samples_csv(run_dir)
     click.echo(str(path))
 
 

@@ -105,9 +105,10 @@ def run_probe(
             timings=timer.timings,
         )
         write_summary(run_dir, summary)
-        from auditor.report import write_report
+        from auditor.report import render_report, write_samples_csv
 
-        write_report(run_dir)
+        render_report(run_dir)
+        write_samples_csv(run_dir)
         writer.mark_complete()
     return AuditResult(run_dir=run_dir, summary=summary.to_dict())
 

@@ -70,9 +70,7 @@ def _cpu_seconds() -> float:
 #: them, so the phases of summary.json can be broken down. `band_mass` (the middle-band
 #: search) and `objects_nearer_p` (the object-following gate, summed over its calls) run
 #: inside fixed_location_tests, and only where the table has object centroids (fg_cx, fg_cy):
-#: they are listed only where they ran. render_report and write_samples_csv run side by side
-#: (report.write_report): their wall times overlap, and the CPU seconds of each (the
-#: process's, every thread) include the other's while both run.
+#: they are listed only where they ran.
 PARTS = (
     ("auditor.analysis", "background_attention_tests"),
     ("auditor.analysis", "border_attention_tests"), ("auditor.analysis", "fixed_location_tests"),
@@ -82,7 +80,7 @@ PARTS = (
     ("auditor.detect.interventions", "run_interventions"), ("auditor.analysis", "class_statistics"),
     ("auditor.analysis", "sample_flag_codes"), ("auditor.analysis", "_write_figures"),
     ("auditor.analysis", "stored_class_sums"), ("auditor.analysis", "write_suspect_maps"),
-    ("auditor.report.render", "render_report"), ("auditor.report.render", "write_samples_csv"),
+    ("auditor.report", "render_report"), ("auditor.report", "write_samples_csv"),
 )
 
 

@@ -17,13 +17,7 @@ import pytest
 
 from auditor.detect.flags import Flag
 from auditor.errors import RunDirectoryError, UsageError
-from auditor.report import (
-    render_report,
-    summary_html,
-    summary_json,
-    write_report,
-    write_samples_csv,
-)
+from auditor.report import render_report, summary_html, summary_json, write_samples_csv
 from auditor.report.formatting import fmt_identifier, fmt_number
 from auditor.report.sections import class_maps, probes
 from auditor.report.sections import unreadable as unreadable_section
@@ -287,25 +281,6 @@ def test_render_refuses_bad_input(tmp_path: Path) -> None:
     run = clean_run(tmp_path / "run")
     with pytest.raises(UsageError, match="gallery_size"):
         render_report(run, gallery_size=-1)
-
-
-def test_report_and_table_written_side_by_side_are_the_ones_written_alone(
-    tmp_path: Path,
-) -> None:
-    run = clean_run(tmp_path / "run")
-    html = render_report(run, output=tmp_path / "alone.html").read_bytes()
-    table = write_samples_csv(run).read_bytes()
-    (run / "samples.csv").unlink()
-    assert write_report(run, gallery_size=48) == run / "report.html"
-    assert (run / "report.html").read_bytes() == html
-    assert (run / "samples.csv").read_bytes() == table
-    # An error of the table's thread is raised, after the report is written.
-    (run / "report.html").unlink()
-    (run / "samples.csv").unlink()
-    (run / "samples.csv").mkdir()
-    with pytest.raises(RunDirectoryError, match=r"samples\.csv"):
-        write_report(run)
-    assert (run / "report.html").read_bytes() == html
 
 
 def test_samples_csv_has_every_row_and_defuses_spreadsheet_formulas(tmp_path: Path) -> None:

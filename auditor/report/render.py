@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import json
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from auditor.errors import RunDirectoryError, UsageError
 from auditor.map_methods import METHODS
 from auditor.report import figures
 from auditor.report.formatting import fmt_count, fmt_identifier, fmt_number, fmt_percent
-from auditor.report.samples_csv import write_samples_csv
 from auditor.report.sections.attention import attention_section
 from auditor.report.sections.class_maps import class_maps_section, fixed_location_grids
 from auditor.report.sections.classes import class_ids, classes_section
@@ -64,23 +62,6 @@ def render_report(
         raise RunDirectoryError(
             f"cannot write the report to {path}: {exc.strerror or exc}; choose another --output"
         ) from exc
-    return path
-
-
-def write_report(
-    run_dir: str | Path, output: str | Path | None = None, gallery_size: int = 48
-) -> Path:
-    """Render RUN_DIR/report.html (or `output`, render_report) and write RUN_DIR/samples.csv
-    (write_samples_csv); returns the report's path.
-
-    samples.csv is written in a second thread while the report renders: its Arrow kernels,
-    parquet read and file writes release the GIL, which the templates and the sections' pandas
-    code hold, so the pair takes about the longer of the two rather than their sum. Each
-    reads the run directory alone; an error of either is raised once both have ended."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="samples-csv") as pool:
-        table = pool.submit(write_samples_csv, run_dir)
-        path = render_report(run_dir, output, gallery_size)
-        table.result()
     return path
 
 
