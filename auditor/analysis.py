@@ -168,8 +168,9 @@ def analyse_run(run_dir: Path, context: PassContext, timer: PhaseTimer) -> dict[
     with timer.phase("report"):
         from auditor.report import render_report, write_samples_csv
 
-        render_report(run_dir, gallery_size=config.gallery_size)
-        write_samples_csv(run_dir)
+        written = RunReader(run_dir)  # the table just written, read once for both
+        render_report(run_dir, gallery_size=config.gallery_size, reader=written)
+        write_samples_csv(run_dir, reader=written)
     write_timings(run_dir, summary.timings)  # the report's time
     return summary.to_dict()
 

@@ -149,12 +149,14 @@ def probe(data: str, out: str, **opts: Any) -> None:
 def report(run_dir: str, output: str | None, fmt: str, gallery_size: int) -> None:
     """(Re)render the report of RUN_DIR, without the model."""
     from auditor.report import render_report, summary_json, write_samples_csv
+    from auditor.store import RunReader
 
     if fmt == "json":
         click.echo(summary_json(run_dir))
         return
-    path = render_report(run_dir, output=output, gallery_size=gallery_size)
-    write_samples_csv(run_dir)
+    reader = RunReader(run_dir)  # the table, read once for both
+    path = render_report(run_dir, output=output, gallery_size=gallery_size, reader=reader)
+    write_samples_csv(run_dir, reader=reader)
     click.echo(str(path))
 
 

@@ -107,8 +107,9 @@ def run_probe(
         write_summary(run_dir, summary)
         from auditor.report import render_report, write_samples_csv
 
-        render_report(run_dir)
-        write_samples_csv(run_dir)
+        written = RunReader(run_dir)  # the table just written, read once for both
+        render_report(run_dir, reader=written)
+        write_samples_csv(run_dir, reader=written)
         writer.mark_complete()
     return AuditResult(run_dir=run_dir, summary=summary.to_dict())
 

@@ -22,6 +22,7 @@ from auditor.report.formatting import fmt_identifier, fmt_number
 from auditor.report.sections import class_maps, probes
 from auditor.report.sections import unreadable as unreadable_section
 from auditor.report.sections.verdict import verdict as verdict_of
+from auditor.store import RunReader
 from auditor.summary import DataFacts, Summary, read_summary, write_summary
 from tests.helpers.run_fixtures import (
     HOSTILE_CLASSES,
@@ -281,6 +282,17 @@ def test_render_refuses_bad_input(tmp_path: Path) -> None:
     run = clean_run(tmp_path / "run")
     with pytest.raises(UsageError, match="gallery_size"):
         render_report(run, gallery_size=-1)
+
+
+def test_report_and_table_from_one_read_are_the_ones_read_alone(tmp_path: Path) -> None:
+    run = full_run(tmp_path / "run")
+    html = render_report(run, output=tmp_path / "alone.html").read_bytes()
+    table = write_samples_csv(run).read_bytes()
+    reader = RunReader(run)
+    assert render_report(run, reader=reader).read_bytes() == html
+    # The report leaves the shared table as read.
+    pd.testing.assert_frame_equal(reader.samples(), pd.read_parquet(run / "samples.parquet"))
+    assert write_samples_csv(run, reader=reader).read_bytes() == table
 
 
 def test_samples_csv_has_every_row_and_defuses_spreadsheet_formulas(tmp_path: Path) -> None:

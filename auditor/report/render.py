@@ -45,15 +45,17 @@ TEMPLATE_PACKAGE = "auditor.reports_templates"
 
 
 def render_report(
-    run_dir: str | Path, output: str | Path | None = None, gallery_size: int = 48
+    run_dir: str | Path, output: str | Path | None = None, gallery_size: int = 48,
+    reader: RunReader | None = None,
 ) -> Path:
     """Render RUN_DIR/report.html (or `output`) from the run directory alone; returns the path.
 
-    gallery_size: how many suspect samples the gallery shows (most suspicious first)."""
+    gallery_size: how many suspect samples the gallery shows (most suspicious first); reader:
+    a RunReader of RUN_DIR whose table another step reads too (read once; None: its own)."""
     if gallery_size < 0:
         raise UsageError(f"gallery_size must be 0 or more, not {gallery_size}")
     run_dir = Path(run_dir)
-    context = report_context(run_dir, gallery_size)
+    context = report_context(run_dir, gallery_size, reader)
     html = environment().get_template("report.html.j2").render(**context)
     path = Path(output) if output is not None else run_dir / "report.html"
     try:
@@ -101,9 +103,12 @@ def baseline_keys(summary: Summary) -> set[FlagKey] | None:
             for a in summary.baseline.get("appeared") or [] if isinstance(a, dict)}
 
 
-def report_context(run_dir: str | Path, gallery_size: int = 48) -> dict[str, Any]:
-    """Everything the report template shows, as plain data (strings, numbers, lists, dicts)."""
-    reader = RunReader(run_dir)
+def report_context(
+    run_dir: str | Path, gallery_size: int = 48, reader: RunReader | None = None
+) -> dict[str, Any]:
+    """Everything the report template shows, as plain data (strings, numbers, lists, dicts);
+    reader: as render_report's."""
+    reader = reader if reader is not None else RunReader(run_dir)
     # Every optional part may be absent (an older or a probe run): read_summary fills defaults.
     summary = read_summary(run_dir)
     samples = reader.samples()

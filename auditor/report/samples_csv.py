@@ -56,13 +56,14 @@ FORMULA_CHARACTERS = "=+@\t\r-"
 POSITIONAL = {np.dtype(np.float32): (1e-4, 1e6), np.dtype(np.float64): (1e-4, 1e10)}
 
 
-def write_samples_csv(run_dir: str | Path) -> Path:
+def write_samples_csv(run_dir: str | Path, reader: RunReader | None = None) -> Path:
     """Write RUN_DIR/samples.csv (UTF-8 with BOM, for spreadsheets) and return its path.
 
     Text cells that a spreadsheet would run as a formula (starting with = + - @, a tab or CR)
-    are prefixed with an apostrophe: file names are user data."""
+    are prefixed with an apostrophe: file names are user data. reader: a RunReader of RUN_DIR
+    whose table another step reads too (the report; read once), None: its own."""
     run_dir = Path(run_dir)
-    frame = RunReader(run_dir).samples()
+    frame = (reader if reader is not None else RunReader(run_dir)).samples()
     columns = [c for c in frame.columns if c not in INTERNAL_COLUMNS]
     path = run_dir / "samples.csv"
     try:
