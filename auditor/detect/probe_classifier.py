@@ -131,6 +131,9 @@ def cross_validated_probe(
     for train, test in splitter.split(xs, ys):
         model = forest(n_classes, len(rows), seed)
         model.fit(xs[train], ys[train])
+        # Threads add the trees' probabilities in the order they finish, so a near-tie could
+        # go either way between runs; one thread adds them in tree order.
+        model.set_params(n_jobs=None)
         proba = model.predict_proba(xs[test])
         col = np.searchsorted(model.classes_, ys[test])
         true_proba[test] = proba[np.arange(len(test)), col]
