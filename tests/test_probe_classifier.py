@@ -84,6 +84,18 @@ def test_vote_outcome_takes_the_lowest_class_on_ties_and_the_share_of_the_own_cl
     np.testing.assert_allclose(own, [0.5, 0.5, 0.0])
 
 
+
+def test_vote_outcome_equals_the_dense_argmax_on_random_votes_with_ties():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n, k = rng.integers(1, 40), rng.integers(2, 25)
+        dense = rng.integers(0, 4, (n, k)) / rng.integers(1, 4)
+        dense[np.arange(n), rng.integers(0, k, n)] += 0.5  # every row has a vote
+        codes = rng.integers(0, k, n)
+        correct, own = vote_outcome(sp.csr_matrix(dense), codes, 3)
+        np.testing.assert_array_equal(correct, dense.argmax(axis=1) == codes)
+        np.testing.assert_array_equal(own, dense[np.arange(n), codes] / 3)
+
 def _probe(x, labels, seed=0):
     names = [f"c{c}" for c in range(int(labels.max()) + 1)]
     return probe_classifier.cross_validated_probe(x, ["f"] * x.shape[1], labels, names, seed,

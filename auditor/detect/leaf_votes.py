@@ -66,8 +66,14 @@ def leaf_class_votes(
 
 def vote_outcome(votes: sp.csr_matrix, codes: np.ndarray, trees: int
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """(correct bool [N], true-class probability float [N]) of scored rows with class `codes`:
-    correct when the most-voted class (lowest on ties) is the row's own."""
-    predicted = np.asarray(votes.argmax(axis=1)).ravel()
+    """(correct bool [N], true-class probability float [N]) of scored rows with class `codes`
+    (every row with at least one vote, indices sorted): correct when the most-voted class
+    (lowest on ties) is the row's own."""
+    rows = np.repeat(np.arange(votes.shape[0]), np.diff(votes.indptr))
+    top = np.maximum.reduceat(votes.data, votes.indptr[:-1])
+    at_top = np.flatnonzero(votes.data == top[rows])
+    # Each row's first stored maximum: its lowest class, as indices are sorted.
+    first = np.unique(rows[at_top], return_index=True)[1]
+    predicted = votes.indices[at_top[first]]
     own = np.asarray(votes[np.arange(len(codes)), codes]).ravel() / trees
     return predicted == codes, own
