@@ -50,6 +50,22 @@ def indented_json(obj: Any) -> bytes:
     return text.encode("utf-8")
 
 
+def with_last_key(text: bytes, key: str, value: Any) -> bytes | None:
+    """indented_json of the object whose indented_json is ``text``, with ``value`` for its last
+    key ``key``: only ``value`` is encoded (summary.json is 8 MB at 30 000 rows in 1 000 classes,
+    its last key the timings). None when ``key`` is not the object's last key.
+
+    The object's own keys are the only lines indented by exactly INDENT spaces and starting
+    with a quote (JSON text holds no raw line break inside a string), so the last such line
+    starts the last key's entry, which runs to the object's closing line."""
+    margin = b"\n" + b" " * INDENT
+    marker = margin + indented_json(key) + b": "
+    at = text.rfind(marker)
+    if at < 0 or not text.endswith(b"\n}") or text.find(margin + b'"', at + 1) >= 0:
+        return None
+    return text[:at] + marker + indented_json(value).replace(b"\n", margin) + b"\n}"
+
+
 def _text_keys_only(obj: Any) -> bool:
     """Whether every dict key inside obj is a plain str (json_ready would turn others into
     text; the C encoder writes True as true, and refuses numpy integers)."""

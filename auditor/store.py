@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from auditor.errors import RunDirectoryError, RunMismatchError
-from auditor.indented_json import indented_json
+from auditor.indented_json import indented_json, with_last_key
 from auditor.jsonsafe import json_ready
 
 RUN_FILE = "run.json"
@@ -53,6 +53,19 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 def write_json(path: Path, obj: Any) -> None:
     """Write `obj` as indented JSON, atomically (NaN written as null; auditor.indented_json)."""
     _atomic_write_bytes(path, indented_json(obj))
+
+
+def set_json_key(path: Path, key: str, value: Any) -> None:
+    """Give `key` of the JSON object that write_json wrote at `path` the value `value`: the
+    bytes write_json writes for the object so changed. When `key` is the object's last key
+    (summary.json's timings), only `value` is encoded again (indented_json.with_last_key)."""
+    text = path.read_bytes()
+    changed = with_last_key(text, key, value)
+    if changed is None:
+        obj = json.loads(text)
+        obj[key] = value
+        changed = indented_json(obj)
+    _atomic_write_bytes(path, changed)
 
 
 def _pid_alive(pid: int) -> bool:

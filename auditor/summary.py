@@ -19,7 +19,7 @@ import pandas as pd
 
 from auditor import __version__
 from auditor.errors import RunDirectoryError
-from auditor.store import write_json
+from auditor.store import set_json_key, write_json
 
 SUMMARY_FILE = "summary.json"
 #: Keys an audit writes and a probe (no model) leaves out.
@@ -250,6 +250,13 @@ def _from_fields(cls: type, raw: dict[str, Any]) -> Any:
 def write_summary(run_dir: Path, summary: Summary) -> None:
     """Write RUN_DIR/summary.json (atomically; NaN written as null)."""
     write_json(Path(run_dir) / SUMMARY_FILE, summary.to_dict())
+
+
+def write_timings(run_dir: Path, timings: dict[str, float]) -> None:
+    """Give RUN_DIR/summary.json, written by write_summary, these timings (its last key): the
+    same file as write_summary with them, without encoding the rest again (the analysis adds
+    the report's time after rendering the report from the file)."""
+    set_json_key(Path(run_dir) / SUMMARY_FILE, "timings", dict(timings))
 
 
 def read_summary_json(run_dir: str | Path) -> dict[str, Any]:

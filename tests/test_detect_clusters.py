@@ -348,3 +348,17 @@ def test_the_subsets_spreads_by_hand():
     centre = np.array([11.0, 11.0]) / 4  # points 1, 2, 3, 4
     by_hand = np.linalg.norm(points[[1, 2, 3, 4]] - centre, axis=1).mean()
     assert spreads == pytest.approx([np.sqrt(0.5), by_hand], abs=1e-12)
+
+
+def test_maps_pooled_in_blocks_of_classes_give_the_clusters_of_each_class_pooled_alone(
+        monkeypatch):
+    from auditor.detect import clusters
+    samples, maps, classes = _classes_table(10)
+    together = cluster_maps(samples, maps, classes, workers=0)
+    monkeypatch.setattr(clusters, "POOL_ROWS", 1)  # every class alone
+    assert repr(cluster_maps(samples, maps, classes, workers=0)) == repr(together)
+    monkeypatch.setattr(clusters, "POOL_ROWS", 100)  # blocks of two or three classes
+    assert repr(cluster_maps(samples, maps, classes, workers=0)) == repr(together)
+    assert [list(b) for b in clusters._blocks([3, 4, 10, 1, 1, 20, 2], 8)] == [
+        [0, 1], [2], [3, 4], [5], [6]]
+    assert list(clusters._blocks([], 8)) == []

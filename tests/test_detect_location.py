@@ -18,7 +18,7 @@ from auditor.detect.location import (
     object_discs,
     peak_grid_counts,
 )
-from auditor.detect.map_regions import pooled_rows
+from auditor.detect.map_regions import grow, pooled_rows
 from auditor.errors import UsageError
 from tests.helpers.peak_maps import SIZE, build, centre_masks, spot_maps
 
@@ -452,8 +452,11 @@ def test_growing_a_region_is_a_binary_dilation_by_a_3x3_square():
     rng = np.random.default_rng(1)
     for _ in range(300):
         cells = rng.random(tuple(rng.integers(1, 17, 2))) < rng.random()
-        assert np.array_equal(location._grow(cells),
+        assert np.array_equal(grow(cells),
                               ndimage.binary_dilation(cells, structure=np.ones((3, 3), bool)))
+    # A stack of grids grows each one alone.
+    stack = rng.random((20, 5, 7)) < 0.2
+    assert np.array_equal(grow(stack), np.stack([grow(cells) for cells in stack]))
 
 
 def test_each_distinct_argument_tuple_is_evaluated_once_with_the_same_values():
@@ -472,3 +475,35 @@ def test_each_distinct_argument_tuple_is_evaluated_once_with_the_same_values():
     got = location._elementwise_once(sf, k - 1, big, drawn + k, drawn)
     assert np.array_equal(got, stats.hypergeom.sf(k - 1, big, drawn + k, drawn))
     assert calls == [len({(a, b, c) for a, b, c in zip(k, big, drawn, strict=True)})]
+
+
+@pytest.mark.parametrize("n_rest", [5, 300, 40_000])
+def test_the_screened_scan_p_equals_the_direct_p_wherever_the_scan_reads_it(n_rest):
+    from scipy import stats
+
+    rng = np.random.default_rng(n_rest)
+    classes, regions = 60, 25
+    n = rng.integers(8, 60, (classes, 1))
+    # Few distinct counts: exact ties between regions, as on a small grid.
+    k = np.minimum(rng.integers(0, 8, (classes, regions)) * rng.choice([1, 3], (classes, 1)), n)
+    k_rest = np.minimum(rng.integers(0, 30, (classes, regions)) * (n_rest // 100 + 1), n_rest)
+    area = rng.choice([1 / 16, 1 / 8, 1 / 4], regions)
+    off_k = (k * rng.uniform(0.3, 1.0, (classes, 1))).astype(int)
+    off_n = (n * 0.8).astype(int)
+    direct = np.maximum(
+        stats.hypergeom.sf(k - 1, n + n_rest, k + k_rest, n) if n_rest >= location.MIN_REST
+        else stats.binom.sf(k - 1, n, area), stats.binom.sf(off_k - 1, off_n, area))
+    scan = location._ScanP(k, n, k_rest, np.full((classes, 1), n_rest), area, off_k, off_n)
+    asked = [sorted(rng.choice(regions, 3, replace=False).tolist()) for _ in range(classes)]
+    got = scan.exact(asked)
+    # Each class's smallest is among the values computed, to the bit, with every tie of it ...
+    assert np.array_equal(np.nanmin(got, axis=1), direct.min(axis=1))
+    assert np.array_equal(got == direct.min(axis=1, keepdims=True),
+                          direct == direct.min(axis=1, keepdims=True))
+    # ... and every region asked for is computed, the same as the direct p.
+    for row, mine in enumerate(asked):
+        assert np.array_equal(got[row, mine], direct[row, mine])
+    computed = np.isfinite(got)
+    assert np.array_equal(got[computed], direct[computed])
+    if n_rest >= location.MIN_REST:
+        assert computed.mean() < 0.5  # the screen leaves most hypergeometric tails out

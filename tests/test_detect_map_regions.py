@@ -153,6 +153,57 @@ def test_the_region_is_the_connected_cells_of_largest_contrast():
     assert regions[1] is None  # nothing the second class lights up more than the first
 
 
+def _contrast_regions_one_class_at_a_time(hot, class_index, n_classes):
+    """contrast_regions as it was written, a class at a time with scipy's labelling: the
+    reference the all-classes rule must equal."""
+    from scipy import ndimage
+
+    flat = hot.reshape(len(hot), -1).astype(float)
+    used = class_index >= 0
+    counts = np.bincount(class_index[used], minlength=n_classes).astype(float)
+    sums = np.zeros((n_classes, flat.shape[1]))
+    np.add.at(sums, class_index[used], flat[used])
+    total, n_total = sums.sum(axis=0), counts.sum()
+    regions = []
+    for c in range(n_classes):
+        if counts[c] == 0 or n_total - counts[c] == 0:
+            regions.append(None)
+            continue
+        contrast = (sums[c] / counts[c] - (total - sums[c]) / (n_total - counts[c]))
+        contrast = contrast.reshape(hot.shape[1:])
+        top = float(contrast.max())
+        if top < map_regions.MIN_CONTRAST:
+            regions.append(None)
+            continue
+        labels, _ = ndimage.label(contrast >= map_regions.REGION_LEVEL * top,
+                                  structure=np.ones((3, 3)))
+        region = labels == labels.flat[int(np.argmax(contrast))]
+        regions.append(region if region.mean() <= map_regions.MAX_AREA else None)
+    return regions
+
+
+def test_every_class_region_at_once_equals_the_region_of_one_class_at_a_time():
+    rng = np.random.default_rng(4)
+    found = 0
+    for _ in range(60):
+        shape = tuple(rng.choice([2, 4, 7, 8, 12, 16], 2))
+        n_classes = int(rng.integers(1, 30))
+        class_index = rng.integers(-1, n_classes, int(rng.integers(1, 600)))
+        # Sparse hot cells (snakes and blobs of several components) and a few dense classes.
+        hot = rng.random((class_index.size, *shape)) < rng.choice([0.05, 0.2, 0.6])
+        lit = rng.integers(0, max(n_classes, 1), 3)
+        hot[np.isin(class_index, lit)] |= rng.random(shape) < 0.3
+        expected = _contrast_regions_one_class_at_a_time(hot, class_index, n_classes)
+        got = map_regions.contrast_regions(hot, class_index, n_classes)
+        assert len(got) == n_classes
+        for g, e in zip(got, expected, strict=True):
+            assert (g is None) == (e is None)
+            if e is not None:
+                assert np.array_equal(g, e)
+                found += 1
+    assert found > 100
+
+
 def test_mass_shares_by_hand():
     grid = np.zeros((2, 2, 2))
     grid[0] = [[1.0, 1.0], [2.0, 0.0]]
@@ -275,10 +326,11 @@ def test_the_pool_counts_leave_out_the_class_own_rows():
     values[rng.random((500, 4)) < 0.05] = np.nan
     pool_class = rng.integers(0, 6, 500)
     block = [5, 2, 0, 3]
-    counts = map_regions._PoolCounts(values, pool_class, block)
-    columns = np.repeat(np.arange(4), 3)
+    counts = map_regions._PoolCounts(values, [np.flatnonzero(pool_class == c) for c in block])
+    columns = rng.permutation(np.repeat(np.arange(4), 3))  # in any order
     thresholds = rng.random(12).astype(np.float32)
     expected = [int((values[pool_class != block[c], c] >= t).sum())
                 for c, t in zip(columns, thresholds, strict=True)]
     assert counts.reaching(columns, thresholds).tolist() == expected
+    assert counts.reaching(columns[:0], thresholds[:0]).tolist() == []
     assert counts.size.tolist() == [int((pool_class != c).sum()) for c in block]

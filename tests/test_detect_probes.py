@@ -211,10 +211,11 @@ def test_colours_rounded_at_array_speed_equal_the_one_by_one_rounding(rng):
                                     "(missing)"]
 
 
-def test_permutations_are_row_major_shuffles_of_the_labels():
-    y = np.arange(50) % 7
+@pytest.mark.parametrize("n", [0, 1, 50, 3001])
+def test_permutations_are_row_major_shuffles_of_the_labels(n):
+    y = np.arange(n) % 7
     perms = permutations(y, 30, np.random.default_rng(3))
-    expected = np.random.default_rng(3).permuted(np.broadcast_to(y, (30, 50)), axis=1)
+    expected = np.random.default_rng(3).permuted(np.broadcast_to(y, (30, n)), axis=1)
     np.testing.assert_array_equal(perms, expected)
     assert perms.flags["C_CONTIGUOUS"]
     assert all(np.array_equal(np.sort(p), np.sort(y)) for p in perms)

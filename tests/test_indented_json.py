@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from auditor.indented_json import indented_json
+from auditor.indented_json import indented_json, with_last_key
 from auditor.jsonsafe import json_ready
 
 # Text that looks like JSON structure, escapes, non-finite tokens and multi-byte UTF-8.
@@ -91,3 +91,31 @@ def test_unserialisable_objects_raise_like_json() -> None:
         indented_json({"a": {1, 2}})
     with pytest.raises(TypeError):
         indented_json([np.zeros(2)])
+
+
+def test_last_key_by_hand() -> None:
+    text = indented_json({"a": {"timings": 1}, "timings": {"x": 1.5}})
+    assert with_last_key(text, "timings", {"x": 2, "y": [3]}) == (
+        b'{\n  "a": {\n    "timings": 1\n  },\n  "timings": {\n    "x": 2,\n    "y": [\n'
+        b"      3\n    ]\n  }\n}")
+    assert with_last_key(indented_json({"t": 1}), "t", {}) == b'{\n  "t": {}\n}'
+    # Not the last key, not a key at all (only nested, or only text), not an object.
+    assert with_last_key(indented_json({"t": 1, "u": 2}), "t", 3) is None
+    assert with_last_key(indented_json({"a": {"t": 1}}), "t", 3) is None
+    assert with_last_key(indented_json({"a": '\n  "t": '}), "t", 3) is None
+    assert with_last_key(indented_json(["t"]), "t", 3) is None
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_last_key_equals_encoding_the_whole_object(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(1000):
+        obj = {_text(rng): _value(rng) for _ in range(rng.randint(0, 4))}
+        key, value, other = _text(rng), _value(rng), _value(rng)
+        obj.pop(key, None)
+        before = {**obj, key: other}
+        after = {**obj, key: value}
+        assert with_last_key(indented_json(before), key, value) == indented_json(after), (
+            repr(before), repr(value))
+        if obj:  # key first: not the last key
+            assert with_last_key(indented_json({key: other, **obj}), key, value) is None

@@ -12,6 +12,7 @@ from auditor.summary import (
     Summary,
     read_summary,
     write_summary,
+    write_timings,
 )
 
 AUDIT_KEYS = [
@@ -70,3 +71,25 @@ def test_keys_an_older_run_lacks_take_their_defaults() -> None:
     assert old.model.target_layers_given
     assert old.flags == []
     assert old.suspect_methods == []
+
+
+def test_new_timings_give_the_file_of_the_whole_summary(tmp_path: Path) -> None:
+    summary = _audit_summary()
+    summary.withheld_flags = [{"kind": "x", "evidence": {"timings": [1.0, float("nan")]},
+                               "note": '\n  "timings": {'}]
+    write_summary(tmp_path, summary)
+    summary.timings.update(report=0.25, detect=2.0)
+    write_timings(tmp_path, summary.timings)
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    write_summary(whole, summary)
+    assert (tmp_path / "summary.json").read_bytes() == (whole / "summary.json").read_bytes()
+    assert read_summary(tmp_path).timings == {"pass": 1.5, "report": 0.25, "detect": 2.0}
+
+
+def test_timings_that_are_not_the_last_key_are_rewritten_in_place(tmp_path: Path) -> None:
+    raw = {"timings": {"pass": 1.0}, "command": "older run"}
+    (tmp_path / "summary.json").write_text(json.dumps(raw, indent=2))
+    write_timings(tmp_path, {"pass": 1.0, "report": 0.5})
+    assert (tmp_path / "summary.json").read_text() == json.dumps(
+        {"timings": {"pass": 1.0, "report": 0.5}, "command": "older run"}, indent=2)

@@ -63,17 +63,16 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from threadpoolctl import threadpool_limits
 
 from auditor.detect.class_clusters import MEASURES, cluster_class, one_thread_worker
 from auditor.detect.groups import class_rows
+from auditor.detect.one_thread import one_thread
 from auditor.errors import UsageError
 
 GRID = 8
@@ -87,6 +86,8 @@ POOL_MIN_CPUS = 4
 #: Classes handed to the workers ahead of the results taken back, per worker (bounds the
 #: pooled maps held in flight).
 POOL_AHEAD = 4
+#: Maps pooled in one call (bounds the pooled float64 copies held at once: 32 MiB at 8 x 8).
+POOL_ROWS = 65_536
 
 log = logging.getLogger(__name__)
 
@@ -156,13 +157,19 @@ def cluster_maps(
     named = [(name, rows) for name, rows in zip(classes, chosen, strict=True) if rows.size]
 
     def tasks() -> Iterator[tuple[Any, ...]]:
-        for _, rows in named:
-            yield (index[rows], {m: v[rows] for m, v in measures.items()}, _pooled(maps[rows]),
-                   seed)
+        # The maps of consecutive classes pooled together (each map alone, the same values):
+        # one torch call per POOL_ROWS maps, not per class.
+        for block in _blocks([rows.size for _, rows in named], POOL_ROWS):
+            block_rows = [named[i][1] for i in block]
+            pooled = np.split(_pooled(maps[np.concatenate(block_rows)]),
+                              np.cumsum([rows.size for rows in block_rows])[:-1])
+            for rows, class_pooled in zip(block_rows, pooled, strict=True):
+                yield (index[rows], {m: v[rows] for m, v in measures.items()}, class_pooled,
+                       seed)
 
     count = _worker_count(workers, sum(rows.size for _, rows in named))
     out: dict[str, list[dict[str, Any]]] = {name: [] for name in classes}
-    with _one_thread():
+    with one_thread():
         try:
             found = list(_clustered(tasks(), count))
         except (OSError, BrokenProcessPool) as error:
@@ -171,6 +178,19 @@ def cluster_maps(
             found = list(_clustered(tasks(), 0))
     out.update((name, clusters) for (name, _), clusters in zip(named, found, strict=True))
     return out
+
+
+def _blocks(sizes: list[int], most: int) -> Iterator[range]:
+    """Consecutive positions of `sizes` in blocks whose sizes add up to at most `most` (a
+    larger one alone)."""
+    start, total = 0, 0
+    for end, size in enumerate(sizes):
+        if total + size > most and end > start:
+            yield range(start, end)
+            start, total = end, 0
+        total += size
+    if start < len(sizes):
+        yield range(start, len(sizes))
 
 
 def _worker_count(requested: int | None, n_maps: int) -> int:
@@ -200,17 +220,3 @@ def _clustered(tasks: Iterable[tuple[Any, ...]], workers: int) -> Iterator[list[
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """BLAS, OpenMP and torch on one thread. A class's matrices are at most max_per_class x
-    GRID**2: threads start and spin for longer than such products take (measured: a third of
-    the CPU time and of the wall time on a busy 2-core machine, the same clusters)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            yield
-    finally:
-        torch.set_num_threads(threads)

@@ -120,9 +120,11 @@ from auditor.detect.band_mass import OFF_DISC, band_mass, off_disc_shares
 from auditor.detect.fdr import ClassTest, control_fdr, either_test
 from auditor.detect.flags import Flag
 from auditor.detect.groups import class_rows
-from auditor.detect.map_regions import MapRegion, map_regions
+from auditor.detect.map_regions import MapRegion, grow, map_regions
 from auditor.detect.object_following import RegionDistances, objects_nearer_p
+from auditor.detect.one_thread import one_thread
 from auditor.detect.share_gates import passes, share_severity
+from auditor.detect.tail_screen import LOG_TINY, SCREEN, could_be_smallest, log_upper_tail
 from auditor.errors import UsageError
 from auditor.metrics import normalise_maps, upsample_maps
 
@@ -294,22 +296,57 @@ def _scan_grid(maps: torch.Tensor) -> tuple[int, int]:
     return min(int(maps.shape[1]), MAX_SCAN_CELLS), min(int(maps.shape[2]), MAX_SCAN_CELLS)
 
 
-def _scan_p_values(k: np.ndarray, n: np.ndarray, k_rest: np.ndarray, n_rest: np.ndarray,
-                   area: np.ndarray) -> np.ndarray:
-    """One-sided p per class and region [C, R] that the class peaks there more often than the
-    other classes (hypergeometric), or than maps spread evenly (binomial vs the area share
-    [R]) for a class with fewer than MIN_REST peaks of other classes. k, k_rest: int [C, R]
-    peaks in each region; n, n_rest: int [C, 1] peaks in all."""
-    against_rest = np.broadcast_to(n_rest >= MIN_REST, k.shape)
-    n, n_rest = np.broadcast_to(n, k.shape), np.broadcast_to(n_rest, k.shape)
-    p = np.empty(k.shape)
-    p[against_rest] = _elementwise_once(
-        stats.hypergeom.sf, k[against_rest] - 1, (n + n_rest)[against_rest],
-        (k + k_rest)[against_rest], n[against_rest])
-    alone = ~against_rest
-    p[alone] = _elementwise_once(stats.binom.sf, k[alone] - 1, n[alone],
-                                 np.broadcast_to(area, k.shape)[alone])
-    return p
+class _ScanP:
+    """The scan's p of every tested class and region [C, R] (module rule): the larger of the
+    test against the other classes (hypergeometric) or the area (binomial, for a class with
+    fewer than MIN_REST peaks of other classes), and of the binomial that the class's
+    off-object peaks gather in R. `log_p` holds every log p with the hypergeometric tails
+    approximated (auditor.detect.tail_screen: those cost tens of microseconds each, the
+    binomials little); `exact` computes the values the scan reads.
+
+    k, k_rest: int [C, R], peaks in each region; n, n_rest: int [C, 1], peaks in all;
+    area: float [R]; off_k: int [C, R], off-object peaks in each region; off_n: int [C, 1],
+    off-object peaks in all."""
+
+    def __init__(self, k: np.ndarray, n: np.ndarray, k_rest: np.ndarray, n_rest: np.ndarray,
+                 area: np.ndarray, off_k: np.ndarray, off_n: np.ndarray) -> None:
+        shape = k.shape
+        self.k, self.k_rest = k, k_rest
+        self.n, self.n_rest = np.broadcast_to(n, shape), np.broadcast_to(n_rest, shape)
+        self.against_rest = self.n_rest >= MIN_REST
+        area = np.broadcast_to(area, shape)
+        # Each distinct argument tuple once (the same values, elementwise).
+        gathered = _elementwise_once(stats.binom.sf, (off_k - 1).ravel(),
+                                     np.broadcast_to(np.maximum(off_n, 1), shape).ravel(),
+                                     area.ravel()).reshape(shape)
+        self.p = np.full(shape, np.nan)
+        alone = ~self.against_rest
+        self.p[alone] = np.maximum(_elementwise_once(stats.binom.sf, k[alone] - 1, self.n[alone],
+                                                     area[alone]), gathered[alone])
+        self.gathered = gathered
+        with np.errstate(divide="ignore"):
+            log_p = np.log(self.p)
+            against = self.against_rest
+            log_p[against] = np.maximum(
+                log_upper_tail(k[against], self.n[against], k_rest[against],
+                               self.n_rest[against]), np.log(gathered[against]))
+        self.log_p = log_p
+        self.smallest = could_be_smallest(log_p.ravel(), np.repeat(np.arange(shape[0]), shape[1]),
+                                          shape[0]).reshape(shape)
+
+    def exact(self, regions: list[list[int]]) -> np.ndarray:
+        """float [C, R]: the exact p of each class's values that can be its smallest and of
+        its `regions` (per class, region positions); NaN elsewhere."""
+        wanted = self.smallest.copy()
+        rows = np.repeat(np.arange(len(regions)), [len(r) for r in regions])
+        wanted[rows, np.array([r for mine in regions for r in mine], dtype=np.intp)] = True
+        wanted &= self.against_rest  # the binomials against the area are exact already
+        p = self.p.copy()
+        n, n_rest, k = self.n[wanted], self.n_rest[wanted], self.k[wanted]
+        p[wanted] = np.maximum(_elementwise_once(stats.hypergeom.sf, k - 1, n + n_rest,
+                                                 k + self.k_rest[wanted], n),
+                               self.gathered[wanted])
+        return p
 
 
 def _elementwise_once(function: Any, *args: np.ndarray) -> np.ndarray:
@@ -346,6 +383,13 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
         maps: float [N, h, w], the raw maps of the ok rows (status == "ok") in table order.
         classes: class names to test.
     """
+    with one_thread():
+        return _tests(samples, maps, classes)
+
+
+def _tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray, classes: list[str]
+           ) -> list[ClassTest]:
+    """fixed_location_tests' work (on one thread)."""
     _check(samples, WINDOW + 1)
     ok = samples[samples["status"] == "ok"]
     heat = torch.as_tensor(np.asarray(maps) if not isinstance(maps, torch.Tensor) else maps)
@@ -394,42 +438,54 @@ def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,
                  else None)
     bands = (band_mass(grid_maps, np.where(known, index, -1), objects, len(classes))
              if distances is not None else [None] * len(classes))
-    # Every class's p per region at once (the same values, elementwise, as one call per class).
     n_class = counts.sum(axis=1)
     tested = np.flatnonzero(n_class >= MIN_SAMPLES)
-    p_scan = np.maximum(
-        _scan_p_values(in_region[tested], n_class[tested, None], all_in - in_region[tested],
-                       n_all - n_class[tested, None], area),
-        # ... and its off-object peaks gather in R, not spread over the image (both must hold).
-        _elementwise_once(
-            stats.binom.sf, (off_in_region[tested] - 1).ravel(),
-            np.repeat(np.maximum(counts_off[tested].sum(axis=1), 1), len(area)),
-            np.tile(area, len(tested))).reshape(len(tested), len(area)))
+    scan_p = _ScanP(in_region[tested], n_class[tested, None], all_in - in_region[tested],
+                    n_all - n_class[tested, None], area, off_in_region[tested],
+                    counts_off[tested].sum(axis=1, keepdims=True))
     positions = class_rows(index, range(len(classes)))
     peak_cell = np.where(defined, cell, 0)
-    context = _FlagContext(cover, hits, keys, grid_maps, normalised)
-    tests = []
-    for c, p in zip(tested, p_scan, strict=True):
-        name = classes[c]
+    # First every class's regions that can be the scan's choice (gates passed, p from the
+    # screen), then their p-values and each class's smallest in one exact computation.
+    tried = []
+    for row, c in enumerate(tested):
         n = int(n_class[c])
         k = in_region[c]
-        k_rest, n_rest = all_in - k, n_all - n
-        share = k / n
-        base = k_rest / n_rest if n_rest >= MIN_REST else area
-        passing = passes(k, share, base)
-        scan_p = np.minimum(1.0, p * len(regions))
+        base = (all_in - k) / (n_all - n) if n_all - n >= MIN_REST else area
+        passing = np.flatnonzero(passes(k, k / n, base))
+        log_p = scan_p.log_p[row]
         mine = positions[c][defined[positions[c]]]  # the class's rows with a peak
-        scan: tuple[float, Any] = (float(scan_p.min()), None)
-        for r in np.flatnonzero(passing)[np.lexsort((area[passing], p[passing]))]:
+        accepted: list[tuple[int, np.ndarray, float | None, float]] = []
+        bound = np.inf
+        for r in passing[np.lexsort((area[passing], log_p[passing]))]:
+            if log_p[r] > bound:
+                break
             there = mine[flat_regions[r][peak_cell[mine]]]  # the rows peaking in R
             off, off_share = _off_object(member_cover[there], hits[there], outer[there])
             nearer_p = _nearer_p(distances, regions[r], there)
             if off and not nearer_p < FOLLOW_ALPHA:
-                scan = (float(scan_p[r]), _Finding(
-                    name, regions[r], shapes[r], n, int(k[r]), float(base[r]), float(area[r]),
-                    n_rest >= MIN_REST, float(scan_p[r]), off_share, there, mine,
-                    counts[c].reshape(gh, gw), extra={"objects_nearer_p": _json_p(nearer_p)}))
-                break
+                accepted.append((int(r), there, off_share, nearer_p))
+                # The smallest exact p among the accepted lies within the screen of the first.
+                bound = min(bound, max(log_p[r] + SCREEN, LOG_TINY))
+        tried.append((mine, base, accepted))
+    p_exact = scan_p.exact([[r for r, *_ in accepted] for *_, accepted in tried])
+    context = _FlagContext(cover, hits, keys, grid_maps, normalised)
+    tests = []
+    for row, (c, (mine, base, accepted)) in enumerate(zip(tested, tried, strict=True)):
+        name = classes[c]
+        n = int(n_class[c])
+        p = p_exact[row]
+        scan: tuple[float, Any] = (min(1.0, float(np.nanmin(p)) * len(regions)), None)
+        if accepted:
+            # Among the gated regions the smallest p, then the smaller area, then the first.
+            tried_regions = np.array([r for r, *_ in accepted])
+            r, there, off_share, nearer_p = accepted[int(np.lexsort((
+                tried_regions, area[tried_regions], p[tried_regions]))[0])]
+            region_p = min(1.0, float(p[r]) * len(regions))
+            scan = (region_p, _Finding(
+                name, regions[r], shapes[r], n, int(in_region[c, r]), float(base[r]),
+                float(area[r]), n_all - n >= MIN_REST, region_p, off_share, there, mine,
+                counts[c].reshape(gh, gw), extra={"objects_nearer_p": _json_p(nearer_p)}))
         searches = [scan]
         for found, found_by in ((found_in_maps[c], "maps"), (bands[c], "band mass")):
             if found is not None:
@@ -591,26 +647,13 @@ def attention_region(cells: np.ndarray, grid_maps: np.ndarray, members: np.ndarr
     it.
     """
     mean = grid_maps[members].mean(axis=0)
-    around = _grow(cells)
+    around = grow(cells)
     top = float(mean[around].max())
     region = cells | (around & (mean >= ATTENTION_LEVEL * top)) if top > 0 else cells.copy()
     outer = np.zeros_like(region)
     outer[[0, -1], :] = True
     outer[:, [0, -1]] = True
-    return region | (_grow(region) & outer)
-
-
-def _grow(cells: np.ndarray) -> np.ndarray:
-    """bool [h, w]: the cells and their 8 neighbours (a binary dilation by a 3x3 square, no
-    cells beyond the edge; scipy's costs more to call than to compute on a small grid)."""
-    h, w = cells.shape
-    padded = np.zeros((h + 2, w + 2), dtype=bool)
-    padded[1:-1, 1:-1] = cells
-    out = np.zeros_like(cells)
-    for dy in range(3):
-        for dx in range(3):
-            out |= padded[dy:dy + h, dx:dx + w]
-    return out
+    return region | (grow(region) & outer)
 
 
 def _flag(name: str, cells: np.ndarray, shape: str, n: int, k: int, base: float,

@@ -40,10 +40,14 @@ same effect and off-object gates.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, stats
+from scipy import stats
+
+from auditor.detect.groups import class_rows
+from auditor.detect.tail_screen import could_be_smallest, log_upper_tail
 
 HOT_LEVEL = 0.5
 REGION_LEVEL = 0.5
@@ -59,7 +63,6 @@ MIN_LIFT = 2.0
 #: O(classes x (class size + MAX_POOL) x cells) on large data sets.
 MAX_POOL = 8192
 CLASS_BLOCK = 64  # regions whose pooled shares are computed in one product
-REACH_BLOCK = 512  # thresholds compared with a pool at once (bounds memory: MAX_POOL x this)
 
 
 @dataclass
@@ -99,28 +102,53 @@ def contrast_regions(hot: np.ndarray, class_index: np.ndarray, n_classes: int
                      ) -> list[np.ndarray | None]:
     """Per class, the region (module rule) from the hot cells bool [N, gh, gw] of the samples
     given (class_index int [N], -1 = not used): bool [gh, gw], or None when no cell stands
-    out."""
-    flat = hot.reshape(len(hot), -1).astype(float)
-    used = class_index >= 0
-    counts = np.bincount(class_index[used], minlength=n_classes).astype(float)
-    sums = np.zeros((n_classes, flat.shape[1]))
-    np.add.at(sums, class_index[used], flat[used])
+    out. Every class at once: the hot counts from one sort by class, the largest contrast's
+    8-connected component grown from its cell inside the cells above REGION_LEVEL (the
+    component scipy's ndimage.label would give it)."""
+    shape, size = hot.shape[1:], math.prod(hot.shape[1:])
+    used = np.flatnonzero(class_index >= 0)
+    order = used[np.argsort(class_index[used], kind="stable")]
+    counts = np.bincount(class_index[used], minlength=n_classes)
+    # Hot samples per class and cell: integer sums, exact in any order.
+    before = np.zeros((order.size + 1, size), dtype=np.int64)
+    np.cumsum(hot.reshape(-1, size)[order], axis=0, out=before[1:])
+    ends = np.cumsum(counts)
+    sums = (before[ends] - before[ends - counts]).astype(float)
+    counts = counts.astype(float)
     total, n_total = sums.sum(axis=0), counts.sum()
-    regions: list[np.ndarray | None] = []
-    for c in range(n_classes):
-        if counts[c] == 0 or n_total - counts[c] == 0:
-            regions.append(None)
-            continue
-        contrast = (sums[c] / counts[c] - (total - sums[c]) / (n_total - counts[c]))
-        contrast = contrast.reshape(hot.shape[1:])
-        top = float(contrast.max())
-        if top < MIN_CONTRAST:
-            regions.append(None)
-            continue
-        labels, _ = ndimage.label(contrast >= REGION_LEVEL * top, structure=np.ones((3, 3)))
-        region = labels == labels.flat[int(np.argmax(contrast))]
-        regions.append(region if region.mean() <= MAX_AREA else None)
+    others = n_total - counts
+    with np.errstate(divide="ignore", invalid="ignore"):
+        contrast = sums / counts[:, None] - (total - sums) / others[:, None]
+    top = contrast.max(axis=1, initial=-np.inf)
+    found = (counts > 0) & (others > 0) & (top >= MIN_CONTRAST)
+    contrast, top = contrast[found], top[found]
+    lit = (contrast >= REGION_LEVEL * top[:, None]).reshape(-1, *shape)
+    region = np.zeros_like(lit)
+    region.reshape(-1, size)[np.arange(len(region)), np.argmax(contrast, axis=1)] = True
+    while True:
+        grown = grow(region) & lit
+        if np.array_equal(grown, region):
+            break
+        region = grown
+    small = region.reshape(-1, size).mean(axis=1) <= MAX_AREA
+    regions: list[np.ndarray | None] = [None] * n_classes
+    for c, cells, keep in zip(np.flatnonzero(found), region, small, strict=True):
+        regions[c] = cells if keep else None
     return regions
+
+
+def grow(cells: np.ndarray) -> np.ndarray:
+    """bool [..., h, w]: the cells and their 8 neighbours on each grid (a binary dilation by a
+    3x3 square, no cells beyond the edge; scipy's costs more to call than to compute on a
+    small grid)."""
+    h, w = cells.shape[-2:]
+    padded = np.zeros((*cells.shape[:-2], h + 2, w + 2), dtype=bool)
+    padded[..., 1:-1, 1:-1] = cells
+    out = np.zeros(cells.shape, dtype=bool)
+    for dy in range(3):
+        for dx in range(3):
+            out |= padded[..., dy:dy + h, dx:dx + w]
+    return out
 
 
 def _mass(grid_maps: np.ndarray) -> np.ndarray:
@@ -207,9 +235,13 @@ def pick_thresholds(candidates: Candidates, k_rest: np.ndarray, n: np.ndarray,
                     n_rest: np.ndarray, n_problems: int) -> tuple[np.ndarray, np.ndarray]:
     """Per problem, the candidate whose Fisher p (fisher_greater of its k of n against k_rest
     [K] of n_rest; n, n_rest int [n_problems]) is smallest, the first (smaller) of equals:
-    (position in `candidates`, -1 where the problem has none; its p, NaN there)."""
-    p = fisher_greater(candidates.k, n[candidates.problem], k_rest,
-                       n_rest[candidates.problem])
+    (position in `candidates`, -1 where the problem has none; its p, NaN there). Only the
+    candidates that can be their problem's smallest are computed exactly (tail_screen)."""
+    owner_n, owner_rest = n[candidates.problem], n_rest[candidates.problem]
+    near = could_be_smallest(log_upper_tail(candidates.k, owner_n, k_rest, owner_rest),
+                             candidates.problem, n_problems)
+    p = np.full(candidates.k.size, np.inf)
+    p[near] = fisher_greater(candidates.k[near], owner_n[near], k_rest[near], owner_rest[near])
     best = np.full(n_problems, -1)
     if p.size:
         order = np.lexsort((np.arange(p.size), p, candidates.problem))
@@ -258,12 +290,14 @@ def _one_way(mass: np.ndarray, hot: np.ndarray, class_index: np.ndarray, off: np
     pools = {half: pooled_rows(np.flatnonzero(used & (choose if half else ~choose)))
              for half in (True, False)}
     pool_mass = {half: mass[rows] for half, rows in pools.items()}
-    pool_class = {half: class_index[rows] for half, rows in pools.items()}
+    # Each class's rows in each half's pool, found once for every block.
+    pool_own = {half: class_rows(class_index[rows], range(n_classes))
+                for half, rows in pools.items()}
     for start in range(0, len(wanted), CLASS_BLOCK):
         block = wanted[start:start + CLASS_BLOCK]
         cells = np.stack([regions[c] for c in block]).reshape(len(block), -1)
         pooled = {half: values @ cells.T.astype(np.float32) for half, values in pool_mass.items()}
-        rest = {half: _PoolCounts(values, pool_class[half], block)
+        rest = {half: _PoolCounts(values, [pool_own[half][c] for c in block])
                 for half, values in pooled.items()}
         share = [mass[groups[c]] @ cells[column].astype(np.float32)
                  for column, c in enumerate(block)]
@@ -300,25 +334,32 @@ def _one_way(mass: np.ndarray, hot: np.ndarray, class_index: np.ndarray, off: np
 
 
 class _PoolCounts:
-    """A half's pooled shares in each region of a block (float [P, B]) and the pooled rows'
-    classes: counts over the pool without one class's own rows."""
+    """A half's pooled shares in each region of a block (float [P, B]) and the pooled rows of
+    each region's class (int, positions in the pool): counts over the pool without one
+    class's own rows."""
 
-    def __init__(self, values: np.ndarray, pool_class: np.ndarray, block: list[int]) -> None:
+    def __init__(self, values: np.ndarray, own: list[np.ndarray]) -> None:
         self.by_region = np.ascontiguousarray(values.T)  # [B, P]: a region's shares in a row
-        self.pool_class, self.block = pool_class, np.asarray(block)
-        own = np.bincount(pool_class, minlength=int(self.block.max()) + 1)[self.block]
-        self.size = len(values) - own  # int [B]
+        self.own = own  # the pool's rows of each region's own class (a few of the pool)
+        self.size = len(values) - np.array([own.size for own in self.own], dtype=np.int64)
 
     def reaching(self, columns: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
         """int [T]: the rest's values in column columns[i] at least thresholds[i] (NaN never
-        reaches). Compared directly: a class has a few candidates, fewer than a sort of the
-        pool costs per value."""
+        reaches). Compared directly, a column's thresholds at once (a class has a few
+        candidates, fewer than a sort of the pool costs per value): the whole pool's count
+        less its own class's rows'."""
         out = np.zeros(len(columns), dtype=np.int64)
-        for start in range(0, len(columns), REACH_BLOCK):
-            part = slice(start, start + REACH_BLOCK)
-            rest = self.pool_class != self.block[columns[part], None]
-            out[part] = ((self.by_region[columns[part]] >= thresholds[part, None]) & rest
-                         ).sum(axis=1)
+        if not out.size:
+            return out
+        order = np.argsort(columns, kind="stable")
+        ordered = columns[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        for start, end in zip(starts, np.r_[starts[1:], ordered.size], strict=True):
+            at = order[start:end]
+            column = int(ordered[start])
+            values, wanted = self.by_region[column], thresholds[at, None]
+            out[at] = (np.count_nonzero(values >= wanted, axis=1)
+                       - np.count_nonzero(values[self.own[column]] >= wanted, axis=1))
         return out
 
 

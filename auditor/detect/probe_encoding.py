@@ -168,18 +168,53 @@ def quantize_colours(texts: np.ndarray) -> np.ndarray:
 
 
 def encode_categorical(series: pd.Series, colour: bool = False) -> Column:
-    strings = category_strings(series)
+    """Levels are the display strings (category_strings; colours rounded with quantize_colour),
+    most frequent first, ties in order of first appearance (value_counts' order); past
+    MAX_LEVELS the rarest are pooled into OTHER. Counted from the distinct values: each is
+    spelled once, not once per row."""
+    row, texts = _display_codes(series)
     if colour:
-        unique = np.asarray(strings.unique(), dtype=object)  # not one Arrow scalar at a time
-        strings = strings.map(dict(zip(unique, quantize_colours(unique), strict=True)))
-    counts = strings.value_counts(sort=True)
-    if len(counts) > MAX_LEVELS:
-        keep = set(counts.index[: MAX_LEVELS - 1])
-        strings = strings.where(strings.isin(keep), OTHER)
-        counts = strings.value_counts(sort=True)
-    levels = [str(v) for v in counts.index]
-    codes = pd.Categorical(strings, categories=levels).codes.astype(np.int64)
-    return Column("categorical", codes, levels)
+        row, texts = _merge_equal(row, quantize_colours(texts))
+    counts = np.bincount(row, minlength=len(texts))
+    order = np.argsort(-counts, kind="stable")
+    if len(order) > MAX_LEVELS:
+        pooled = texts.copy()
+        pooled[order[MAX_LEVELS - 1 :]] = OTHER
+        row, texts = _merge_equal(row, pooled)
+        order = np.argsort(-np.bincount(row, minlength=len(texts)), kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return Column("categorical", rank[row].astype(np.int64), [str(t) for t in texts[order]])
+
+
+def _display_codes(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's category_strings text as int64 codes [N] into the distinct texts (object,
+    in order of first appearance). Where equal values always print alike, only the distinct
+    values are spelled; otherwise (e.g. 1, 1.0 and True, equal but spelled apart, or -0.0
+    beside 0.0) every row is."""
+    if _equal_values_print_alike(series):
+        codes, uniques = pd.factorize(series, use_na_sentinel=False)
+        texts = category_strings(pd.Series(uniques, dtype=series.dtype))
+        return _merge_equal(codes, texts.to_numpy(dtype=object))
+    texts = category_strings(series).to_numpy(dtype=object)
+    return _merge_equal(np.arange(len(texts)), texts)
+
+
+def _equal_values_print_alike(series: pd.Series) -> bool:
+    dtype = series.dtype
+    if isinstance(dtype, pd.StringDtype) or dtype.kind in "biu":
+        return True
+    if dtype.kind == "f":
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        return not np.any(np.signbit(values) & (values == 0))
+    return pd.api.types.is_object_dtype(dtype) and pd.api.types.infer_dtype(
+        series, skipna=True) in ("string", "boolean", "integer")
+
+
+def _merge_equal(row: np.ndarray, texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes into `texts` re-pointed at its distinct texts (object, first appearance kept)."""
+    codes, unique = pd.factorize(texts)
+    return codes[row], np.asarray(unique, dtype=object)
 
 
 def encode_numeric(series: pd.Series) -> Column:
@@ -201,8 +236,10 @@ def encode_numeric(series: pd.Series) -> Column:
         codes = np.where(np.isnan(values), len(levels), codes)
         levels.append(MISSING)
     # Drop empty levels so constant columns are seen as constant.
-    used, codes = np.unique(codes, return_inverse=True)
-    return Column("numeric", codes.astype(np.int64), [levels[i] for i in used], values)
+    used = np.bincount(codes, minlength=len(levels)) > 0
+    codes = (np.cumsum(used) - 1)[codes]
+    return Column("numeric", codes.astype(np.int64), [levels[i] for i in np.flatnonzero(used)],
+                  values)
 
 
 def property_features(
