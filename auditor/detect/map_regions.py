@@ -109,11 +109,13 @@ def contrast_regions(hot: np.ndarray, class_index: np.ndarray, n_classes: int
     used = np.flatnonzero(class_index >= 0)
     order = used[np.argsort(class_index[used], kind="stable")]
     counts = np.bincount(class_index[used], minlength=n_classes)
-    # Hot samples per class and cell: integer sums, exact in any order.
-    before = np.zeros((order.size + 1, size), dtype=np.int64)
-    np.cumsum(hot.reshape(-1, size)[order], axis=0, out=before[1:])
-    ends = np.cumsum(counts)
-    sums = (before[ends] - before[ends - counts]).astype(float)
+    # Hot samples per class and cell: integer sums (exact in any order) of each class's rows.
+    sums = np.zeros((n_classes, size))
+    present = np.flatnonzero(counts)
+    if present.size:
+        sums[present] = np.add.reduceat(hot.reshape(-1, size)[order],
+                                        (np.cumsum(counts) - counts)[present], axis=0,
+                                        dtype=np.int64)
     counts = counts.astype(float)
     total, n_total = sums.sum(axis=0), counts.sum()
     others = n_total - counts
