@@ -25,6 +25,11 @@ def storable_text(text: str) -> str:
 
 def json_ready(obj: Any) -> Any:
     """`obj` with every dict, list and tuple inside it made JSON-ready (see the module)."""
+    kind = type(obj)  # the commonest leaves first, by exact type (subclasses go on below)
+    if kind is float:
+        return obj if math.isfinite(obj) else None
+    if kind is int or kind is bool or obj is None:
+        return obj
     if isinstance(obj, str):
         return storable_text(obj)
     if isinstance(obj, dict):

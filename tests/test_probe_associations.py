@@ -56,10 +56,13 @@ def random_case(rng: np.random.Generator, n: int, k: int, r: int,
     return np.unique(y, return_inverse=True)[1], np.unique(codes, return_inverse=True)[1]
 
 
+@pytest.mark.parametrize("dominant", [0.0, 0.5, 0.999, 1.0])
 @pytest.mark.parametrize("chunk", [1, 3, 7, 40])
-def test_chunk_tables_count_each_shuffle(chunk):
+def test_chunk_tables_count_each_shuffle(chunk, dominant):
     rng = np.random.default_rng(chunk)
     y, codes = random_case(rng, 300, 9, 5)
+    # One level holding a share of the rows (half exactly: counted from the others).
+    codes = np.where(rng.permutation(300) < dominant * 300, 2, codes)
     perms = permutations(y, 17, rng)
     tables = np.concatenate(list(_chunk_tables(codes, 5, perms, 9, chunk)))
     np.testing.assert_array_equal(tables, reference_tables(codes, 5, perms, 9))

@@ -91,23 +91,40 @@ def permutations(y: np.ndarray, n_permutations: int, rng: np.random.Generator) -
 
 
 def _tables(codes: np.ndarray, n_levels: int, ys: np.ndarray, n_classes: int) -> np.ndarray:
-    """Contingency tables [P, R, K] of codes [N] against each label row of ys [P, N]."""
+    """Contingency tables [P, R, K] of codes [N] against each label row of ys [P, N] (rows
+    that are shuffles of one labelling)."""
     return next(_chunk_tables(codes, n_levels, ys, n_classes, len(ys)))
 
 
 def _chunk_tables(codes: np.ndarray, n_levels: int, perms: np.ndarray, n_classes: int,
                   chunk: int) -> Iterator[np.ndarray]:
-    """_tables of perms [P, N] by chunks of `chunk` rows, in order: each table's cell (p, r, k)
-    is the bin p * R * K + r * K + k of one bincount per chunk, whose bins for codes and
-    rows (the same in every chunk) are added to the labels in one pass into one buffer."""
+    """_tables of perms [P, N] (shuffles of one labelling) by chunks of `chunk` rows, in
+    order: each table's cell (p, r, k) is the bin p * R * K + r * K + k of one bincount per
+    chunk, whose bins for codes and rows (the same in every chunk) are added to the labels in
+    one pass into one buffer. Where one level holds at least half the rows, only the other
+    rows are counted: that level's row is each class's size less the other levels' counts
+    (a shuffle keeps the class sizes), which makes a property that is nearly constant
+    nearly free."""
+    level_sizes = np.bincount(codes, minlength=n_levels)
+    top = int(np.argmax(level_sizes)) if len(codes) else 0
+    others = (np.flatnonzero(codes != top)
+              if len(perms) and 2 * level_sizes[top] >= len(codes) else None)
+    if others is not None:
+        class_sizes = np.bincount(perms[0], minlength=n_classes)
+        codes = codes[others]
     cells = n_levels * n_classes
     shift = codes * n_classes + (np.arange(min(chunk, len(perms))) * cells)[:, None]
     flat = np.empty_like(shift)
     for start in range(0, len(perms), chunk):
         ys = perms[start : start + chunk]
+        if others is not None:
+            ys = np.take(ys, others, axis=1)
         bins = np.add(ys, shift[: len(ys)], out=flat[: len(ys)])
         counts = np.bincount(bins.ravel(), minlength=len(ys) * cells)
-        yield counts.reshape(len(ys), n_levels, n_classes)
+        tables = counts.reshape(len(ys), n_levels, n_classes)
+        if others is not None:
+            tables[:, top] = class_sizes - tables.sum(axis=1)
+        yield tables
 
 
 def association(
