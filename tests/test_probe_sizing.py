@@ -141,16 +141,16 @@ def test_many_classes_split_at_random_and_still_find_a_border_colour(monkeypatch
     from auditor.detect import probe_classifier
     from auditor.detect.probe_encoding import border_pixel_features
 
-    assert isinstance(probe_classifier.forest(probe_classifier.MAX_FOREST_CLASSES, 10, 0),
+    assert isinstance(probe_classifier.forest(probe_classifier.MAX_FOREST_CLASSES, 10, 4, 0),
                       RandomForestClassifier)
-    assert isinstance(probe_classifier.forest(probe_classifier.MAX_FOREST_CLASSES + 1, 10, 0),
+    assert isinstance(probe_classifier.forest(probe_classifier.MAX_FOREST_CLASSES + 1, 10, 4, 0),
                       ExtraTreesClassifier)
     thumbs, labels = _border_coloured(12, 20, share=1.0)
     x, groups = border_pixel_features(thumbs, 0.1)
     names = [f"c{c}" for c in range(12)]
     monkeypatch.setattr(probe_classifier, "MAX_FOREST_CLASSES", 11)
     found, _ = probe_classifier.cross_validated_probe(x, groups, labels, names, 0, [])
-    assert found["model"].startswith("extremely randomized trees (40 trees)")
+    assert found["model"].startswith("extremely randomized trees (10 trees, grown on class digits)")
     assert found["accuracy"] > 0.9
     assert found["severity"] == "high"
     # Noise alone: at chance, no flag.

@@ -2,16 +2,25 @@
 accuracy against chance and whether it is well above chance (part 2 of
 `auditor.detect.probes`; the rule is `auditor.detect.probe_rule`).
 
-Above MAX_FOREST_CLASSES classes the trees split at a random threshold of each candidate
-feature (extremely randomized trees, Geurts et al. 2006) instead of the best one: a random
-forest's best-split search costs (rows in the node) x (classes) for every feature at every node
-(22 CPU s a fit on 5 000 rows of 1 000 classes), a random split (rows in the node) + (classes)
-(0.6 s). The same trees, features per split, bootstrap and leaf size otherwise;
-benchmarks/probe_many_classes.py compares the two on clean and planted data at 1 000 classes.
+Above MAX_FOREST_CLASSES classes the probe is MANY_CLASS_TREES extremely randomized trees
+(Geurts et al. 2006: each split at a random threshold of each candidate feature; every tree
+grown on all training rows, no bootstrap; MIN_SPLIT_CANDIDATES candidate features per split,
+all of them when there are fewer, sqrt(features) when that is more), grown on the
+class number's two digits (`leaf_votes.class_digits`) and scored by the class shares of the
+training rows in the leaves (`leaf_votes.leaf_class_votes`). A random forest's best-split
+search costs (rows in the node) x (classes) for every feature at every node (22 CPU s a fit on
+5 000 rows of 1 000 classes); a random split's impurity over 1 000 classes still costs 1 000
+counts per candidate and node, over the digits 64. With 5 rows a class (the subsample keeps
+5 of each of 1 000 classes) a split on a feature that does not tell the class scatters the
+class's rows for good, so a shortcut in a few features needs many candidates per split; and
+every tree sees every training row of the class. benchmarks/probe_many_classes.py measures
+these trees against the 40 bootstrapped trees over the classes used before (sqrt(features)
+candidates): figures in the README.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -20,6 +29,7 @@ from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.model_selection import StratifiedKFold
 
 from auditor.detect.groups import class_rows
+from auditor.detect.leaf_votes import class_digits, leaf_class_votes, vote_outcome
 from auditor.detect.probe_rule import (
     CHANCE_MARGIN,
     MAX_FLAG_SAMPLES,
@@ -51,28 +61,34 @@ MIN_SUBSAMPLE_CLASS_ROWS = 5
 MAX_FOREST_CLASSES = 100
 
 
-def forest(n_classes: int, n_rows: int, seed: int) -> RandomForestClassifier | ExtraTreesClassifier:
-    """The probe's unfitted classifier for `n_classes` classes and `n_rows` rows (module
-    docstring: a random forest, extremely randomized trees above MAX_FOREST_CLASSES)."""
-    settings: dict[str, Any] = {
-        "n_estimators": FOREST_TREES,
-        "min_samples_leaf": 3,
-        "max_features": "sqrt",
-        # Half-size bootstraps halve the fit time; the out-of-fold estimate stays unbiased.
-        "max_samples": 0.5,
-        # Thread start-up costs more than it saves on small data sets.
-        "n_jobs": -1 if n_rows > LARGE_N else None,
-        "random_state": seed,
-    }
+MANY_CLASS_TREES = 10
+
+
+MIN_SPLIT_CANDIDATES = 32
+
+
+def forest(n_classes: int, n_rows: int, n_features: int, seed: int
+           ) -> RandomForestClassifier | ExtraTreesClassifier:
+    """The probe's unfitted classifier for `n_classes` classes, `n_rows` rows and `n_features`
+    features (module docstring: a random forest, extremely randomized trees above
+    MAX_FOREST_CLASSES)."""
+    # Thread start-up costs more than it saves on small data sets.
+    n_jobs = -1 if n_rows > LARGE_N else None
     if n_classes > MAX_FOREST_CLASSES:
-        return ExtraTreesClassifier(bootstrap=True, **settings)
-    return RandomForestClassifier(**settings)
+        candidates = min(n_features, max(MIN_SPLIT_CANDIDATES, math.isqrt(n_features)))
+        return ExtraTreesClassifier(n_estimators=MANY_CLASS_TREES, min_samples_leaf=3,
+                                    max_features=candidates, n_jobs=n_jobs, random_state=seed)
+    # Half-size bootstraps halve the fit time; the out-of-fold estimate stays unbiased.
+    return RandomForestClassifier(n_estimators=FOREST_TREES, min_samples_leaf=3,
+                                  max_features="sqrt", max_samples=0.5, n_jobs=n_jobs,
+                                  random_state=seed)
 
 
 def model_name(n_classes: int) -> str:
     """What `forest` builds, in words."""
-    return ("extremely randomized trees" if n_classes > MAX_FOREST_CLASSES
-            else "random forest")
+    if n_classes > MAX_FOREST_CLASSES:
+        return f"extremely randomized trees ({MANY_CLASS_TREES} trees, grown on class digits)"
+    return f"random forest ({FOREST_TREES} trees)"
 
 
 def subsample(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -128,13 +144,24 @@ def cross_validated_probe(
     true_proba = np.zeros(len(rows))
     correct = np.zeros(len(rows), dtype=bool)
     importance = np.zeros(x.shape[1])
+    # Every class has >= folds rows, so every training fold holds every class.
+    codes = np.unique(ys, return_inverse=True)[1]
     for train, test in splitter.split(xs, ys):
-        model = forest(n_classes, len(rows), seed)
-        model.fit(xs[train], ys[train])
-        proba = model.predict_proba(xs[test])
-        col = np.searchsorted(model.classes_, ys[test])
-        true_proba[test] = proba[np.arange(len(test)), col]
-        correct[test] = model.classes_[proba.argmax(axis=1)] == ys[test]
+        model = forest(n_classes, len(rows), x.shape[1], seed)
+        if n_classes > MAX_FOREST_CLASSES:
+            model.fit(xs[train], class_digits(codes[train], n_classes))
+            votes = leaf_class_votes(model, xs[train], codes[train], xs[test], n_classes)
+            correct[test], true_proba[test] = vote_outcome(votes, codes[test],
+                                                           len(model.estimators_))
+        else:
+            model.fit(xs[train], ys[train])
+            # Threads add the trees' probabilities in the order they finish, so a near-tie
+            # could go either way between runs; one thread adds them in tree order.
+            model.set_params(n_jobs=None)
+            proba = model.predict_proba(xs[test])
+            col = np.searchsorted(model.classes_, ys[test])
+            true_proba[test] = proba[np.arange(len(test)), col]
+            correct[test] = model.classes_[proba.argmax(axis=1)] == ys[test]
         importance += model.feature_importances_ / folds
 
     n = len(rows)
@@ -161,8 +188,7 @@ def cross_validated_probe(
         "severity": probe_severity(lift, n) if well_above else None,
         "n": n,
         "folds": folds,
-        "model": f"{model_name(n_classes)} ({FOREST_TREES} trees), stratified {folds}-fold, "
-                 "out-of-fold",
+        "model": f"{model_name(n_classes)}, stratified {folds}-fold, out-of-fold",
         "features": list(dict.fromkeys(groups)),
         "top_features": [{"feature": k, "importance": float(v)} for k, v in top.items()],
     }
