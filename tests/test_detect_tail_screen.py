@@ -83,3 +83,33 @@ def test_screened_picks_equal_picks_among_every_candidate_computed_exactly():
         assert p[i] == mine.min()  # scipy's value, to the bit
     assert (p == 0).any()
     assert len(set(exact.tolist())) < exact.size / 2  # many ties
+
+
+def test_log_tails_are_scipy_s_where_scipy_costs_less_and_approximated_elsewhere():
+    rng = np.random.default_rng(2)
+    size = 4000
+    n = rng.choice([5, 15, 60, 400], size)
+    n_rest = rng.choice([100, 8_000, 30_000, 500_000], size)
+    k = (rng.random(size) * (n + 1)).astype(int)
+    k_rest = (rng.random(size) ** 3 * n_rest).astype(int)
+    asked = []
+
+    def exact(which):
+        asked.append(int(which.sum()))
+        return map_regions.fisher_greater(k[which], n[which], k_rest[which], n_rest[which])
+
+    log_p, p = tail_screen.log_tails(k, n, k_rest, n_rest, exact)
+    expected = map_regions.fisher_greater(k, n, k_rest, n_rest)
+    direct = np.isfinite(p)
+    assert asked == [int(direct.sum())]  # one call for every tail scipy computes
+    assert np.array_equal(p[direct], expected[direct])
+    # Beyond boost's prime table (500 000 items) and within its factorials scipy's tail is
+    # cheaper.
+    assert direct[n_rest == 500_000].all()
+    assert direct[n + n_rest <= tail_screen.FACTORIAL_TABLE_ITEMS].all()
+    assert 0.2 < direct.mean() < 0.8
+    with np.errstate(divide="ignore"):
+        logs = np.log(expected)
+    normal = ~direct & (logs > -690)
+    assert np.abs(log_p[normal] - logs[normal]).max() < tail_screen.APPROX_ERROR
+    assert np.array_equal(log_p[direct], logs[direct])

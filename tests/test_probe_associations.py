@@ -180,6 +180,11 @@ def hostile_columns(rng: np.random.Generator, n: int) -> dict[str, pd.Series]:
         "float_signed_zero": pd.Series(pick(np.array([0.0, -0.0, 2.5, np.nan]))),
         "float_signed_zero_integral": pd.Series(pick(np.array([0.0, -0.0, 3.0]))),
         "nullable_int": pd.Series(pick(np.array([1, 2, None], dtype=object)), dtype="Int64"),
+        "nullable_float": pd.Series(pick(np.array([1.0, 2.5, None], dtype=object)),
+                                    dtype="Float64"),
+        "nullable_bool": pd.Series(pick(np.array([True, False, None], dtype=object)),
+                                   dtype="boolean"),
+        "float32": pd.Series(pick(floats).astype(np.float32)),
         "colour": pd.Series(pick(colours), dtype="str"),
         "colour_many": pd.Series(pick(hexes), dtype="str"),
     }

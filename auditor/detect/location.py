@@ -120,11 +120,11 @@ from auditor.detect.band_mass import OFF_DISC, band_mass, off_disc_shares
 from auditor.detect.fdr import ClassTest, control_fdr, either_test
 from auditor.detect.flags import Flag
 from auditor.detect.groups import class_rows
-from auditor.detect.map_regions import MapRegion, grow, map_regions
+from auditor.detect.map_regions import MapRegion, fisher_greater, grow, map_regions
 from auditor.detect.object_following import RegionDistances, objects_nearer_p
 from auditor.detect.one_thread import one_thread
 from auditor.detect.share_gates import passes, share_severity
-from auditor.detect.tail_screen import LOG_TINY, SCREEN, could_be_smallest, log_upper_tail
+from auditor.detect.tail_screen import LOG_TINY, SCREEN, could_be_smallest, log_tails
 from auditor.errors import UsageError
 from auditor.metrics import normalise_maps, upsample_maps
 
@@ -301,8 +301,8 @@ class _ScanP:
     test against the other classes (hypergeometric) or the area (binomial, for a class with
     fewer than MIN_REST peaks of other classes), and of the binomial that the class's
     off-object peaks gather in R. `log_p` holds every log p with the hypergeometric tails
-    approximated (auditor.detect.tail_screen: those cost tens of microseconds each, the
-    binomials little); `exact` computes the values the scan reads.
+    approximated where that pays (auditor.detect.tail_screen: scipy's cost up to ~180 us
+    each, the binomials little); `exact` computes the values the scan reads.
 
     k, k_rest: int [C, R], peaks in each region; n, n_rest: int [C, 1], peaks in all;
     area: float [R]; off_k: int [C, R], off-object peaks in each region; off_n: int [C, 1],
@@ -324,12 +324,16 @@ class _ScanP:
         self.p[alone] = np.maximum(_elementwise_once(stats.binom.sf, k[alone] - 1, self.n[alone],
                                                      area[alone]), gathered[alone])
         self.gathered = gathered
+        # The hypergeometric tails: each distinct argument tuple once (classes of one size
+        # share their counts), scipy's where it costs less than the screen.
+        against = self.against_rest
+        self.tuples, self.inverse = _distinct(k[against], self.n[against], k_rest[against],
+                                              self.n_rest[against])
+        log_tail, self.tail = log_tails(
+            *self.tuples, exact=lambda which: fisher_greater(*(t[which] for t in self.tuples)))
         with np.errstate(divide="ignore"):
             log_p = np.log(self.p)
-            against = self.against_rest
-            log_p[against] = np.maximum(
-                log_upper_tail(k[against], self.n[against], k_rest[against],
-                               self.n_rest[against]), np.log(gathered[against]))
+            log_p[against] = np.maximum(log_tail[self.inverse], np.log(gathered[against]))
         self.log_p = log_p
         self.smallest = could_be_smallest(log_p.ravel(), np.repeat(np.arange(shape[0]), shape[1]),
                                           shape[0]).reshape(shape)
@@ -341,24 +345,23 @@ class _ScanP:
         rows = np.repeat(np.arange(len(regions)), [len(r) for r in regions])
         wanted[rows, np.array([r for mine in regions for r in mine], dtype=np.intp)] = True
         wanted &= self.against_rest  # the binomials against the area are exact already
+        tuples = self.inverse[wanted[self.against_rest]]
+        needed = np.zeros(self.tail.size, dtype=bool)
+        needed[tuples] = True
+        needed &= np.isnan(self.tail)
+        self.tail[needed] = fisher_greater(*(t[needed] for t in self.tuples))
         p = self.p.copy()
-        n, n_rest, k = self.n[wanted], self.n_rest[wanted], self.k[wanted]
-        p[wanted] = np.maximum(_elementwise_once(stats.hypergeom.sf, k - 1, n + n_rest,
-                                                 k + self.k_rest[wanted], n),
-                               self.gathered[wanted])
+        p[wanted] = np.maximum(self.tail[tuples], self.gathered[wanted])
         return p
 
 
-def _elementwise_once(function: Any, *args: np.ndarray) -> np.ndarray:
-    """function(*args) of an elementwise function (a scipy distribution's sf) evaluated once
-    per distinct tuple of arguments (1-D, of one length) and spread back: the same values.
-    Classes of one size share their counts, so 1 000 classes x 144 regions hold few distinct
-    tuples (the hypergeometric tail costs ~80 us each at 100 000 peaks)."""
-    if not args[0].size:
-        return function(*args)
+def _distinct(*args: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """The distinct tuples of arguments (1-D, of one length), as columns, and each tuple's
+    position among them (int [N]). Distinct tuples from one lexicographic sort of the columns
+    (np.unique(axis=0) sorts rows as opaque records, several times slower)."""
     columns = [np.asarray(a) for a in args]
-    # Distinct tuples from one lexicographic sort of the columns (np.unique(axis=0) sorts
-    # rows as opaque records, several times slower).
+    if not columns[0].size:
+        return columns, np.zeros(0, dtype=np.intp)
     order = np.lexsort(columns[::-1])
     first = np.zeros(order.size, dtype=bool)
     first[0] = True
@@ -367,8 +370,18 @@ def _elementwise_once(function: Any, *args: np.ndarray) -> np.ndarray:
         first[1:] |= ordered[1:] != ordered[:-1]
     inverse = np.empty(order.size, dtype=np.intp)
     inverse[order] = np.cumsum(first) - 1
-    values = function(*(column[order[first]] for column in columns))
-    return np.asarray(values)[inverse]
+    return [column[order[first]] for column in columns], inverse
+
+
+def _elementwise_once(function: Any, *args: np.ndarray) -> np.ndarray:
+    """function(*args) of an elementwise function (a scipy distribution's sf) evaluated once
+    per distinct tuple of arguments (1-D, of one length) and spread back: the same values.
+    Classes of one size share their counts, so 1 000 classes x 144 regions hold few distinct
+    tuples."""
+    if not args[0].size:
+        return function(*args)
+    tuples, inverse = _distinct(*args)
+    return np.asarray(function(*tuples))[inverse]
 
 
 def fixed_location_tests(samples: pd.DataFrame, maps: torch.Tensor | np.ndarray,

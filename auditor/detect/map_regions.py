@@ -47,7 +47,7 @@ import numpy as np
 from scipy import stats
 
 from auditor.detect.groups import class_rows
-from auditor.detect.tail_screen import could_be_smallest, log_upper_tail
+from auditor.detect.tail_screen import could_be_smallest, log_tails
 
 HOT_LEVEL = 0.5
 REGION_LEVEL = 0.5
@@ -109,11 +109,13 @@ def contrast_regions(hot: np.ndarray, class_index: np.ndarray, n_classes: int
     used = np.flatnonzero(class_index >= 0)
     order = used[np.argsort(class_index[used], kind="stable")]
     counts = np.bincount(class_index[used], minlength=n_classes)
-    # Hot samples per class and cell: integer sums, exact in any order.
-    before = np.zeros((order.size + 1, size), dtype=np.int64)
-    np.cumsum(hot.reshape(-1, size)[order], axis=0, out=before[1:])
-    ends = np.cumsum(counts)
-    sums = (before[ends] - before[ends - counts]).astype(float)
+    # Hot samples per class and cell: integer sums (exact in any order) of each class's rows.
+    sums = np.zeros((n_classes, size))
+    present = np.flatnonzero(counts)
+    if present.size:
+        sums[present] = np.add.reduceat(hot.reshape(-1, size)[order],
+                                        (np.cumsum(counts) - counts)[present], axis=0,
+                                        dtype=np.int64)
     counts = counts.astype(float)
     total, n_total = sums.sum(axis=0), counts.sum()
     others = n_total - counts
@@ -237,11 +239,12 @@ def pick_thresholds(candidates: Candidates, k_rest: np.ndarray, n: np.ndarray,
     [K] of n_rest; n, n_rest int [n_problems]) is smallest, the first (smaller) of equals:
     (position in `candidates`, -1 where the problem has none; its p, NaN there). Only the
     candidates that can be their problem's smallest are computed exactly (tail_screen)."""
-    owner_n, owner_rest = n[candidates.problem], n_rest[candidates.problem]
-    near = could_be_smallest(log_upper_tail(candidates.k, owner_n, k_rest, owner_rest),
-                             candidates.problem, n_problems)
-    p = np.full(candidates.k.size, np.inf)
-    p[near] = fisher_greater(candidates.k[near], owner_n[near], k_rest[near], owner_rest[near])
+    args = (candidates.k, n[candidates.problem], k_rest, n_rest[candidates.problem])
+    log_p, p = log_tails(*args, exact=lambda which: fisher_greater(*(a[which] for a in args)))
+    near = could_be_smallest(log_p, candidates.problem, n_problems)
+    todo = near & np.isnan(p)
+    p[todo] = fisher_greater(*(a[todo] for a in args))
+    p[~near] = np.inf
     best = np.full(n_problems, -1)
     if p.size:
         order = np.lexsort((np.arange(p.size), p, candidates.problem))

@@ -158,7 +158,9 @@ def run_probes(
     rows = np.flatnonzero(keep)
     frame = props.iloc[rows].reset_index(drop=True)
     y_full = labels_arr[rows]
-    thumbs_kept = None if thumbs is None else np.asarray(thumbs)[rows]
+    # Read only below: no copy of every thumbnail when every row is labelled.
+    thumbs_kept = (None if thumbs is None
+                   else np.asarray(thumbs) if keep.all() else np.asarray(thumbs)[rows])
     present, y = np.unique(y_full, return_inverse=True)
     names = [classes[i] for i in present]
 

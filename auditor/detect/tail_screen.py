@@ -15,6 +15,8 @@ always kept: scipy may round them to the same subnormal or zero.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy import special
 
@@ -29,6 +31,15 @@ SCREEN = 1e-4
 LOG_TINY = -650.0
 #: Rows of the tail matrix summed at once (memory: ROWS x the longest tail's terms).
 ROWS = 4096
+#: scipy's tail (boost) builds the pmf from a table of factorials up to this many items
+#: (~0.2 us a value), then from the primes up to the number of items up to PRIME_TABLE_ITEMS
+#: (the 10 000th prime; ~1.7 us a thousand items), beyond from Lanczos' gamma (~1 us).
+FACTORIAL_TABLE_ITEMS = 170
+PRIME_TABLE_ITEMS = 104_729
+#: The approximation costs ~0.07 us a term of the tail: it replaces scipy's where a tail has
+#: at most one term per this many items (and scipy would use its prime table), so it costs
+#: well under what it saves.
+ITEMS_PER_TERM = 100
 
 
 def log_upper_tail(k: np.ndarray, n: np.ndarray, k_rest: np.ndarray, n_rest: np.ndarray
@@ -63,6 +74,29 @@ def log_upper_tail(k: np.ndarray, n: np.ndarray, k_rest: np.ndarray, n_rest: np.
         out[rows] = log_first + peak + np.log(
             np.exp(-peak) + np.exp(logs - peak[:, None]).sum(axis=1))
     return out
+
+
+def log_tails(k: np.ndarray, n: np.ndarray, k_rest: np.ndarray, n_rest: np.ndarray,
+              exact: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(log p, p) of many upper tails (log_upper_tail's arguments, int [K]): where scipy's tail
+    costs less than the approximation (at most FACTORIAL_TABLE_ITEMS or more than
+    PRIME_TABLE_ITEMS items, or more than a term per ITEMS_PER_TERM items)
+    p is scipy's, exact(which) for the bool [K] `which`, and log p its log; elsewhere log p is
+    log_upper_tail's and p NaN (to be computed exactly where could_be_smallest keeps it)."""
+    k, n, k_rest, n_rest = np.broadcast_arrays(k, n, k_rest, n_rest)
+    items = n + n_rest
+    terms = np.minimum(n, k + k_rest) - np.maximum(k, np.maximum(n - (items - k - k_rest), 0))
+    approximated = ((items > FACTORIAL_TABLE_ITEMS) & (items <= PRIME_TABLE_ITEMS)
+                    & ((terms + 1) * ITEMS_PER_TERM <= items))
+    p = np.full(k.shape, np.nan)
+    log_p = np.empty(k.shape)
+    direct = ~approximated
+    p[direct] = exact(direct)
+    with np.errstate(divide="ignore"):
+        log_p[direct] = np.log(p[direct])
+    log_p[approximated] = log_upper_tail(k[approximated], n[approximated],
+                                         k_rest[approximated], n_rest[approximated])
+    return log_p, p
 
 
 def _log_choose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
