@@ -188,3 +188,58 @@ def test_the_random_forest_sums_its_trees_on_one_thread(monkeypatch):
     single = probe_classifier.forest
     monkeypatch.setattr(probe_classifier, "forest", lambda *a: single(*a).set_params(n_jobs=None))
     assert probe_classifier.cross_validated_probe(x, groups, labels, names, 3, []) == threaded
+
+
+@pytest.mark.parametrize("n_classes, n_rows", [(3, 400), (40, 4000), (150, 3500), (1000, 6000)])
+def test_features_of_the_kept_rows_only_give_the_same_probe(n_classes, n_rows):
+    # A function of the row positions (probes.py builds the border pixels of the subsample
+    # only) must see exactly the subsample's rows and give what the whole matrix gives.
+    rng = np.random.default_rng(n_rows)
+    labels = rng.integers(0, n_classes, n_rows)
+    labels[labels == 1] = 2  # an absent class
+    labels[:2] = 0  # class 0 kept; class 4 may have too few rows
+    x = rng.integers(0, 4, (n_rows, 9)).astype(np.float32)
+    x[:, 0] += labels % 5
+    groups = [f"g{i % 4}" for i in range(9)]
+    names = [f"c{i}" for i in range(n_classes)]
+    asked = []
+
+    def features(rows):
+        asked.append(rows.copy())
+        return x[rows]
+
+    whole_notes, lazy_notes = [], []
+    whole = probe_classifier.cross_validated_probe(x, groups, labels, names, 5, whole_notes)
+    lazy = probe_classifier.cross_validated_probe(features, groups, labels, names, 5, lazy_notes)
+    assert lazy == whole
+    assert lazy_notes == whole_notes
+    assert whole[0]["status"] == "ok"
+    assert len(asked) == 1
+    assert len(asked[0]) == whole[0]["n"]
+    assert len(asked[0]) < n_rows or n_rows <= probe_classifier.MAX_CLASSIFIER_ROWS
+
+
+def test_a_feature_function_without_features_is_skipped_unasked():
+    def features(rows):
+        raise AssertionError("no features to build")
+
+    found, telling = probe_classifier.cross_validated_probe(
+        features, [], np.repeat(np.arange(3), 20), ["a", "b", "c"], 0, [])
+    assert found["status"] == "skipped" and telling == []
+
+
+@pytest.mark.parametrize("size", [(16, 16), (7, 12), (32, 5)])
+def test_border_pixels_of_the_kept_rows_are_those_rows_of_the_whole_matrix(size):
+    from auditor.detect.probe_encoding import border_pixel_features, border_pixel_groups
+    from auditor.detect.probes import _border_pixels_of_rows
+
+    rng = np.random.default_rng(size[0])
+    thumbs = rng.integers(0, 256, (50, 3, *size), dtype=np.uint8)
+    rows = np.sort(rng.choice(50, 17, replace=False))
+    for border in (0.1, 0.25, 0.45):
+        x, groups = border_pixel_features(thumbs, border)
+        part = _border_pixels_of_rows(thumbs, border, rows)
+        assert part.dtype == x.dtype and part.flags.c_contiguous
+        np.testing.assert_array_equal(part, x[rows])
+        assert border_pixel_groups(*size, border) == groups
+        assert len(groups) == x.shape[1]

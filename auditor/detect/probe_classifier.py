@@ -21,6 +21,7 @@ candidates): figures in the README.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -106,15 +107,19 @@ def subsample(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def cross_validated_probe(
-    x: np.ndarray,
+    x: np.ndarray | Callable[[np.ndarray], np.ndarray],
     groups: list[str],
     y: np.ndarray,
     names: list[str],
     seed: int,
     notes: list[str],
 ) -> tuple[dict[str, Any], list[int]]:
-    """Out-of-fold accuracy of a forest on x vs the majority baseline; most telling rows."""
-    if x.shape[1] == 0:
+    """Out-of-fold accuracy of a forest on x vs the majority baseline; most telling rows.
+
+    x is float [N, F] (F = len(groups)), or a function from row positions int [M] to their
+    float [M, F] features, so that features are built only for the rows the probe keeps
+    (`subsample`)."""
+    if not groups:
         return {"status": "skipped", "reason": "no usable (non-constant) features"}, []
     counts = np.bincount(y, minlength=len(names))
     small = [names[c] for c in np.flatnonzero((counts > 0) & (counts < MIN_CLASS_ROWS))]
@@ -137,17 +142,17 @@ def cross_validated_probe(
 
     rng = np.random.default_rng(seed)
     rows = usable[subsample(y[usable], rng)]
-    xs, ys = x[rows], y[rows]
+    xs, ys = (x[rows] if isinstance(x, np.ndarray) else x(rows)), y[rows]
     most = MAX_FOLDS if len(rows) <= LARGE_N else LARGE_N_FOLDS
     folds = int(min(most, np.bincount(ys)[np.unique(ys)].min()))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     true_proba = np.zeros(len(rows))
     correct = np.zeros(len(rows), dtype=bool)
-    importance = np.zeros(x.shape[1])
+    importance = np.zeros(len(groups))
     # Every class has >= folds rows, so every training fold holds every class.
     codes = np.unique(ys, return_inverse=True)[1]
     for train, test in splitter.split(xs, ys):
-        model = forest(n_classes, len(rows), x.shape[1], seed)
+        model = forest(n_classes, len(rows), len(groups), seed)
         if n_classes > MAX_FOREST_CLASSES:
             model.fit(xs[train], class_digits(codes[train], n_classes))
             votes = leaf_class_votes(model, xs[train], codes[train], xs[test], n_classes)

@@ -279,17 +279,22 @@ def band_pixels(thumbs: np.ndarray, band: np.ndarray) -> np.ndarray:
 
 
 def border_pixel_features(thumbs: np.ndarray, border: float) -> tuple[np.ndarray, list[str]]:
-    """Band pixels flattened to float [N, 3 * band_pixels], grouped as "<side> edge, <channel>"."""
+    """Band pixels flattened to float [N, 3 * band_pixels], grouped as "<side> edge, <channel>"
+    (border_pixel_groups)."""
     _, _, h, w = thumbs.shape
+    x = band_pixels(thumbs, border_band_mask(h, w, border)).astype(np.float32)
+    return x.reshape(len(thumbs), -1), border_pixel_groups(h, w, border)
+
+
+def border_pixel_groups(h: int, w: int, border: float) -> list[str]:
+    """The group of each of border_pixel_features' columns for H x W thumbnails."""
     band = border_band_mask(h, w, border)
     bh, bw = border_width(h, border), border_width(w, border)
     ys, xs = np.nonzero(band)
     side = np.where(
         ys < bh, "top", np.where(ys >= h - bh, "bottom", np.where(xs < bw, "left", "right"))
     )
-    x = band_pixels(thumbs, band).astype(np.float32).reshape(len(thumbs), -1)
-    groups = [f"{s} edge, {ch}" for ch in CHANNELS for s in side]
-    return x, groups
+    return [f"{s} edge, {ch}" for ch in CHANNELS for s in side]
 
 
 def validate_inputs(

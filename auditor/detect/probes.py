@@ -49,6 +49,7 @@ they become features; the thumbnails' border band), `probe_associations` (1.), `
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,7 @@ from auditor.detect.probe_classifier import cross_validated_probe
 from auditor.detect.probe_encoding import (
     BORDER_PROPERTIES,
     border_pixel_features,
+    border_pixel_groups,
     encode_properties,
     property_features,
     validate_inputs,
@@ -194,7 +196,9 @@ def run_probes(
 
     meta_x, meta_groups = property_features(len(frame), columns, border_group=False)
     if thumbs_kept is not None:
-        border_x, border_groups = border_pixel_features(thumbs_kept, border)
+        # The classifier keeps a subsample (probe_classifier.subsample): pixels of its rows only.
+        border_x = partial(_border_pixels_of_rows, thumbs_kept, border)
+        border_groups = border_pixel_groups(*thumbs_kept.shape[2:], border)
         size = f"{thumbs_kept.shape[2]}x{thumbs_kept.shape[3]}"
         border_source = f"border band pixels of the {size} thumbnails"
     else:
@@ -247,6 +251,11 @@ def run_probes(
         notes=notes,
         settings=settings,
     )
+
+
+def _border_pixels_of_rows(thumbs: np.ndarray, border: float, rows: np.ndarray) -> np.ndarray:
+    """border_pixel_features of thumbs[rows] (float [len(rows), F])."""
+    return border_pixel_features(thumbs[rows], border)[0]
 
 
 def _stronger(a: Severity | None, b: Severity | None) -> Severity | None:
