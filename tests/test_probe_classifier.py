@@ -190,7 +190,7 @@ def test_the_random_forest_sums_its_trees_on_one_thread(monkeypatch):
     assert probe_classifier.cross_validated_probe(x, groups, labels, names, 3, []) == threaded
 
 
-@pytest.mark.parametrize("n_classes, n_rows", [(3, 400), (40, 4000), (150, 3500), (1000, 6000)])
+@pytest.mark.parametrize(("n_classes", "n_rows"), [(3, 400), (40, 4000), (150, 3500), (1000, 6000)])
 def test_features_of_the_kept_rows_only_give_the_same_probe(n_classes, n_rows):
     # A function of the row positions (probes.py builds the border pixels of the subsample
     # only) must see exactly the subsample's rows and give what the whole matrix gives.
@@ -225,7 +225,8 @@ def test_a_feature_function_without_features_is_skipped_unasked():
 
     found, telling = probe_classifier.cross_validated_probe(
         features, [], np.repeat(np.arange(3), 20), ["a", "b", "c"], 0, [])
-    assert found["status"] == "skipped" and telling == []
+    assert found["status"] == "skipped"
+    assert telling == []
 
 
 @pytest.mark.parametrize("size", [(16, 16), (7, 12), (32, 5)])
@@ -239,7 +240,33 @@ def test_border_pixels_of_the_kept_rows_are_those_rows_of_the_whole_matrix(size)
     for border in (0.1, 0.25, 0.45):
         x, groups = border_pixel_features(thumbs, border)
         part = _border_pixels_of_rows(thumbs, border, rows)
-        assert part.dtype == x.dtype and part.flags.c_contiguous
+        assert part.dtype == x.dtype
+        assert part.flags.c_contiguous
         np.testing.assert_array_equal(part, x[rows])
         assert border_pixel_groups(*size, border) == groups
         assert len(groups) == x.shape[1]
+
+
+def test_many_classes_leaves_are_looked_up_on_one_thread_and_equal_a_run_wholly_on_one(
+        monkeypatch):
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 150, 4000)
+    x = rng.integers(0, 4, (4000, 40)).astype(np.float32)
+    x[:, 0] += labels % 7
+    groups = [f"g{i % 5}" for i in range(40)]
+    names = [f"c{i}" for i in range(150)]
+    jobs = []
+    apply = ExtraTreesClassifier.apply
+
+    def recorded(self, x):
+        jobs.append(self.n_jobs)
+        return apply(self, x)
+
+    monkeypatch.setattr(ExtraTreesClassifier, "apply", recorded)
+    threaded = probe_classifier.cross_validated_probe(x, groups, labels, names, 1, [])
+    assert threaded[0]["model"].startswith("extremely randomized trees")
+    assert probe_classifier.forest(150, 3000, 40, 1).n_jobs == -1
+    assert jobs == [None] * 6  # training and scored rows, three folds
+    single = probe_classifier.forest
+    monkeypatch.setattr(probe_classifier, "forest", lambda *a: single(*a).set_params(n_jobs=None))
+    assert probe_classifier.cross_validated_probe(x, groups, labels, names, 1, []) == threaded

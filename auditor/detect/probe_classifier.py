@@ -155,6 +155,9 @@ def cross_validated_probe(
         model = forest(n_classes, len(rows), len(groups), seed)
         if n_classes > MAX_FOREST_CLASSES:
             model.fit(xs[train], class_digits(codes[train], n_classes))
+            # Each tree's leaves are the same on any thread; starting threads for `apply`
+            # costs more than the ten trees' look-ups.
+            model.set_params(n_jobs=None)
             votes = leaf_class_votes(model, xs[train], codes[train], xs[test], n_classes)
             correct[test], true_proba[test] = vote_outcome(votes, codes[test],
                                                            len(model.estimators_))
