@@ -161,3 +161,15 @@ def test_byte_tests_of_text_equal_the_character_tests(kind: pa.DataType) -> None
         assert quoted == [('"' + v.replace('"', '""') + '"')
                           if any(c in v for c in samples_csv.QUOTE_CHARACTERS) else v
                           for v in values]
+
+
+@pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
+def test_a_slice_of_text_is_scanned_alone(kind: pa.DataType) -> None:
+    # A block of a longer column shares the column's buffer; only the block's bytes count
+    # (scanning the whole buffer per block made samples.csv quadratic in rows).
+    text = ["é" * (i % 5) + str(i) for i in range(100)]
+    for start, stop in [(0, 100), (30, 60), (99, 100), (40, 40)]:
+        data, offsets = samples_csv._utf8(pa.array(text, type=kind).slice(start, stop - start))
+        values = [v.encode() for v in text[start:stop]]
+        assert data.tobytes() == b"".join(values)
+        assert offsets.tolist() == np.cumsum([0] + [len(v) for v in values]).tolist()

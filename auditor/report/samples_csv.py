@@ -176,15 +176,18 @@ def _holding(text: pa.Array, table: np.ndarray) -> np.ndarray:
 
 def _utf8(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """The bytes of a string array without nulls, uint8 [bytes], and where each value starts
-    and ends in them, int64 [n + 1]."""
+    and ends in them, int64 [n + 1] from 0.
+
+    Only the array's own bytes: a slice (a block of a longer column) shares its parent's
+    buffer, and scanning the whole buffer for every block made the file quadratic in rows."""
     _, positions, data = text.buffers()
-    if positions is None:  # no values
+    if positions is None or data is None:  # no values, or only empty ones
         return np.zeros(0, dtype=np.uint8), np.zeros(len(text) + 1, dtype=np.int64)
     width = np.int64 if pa.types.is_large_string(text.type) else np.int32
     offsets = np.frombuffer(positions, dtype=width)[
         text.offset : text.offset + len(text) + 1].astype(np.int64)
-    return (np.frombuffer(data, dtype=np.uint8) if data is not None
-            else np.zeros(0, dtype=np.uint8)), offsets
+    first = offsets[0]
+    return np.frombuffer(data, dtype=np.uint8)[first : offsets[-1]], offsets - first
 
 
 def _float_text(values: np.ndarray) -> pa.Array:
@@ -207,5 +210,4 @@ def _block_bytes(columns: list[pa.Array]) -> memoryview:
     """The rows of a block (one field per column, each row ended by os.linesep) as UTF-8."""
     ended = pc.binary_join_element_wise(columns[-1], "", os.linesep)
     lines = pc.binary_join_element_wise(*columns[:-1], ended, ",")
-    data, offsets = _utf8(lines)
-    return memoryview(data[offsets[0] : offsets[-1]])
+    return memoryview(_utf8(lines)[0])
