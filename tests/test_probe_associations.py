@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -266,3 +267,11 @@ def test_numeric_summary_by_hand():
     assert summary["b"]["n"] == 0
     assert math.isnan(summary["b"]["median"])
     assert all(type(summary["a"][key]) is int for key in ("n", "missing"))
+
+
+def test_integral_floats_print_as_ints_and_an_infinity_keeps_them_floats() -> None:
+    assert category_strings(pd.Series([8.0, 2.0, np.nan])).tolist() == ["8", "2", MISSING]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # np.mod of an infinity warns
+        spelled = category_strings(pd.Series([1.0, np.inf, -np.inf, np.nan])).tolist()
+    assert spelled == ["1.0", "inf", "-inf", MISSING]

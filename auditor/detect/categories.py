@@ -16,8 +16,9 @@ def category_strings(series: pd.Series) -> pd.Series:
     the empty string (e.g. a PNG's chroma subsampling) as NONE."""
     s = series
     if pd.api.types.is_float_dtype(s):
-        finite = s.dropna()
-        if len(finite) and np.all(np.equal(np.mod(finite.to_numpy(), 1), 0)):
+        values = s.dropna().to_numpy()
+        # An infinity is not integral (and np.mod of one warns).
+        if len(values) and np.isfinite(values).all() and (np.mod(values, 1) == 0).all():
             s = s.astype("Int64")
     out = s.astype(object).where(s.notna(), MISSING).astype(str)
     return out.where(out != "", NONE)

@@ -68,20 +68,22 @@ MANY_CLASS_TREES = 10
 MIN_SPLIT_CANDIDATES = 32
 
 
-def forest(n_classes: int, n_rows: int, n_features: int, seed: int
+def forest(n_classes: int, n_rows: int, n_features: int, seed: int, n_train: int | None = None
            ) -> RandomForestClassifier | ExtraTreesClassifier:
     """The probe's unfitted classifier for `n_classes` classes, `n_rows` rows and `n_features`
-    features (module docstring: a random forest, extremely randomized trees above
-    MAX_FOREST_CLASSES)."""
+    features, to be fitted on `n_train` of the rows (None: all of them) (module docstring: a
+    random forest, extremely randomized trees above MAX_FOREST_CLASSES)."""
     # Thread start-up costs more than it saves on small data sets.
     n_jobs = -1 if n_rows > LARGE_N else None
     if n_classes > MAX_FOREST_CLASSES:
         candidates = min(n_features, max(MIN_SPLIT_CANDIDATES, math.isqrt(n_features)))
         return ExtraTreesClassifier(n_estimators=MANY_CLASS_TREES, min_samples_leaf=3,
                                     max_features=candidates, n_jobs=n_jobs, random_state=seed)
-    # Half-size bootstraps halve the fit time; the out-of-fold estimate stays unbiased.
+    # Half-size bootstraps halve the fit time; the out-of-fold estimate stays unbiased. As a
+    # count (what scikit-learn makes of 0.5), which it does not warn about on small sets.
+    half = max((n_rows if n_train is None else n_train) // 2, 1)
     return RandomForestClassifier(n_estimators=FOREST_TREES, min_samples_leaf=3,
-                                  max_features="sqrt", max_samples=0.5, n_jobs=n_jobs,
+                                  max_features="sqrt", max_samples=half, n_jobs=n_jobs,
                                   random_state=seed)
 
 
@@ -152,7 +154,7 @@ def cross_validated_probe(
     # Every class has >= folds rows, so every training fold holds every class.
     codes = np.unique(ys, return_inverse=True)[1]
     for train, test in splitter.split(xs, ys):
-        model = forest(n_classes, len(rows), len(groups), seed)
+        model = forest(n_classes, len(rows), len(groups), seed, len(train))
         if n_classes > MAX_FOREST_CLASSES:
             model.fit(xs[train], class_digits(codes[train], n_classes))
             # Each tree's leaves are the same on any thread; starting threads for `apply`
